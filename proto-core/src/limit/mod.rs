@@ -1,0 +1,1 @@
+//! Per-source quotas and rate limits in fixed memory.

@@ -1,0 +1,292 @@
+//! The fields every message shares: ids, transaction ids, cookies, tokens.
+//!
+//! ```text
+//! id      = 1*32 idchar          ; printable ASCII, no space, no ' " or \
+//! idchar  = %x21 / %x23-26 / %x28-5B / %x5D-7E
+//! txid    = 1*16 (ALPHA / DIGIT)
+//! cookie  = 16 LOWHEX            ; 64 bits, big-endian
+//! token   = 16 LOWHEX            ; 64 bits, big-endian
+//! ```
+//!
+//! The id alphabet is chosen so that Python's `repr` of an id is exactly
+//! `'` + id + `'`: the seed client prints the server's `List` verbatim, and
+//! the seed server built it with `str(list)`.
+
+use core::fmt;
+
+/// Longest id, in bytes.
+pub const MAX_ID_LEN: usize = 32;
+/// Longest transaction id, in bytes.
+pub const MAX_TXID_LEN: usize = 16;
+
+/// Why a field was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldError {
+    /// The id was empty, longer than 32 bytes, or held a forbidden byte.
+    BadId,
+    /// The transaction id was empty, longer than 16 bytes, or not alphanumeric.
+    BadTxId,
+    /// A cookie or token was not exactly 16 lowercase hex digits.
+    BadHex,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FieldError::BadId => {
+                "the id must be 1 to 32 printable ASCII characters without spaces, quotes or backslashes"
+            }
+            FieldError::BadTxId => "the transaction id must be 1 to 16 letters or digits",
+            FieldError::BadHex => "the value must be exactly 16 lowercase hex digits",
+        })
+    }
+}
+
+/// Whether `b` may appear in an id.
+pub const fn is_id_byte(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e) && b != b'\'' && b != b'"' && b != b'\\'
+}
+
+/// A validated client id, borrowed from a datagram or from the registry.
+///
+/// ```
+/// use proto_core::wire::Id;
+/// assert!(Id::new("alice").is_ok());
+/// assert!(Id::new("it's").is_err());
+/// assert!(Id::new("").is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id<'a>(&'a str);
+
+impl<'a> Id<'a> {
+    /// Validate `s` as an id.
+    pub fn new(s: &'a str) -> Result<Self, FieldError> {
+        Self::from_bytes(s.as_bytes())
+    }
+
+    /// Validate raw bytes as an id. The bytes are ASCII if this succeeds.
+    pub fn from_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
+        if b.is_empty() || b.len() > MAX_ID_LEN || !b.iter().all(|&c| is_id_byte(c)) {
+            return Err(FieldError::BadId);
+        }
+        // Every id byte is ASCII, so this cannot fail; the error arm keeps
+        // the function panic-free without `unsafe`.
+        core::str::from_utf8(b)
+            .map(Id)
+            .map_err(|_| FieldError::BadId)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// The id as bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Id<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.0)
+    }
+}
+
+impl fmt::Display for Id<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// An id held by value, for tables and for callers that outlive the datagram.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdBuf {
+    len: u8,
+    bytes: [u8; MAX_ID_LEN],
+}
+
+impl IdBuf {
+    /// An empty placeholder (not a valid id; [`IdBuf::as_id`] refuses it).
+    pub const EMPTY: IdBuf = IdBuf {
+        len: 0,
+        bytes: [0; MAX_ID_LEN],
+    };
+
+    /// Copy a validated id.
+    pub fn from_id(id: Id<'_>) -> Self {
+        let mut out = Self::EMPTY;
+        let b = id.as_bytes();
+        out.bytes[..b.len()].copy_from_slice(b);
+        out.len = b.len() as u8;
+        out
+    }
+
+    /// The stored bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The stored id, or `None` for [`IdBuf::EMPTY`].
+    pub fn as_id(&self) -> Option<Id<'_>> {
+        Id::from_bytes(self.as_bytes()).ok()
+    }
+
+    /// Whether this holds `id`.
+    pub fn eq_id(&self, id: Id<'_>) -> bool {
+        self.as_bytes() == id.as_bytes()
+    }
+}
+
+impl fmt::Debug for IdBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.as_id() {
+            Some(id) => write!(f, "IdBuf({})", id.as_str()),
+            None => f.write_str("IdBuf(<empty>)"),
+        }
+    }
+}
+
+/// A client-chosen transaction id, echoed in the reply to the request that carried it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxId<'a>(&'a str);
+
+impl<'a> TxId<'a> {
+    /// Validate `s` as a transaction id.
+    pub fn new(s: &'a str) -> Result<Self, FieldError> {
+        Self::from_bytes(s.as_bytes())
+    }
+
+    /// Validate raw bytes as a transaction id.
+    pub fn from_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
+        if b.is_empty() || b.len() > MAX_TXID_LEN || !b.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(FieldError::BadTxId);
+        }
+        core::str::from_utf8(b)
+            .map(TxId)
+            .map_err(|_| FieldError::BadTxId)
+    }
+
+    /// The transaction id as text.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl fmt::Debug for TxId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TxId({})", self.0)
+    }
+}
+
+impl fmt::Display for TxId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Parse exactly 16 lowercase hex digits.
+pub fn parse_hex64(b: &[u8]) -> Result<u64, FieldError> {
+    if b.len() != 16 {
+        return Err(FieldError::BadHex);
+    }
+    let mut v = 0u64;
+    for &c in b {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return Err(FieldError::BadHex),
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Ok(v)
+}
+
+/// Write `v` as 16 lowercase hex digits.
+pub fn hex64(v: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+/// A stateless address-validation cookie (see [`crate::cookie`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cookie(pub u64);
+
+/// The secret that proves ownership of a registered id on the extended protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Token(pub u64);
+
+macro_rules! hex_field {
+    ($t:ident) => {
+        impl $t {
+            /// Parse 16 lowercase hex digits.
+            pub fn parse(b: &[u8]) -> Result<Self, FieldError> {
+                parse_hex64(b).map($t)
+            }
+            /// The 16 lowercase hex digits of this value.
+            pub fn to_hex(self) -> [u8; 16] {
+                hex64(self.0)
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:016x}", self.0)
+            }
+        }
+    };
+}
+hex_field!(Cookie);
+hex_field!(Token);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_alphabet_matches_python_repr_rules() {
+        assert!(Id::new("120").is_ok());
+        assert!(Id::new("a-b_c.d@e").is_ok());
+        assert_eq!(Id::new("a b"), Err(FieldError::BadId));
+        assert_eq!(Id::new("a'b"), Err(FieldError::BadId));
+        assert_eq!(Id::new("a\"b"), Err(FieldError::BadId));
+        assert_eq!(Id::new("a\\b"), Err(FieldError::BadId));
+        assert_eq!(Id::new("\u{e9}"), Err(FieldError::BadId));
+        assert_eq!(Id::new("a\n"), Err(FieldError::BadId));
+        assert!(Id::new(core::str::from_utf8(&[b'x'; 32]).unwrap()).is_ok());
+        assert_eq!(
+            Id::new(core::str::from_utf8(&[b'x'; 33]).unwrap()),
+            Err(FieldError::BadId)
+        );
+    }
+
+    #[test]
+    fn txid_is_short_alphanumeric() {
+        assert!(TxId::new("a1B2").is_ok());
+        assert!(TxId::new("").is_err());
+        assert!(TxId::new("a-b").is_err());
+        assert!(TxId::new("12345678901234567").is_err());
+    }
+
+    #[test]
+    fn hex_roundtrip_and_strictness() {
+        for v in [0u64, 1, 0xdead_beef_0123_4567, u64::MAX] {
+            assert_eq!(parse_hex64(&hex64(v)), Ok(v));
+        }
+        assert!(parse_hex64(b"DEADBEEF01234567").is_err());
+        assert!(parse_hex64(b"0123").is_err());
+        assert!(parse_hex64(b"012345678901234g").is_err());
+    }
+
+    #[test]
+    fn idbuf_holds_a_copy() {
+        let id = Id::new("alice").unwrap();
+        let b = IdBuf::from_id(id);
+        assert!(b.eq_id(id));
+        assert_eq!(b.as_id(), Some(id));
+        assert_eq!(IdBuf::EMPTY.as_id(), None);
+    }
+}

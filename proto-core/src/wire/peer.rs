@@ -1,0 +1,1 @@
+//! Chat between clients (client to client). Owned by the client session.
