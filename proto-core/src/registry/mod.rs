@@ -55,3 +55,27 @@ pub struct Entry {
     /// When presence was last sent to this subscriber.
     pub sub_sent: Instant,
 }
+
+/// One cell of registry storage.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    entry: Option<Entry>,
+    prev: u32,
+    next: u32,
+    sub_prev: u32,
+    sub_next: u32,
+}
+
+impl Slot {
+    /// An unused slot.
+    pub const EMPTY: Slot = Slot {
+        entry: None,
+        prev: NIL,
+        next: NIL,
+        sub_prev: NIL,
+        sub_next: NIL,
+    };
+}
+
+#[allow(dead_code)]
+fn _unused(_: Id<'_>) {}
