@@ -46,6 +46,8 @@ pub struct Entry {
     pub addr: SocketAddr,
     /// When the lease runs out.
     pub expires: Instant,
+    /// The lease granted, in seconds; a keepalive renews it for this long.
+    pub lease: u32,
     /// Who may change it.
     pub owner: Owner,
     /// Presence delivery for this entry.
