@@ -9,10 +9,16 @@
 //! reclaimed by a clock hand that visits a bounded number of slots per call,
 //! and lazily on lookup, so no call scans the whole table.
 
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use table::{Full, Handle, Order, Registry, StorageError, index_len_for};
+
 use core::net::SocketAddr;
 
 use crate::time::Instant;
-use crate::wire::{Id, IdBuf, Token};
+use crate::wire::{IdBuf, Token};
 
 /// Sentinel for "no slot" in the intrusive lists and the index.
 pub const NIL: u32 = u32::MAX;
@@ -62,8 +68,10 @@ pub struct Entry {
 #[derive(Clone, Copy, Debug)]
 pub struct Slot {
     entry: Option<Entry>,
+    /// Registration order (or the free list, for an empty slot).
     prev: u32,
     next: u32,
+    /// The subscriber list.
     sub_prev: u32,
     sub_next: u32,
 }
@@ -78,6 +86,3 @@ impl Slot {
         sub_next: NIL,
     };
 }
-
-#[allow(dead_code)]
-fn _unused(_: Id<'_>) {}

@@ -1,0 +1,397 @@
+//! The registry proper: slab, hash index, and the two intrusive lists.
+
+use core::fmt;
+use core::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
+
+use super::{Entry, NIL, Slot, Subscription};
+use crate::time::Instant;
+use crate::wire::Id;
+
+/// A registration's place in the table; valid until it is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle(u32);
+
+impl Handle {
+    /// The slot number.
+    pub fn slot(self) -> u32 {
+        self.0
+    }
+}
+
+/// Index cells for a table of `capacity` slots: a power of two at least
+/// twice the capacity, so linear probes stay short (load factor <= 0.5).
+pub const fn index_len_for(capacity: usize) -> usize {
+    let want = if capacity < 1 { 2 } else { capacity * 2 };
+    want.next_power_of_two()
+}
+
+/// Why storage was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageError {
+    /// No slots, or more than a `u32` can number.
+    BadCapacity,
+    /// The index is not [`index_len_for`] the slot count.
+    BadIndex,
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageError::BadCapacity => "the table needs between 1 and 2^32-2 slots",
+            StorageError::BadIndex => "the index length must be index_len_for(the slot count)",
+        })
+    }
+}
+
+/// The table has no free slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+impl fmt::Display for Full {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the table is full")
+    }
+}
+
+/// Index cell meaning "empty".
+const EMPTY: u32 = NIL;
+
+/// The id table. See the module docs for the layout.
+pub struct Registry<'a> {
+    slots: &'a mut [Slot],
+    index: &'a mut [u32],
+    mask: usize,
+    key: (u64, u64),
+    len: usize,
+    /// Free slots, threaded through `Slot::next`.
+    free: u32,
+    head: u32,
+    tail: u32,
+    sub_head: u32,
+    sub_tail: u32,
+    sub_count: usize,
+    /// The subscriber the round robin visits next.
+    sub_cursor: u32,
+    /// The slot the clock hand visits next.
+    hand: u32,
+}
+
+impl<'a> Registry<'a> {
+    /// Build an empty registry over `slots` and `index`, resetting both.
+    ///
+    /// ```
+    /// use proto_core::registry::{index_len_for, Registry, Slot};
+    /// let mut slots = [Slot::EMPTY; 8];
+    /// let mut index = [0u32; index_len_for(8)];
+    /// let reg = Registry::new(&mut slots, &mut index, [0; 16]).unwrap();
+    /// assert_eq!(reg.capacity(), 8);
+    /// ```
+    pub fn new(
+        slots: &'a mut [Slot],
+        index: &'a mut [u32],
+        hash_key: [u8; 16],
+    ) -> Result<Self, StorageError> {
+        if slots.is_empty() || slots.len() >= NIL as usize {
+            return Err(StorageError::BadCapacity);
+        }
+        if index.len() != index_len_for(slots.len()) {
+            return Err(StorageError::BadIndex);
+        }
+        index.fill(EMPTY);
+        let n = slots.len();
+        for (i, s) in slots.iter_mut().enumerate() {
+            *s = Slot::EMPTY;
+            s.next = if i + 1 < n { i as u32 + 1 } else { NIL };
+        }
+        let mut k0 = [0u8; 8];
+        let mut k1 = [0u8; 8];
+        k0.copy_from_slice(&hash_key[..8]);
+        k1.copy_from_slice(&hash_key[8..]);
+        Ok(Registry {
+            mask: index.len() - 1,
+            slots,
+            index,
+            key: (u64::from_le_bytes(k0), u64::from_le_bytes(k1)),
+            len: 0,
+            free: 0,
+            head: NIL,
+            tail: NIL,
+            sub_head: NIL,
+            sub_tail: NIL,
+            sub_count: 0,
+            sub_cursor: NIL,
+            hand: 0,
+        })
+    }
+
+    /// How many registrations fit.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// How many registrations are stored (live or not yet reclaimed).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many entries are subscribed.
+    pub fn subscriber_count(&self) -> usize {
+        self.sub_count
+    }
+
+    fn hash(&self, id: &[u8]) -> usize {
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(id);
+        h.finish() as usize & self.mask
+    }
+
+    fn entry_at(&self, slot: u32) -> Option<&Entry> {
+        self.slots.get(slot as usize)?.entry.as_ref()
+    }
+
+    /// Where `id` is stored. Expiry is the caller's business.
+    pub fn find(&self, id: Id<'_>) -> Option<Handle> {
+        let mut i = self.hash(id.as_bytes());
+        loop {
+            let cell = self.index[i];
+            if cell == EMPTY {
+                return None;
+            }
+            if self.entry_at(cell).is_some_and(|e| e.id.eq_id(id)) {
+                return Some(Handle(cell));
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The entry behind a handle.
+    ///
+    /// # Panics
+    /// If the handle was removed: handles come from this registry and die
+    /// with their entry, so that is a bug in the caller, not bad input.
+    pub fn get(&self, h: Handle) -> &Entry {
+        self.slots[h.0 as usize]
+            .entry
+            .as_ref()
+            .expect("a live handle")
+    }
+
+    /// The entry behind a handle, to change its address, lease or
+    /// subscriber bookkeeping. Change `sub` only with [`Self::set_subscription`].
+    pub fn get_mut(&mut self, h: Handle) -> &mut Entry {
+        self.slots[h.0 as usize]
+            .entry
+            .as_mut()
+            .expect("a live handle")
+    }
+
+    /// Store a new registration at the tail of registration order.
+    /// The id must not be stored already.
+    pub fn insert(&mut self, entry: Entry) -> Result<Handle, Full> {
+        debug_assert!(entry.id.as_id().is_some_and(|id| self.find(id).is_none()));
+        if self.free == NIL {
+            return Err(Full);
+        }
+        let slot = self.free;
+        let s = &mut self.slots[slot as usize];
+        self.free = s.next;
+        let sub = entry.sub;
+        *s = Slot {
+            entry: Some(entry),
+            prev: self.tail,
+            next: NIL,
+            sub_prev: NIL,
+            sub_next: NIL,
+        };
+        match self.tail {
+            NIL => self.head = slot,
+            t => self.slots[t as usize].next = slot,
+        }
+        self.tail = slot;
+        let mut i = self.hash(entry.id.as_bytes());
+        while self.index[i] != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.index[i] = slot;
+        self.len += 1;
+        if sub != Subscription::None {
+            self.sub_link(slot);
+        }
+        Ok(Handle(slot))
+    }
+
+    /// Remove a registration, returning it.
+    pub fn remove(&mut self, h: Handle) -> Entry {
+        let slot = h.0;
+        let entry = *self.get(h);
+        if entry.sub != Subscription::None {
+            self.sub_unlink(slot);
+        }
+        let (prev, next) = {
+            let s = &self.slots[slot as usize];
+            (s.prev, s.next)
+        };
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+        self.unindex(slot, entry.id.as_bytes());
+        self.slots[slot as usize] = Slot {
+            next: self.free,
+            ..Slot::EMPTY
+        };
+        self.free = slot;
+        self.len -= 1;
+        entry
+    }
+
+    /// Take `slot` out of the index, shifting later members of its probe
+    /// run back so that no lookup stops early at the hole.
+    fn unindex(&mut self, slot: u32, id: &[u8]) {
+        let mut i = self.hash(id);
+        while self.index[i] != slot {
+            i = (i + 1) & self.mask;
+        }
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let cell = self.index[j];
+            if cell == EMPTY {
+                break;
+            }
+            let home = match self.entry_at(cell) {
+                Some(e) => self.hash(e.id.as_bytes()),
+                None => j,
+            };
+            // `cell` may move into the hole if its home is not in (hole, j].
+            let dist_home = j.wrapping_sub(home) & self.mask;
+            let dist_hole = j.wrapping_sub(hole) & self.mask;
+            if dist_home >= dist_hole {
+                self.index[hole] = cell;
+                hole = j;
+            }
+        }
+        self.index[hole] = EMPTY;
+    }
+
+    /// Subscribe or unsubscribe an entry.
+    pub fn set_subscription(&mut self, h: Handle, sub: Subscription) {
+        let was = self.get(h).sub;
+        if was == sub {
+            return;
+        }
+        if was == Subscription::None {
+            self.sub_link(h.0);
+        } else if sub == Subscription::None {
+            self.sub_unlink(h.0);
+        }
+        self.get_mut(h).sub = sub;
+    }
+
+    fn sub_link(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        s.sub_prev = self.sub_tail;
+        s.sub_next = NIL;
+        match self.sub_tail {
+            NIL => self.sub_head = slot,
+            t => self.slots[t as usize].sub_next = slot,
+        }
+        self.sub_tail = slot;
+        self.sub_count += 1;
+    }
+
+    fn sub_unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let s = &self.slots[slot as usize];
+            (s.sub_prev, s.sub_next)
+        };
+        match prev {
+            NIL => self.sub_head = next,
+            p => self.slots[p as usize].sub_next = next,
+        }
+        match next {
+            NIL => self.sub_tail = prev,
+            n => self.slots[n as usize].sub_prev = prev,
+        }
+        if self.sub_cursor == slot {
+            self.sub_cursor = next;
+        }
+        let s = &mut self.slots[slot as usize];
+        s.sub_prev = NIL;
+        s.sub_next = NIL;
+        self.sub_count -= 1;
+    }
+
+    /// The next subscriber in round-robin order, wrapping; `None` if there are none.
+    pub fn next_subscriber(&mut self) -> Option<Handle> {
+        let at = match self.sub_cursor {
+            NIL => self.sub_head,
+            c => c,
+        };
+        if at == NIL {
+            return None;
+        }
+        self.sub_cursor = self.slots[at as usize].sub_next;
+        Some(Handle(at))
+    }
+
+    /// Move the clock hand over at most `budget` slots, returning the first
+    /// stored entry whose lease ended at or before `now`. The caller removes
+    /// it and may call again.
+    pub fn next_expired(&mut self, now: Instant, budget: usize) -> Option<Handle> {
+        let n = self.slots.len() as u32;
+        for _ in 0..budget.min(n as usize) {
+            let slot = self.hand;
+            self.hand = if slot + 1 >= n { 0 } else { slot + 1 };
+            if self.entry_at(slot).is_some_and(|e| e.expires <= now) {
+                return Some(Handle(slot));
+            }
+        }
+        None
+    }
+
+    /// Entries in registration order, oldest first (expired ones included).
+    pub fn order(&self) -> Order<'_, 'a> {
+        Order {
+            reg: self,
+            at: self.head,
+        }
+    }
+
+    /// The entry in `slot`, if any: for scans that resume at a slot number.
+    pub fn at_slot(&self, slot: u32) -> Option<(Handle, &Entry)> {
+        self.entry_at(slot).map(|e| (Handle(slot), e))
+    }
+}
+
+/// Iterator over entries in registration order.
+pub struct Order<'r, 'a> {
+    reg: &'r Registry<'a>,
+    at: u32,
+}
+
+impl<'r> Iterator for Order<'r, '_> {
+    type Item = (Handle, &'r Entry);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at == NIL {
+            return None;
+        }
+        let slot = self.at;
+        let s = self.reg.slots.get(slot as usize)?;
+        self.at = s.next;
+        s.entry.as_ref().map(|e| (Handle(slot), e))
+    }
+}
