@@ -4,17 +4,51 @@
 //! puts any replies in an [`Outbox`]; [`Server::tick`] does the timed work
 //! (lease reclamation, presence fan-out) and says when it next wants to run.
 //! Nothing here reads a clock, opens a socket or draws a random number.
+//!
+//! ```
+//! use core::net::SocketAddr;
+//! use proto_core::limit::{QuotaCell, RateCell};
+//! use proto_core::registry::Slot;
+//! use proto_core::server::{Config, Layout, Server, Storage, VecOutbox};
+//! use proto_core::Instant;
+//!
+//! // A server allocates its tables once; a device would use static arrays.
+//! let layout = Layout::for_capacity(1024);
+//! let mut slots = vec![Slot::EMPTY; layout.slots];
+//! let mut index = vec![0u32; layout.index];
+//! let mut rate = vec![RateCell::EMPTY; layout.rate];
+//! let mut quota = vec![QuotaCell::EMPTY; layout.quota];
+//! let storage = Storage { slots: &mut slots, index: &mut index, rate: &mut rate, quota: &mut quota };
+//! let mut server = Server::new(Config::default(), storage, [7; 32]).unwrap();
+//! let mut out = VecOutbox::<8>::new();
+//! let alice: SocketAddr = "127.0.0.1:10520".parse().unwrap();
+//! server.handle(Instant::from_secs(1), alice, b"ID alice", &mut out);
+//! server.tick(Instant::from_secs(1), &mut out);
+//! assert_eq!(out.pop().unwrap().1.as_slice(), b"List ['alice']");
+//! ```
 
+mod ext;
+mod fanout;
+mod keys;
+mod outbox;
+mod seed;
 mod stats;
+#[cfg(test)]
+mod tests;
+mod text;
 
-pub use stats::Stats;
+pub use outbox::VecOutbox;
+pub use stats::{Stats, VERBS};
 
 use core::net::SocketAddr;
 
-use crate::limit::{QuotaCell, RateCell};
-use crate::registry::Slot;
+use crate::MAX_DATAGRAM;
+use crate::cookie::CookieJar;
+use crate::limit::{Quota, QuotaCell, RateCell, RateLimiter};
+use crate::presence::ChangeLog;
+use crate::registry::{Handle, Registry, Slot};
 use crate::time::{Instant, Millis};
-use crate::wire::Token;
+use crate::wire::{ErrorCode, Reply, Token, TxId};
 
 /// Where the state machine puts the datagrams it wants sent.
 ///
@@ -91,6 +125,43 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.lease_min == 0 || self.lease_min > self.lease_max {
+            return Err(ConfigError::BadSetting("lease_min"));
+        }
+        if self.lease_max > MAX_LEASE {
+            return Err(ConfigError::BadSetting("lease_max"));
+        }
+        if !(self.lease_min..=self.lease_max).contains(&self.lease_default) {
+            return Err(ConfigError::BadSetting("lease_default"));
+        }
+        if self.seed_lease == 0 || self.seed_lease > MAX_LEASE {
+            return Err(ConfigError::BadSetting("seed_lease"));
+        }
+        if self.fanout_per_sec == 0 {
+            return Err(ConfigError::BadSetting("fanout_per_sec"));
+        }
+        if self.cookie_window.0 < 1000 {
+            return Err(ConfigError::BadSetting("cookie_window"));
+        }
+        if self.limits && (self.quota_per_source == 0 || self.rate_per_sec == 0) {
+            return Err(ConfigError::BadSetting("quota_per_source or rate_per_sec"));
+        }
+        Ok(())
+    }
+
+    /// Clamp a requested lease to what this server grants.
+    fn grant(&self, asked: Option<u32>) -> u32 {
+        asked
+            .unwrap_or(self.lease_default)
+            .clamp(self.lease_min, self.lease_max)
+    }
+}
+
+/// The longest lease the wire allows, in seconds (one day).
+pub const MAX_LEASE: u32 = 86_400;
+
 /// How many cells of each table a server of a given capacity needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -98,7 +169,7 @@ pub struct Layout {
     pub slots: usize,
     /// Hash index cells (a power of two).
     pub index: usize,
-    /// Rate-limit cells.
+    /// Rate-limit cells: two limiters (requests, error replies) share them.
     pub rate: usize,
     /// Quota cells.
     pub quota: usize,
@@ -107,13 +178,20 @@ pub struct Layout {
 impl Layout {
     /// The layout for `capacity` registrations.
     pub fn for_capacity(capacity: usize) -> Layout {
-        let _ = capacity;
-        todo!("core: layout")
+        Layout {
+            slots: capacity,
+            index: crate::registry::index_len_for(capacity),
+            rate: 2 * crate::limit::rate_cells_for(capacity),
+            quota: crate::limit::quota_cells_for(capacity),
+        }
     }
 
     /// Bytes of storage this layout takes.
     pub fn bytes(&self) -> usize {
-        todo!("core: layout bytes")
+        self.slots * core::mem::size_of::<Slot>()
+            + self.index * core::mem::size_of::<u32>()
+            + self.rate * core::mem::size_of::<RateCell>()
+            + self.quota * core::mem::size_of::<QuotaCell>()
     }
 }
 
@@ -121,11 +199,11 @@ impl Layout {
 pub struct Storage<'a> {
     /// Registry slots; `capacity` of them.
     pub slots: &'a mut [Slot],
-    /// Hash index cells; a power of two, see [`Layout`].
+    /// Hash index cells; see [`Layout`].
     pub index: &'a mut [u32],
-    /// Rate-limit cells.
+    /// Rate-limit cells; see [`Layout`].
     pub rate: &'a mut [RateCell],
-    /// Quota cells.
+    /// Quota cells; see [`Layout`].
     pub quota: &'a mut [QuotaCell],
 }
 
@@ -147,10 +225,30 @@ impl core::fmt::Display for ConfigError {
     }
 }
 
+/// Slots the clock hand may visit per handled datagram. Small, so a
+/// request never pays for more than a few cache misses of reclamation.
+const SWEEP_PER_DATAGRAM: usize = 2;
+/// Slots the clock hand may visit per tick.
+const SWEEP_PER_TICK: usize = 4096;
+/// Extra slots a registration into a full table may search for an expired lease.
+const SWEEP_WHEN_FULL: usize = 64;
+
 /// The rendezvous server, without I/O.
 pub struct Server<'a> {
-    _storage: Storage<'a>,
+    cfg: Config,
+    reg: Registry<'a>,
+    cookies: CookieJar,
+    req_limit: RateLimiter<'a>,
+    err_limit: RateLimiter<'a>,
+    quota: Quota<'a>,
+    fanout: fanout::Fanout,
+    log: ChangeLog,
+    /// Bumped on every change a seed subscriber would see in its `List`, and
+    /// on `ID2`; a seed subscriber whose `sub_seq` differs is owed a `List`.
+    seed_version: u32,
+    tokens: keys::TokenMint,
     stats: Stats,
+    scratch: [u8; MAX_DATAGRAM],
 }
 
 impl<'a> Server<'a> {
@@ -161,10 +259,50 @@ impl<'a> Server<'a> {
         storage: Storage<'a>,
         entropy: [u8; 32],
     ) -> Result<Self, ConfigError> {
-        let _ = (config, entropy);
+        config.validate()?;
+        let keys = keys::Keys::derive(&entropy);
+        let Storage {
+            slots,
+            index,
+            rate,
+            quota,
+        } = storage;
+        if rate.len() < 2 || quota.is_empty() {
+            return Err(ConfigError::BadStorage);
+        }
+        let capacity = slots.len();
+        let reg = Registry::new(slots, index, keys.index).map_err(|_| ConfigError::BadStorage)?;
+        let (req_cells, err_cells) = rate.split_at_mut(rate.len() / 2);
+        let req_limit = RateLimiter::new(
+            req_cells,
+            keys.limit,
+            config.rate_per_sec,
+            config.rate_burst.max(1),
+        );
+        let err_limit = RateLimiter::new(
+            err_cells,
+            keys.limit,
+            config.error_rate_per_sec.max(1),
+            config.error_rate_per_sec.max(1),
+        );
+        let quota = Quota::new(quota, keys.quota, config.quota_per_source);
+        let stats = Stats {
+            capacity: capacity as u64,
+            ..Stats::default()
+        };
         Ok(Server {
-            _storage: storage,
-            stats: Stats::default(),
+            cookies: CookieJar::new(keys.cookie, config.cookie_window),
+            fanout: fanout::Fanout::new(config.fanout_per_sec),
+            tokens: keys::TokenMint::new(keys.token),
+            cfg: config,
+            reg,
+            req_limit,
+            err_limit,
+            quota,
+            log: ChangeLog::new(),
+            seed_version: 0,
+            stats,
+            scratch: [0; MAX_DATAGRAM],
         })
     }
 
@@ -176,18 +314,228 @@ impl<'a> Server<'a> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        let _ = (now, src, datagram, out);
-        todo!("core: handle")
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        self.reclaim(now, SWEEP_PER_DATAGRAM);
+        if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
+            self.stats.drop_rate_limited += 1;
+            return;
+        }
+        if seed::is_seed(datagram) {
+            if self.cfg.strict {
+                self.stats.drop_strict += 1;
+            } else {
+                self.handle_seed(now, src, datagram, out);
+            }
+        } else {
+            self.handle_ext(now, src, datagram, out);
+        }
     }
 
     /// Do timed work due at `now`; returns when it next wants to run.
     pub fn tick(&mut self, now: Instant, out: &mut impl Outbox) -> Option<Instant> {
-        let _ = (now, out);
-        todo!("core: tick")
+        self.reclaim(now, SWEEP_PER_TICK);
+        let fanout_due = self.fan_out(now, out);
+        // Leases are reclaimed lazily on lookup as well, so the sweep only
+        // has to keep memory honest: once a second is plenty.
+        let sweep_due = now + Millis(1000);
+        Some(fanout_due.map_or(sweep_due, |t| t.min(sweep_due)))
     }
 
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Walk the whole table and check its invariants: every entry findable
+    /// by its id (so no id is held twice), counts that agree, lists that
+    /// hold exactly the entries they should. O(capacity): for tests and
+    /// fuzzing, never for the hot path.
+    pub fn audit(&self, now: Instant) -> Result<(), &'static str> {
+        let longest = Millis::from_secs(u64::from(self.cfg.lease_max.max(self.cfg.seed_lease)));
+        let cap = self.reg.capacity();
+        let (mut live, mut subs) = (0usize, 0usize);
+        for slot in 0..cap as u32 {
+            let Some((h, e)) = self.reg.at_slot(slot) else {
+                continue;
+            };
+            live += 1;
+            let id = e.id.as_id().ok_or("a stored id is not a valid id")?;
+            if self.reg.find(id) != Some(h) {
+                return Err("an entry cannot be found by its id");
+            }
+            if e.expires > now + longest {
+                return Err("a lease runs longer than the server grants");
+            }
+            if e.sub != crate::registry::Subscription::None {
+                subs += 1;
+            }
+        }
+        if live != self.reg.len() || live > cap {
+            return Err("the entry count disagrees with the table");
+        }
+        if self.reg.order().count() != live {
+            return Err("the registration order list does not hold every entry once");
+        }
+        if subs != self.reg.subscriber_count() {
+            return Err("the subscriber count disagrees with the table");
+        }
+        if self.stats.occupancy != live as u64 {
+            return Err("the occupancy gauge disagrees with the table");
+        }
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Visit up to `budget` slots with the clock hand, reclaiming expired leases.
+    fn reclaim(&mut self, now: Instant, budget: usize) {
+        let mut left = budget;
+        while left > 0 {
+            // The registry visits at most `left` slots and stops at the first
+            // expired one; we remove it and go on with what is left.
+            let Some(h) = self.reg.next_expired(now, left) else {
+                break;
+            };
+            self.remove(h);
+            self.stats.expired += 1;
+            left -= 1;
+        }
+    }
+
+    /// Find a live registration; an expired one found here is reclaimed.
+    fn find_live(&mut self, now: Instant, id: crate::wire::Id<'_>) -> Option<Handle> {
+        let h = self.reg.find(id)?;
+        if self.reg.get(h).expires <= now {
+            self.remove(h);
+            self.stats.expired += 1;
+            return None;
+        }
+        Some(h)
+    }
+
+    /// Remove a registration and tell presence about it.
+    fn remove(&mut self, h: Handle) {
+        let e = self.reg.remove(h);
+        if self.cfg.limits {
+            self.quota.release(e.addr.ip());
+        }
+        if let Some(id) = e.id.as_id() {
+            self.log.push(false, id);
+        }
+        self.seed_version = self.seed_version.wrapping_add(1);
+        self.fanout.changed(self.reg.subscriber_count());
+        self.refresh_gauges();
+    }
+
+    /// Make room for one registration from `src`: check its quota and, if
+    /// the table is full, look a little further for an expired lease.
+    fn admit(&mut self, now: Instant, src: SocketAddr) -> Result<(), ErrorCode> {
+        if self.reg.len() >= self.reg.capacity() {
+            self.reclaim(now, SWEEP_WHEN_FULL);
+            if self.reg.len() >= self.reg.capacity() {
+                return Err(ErrorCode::TableFull);
+            }
+        }
+        if self.cfg.limits && !self.quota.try_acquire(src.ip()) {
+            return Err(ErrorCode::OverQuota);
+        }
+        Ok(())
+    }
+
+    /// Tell presence that `h` joined.
+    fn joined(&mut self, h: Handle) {
+        if let Some(id) = self.reg.get(h).id.as_id() {
+            self.log.push(true, id);
+        }
+        self.seed_version = self.seed_version.wrapping_add(1);
+        self.stats.registrations += 1;
+        self.fanout.changed(self.reg.subscriber_count());
+        self.refresh_gauges();
+    }
+
+    /// Move a registration to a new source address, moving its quota too.
+    fn rebind(&mut self, h: Handle, src: SocketAddr) -> Result<(), ErrorCode> {
+        let old = self.reg.get(h).addr;
+        if old == src {
+            return Ok(());
+        }
+        if self.cfg.limits && old.ip() != src.ip() {
+            if !self.quota.try_acquire(src.ip()) {
+                return Err(ErrorCode::OverQuota);
+            }
+            self.quota.release(old.ip());
+        }
+        self.reg.get_mut(h).addr = src;
+        Ok(())
+    }
+
+    fn refresh_gauges(&mut self) {
+        self.stats.occupancy = self.reg.len() as u64;
+        self.stats.subscribers = self.reg.subscriber_count() as u64;
+    }
+
+    /// Emit `reply` into the scratch buffer and send it to `dst`.
+    ///
+    /// `limit` is the largest reply this destination may get: the request's
+    /// length for an address no cookie has validated (no amplification),
+    /// [`MAX_DATAGRAM`] otherwise.
+    fn send_reply(
+        &mut self,
+        out: &mut impl Outbox,
+        dst: SocketAddr,
+        reply: &Reply<'_>,
+        limit: usize,
+    ) {
+        let Ok(n) = reply.emit(&mut self.scratch) else {
+            // Every reply the server builds fits a datagram; a failure here
+            // is a bug, counted rather than panicking on a network path.
+            self.stats.drop_outbox_full += 1;
+            return;
+        };
+        if n > limit {
+            self.stats.drop_amplification += 1;
+            return;
+        }
+        send_bytes(out, &mut self.stats, dst, &self.scratch[..n]);
+    }
+
+    /// Send `ERR tx code` if the source's error budget allows it.
+    fn send_error(
+        &mut self,
+        now: Instant,
+        out: &mut impl Outbox,
+        dst: SocketAddr,
+        tx: Option<TxId<'_>>,
+        code: ErrorCode,
+        limit: usize,
+    ) {
+        if self.cfg.limits && !self.err_limit.allow(now, dst.ip()) {
+            self.stats.drop_error_limited += 1;
+            return;
+        }
+        let before = self.stats.datagrams_out;
+        self.send_reply(out, dst, &Reply::Error { tx, code }, limit);
+        if self.stats.datagrams_out != before {
+            self.stats.count_error(code);
+        }
+    }
+}
+
+/// Hand `bytes` to the outbox, counting what went and what did not.
+fn send_bytes(out: &mut impl Outbox, stats: &mut Stats, dst: SocketAddr, bytes: &[u8]) -> bool {
+    match out.send(dst, bytes) {
+        Ok(()) => {
+            stats.datagrams_out += 1;
+            stats.bytes_out += bytes.len() as u64;
+            true
+        }
+        Err(OutboxFull) => {
+            stats.drop_outbox_full += 1;
+            false
+        }
     }
 }

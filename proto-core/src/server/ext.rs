@@ -1,0 +1,384 @@
+//! The extended protocol's requests.
+//!
+//! Order of checks, for every request but `HELLO`: parse, then the cookie
+//! (nothing changes and nothing larger than the request is sent until the
+//! source has echoed a cookie bound to its address), then ownership, then
+//! the table rules.
+
+use core::net::SocketAddr;
+
+use super::seed::NEVER;
+use super::text::Line;
+use super::{Outbox, Server, stats::Verb};
+use crate::MAX_DATAGRAM;
+use crate::registry::{Entry, Handle, Owner, Subscription};
+use crate::time::{Instant, Millis};
+use crate::wire::reply::{IdSeq, StatSeq};
+use crate::wire::request::Header;
+use crate::wire::{ErrorCode, FieldError, Id, IdBuf, ParseError, Reply, Request, Token, TxId};
+
+/// Slots a `LIST` may visit for one page, so a sparse table cannot make
+/// one request expensive; the cursor says where to go on.
+const LIST_SCAN: u32 = 4096;
+
+/// Best effort at the transaction id of a request that did not parse, so
+/// the client can match the error to what it sent.
+fn salvage_tx(d: &[u8]) -> Option<TxId<'_>> {
+    let mut words = d.split(|&b| b == b' ');
+    words.next()?;
+    let tx = words.next()?;
+    let tx = tx.strip_suffix(b"\n").unwrap_or(tx);
+    let tx = tx.strip_suffix(b"\r").unwrap_or(tx);
+    TxId::from_bytes(tx).ok()
+}
+
+fn parse_error_code(e: ParseError) -> ErrorCode {
+    match e {
+        ParseError::UnknownVerb => ErrorCode::UnknownVerb,
+        ParseError::Field(FieldError::BadId) => ErrorCode::BadId,
+        _ => ErrorCode::Malformed,
+    }
+}
+
+impl Server<'_> {
+    pub(super) fn handle_ext(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        d: &[u8],
+        out: &mut impl Outbox,
+    ) {
+        // Until a cookie proves the source can receive at its address, no
+        // reply may be larger than the request that caused it.
+        let unvalidated = d.len();
+        let req = match Request::parse(d) {
+            Ok(req) => req,
+            Err(e) => {
+                let code = parse_error_code(e);
+                self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                return;
+            }
+        };
+        let h = match req {
+            Request::Hello { tx, .. } => {
+                self.stats.count_request(Verb::Hello);
+                let cookie = self.cookies.issue(now, src);
+                let reply = Reply::Cookie {
+                    tx,
+                    cookie,
+                    addr: src,
+                };
+                self.send_reply(out, src, &reply, unvalidated);
+                return;
+            }
+            Request::Register { h, .. }
+            | Request::Keepalive { h, .. }
+            | Request::Lookup { h, .. }
+            | Request::Introduce { h, .. }
+            | Request::List { h, .. }
+            | Request::Subscribe { h, .. }
+            | Request::Unsubscribe { h, .. }
+            | Request::Quit { h, .. }
+            | Request::Stats { h, .. } => h,
+        };
+        if !h.cookie.is_some_and(|c| self.cookies.check(now, src, c)) {
+            self.send_error(now, out, src, Some(h.tx), ErrorCode::BadCookie, unvalidated);
+            return;
+        }
+        let result = match req {
+            Request::Hello { .. } => Ok(()),
+            Request::Register {
+                h,
+                id,
+                lease,
+                token,
+                ..
+            } => self.register(now, src, h, id, lease, token, out),
+            Request::Keepalive { h, id, token } => self.keepalive(now, src, h, id, token, out),
+            Request::Lookup { h, id } => self.lookup(now, src, h, id, out),
+            Request::Introduce {
+                h,
+                id,
+                token,
+                target,
+            } => self.introduce(now, src, h, id, token, target, out),
+            Request::List { h, cursor } => self.list(now, src, h, cursor, out),
+            Request::Subscribe { h, id, token } => {
+                self.subscribe(now, src, h, id, token, true, out)
+            }
+            Request::Unsubscribe { h, id, token } => {
+                self.subscribe(now, src, h, id, token, false, out)
+            }
+            Request::Quit { h, id, token } => self.quit(now, src, h, id, token, out),
+            Request::Stats { h, admin } => self.stats_reply(src, h, admin, out),
+        };
+        if let Err(code) = result {
+            self.send_error(now, out, src, Some(h.tx), code, MAX_DATAGRAM);
+        }
+    }
+
+    /// The live registration of `id` if `token` owns it.
+    fn owned(&mut self, now: Instant, id: Id<'_>, token: Token) -> Result<Handle, ErrorCode> {
+        let h = self.find_live(now, id).ok_or(ErrorCode::NoSuchId)?;
+        match self.reg.get(h).owner {
+            Owner::Token(t) if t == token => Ok(h),
+            _ => Err(ErrorCode::NotOwner),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        h: Header<'_>,
+        id: Id<'_>,
+        lease: Option<u32>,
+        token: Option<Token>,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats.count_request(Verb::Reg);
+        let lease = self.cfg.grant(lease);
+        let expires = now + Millis::from_secs(u64::from(lease));
+        let (slot, token) = match self.find_live(now, id) {
+            Some(slot) => {
+                // Renewal: only the token that owns the id may renew it, and
+                // the stored address follows the datagram's source.
+                let owner = self.reg.get(slot).owner;
+                match (owner, token) {
+                    (Owner::Token(t), Some(asked)) if t == asked => {}
+                    _ => return Err(ErrorCode::IdTaken),
+                }
+                self.rebind(slot, src)?;
+                let e = self.reg.get_mut(slot);
+                e.expires = expires;
+                e.lease = lease;
+                (slot, token.unwrap_or(Token(0)))
+            }
+            None => {
+                self.admit(now, src)?;
+                let token = self.tokens.next();
+                let entry = Entry {
+                    id: IdBuf::from_id(id),
+                    addr: src,
+                    expires,
+                    lease,
+                    owner: Owner::Token(token),
+                    sub: Subscription::None,
+                    sub_seq: 0,
+                    sub_sent: NEVER,
+                };
+                let slot = self.reg.insert(entry).map_err(|_| {
+                    if self.cfg.limits {
+                        self.quota.release(src.ip());
+                    }
+                    ErrorCode::TableFull
+                })?;
+                self.joined(slot);
+                (slot, token)
+            }
+        };
+        let _ = slot;
+        let reply = Reply::Registered {
+            tx: h.tx,
+            id,
+            lease,
+            addr: src,
+            token,
+        };
+        self.send_reply(out, src, &reply, MAX_DATAGRAM);
+        Ok(())
+    }
+
+    fn keepalive(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        h: Header<'_>,
+        id: Id<'_>,
+        token: Token,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats.count_request(Verb::Keep);
+        let slot = self.owned(now, id, token)?;
+        self.rebind(slot, src)?;
+        let e = self.reg.get_mut(slot);
+        let lease = e.lease;
+        e.expires = now + Millis::from_secs(u64::from(lease));
+        let reply = Reply::Alive {
+            tx: h.tx,
+            lease,
+            addr: src,
+            seq: self.log.latest(),
+        };
+        self.send_reply(out, src, &reply, MAX_DATAGRAM);
+        Ok(())
+    }
+
+    fn lookup(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        h: Header<'_>,
+        id: Id<'_>,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats.count_request(Verb::Lookup);
+        let slot = self.find_live(now, id).ok_or(ErrorCode::NoSuchId)?;
+        let reply = Reply::At {
+            tx: h.tx,
+            id,
+            addr: self.reg.get(slot).addr,
+        };
+        self.send_reply(out, src, &reply, MAX_DATAGRAM);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn introduce(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        h: Header<'_>,
+        id: Id<'_>,
+        token: Token,
+        target: Id<'_>,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats.count_request(Verb::Intro);
+        // Only a registered requester may make the server send to a third
+        // party, and the target learns who asked.
+        let me = self.owned(now, id, token)?;
+        self.rebind(me, src)?;
+        let there = self.find_live(now, target).ok_or(ErrorCode::NoSuchId)?;
+        let target_addr = self.reg.get(there).addr;
+        let punch = Reply::Punch { id, addr: src };
+        self.send_reply(out, target_addr, &punch, MAX_DATAGRAM);
+        let reply = Reply::At {
+            tx: h.tx,
+            id: target,
+            addr: target_addr,
+        };
+        self.send_reply(out, src, &reply, MAX_DATAGRAM);
+        Ok(())
+    }
+
+    fn list(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        h: Header<'_>,
+        cursor: u32,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats.count_request(Verb::List);
+        // Room for "PAGE <tx> <cursor>" and the ids after it.
+        let room = MAX_DATAGRAM - "PAGE  4294967295".len() - h.tx.as_str().len();
+        let mut ids = Line::new();
+        let cap = self.reg.capacity() as u32;
+        let mut slot = cursor;
+        let end = cursor.saturating_add(LIST_SCAN).min(cap);
+        while slot < end {
+            if let Some((_, e)) = self.reg.at_slot(slot) {
+                if e.expires > now {
+                    let id = e.id.as_bytes();
+                    if ids.len() + 1 + id.len() > room {
+                        break;
+                    }
+                    if !ids.is_empty() {
+                        ids.push(b" ");
+                    }
+                    ids.push(id);
+                }
+            }
+            slot += 1;
+        }
+        let next = if slot >= cap { 0 } else { slot };
+        let reply = Reply::Page {
+            tx: h.tx,
+            next,
+            ids: IdSeq(ids.as_str()),
+        };
+        self.send_reply(out, src, &reply, MAX_DATAGRAM);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        h: Header<'_>,
+        id: Id<'_>,
+        token: Token,
+        on: bool,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats
+            .count_request(if on { Verb::Sub } else { Verb::Unsub });
+        let slot = self.owned(now, id, token)?;
+        self.rebind(slot, src)?;
+        let reply = if on {
+            let seq = self.log.latest();
+            self.reg.set_subscription(slot, Subscription::Events);
+            let e = self.reg.get_mut(slot);
+            e.sub_seq = seq;
+            e.sub_sent = NEVER;
+            Reply::Subscribed { tx: h.tx, seq }
+        } else {
+            self.reg.set_subscription(slot, Subscription::None);
+            Reply::Unsubscribed { tx: h.tx }
+        };
+        self.refresh_gauges();
+        self.send_reply(out, src, &reply, MAX_DATAGRAM);
+        Ok(())
+    }
+
+    fn quit(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        h: Header<'_>,
+        id: Id<'_>,
+        token: Token,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats.count_request(Verb::Quit);
+        let slot = self.owned(now, id, token)?;
+        self.remove(slot);
+        self.send_reply(out, src, &Reply::Bye { tx: h.tx, id }, MAX_DATAGRAM);
+        Ok(())
+    }
+
+    fn stats_reply(
+        &mut self,
+        src: SocketAddr,
+        h: Header<'_>,
+        admin: Option<Token>,
+        out: &mut impl Outbox,
+    ) -> Result<(), ErrorCode> {
+        self.stats.count_request(Verb::Stats);
+        let allowed = src.ip().is_loopback()
+            || (self.cfg.admin_token.is_some() && admin == self.cfg.admin_token);
+        if !allowed {
+            return Err(ErrorCode::Forbidden);
+        }
+        let mut body = Line::new();
+        self.stats.for_each(|name, value| {
+            let mut digits = [0u8; 20];
+            let v = super::text::decimal(value, &mut digits);
+            if !body.is_empty() {
+                body.push(b" ");
+            }
+            body.push(name.as_bytes());
+            body.push(b"=");
+            body.push(v);
+        });
+        let reply = Reply::Stats {
+            tx: h.tx,
+            stats: StatSeq(body.as_str()),
+        };
+        self.send_reply(out, src, &reply, MAX_DATAGRAM);
+        Ok(())
+    }
+}

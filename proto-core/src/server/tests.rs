@@ -1,0 +1,645 @@
+//! Table tests for every rule of the state machine, driven with explicit
+//! times and addresses.
+
+extern crate std;
+
+use std::boxed::Box;
+use std::string::{String, ToString};
+use std::vec::Vec;
+use std::{format, vec};
+
+use core::net::SocketAddr;
+
+use super::*;
+use crate::limit::{QuotaCell, RateCell};
+use crate::registry::Slot;
+use crate::wire::{Cookie, Id, Reply, Token};
+
+struct Harness {
+    server: Server<'static>,
+    out: VecOutbox<4096>,
+    now: Instant,
+}
+
+fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
+    Box::leak(vec![v; n].into_boxed_slice())
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+impl Harness {
+    fn new(capacity: usize, cfg: Config) -> Self {
+        let l = Layout::for_capacity(capacity);
+        let storage = Storage {
+            slots: leak(Slot::EMPTY, l.slots),
+            index: leak(0u32, l.index),
+            rate: leak(RateCell::EMPTY, l.rate),
+            quota: leak(QuotaCell::EMPTY, l.quota),
+        };
+        Harness {
+            server: Server::new(cfg, storage, [42; 32]).unwrap(),
+            out: VecOutbox::new(),
+            now: Instant::from_secs(1000),
+        }
+    }
+
+    fn send(&mut self, from: &str, d: &str) {
+        self.server
+            .handle(self.now, addr(from), d.as_bytes(), &mut self.out);
+    }
+
+    fn tick(&mut self) {
+        self.server.tick(self.now, &mut self.out);
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = Instant(self.now.0 + ms);
+    }
+
+    /// Every datagram sent since the last call, as (destination, text).
+    fn take(&mut self) -> Vec<(SocketAddr, String)> {
+        let mut v = Vec::new();
+        while let Some((dst, bytes)) = self.out.pop() {
+            v.push((dst, String::from_utf8(bytes.to_vec()).unwrap()));
+        }
+        v
+    }
+
+    /// The datagrams sent to `to` since the last call (others are kept).
+    fn take_to(&mut self, to: &str) -> Vec<String> {
+        let to = addr(to);
+        let all = self.take();
+        let mut mine = Vec::new();
+        for (dst, text) in all {
+            if dst == to {
+                mine.push(text);
+            } else {
+                self.out.send(dst, text.as_bytes()).unwrap();
+            }
+        }
+        mine
+    }
+
+    fn one_reply(&mut self, from: &str, d: &str) -> String {
+        self.send(from, d);
+        let got = self.take_to(from);
+        assert_eq!(got.len(), 1, "expected one reply to {d:?}, got {got:?}");
+        got.into_iter().next().unwrap()
+    }
+
+    fn cookie(&mut self, from: &str) -> String {
+        let hello = format!("HELLO c {}", ".".repeat(90));
+        let r = self.one_reply(from, &hello);
+        match Reply::parse(r.as_bytes()).unwrap() {
+            Reply::Cookie {
+                cookie, addr: a, ..
+            } => {
+                assert_eq!(a, addr(from));
+                cookie.to_string()
+            }
+            other => panic!("expected COOKIE, got {other:?}"),
+        }
+    }
+
+    fn register(&mut self, from: &str, id: &str) -> String {
+        let c = self.cookie(from);
+        let r = self.one_reply(from, &format!("REG r {c} {id}"));
+        match Reply::parse(r.as_bytes()).unwrap() {
+            Reply::Registered { token, .. } => token.to_string(),
+            other => panic!("expected REGD for {id}, got {other:?}"),
+        }
+    }
+}
+
+fn err_code(reply: &str) -> ErrorCode {
+    match Reply::parse(reply.as_bytes()) {
+        Ok(Reply::Error { code, .. }) => code,
+        other => panic!("expected ERR, got {other:?} from {reply:?}"),
+    }
+}
+
+const C120: &str = "127.0.0.1:10520";
+const C150: &str = "127.0.0.1:10107";
+const C170: &str = "127.0.0.1:10128";
+
+/// Figures 10 to 13 of the seed document, datagram by datagram.
+#[test]
+fn seed_session_of_figures_10_to_13() {
+    let mut h = Harness::new(1024, Config::default());
+    let step = |h: &mut Harness| {
+        h.advance(2000);
+        h.tick();
+    };
+    h.send(C120, "ID 120");
+    step(&mut h);
+    assert_eq!(h.take_to(C120), ["List ['120']"]);
+
+    h.send(C150, "ID 150");
+    step(&mut h);
+    assert_eq!(h.take_to(C120), ["List ['120', '150']"]);
+    assert_eq!(h.take_to(C150), ["List ['120', '150']"]);
+
+    // 120 says y, 150: the server answers with 150's address...
+    assert_eq!(h.one_reply(C120, "Peer 150"), "Peer ('127.0.0.1', 10107)");
+    // ...120 sends "Message hi" to 150 directly, then "ID2 " to the server.
+    h.send(C120, "ID2 ");
+    step(&mut h);
+    assert_eq!(h.take_to(C120), ["List ['120', '150']"]);
+    assert_eq!(h.take_to(C150), ["List ['120', '150']"]);
+
+    h.send(C170, "ID 170");
+    step(&mut h);
+    for c in [C120, C150, C170] {
+        assert_eq!(h.take_to(c), ["List ['120', '150', '170']"]);
+    }
+
+    assert_eq!(h.one_reply(C170, "Peer 120"), "Peer ('127.0.0.1', 10520)");
+    h.send(C170, "ID2 ");
+    step(&mut h);
+    for c in [C120, C150, C170] {
+        assert_eq!(h.take_to(c), ["List ['120', '150', '170']"]);
+    }
+
+    h.send(C150, "Quit 150");
+    step(&mut h);
+    assert_eq!(h.take_to(C150), Vec::<String>::new());
+    assert_eq!(h.take_to(C120), ["List ['120', '170']"]);
+    assert_eq!(h.take_to(C170), ["List ['120', '170']"]);
+
+    assert_eq!(h.one_reply(C120, "Peer 170"), "Peer ('127.0.0.1', 10128)");
+    h.send(C120, "ID2 ");
+    step(&mut h);
+    assert_eq!(h.take_to(C120), ["List ['120', '170']"]);
+    assert_eq!(h.take_to(C170), ["List ['120', '170']"]);
+
+    h.send(C170, "Quit 170");
+    step(&mut h);
+    assert_eq!(h.take_to(C120), ["List ['120']"]);
+    h.send(C120, "Quit 120");
+    step(&mut h);
+    assert!(h.take().is_empty());
+    assert_eq!(h.server.stats().occupancy, 0);
+}
+
+#[test]
+fn seed_peer_for_unknown_id_is_nopeer() {
+    let mut h = Harness::new(1024, Config::default());
+    assert_eq!(h.one_reply(C120, "Peer 999"), "NoPeer");
+}
+
+#[test]
+fn seed_ids_belong_to_the_address_that_registered_them() {
+    let mut h = Harness::new(1024, Config::default());
+    h.send(C120, "ID 120");
+    h.tick();
+    h.take();
+    // Someone else claims 120, then tries to quit it.
+    h.send(C150, "ID 120");
+    h.send(C150, "Quit 120");
+    h.advance(1000);
+    h.tick();
+    assert!(h.take_to(C150).is_empty());
+    assert_eq!(h.one_reply(C170, "Peer 120"), "Peer ('127.0.0.1', 10520)");
+    assert_eq!(h.server.stats().seed_refused, 2);
+    // Registering again from the owner does not duplicate the id.
+    h.send(C120, "ID 120");
+    h.advance(1000);
+    h.tick();
+    assert_eq!(h.take_to(C120), ["List ['120']"]);
+}
+
+#[test]
+fn strict_mode_drops_seed_verbs() {
+    let cfg = Config {
+        strict: true,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    h.send(C120, "ID 120");
+    h.send(C120, "Peer 120");
+    h.tick();
+    assert!(h.take().is_empty());
+    assert_eq!(h.server.stats().drop_strict, 2);
+    assert_eq!(h.server.stats().occupancy, 0);
+}
+
+#[test]
+fn hello_is_answered_only_when_padded() {
+    let mut h = Harness::new(1024, Config::default());
+    h.send(C120, "HELLO 1");
+    assert!(h.take().is_empty());
+    assert_eq!(h.server.stats().drop_amplification, 1);
+    let c = h.cookie(C120);
+    assert_eq!(c.len(), 16);
+}
+
+#[test]
+fn requests_without_a_valid_cookie_change_nothing() {
+    let mut h = Harness::new(1024, Config::default());
+    let r = h.one_reply(C120, "REG 1 - alice-the-first");
+    assert_eq!(err_code(&r), ErrorCode::BadCookie);
+    // A cookie issued to another address does not work either.
+    let other = h.cookie(C150);
+    let r = h.one_reply(C120, &format!("REG 2 {other} alice"));
+    assert_eq!(err_code(&r), ErrorCode::BadCookie);
+    assert_eq!(h.server.stats().occupancy, 0);
+    // Nor does one from two windows ago.
+    let c = h.cookie(C120);
+    h.advance(2 * 120_000 + 1);
+    let r = h.one_reply(C120, &format!("REG 3 {c} alice"));
+    assert_eq!(err_code(&r), ErrorCode::BadCookie);
+    assert_eq!(h.server.stats().occupancy, 0);
+}
+
+#[test]
+fn errors_are_never_larger_than_an_unvalidated_request() {
+    let mut h = Harness::new(1024, Config::default());
+    // "ERR - malformed" is longer than these requests: no reply at all.
+    for junk in ["x", "LOOKUP", "REG 1"] {
+        h.send(C120, junk);
+    }
+    let replies = h.take();
+    assert!(replies.is_empty(), "unexpected replies {replies:?}");
+    // Garbage as long as its error gets the error.
+    let r = h.one_reply(
+        C120,
+        "NONSENSE 42 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    );
+    assert_eq!(err_code(&r), ErrorCode::UnknownVerb);
+    assert!(r.starts_with("ERR 42 "));
+}
+
+#[test]
+fn extended_lifecycle() {
+    let mut h = Harness::new(1024, Config::default());
+    let token = h.register(C120, "alice");
+    let c = h.cookie(C150);
+    let r = h.one_reply(C150, &format!("LOOKUP 7 {c} alice"));
+    assert_eq!(r, format!("AT 7 alice {C120}"));
+
+    let c120 = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("KEEP 8 {c120} alice {token}"));
+    assert!(r.starts_with(&format!("ALIVE 8 120 {C120} ")), "{r}");
+
+    let r = h.one_reply(C120, &format!("QUIT 9 {c120} alice {token}"));
+    assert_eq!(r, "BYE 9 alice");
+    let r = h.one_reply(C150, &format!("LOOKUP 10 {c} alice"));
+    assert_eq!(err_code(&r), ErrorCode::NoSuchId);
+}
+
+#[test]
+fn only_the_token_owns_an_extended_id() {
+    let mut h = Harness::new(1024, Config::default());
+    let token = h.register(C120, "alice");
+    let c = h.cookie(C150);
+    let wrong = Token(0x1234);
+    let r = h.one_reply(C150, &format!("REG 1 {c} alice"));
+    assert_eq!(err_code(&r), ErrorCode::IdTaken);
+    let r = h.one_reply(C150, &format!("REG 2 {c} alice 60 {wrong}"));
+    assert_eq!(err_code(&r), ErrorCode::IdTaken);
+    for verb in ["KEEP", "QUIT", "SUB", "UNSUB"] {
+        let r = h.one_reply(C150, &format!("{verb} 3 {c} alice {wrong}"));
+        assert_eq!(err_code(&r), ErrorCode::NotOwner, "{verb}");
+    }
+    let r = h.one_reply(C150, &format!("LOOKUP 4 {c} alice"));
+    assert_eq!(r, format!("AT 4 alice {C120}"), "nothing moved");
+    // The owner may renew from a new address (its NAT rebound).
+    let r = h.one_reply(C150, &format!("REG 5 {c} alice 60 {token}"));
+    assert_eq!(r, format!("REGD 5 alice 60 {C150} {token}"));
+}
+
+#[test]
+fn keepalive_follows_a_rebound_address() {
+    let mut h = Harness::new(1024, Config::default());
+    let token = h.register(C120, "alice");
+    let moved = "127.0.0.9:4000";
+    let c = h.cookie(moved);
+    let r = h.one_reply(moved, &format!("KEEP 1 {c} alice {token}"));
+    assert!(r.starts_with(&format!("ALIVE 1 120 {moved} ")), "{r}");
+    let r = h.one_reply(moved, &format!("LOOKUP 2 {c} alice"));
+    assert_eq!(r, format!("AT 2 alice {moved}"));
+}
+
+#[test]
+fn leases_expire_and_are_never_served_after() {
+    let mut h = Harness::new(1024, Config::default());
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("REG 1 {c} alice 1"));
+    assert!(
+        r.starts_with("REGD 1 alice 15 "),
+        "clamped to lease_min: {r}"
+    );
+    h.advance(14_000);
+    let r = h.one_reply(C120, &format!("LOOKUP 2 {c} alice"));
+    assert!(r.starts_with("AT 2 alice"));
+    h.advance(1_000);
+    let r = h.one_reply(C120, &format!("LOOKUP 3 {c} alice"));
+    assert_eq!(err_code(&r), ErrorCode::NoSuchId);
+    assert_eq!(h.server.stats().occupancy, 0);
+}
+
+#[test]
+fn the_clock_hand_reclaims_without_lookups() {
+    let mut h = Harness::new(1024, Config::default());
+    for i in 0..10 {
+        h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID s{i}"));
+    }
+    assert_eq!(h.server.stats().occupancy, 10);
+    h.advance(3_600_000);
+    h.tick();
+    assert_eq!(h.server.stats().occupancy, 0);
+    assert_eq!(h.server.stats().expired, 10);
+}
+
+#[test]
+fn a_full_table_refuses_and_evicts_nobody() {
+    let cfg = Config {
+        limits: false,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    for i in 0..1024 {
+        h.register(
+            &format!("127.0.{}.{}:7", i / 250, i % 250 + 1),
+            &format!("id{i}"),
+        );
+    }
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("REG 1 {c} late"));
+    assert_eq!(err_code(&r), ErrorCode::TableFull);
+    h.send(C120, "ID late2");
+    assert_eq!(h.server.stats().seed_refused, 1);
+    for i in (0..1024).step_by(97) {
+        let r = h.one_reply(C120, &format!("LOOKUP 2 {c} id{i}"));
+        assert!(r.starts_with("AT 2 "), "{r}");
+    }
+    // Once leases run out there is room again.
+    h.advance(121_000);
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("REG 3 {c} late"));
+    assert!(r.starts_with("REGD 3 late "), "{r}");
+}
+
+#[test]
+fn quota_per_source_address() {
+    let cfg = Config {
+        quota_per_source: 2,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    let t = h.register("127.0.0.1:1", "a");
+    h.register("127.0.0.1:2", "b");
+    let c = h.cookie("127.0.0.1:3");
+    let r = h.one_reply("127.0.0.1:3", &format!("REG 1 {c} c"));
+    assert_eq!(err_code(&r), ErrorCode::OverQuota);
+    // Another address is not affected.
+    h.register("127.0.0.2:3", "c");
+    // Quitting gives the quota back.
+    let c1 = h.cookie("127.0.0.1:1");
+    h.one_reply("127.0.0.1:1", &format!("QUIT 2 {c1} a {t}"));
+    let r = h.one_reply("127.0.0.1:3", &format!("REG 3 {c} d"));
+    assert!(r.starts_with("REGD 3 d "), "{r}");
+}
+
+#[test]
+fn a_flooding_source_is_rate_limited() {
+    let cfg = Config {
+        rate_per_sec: 10,
+        rate_burst: 20,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    for _ in 0..100 {
+        h.send(C120, "Peer nobody");
+    }
+    let answered = h.take().len();
+    assert!((20..=21).contains(&answered), "{answered}");
+    assert_eq!(h.server.stats().drop_rate_limited, 100 - answered as u64);
+    // Other sources are unaffected, and the source recovers with time.
+    assert_eq!(h.one_reply(C150, "Peer nobody"), "NoPeer");
+    h.advance(1000);
+    assert_eq!(h.one_reply(C120, "Peer nobody"), "NoPeer");
+}
+
+#[test]
+fn error_replies_are_rate_limited_per_source() {
+    let mut h = Harness::new(1024, Config::default());
+    for i in 0..50 {
+        h.send(C120, &format!("REG {i} - alice-the-first"));
+    }
+    let errors = h.take().len() as u64;
+    assert_eq!(errors, 10, "error_rate_per_sec");
+    assert_eq!(h.server.stats().drop_error_limited, 40);
+}
+
+#[test]
+fn introduction_tells_both_sides() {
+    let mut h = Harness::new(1024, Config::default());
+    let ta = h.register(C120, "a");
+    h.register(C150, "b");
+    let c = h.cookie(C120);
+    h.send(C120, &format!("INTRO 5 {c} a {ta} b"));
+    assert_eq!(h.take_to(C150), [format!("PUNCH a {C120}")]);
+    assert_eq!(h.take_to(C120), [format!("AT 5 b {C150}")]);
+    let r = h.one_reply(C120, &format!("INTRO 6 {c} a {ta} nobody"));
+    assert_eq!(err_code(&r), ErrorCode::NoSuchId);
+    let r = h.one_reply(C120, &format!("INTRO 7 {c} a {} b", Token(1)));
+    assert_eq!(err_code(&r), ErrorCode::NotOwner);
+}
+
+#[test]
+fn list_pages_cover_every_id_once() {
+    let cfg = Config {
+        limits: false,
+        ..Config::default()
+    };
+    let mut h = Harness::new(4096, cfg);
+    let mut want: Vec<String> = (0..700).map(|i| format!("user-{i:04}-padding")).collect();
+    for (i, id) in want.iter().enumerate() {
+        h.send(
+            &format!("127.0.{}.{}:1", i / 250, i % 250 + 1),
+            &format!("ID {id}"),
+        );
+    }
+    let c = h.cookie(C120);
+    let mut got = Vec::new();
+    let mut cursor = 0;
+    let mut pages = 0;
+    loop {
+        let r = h.one_reply(C120, &format!("LIST p {c} {cursor}"));
+        assert!(r.len() <= crate::MAX_DATAGRAM);
+        let Reply::Page { next, ids, .. } = Reply::parse(r.as_bytes()).unwrap() else {
+            panic!("{r}");
+        };
+        got.extend(ids.iter().map(|id| id.as_str().to_string()));
+        pages += 1;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert!(pages > 1);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn subscribers_get_coalesced_events_and_the_latest_state() {
+    let cfg = Config {
+        presence_interval: Millis(1000),
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    let t = h.register(C120, "watcher");
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("SUB 1 {c} watcher {t}"));
+    let Reply::Subscribed { seq, .. } = Reply::parse(r.as_bytes()).unwrap() else {
+        panic!("{r}")
+    };
+    h.register(C150, "bob");
+    h.tick();
+    assert_eq!(
+        h.take_to(C120),
+        [format!("EVENTS {} {} +bob", seq + 1, seq + 1)]
+    );
+    // Three changes inside one interval arrive as one datagram after it.
+    h.register(C170, "carol");
+    h.send("127.0.0.5:5", "ID dave");
+    h.send("127.0.0.5:5", "Quit dave");
+    h.tick();
+    assert!(
+        h.take_to(C120).is_empty(),
+        "coalesced until the interval ends"
+    );
+    h.advance(1000);
+    h.tick();
+    assert_eq!(
+        h.take_to(C120),
+        [format!("EVENTS {} {} +carol +dave -dave", seq + 2, seq + 4)]
+    );
+    h.tick();
+    assert!(h.take_to(C120).is_empty());
+}
+
+#[test]
+fn a_subscriber_too_far_behind_is_told_to_resync() {
+    let cfg = Config {
+        presence_interval: Millis(10_000),
+        limits: false,
+        ..Config::default()
+    };
+    let mut h = Harness::new(4096, cfg);
+    let t = h.register(C120, "watcher");
+    let c = h.cookie(C120);
+    h.one_reply(C120, &format!("SUB 1 {c} watcher {t}"));
+    h.register(C150, "first");
+    h.tick();
+    assert_eq!(h.take_to(C120).len(), 1);
+    for i in 0..crate::presence::LOG_LEN + 10 {
+        h.send(C170, &format!("ID x{i}"));
+    }
+    h.advance(10_000);
+    h.tick();
+    let got = h.take_to(C120);
+    let latest = h.server.log.latest();
+    assert_eq!(got, [format!("RESYNC {latest}")]);
+    assert_eq!(h.server.stats().fanout_resync, 1);
+}
+
+#[test]
+fn fan_out_stays_within_its_budget_and_catches_up() {
+    let cfg = Config {
+        fanout_per_sec: 10,
+        presence_interval: Millis(1),
+        limits: false,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    // 50 seed subscribers.
+    for i in 0..50 {
+        h.send(&format!("127.0.1.{}:1", i + 1), &format!("ID s{i}"));
+    }
+    h.tick();
+    let first = h.take().len();
+    assert!(first <= 10, "burst is one second of budget, sent {first}");
+    assert!(h.server.stats().fanout_deferred >= 1);
+    // Over the next seconds everyone gets the full, final list.
+    let mut last: std::collections::HashMap<SocketAddr, String> = Default::default();
+    for _ in 0..100 {
+        h.advance(100);
+        h.tick();
+        for (dst, text) in h.take() {
+            last.insert(dst, text);
+        }
+    }
+    let sent = h.server.stats().fanout_sent;
+    assert!(sent <= 10 + 10 * 10 + 1, "budget: {sent} in 10 s");
+    assert_eq!(last.len(), 50);
+    let full = last
+        .values()
+        .filter(|l| l.matches('\'').count() == 100)
+        .count();
+    assert_eq!(full, 50, "everyone ends with all 50 ids");
+}
+
+#[test]
+fn seed_list_fits_the_seed_clients_buffer() {
+    let cfg = Config {
+        limits: false,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    for i in 0..200 {
+        h.send(
+            &format!("127.0.2.{}:1", i + 1),
+            &format!("ID some-long-id-{i:03}"),
+        );
+    }
+    h.tick();
+    let lists = h.take();
+    assert!(!lists.is_empty());
+    for (_, l) in lists {
+        assert!(l.len() <= crate::SEED_MAX_LIST, "{}", l.len());
+        assert!(l.starts_with("List ['some-long-id-000', "));
+        assert!(l.ends_with("']"));
+    }
+}
+
+#[test]
+fn stats_need_loopback_or_the_admin_token() {
+    let admin = Token(0xfeed);
+    let cfg = Config {
+        admin_token: Some(admin),
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    let outside = "192.0.2.7:4000";
+    let c = h.cookie(outside);
+    let r = h.one_reply(outside, &format!("STATS 1 {c}"));
+    assert_eq!(err_code(&r), ErrorCode::Forbidden);
+    let r = h.one_reply(outside, &format!("STATS 2 {c} {admin}"));
+    assert!(r.starts_with("STATS 2 datagrams_in="), "{r}");
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("STATS 3 {c}"));
+    let Reply::Stats { stats, .. } = Reply::parse(r.as_bytes()).unwrap() else {
+        panic!("{r}")
+    };
+    let hello = stats
+        .iter()
+        .find(|(k, _)| *k == "requests_hello")
+        .unwrap()
+        .1;
+    assert_eq!(hello, 2);
+}
+
+#[test]
+fn ids_and_cookies_parse_strictly() {
+    let mut h = Harness::new(1024, Config::default());
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("REG 1 {c} it's"));
+    assert_eq!(err_code(&r), ErrorCode::BadId);
+    let _ = (Cookie(0), Id::new("x"));
+}
