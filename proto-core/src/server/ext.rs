@@ -363,11 +363,18 @@ impl Server<'_> {
         if !allowed {
             return Err(ErrorCode::Forbidden);
         }
+        // "STATS <tx> " comes before the counters; those that do not fit
+        // are left out whole (the metrics endpoint has all of them).
+        let room = MAX_DATAGRAM - "STATS  ".len() - h.tx.as_str().len();
         let mut body = Line::new();
         self.stats.for_each(|name, value| {
             let mut digits = [0u8; 20];
             let v = super::text::decimal(value, &mut digits);
-            if !body.is_empty() {
+            let sep = usize::from(!body.is_empty());
+            if body.len() + sep + name.len() + 1 + v.len() > room {
+                return;
+            }
+            if sep == 1 {
                 body.push(b" ");
             }
             body.push(name.as_bytes());

@@ -27,8 +27,10 @@
 use core::fmt;
 use core::net::SocketAddr;
 
-use super::fields::{Cookie, Id, Token, TxId};
+use super::fields::{Cookie, Id, Token, TxId, parse_hex64};
+use super::text::{Fields, Writer, verb_and_rest};
 use super::{EmitError, ParseError};
+use crate::MAX_DATAGRAM;
 
 /// A typed error, sent as `ERR <tx> <code>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -287,14 +289,252 @@ pub enum Reply<'a> {
 
 impl<'a> Reply<'a> {
     /// Parse one datagram.
+    ///
+    /// ```
+    /// use proto_core::wire::{ErrorCode, Reply};
+    /// let r = Reply::parse(b"ERR 7 no-such-id").unwrap();
+    /// assert!(matches!(r, Reply::Error { code: ErrorCode::NoSuchId, .. }));
+    /// ```
     pub fn parse(datagram: &'a [u8]) -> Result<Self, ParseError> {
-        let _ = datagram;
-        todo!("codec: reply parse")
+        let (verb, rest) = verb_and_rest(datagram, MAX_DATAGRAM)?;
+        let mut f = Fields::new(rest);
+        let reply = match verb {
+            b"COOKIE" => Reply::Cookie {
+                tx: f.tx()?,
+                cookie: Cookie(parse_hex64(f.raw()?)?),
+                addr: f.addr()?,
+            },
+            b"REGD" => Reply::Registered {
+                tx: f.tx()?,
+                id: f.id()?,
+                lease: f.u32()?,
+                addr: f.addr()?,
+                token: f.token()?,
+            },
+            b"ALIVE" => Reply::Alive {
+                tx: f.tx()?,
+                lease: f.u32()?,
+                addr: f.addr()?,
+                seq: f.u32()?,
+            },
+            b"AT" => Reply::At {
+                tx: f.tx()?,
+                id: f.id()?,
+                addr: f.addr()?,
+            },
+            b"PAGE" => Reply::Page {
+                tx: f.tx()?,
+                next: f.u32()?,
+                ids: IdSeq::new(utf8(f.tail()?)?)?,
+            },
+            b"SUBD" => Reply::Subscribed {
+                tx: f.tx()?,
+                seq: f.u32()?,
+            },
+            b"UNSUBD" => Reply::Unsubscribed { tx: f.tx()? },
+            b"BYE" => Reply::Bye {
+                tx: f.tx()?,
+                id: f.id()?,
+            },
+            b"STATS" => Reply::Stats {
+                tx: f.tx()?,
+                stats: StatSeq::new(utf8(f.tail()?)?)?,
+            },
+            b"ERR" => Reply::Error {
+                tx: match f.raw()? {
+                    b"-" => None,
+                    w => Some(TxId::from_bytes(w)?),
+                },
+                code: ErrorCode::from_wire(f.raw()?).ok_or(ParseError::Malformed)?,
+            },
+            b"PUNCH" => Reply::Punch {
+                id: f.id()?,
+                addr: f.addr()?,
+            },
+            b"EVENTS" => {
+                let first = f.u32()?;
+                let last = f.u32()?;
+                let changes = ChangeSeq::new(utf8(f.tail()?)?)?;
+                if changes.0.is_empty() {
+                    return Err(ParseError::Malformed);
+                }
+                Reply::Events {
+                    first,
+                    last,
+                    changes,
+                }
+            }
+            b"RESYNC" => Reply::Resync { seq: f.u32()? },
+            _ => return Err(ParseError::UnknownVerb),
+        };
+        f.end()?;
+        Ok(reply)
     }
 
     /// Write this reply into `buf`, returning the number of bytes written.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
-        let _ = buf;
-        todo!("codec: reply emit")
+        let mut w = Writer::new(buf);
+        match *self {
+            Reply::Cookie {
+                tx: t,
+                cookie,
+                addr,
+            } => {
+                w.put(b"COOKIE")?.field(tx(t))?.hex(cookie.0)?.addr(addr)?;
+            }
+            Reply::Registered {
+                tx: t,
+                id,
+                lease,
+                addr,
+                token,
+            } => {
+                w.put(b"REGD")?
+                    .field(tx(t))?
+                    .field(id.as_bytes())?
+                    .num(lease)?
+                    .addr(addr)?
+                    .hex(token.0)?;
+            }
+            Reply::Alive {
+                tx: t,
+                lease,
+                addr,
+                seq,
+            } => {
+                w.put(b"ALIVE")?
+                    .field(tx(t))?
+                    .num(lease)?
+                    .addr(addr)?
+                    .num(seq)?;
+            }
+            Reply::At { tx: t, id, addr } => {
+                w.put(b"AT")?
+                    .field(tx(t))?
+                    .field(id.as_bytes())?
+                    .addr(addr)?;
+            }
+            Reply::Page { tx: t, next, ids } => {
+                w.put(b"PAGE")?.field(tx(t))?.num(next)?;
+                if !ids.0.is_empty() {
+                    w.field(ids.0.as_bytes())?;
+                }
+            }
+            Reply::Subscribed { tx: t, seq } => {
+                w.put(b"SUBD")?.field(tx(t))?.num(seq)?;
+            }
+            Reply::Unsubscribed { tx: t } => {
+                w.put(b"UNSUBD")?.field(tx(t))?;
+            }
+            Reply::Bye { tx: t, id } => {
+                w.put(b"BYE")?.field(tx(t))?.field(id.as_bytes())?;
+            }
+            Reply::Stats { tx: t, stats } => {
+                w.put(b"STATS")?.field(tx(t))?;
+                if !stats.0.is_empty() {
+                    w.field(stats.0.as_bytes())?;
+                }
+            }
+            Reply::Error { tx: t, code } => {
+                w.put(b"ERR")?
+                    .field(t.map_or(&b"-"[..], tx))?
+                    .field(code.as_str().as_bytes())?;
+            }
+            Reply::Punch { id, addr } => {
+                w.put(b"PUNCH")?.field(id.as_bytes())?.addr(addr)?;
+            }
+            Reply::Events {
+                first,
+                last,
+                changes,
+            } => {
+                w.put(b"EVENTS")?
+                    .num(first)?
+                    .num(last)?
+                    .field(changes.0.as_bytes())?;
+            }
+            Reply::Resync { seq } => {
+                w.put(b"RESYNC")?.num(seq)?;
+            }
+        }
+        if w.finish() > MAX_DATAGRAM {
+            return Err(EmitError::TooLong);
+        }
+        Ok(w.finish())
+    }
+}
+
+fn tx<'t>(t: TxId<'t>) -> &'t [u8] {
+    t.as_str().as_bytes()
+}
+
+fn utf8(b: &[u8]) -> Result<&str, ParseError> {
+    core::str::from_utf8(b).map_err(|_| ParseError::NotUtf8)
+}
+
+impl<'a> IdSeq<'a> {
+    /// Validate a space-separated run of ids (possibly empty).
+    pub fn new(s: &'a str) -> Result<Self, ParseError> {
+        if !s.is_empty() {
+            for w in s.split(' ') {
+                Id::new(w)?;
+            }
+        }
+        Ok(IdSeq(s))
+    }
+
+    /// The text, ids separated by single spaces.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'a> ChangeSeq<'a> {
+    /// Validate a space-separated run of `+id` / `-id` (possibly empty).
+    pub fn new(s: &'a str) -> Result<Self, ParseError> {
+        if !s.is_empty() {
+            for w in s.split(' ') {
+                let id = w
+                    .strip_prefix('+')
+                    .or_else(|| w.strip_prefix('-'))
+                    .ok_or(ParseError::Malformed)?;
+                Id::new(id)?;
+            }
+        }
+        Ok(ChangeSeq(s))
+    }
+
+    /// The text, changes separated by single spaces.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'a> StatSeq<'a> {
+    /// Validate a space-separated run of `key=value` (possibly empty).
+    pub fn new(s: &'a str) -> Result<Self, ParseError> {
+        if !s.is_empty() {
+            for w in s.split(' ') {
+                let (k, v) = w.split_once('=').ok_or(ParseError::Malformed)?;
+                let key_ok = !k.is_empty()
+                    && k.len() <= 32
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+                let digits_ok = !v.is_empty()
+                    && v.len() <= 20
+                    && v.bytes().all(|b| b.is_ascii_digit())
+                    && (v == "0" || !v.starts_with('0'))
+                    && v.parse::<u64>().is_ok();
+                if !key_ok || !digits_ok {
+                    return Err(ParseError::Malformed);
+                }
+            }
+        }
+        Ok(StatSeq(s))
+    }
+
+    /// The text, counters separated by single spaces.
+    pub fn as_str(&self) -> &'a str {
+        self.0
     }
 }

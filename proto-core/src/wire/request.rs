@@ -3,7 +3,7 @@
 //! ```text
 //! request = hello / reg / keep / lookup / intro / list / sub / unsub / quit / stats
 //! hello   = "HELLO" SP txid [SP padding]           ; padding = 1*%x21-7E
-//! reg     = "REG" SP txid SP cookie SP id [SP lease [SP token]]
+//! reg     = "REG" SP txid SP cookie SP id [SP (lease / "-") [SP token]]
 //! keep    = "KEEP" SP txid SP cookie SP id SP token
 //! lookup  = "LOOKUP" SP txid SP cookie SP id
 //! intro   = "INTRO" SP txid SP cookie SP id SP token SP id   ; me, my token, target
@@ -20,10 +20,36 @@
 //! Fields are separated by exactly one space. Verbs are upper case, which
 //! keeps them apart from the seed's mixed-case verbs (`Quit` vs `QUIT`).
 //! Canonical form: `HELLO` padding is emitted as `pad` dots; numbers have no
-//! leading zeros.
+//! leading zeros; a `REG` with a token but no lease writes `-` for the lease.
 
-use super::fields::{Cookie, Id, Token, TxId};
+use super::fields::{Cookie, Id, Token, TxId, parse_hex64};
+use super::text::{Fields, Writer, parse_u32, verb_and_rest};
 use super::{EmitError, ParseError};
+use crate::MAX_DATAGRAM;
+
+/// The longest lease the grammar allows, in seconds (one day).
+pub const MAX_LEASE_SECS: u32 = 86_400;
+
+fn parse_lease(w: &[u8]) -> Result<u32, ParseError> {
+    let v = parse_u32(w)?;
+    if v > MAX_LEASE_SECS {
+        return Err(ParseError::Malformed);
+    }
+    Ok(v)
+}
+
+/// Write `VERB tx cookie`.
+fn header<'w, 'b>(
+    w: &'w mut Writer<'b>,
+    verb: &[u8],
+    h: Header<'_>,
+) -> Result<&'w mut Writer<'b>, EmitError> {
+    w.put(verb)?.field(h.tx.as_str().as_bytes())?;
+    match h.cookie {
+        Some(c) => w.hex(c.0),
+        None => w.field(b"-"),
+    }
+}
 
 /// The parts every request but `HELLO` starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,15 +155,184 @@ pub enum Request<'a> {
 
 impl<'a> Request<'a> {
     /// Parse one datagram.
+    ///
+    /// ```
+    /// use proto_core::wire::{Id, Request};
+    /// let r = Request::parse(b"LOOKUP 7 - alice").unwrap();
+    /// assert!(matches!(r, Request::Lookup { id, .. } if id == Id::new("alice").unwrap()));
+    /// ```
     pub fn parse(datagram: &'a [u8]) -> Result<Self, ParseError> {
-        let _ = datagram;
-        todo!("codec: request parse")
+        let (verb, rest) = verb_and_rest(datagram, MAX_DATAGRAM)?;
+        let mut f = Fields::new(rest);
+        if verb == b"HELLO" {
+            let tx = f.tx()?;
+            let pad = match f.opt_raw()? {
+                None => 0,
+                Some(p) => u16::try_from(p.len()).map_err(|_| ParseError::TooLong)?,
+            };
+            f.end()?;
+            return Ok(Request::Hello { tx, pad });
+        }
+        let known = matches!(
+            verb,
+            b"REG"
+                | b"KEEP"
+                | b"LOOKUP"
+                | b"INTRO"
+                | b"LIST"
+                | b"SUB"
+                | b"UNSUB"
+                | b"QUIT"
+                | b"STATS"
+        );
+        if !known {
+            return Err(ParseError::UnknownVerb);
+        }
+        let h = Header {
+            tx: f.tx()?,
+            cookie: f.cookie()?,
+        };
+        let req = match verb {
+            b"REG" => {
+                let id = f.id()?;
+                let lease = match f.opt_raw()? {
+                    None | Some(b"-") => None,
+                    Some(w) => Some(parse_lease(w)?),
+                };
+                let dash = f.peek_was_dash();
+                let token = match f.opt_raw()? {
+                    None if dash => return Err(ParseError::Malformed),
+                    None => None,
+                    Some(w) => Some(Token(parse_hex64(w)?)),
+                };
+                Request::Register {
+                    h,
+                    id,
+                    lease,
+                    token,
+                }
+            }
+            b"KEEP" => Request::Keepalive {
+                h,
+                id: f.id()?,
+                token: f.token()?,
+            },
+            b"LOOKUP" => Request::Lookup { h, id: f.id()? },
+            b"INTRO" => Request::Introduce {
+                h,
+                id: f.id()?,
+                token: f.token()?,
+                target: f.id()?,
+            },
+            b"LIST" => Request::List {
+                h,
+                cursor: f.u32()?,
+            },
+            b"SUB" => Request::Subscribe {
+                h,
+                id: f.id()?,
+                token: f.token()?,
+            },
+            b"UNSUB" => Request::Unsubscribe {
+                h,
+                id: f.id()?,
+                token: f.token()?,
+            },
+            b"QUIT" => Request::Quit {
+                h,
+                id: f.id()?,
+                token: f.token()?,
+            },
+            _ => Request::Stats {
+                h,
+                admin: match f.opt_raw()? {
+                    None => None,
+                    Some(w) => Some(Token(parse_hex64(w)?)),
+                },
+            },
+        };
+        f.end()?;
+        Ok(req)
     }
 
     /// Write this request into `buf`, returning the number of bytes written.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
-        let _ = buf;
-        todo!("codec: request emit")
+        let mut w = Writer::new(buf);
+        match *self {
+            Request::Hello { tx, pad } => {
+                w.put(b"HELLO")?.field(tx.as_str().as_bytes())?;
+                if pad > 0 {
+                    w.put(b" ")?;
+                    for _ in 0..pad {
+                        w.put(b".")?;
+                    }
+                }
+            }
+            Request::Register {
+                h,
+                id,
+                lease,
+                token,
+            } => {
+                header(&mut w, b"REG", h)?.field(id.as_bytes())?;
+                match (lease, token) {
+                    (Some(l), _) => {
+                        w.num(l)?;
+                    }
+                    (None, Some(_)) => {
+                        w.field(b"-")?;
+                    }
+                    (None, None) => {}
+                }
+                if let Some(t) = token {
+                    w.hex(t.0)?;
+                }
+            }
+            Request::Keepalive { h, id, token } => {
+                header(&mut w, b"KEEP", h)?
+                    .field(id.as_bytes())?
+                    .hex(token.0)?;
+            }
+            Request::Lookup { h, id } => {
+                header(&mut w, b"LOOKUP", h)?.field(id.as_bytes())?;
+            }
+            Request::Introduce {
+                h,
+                id,
+                token,
+                target,
+            } => {
+                header(&mut w, b"INTRO", h)?
+                    .field(id.as_bytes())?
+                    .hex(token.0)?
+                    .field(target.as_bytes())?;
+            }
+            Request::List { h, cursor } => {
+                header(&mut w, b"LIST", h)?.num(cursor)?;
+            }
+            Request::Subscribe { h, id, token } => {
+                header(&mut w, b"SUB", h)?
+                    .field(id.as_bytes())?
+                    .hex(token.0)?;
+            }
+            Request::Unsubscribe { h, id, token } => {
+                header(&mut w, b"UNSUB", h)?
+                    .field(id.as_bytes())?
+                    .hex(token.0)?;
+            }
+            Request::Quit { h, id, token } => {
+                header(&mut w, b"QUIT", h)?
+                    .field(id.as_bytes())?
+                    .hex(token.0)?;
+            }
+            Request::Stats { h, admin } => {
+                header(&mut w, b"STATS", h)?;
+                if let Some(t) = admin {
+                    w.hex(t.0)?;
+                }
+            }
+        }
+        Ok(w.finish())
     }
 
     /// The transaction id, which every request carries.

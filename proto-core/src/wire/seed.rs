@@ -25,8 +25,13 @@
 
 use core::net::SocketAddr;
 
+use super::addr::{parse_py, write_py};
 use super::fields::Id;
+use super::text::{Fields, Writer, strip_newline, verb_and_rest};
 use super::{EmitError, ParseError};
+
+/// The seed client reads with `recvfrom(1024)`; nothing longer is a seed message.
+pub const MAX_SEED_DATAGRAM: usize = 1024;
 
 /// A seed-protocol request (client to server).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,40 +75,252 @@ pub enum SeedReply<'a> {
 
 impl<'a> SeedRequest<'a> {
     /// Parse one datagram.
+    ///
+    /// ```
+    /// use proto_core::wire::{Id, SeedRequest};
+    /// assert_eq!(SeedRequest::parse(b"ID 120"), Ok(SeedRequest::Id(Id::new("120").unwrap())));
+    /// assert_eq!(SeedRequest::parse(b"ID2 "), Ok(SeedRequest::Id2));
+    /// ```
     pub fn parse(datagram: &'a [u8]) -> Result<Self, ParseError> {
-        let _ = datagram;
-        todo!("codec: seed request parse")
+        let (verb, rest) = verb_and_rest(datagram, MAX_SEED_DATAGRAM)?;
+        let mut f = Fields::new(rest);
+        let req = match verb {
+            b"ID" => SeedRequest::Id(f.id()?),
+            b"Peer" => SeedRequest::Peer(f.id()?),
+            b"Quit" => SeedRequest::Quit(f.id()?),
+            // The seed server matched "ID2 " by prefix and ignored the rest.
+            b"ID2" => return Ok(SeedRequest::Id2),
+            _ => return Err(ParseError::UnknownVerb),
+        };
+        f.end()?;
+        Ok(req)
     }
 
     /// Write this request into `buf`, returning the number of bytes written.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
-        let _ = buf;
-        todo!("codec: seed request emit")
+        let mut w = Writer::new(buf);
+        match self {
+            SeedRequest::Id(id) => w.put(b"ID")?.field(id.as_bytes())?,
+            SeedRequest::Peer(id) => w.put(b"Peer")?.field(id.as_bytes())?,
+            SeedRequest::Quit(id) => w.put(b"Quit")?.field(id.as_bytes())?,
+            SeedRequest::Id2 => w.put(b"ID2 ")?,
+        };
+        Ok(w.finish())
+    }
+}
+
+impl<'a> SeedList<'a> {
+    /// Validate the text between the brackets of a `List [...]`.
+    pub fn new(inner: &'a str) -> Result<Self, ParseError> {
+        if !inner.is_empty() {
+            for item in inner.split(", ") {
+                let id = item
+                    .strip_prefix('\'')
+                    .and_then(|s| s.strip_suffix('\''))
+                    .ok_or(ParseError::Malformed)?;
+                Id::new(id)?;
+            }
+        }
+        Ok(SeedList(inner))
     }
 }
 
 impl<'a> SeedReply<'a> {
     /// Parse one datagram.
+    ///
+    /// ```
+    /// use proto_core::wire::SeedReply;
+    /// let SeedReply::List(list) = SeedReply::parse(b"List ['120', '150']").unwrap() else { panic!() };
+    /// assert_eq!(list.iter().count(), 2);
+    /// assert_eq!(SeedReply::parse(b"NoPeer"), Ok(SeedReply::NoPeer));
+    /// ```
     pub fn parse(datagram: &'a [u8]) -> Result<Self, ParseError> {
-        let _ = datagram;
-        todo!("codec: seed reply parse")
+        if datagram.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        if datagram.len() > MAX_SEED_DATAGRAM {
+            return Err(ParseError::TooLong);
+        }
+        let d = strip_newline(datagram);
+        let text = core::str::from_utf8(d).map_err(|_| ParseError::NotUtf8)?;
+        if text == "NoPeer" {
+            return Ok(SeedReply::NoPeer);
+        }
+        if let Some(body) = text.strip_prefix("List ") {
+            let inner = body
+                .strip_prefix('[')
+                .and_then(|b| b.strip_suffix(']'))
+                .ok_or(ParseError::Malformed)?;
+            return SeedList::new(inner).map(SeedReply::List);
+        }
+        if let Some(tuple) = text.strip_prefix("Peer ") {
+            return parse_py(tuple.as_bytes()).map(SeedReply::Peer);
+        }
+        if let Some(msg) = text.strip_prefix("Message ") {
+            return Ok(SeedReply::Message(msg));
+        }
+        Err(ParseError::UnknownVerb)
     }
 
     /// Write this message into `buf`, returning the number of bytes written.
     /// A `List` is written in full or not at all; use [`emit_list`] to truncate.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
-        let _ = buf;
-        todo!("codec: seed reply emit")
+        let mut w = Writer::new(buf);
+        match self {
+            SeedReply::List(list) => w.put(b"List [")?.put(list.0.as_bytes())?.put(b"]")?,
+            SeedReply::Peer(a) => write_py(w.put(b"Peer ")?, *a)?,
+            SeedReply::NoPeer => w.put(b"NoPeer")?,
+            SeedReply::Message(text) => w.put(b"Message ")?.put(text.as_bytes())?,
+        };
+        Ok(w.finish())
     }
 }
 
 /// Write `List [...]` with as many ids from `ids` as fit in `buf`, in order.
 /// Returns `(bytes written, ids written)`. Never fails for `buf.len() >= 7`
 /// (`List []`); a shorter buffer gives [`EmitError::TooLong`].
+///
+/// ```
+/// use proto_core::wire::{seed::emit_list, Id};
+/// let ids = ["120", "150"].map(|s| Id::new(s).unwrap());
+/// let mut buf = [0u8; 64];
+/// let (n, count) = emit_list(ids.into_iter(), &mut buf).unwrap();
+/// assert_eq!(&buf[..n], b"List ['120', '150']");
+/// assert_eq!(count, 2);
+/// let (n, count) = emit_list(ids.into_iter(), &mut buf[..16]).unwrap();
+/// assert_eq!((&buf[..n], count), (&b"List ['120']"[..], 1));
+/// ```
 pub fn emit_list<'i>(
     ids: impl Iterator<Item = Id<'i>>,
     buf: &mut [u8],
 ) -> Result<(usize, usize), EmitError> {
-    let _ = (ids, buf);
-    todo!("codec: seed list emit")
+    const OPEN: &[u8] = b"List [";
+    if buf.len() < OPEN.len() + 1 {
+        return Err(EmitError::TooLong);
+    }
+    buf[..OPEN.len()].copy_from_slice(OPEN);
+    let mut pos = OPEN.len();
+    let mut count = 0;
+    for id in ids {
+        let sep = if count == 0 { 0 } else { 2 };
+        let need = sep + 2 + id.as_bytes().len();
+        // Keep one byte for the closing bracket.
+        if pos + need + 1 > buf.len() {
+            break;
+        }
+        if sep != 0 {
+            buf[pos..pos + 2].copy_from_slice(b", ");
+        }
+        pos += sep;
+        buf[pos] = b'\'';
+        buf[pos + 1..pos + 1 + id.as_bytes().len()].copy_from_slice(id.as_bytes());
+        pos += 1 + id.as_bytes().len();
+        buf[pos] = b'\'';
+        pos += 1;
+        count += 1;
+    }
+    buf[pos] = b']';
+    Ok((pos + 1, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emit_req(r: SeedRequest<'_>) -> ([u8; 64], usize) {
+        let mut b = [0u8; 64];
+        let n = r.emit(&mut b).unwrap();
+        (b, n)
+    }
+
+    fn id(s: &str) -> Id<'_> {
+        Id::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_seed_clients_requests_byte_for_byte() {
+        for (bytes, req) in [
+            (&b"ID 120"[..], SeedRequest::Id(id("120"))),
+            (b"Peer 150", SeedRequest::Peer(id("150"))),
+            (b"Quit 120", SeedRequest::Quit(id("120"))),
+            (b"ID2 ", SeedRequest::Id2),
+        ] {
+            assert_eq!(SeedRequest::parse(bytes), Ok(req));
+            let (b, n) = emit_req(req);
+            assert_eq!(&b[..n], bytes);
+        }
+    }
+
+    #[test]
+    fn seed_request_errors() {
+        assert_eq!(SeedRequest::parse(b""), Err(ParseError::Empty));
+        assert_eq!(SeedRequest::parse(b"ID"), Err(ParseError::Malformed));
+        assert_eq!(SeedRequest::parse(b"ID a b"), Err(ParseError::Malformed));
+        assert_eq!(
+            SeedRequest::parse(b"ID it's"),
+            Err(ParseError::Field(crate::wire::FieldError::BadId))
+        );
+        assert_eq!(SeedRequest::parse(b"Hello x"), Err(ParseError::UnknownVerb));
+        assert_eq!(
+            SeedRequest::parse(b"ID 120\n"),
+            Ok(SeedRequest::Id(id("120")))
+        );
+        assert_eq!(SeedRequest::parse(b"ID2"), Ok(SeedRequest::Id2));
+    }
+
+    #[test]
+    fn the_seed_servers_replies_byte_for_byte() {
+        let a: SocketAddr = "127.0.0.1:10107".parse().unwrap();
+        for bytes in [
+            &b"List ['120']"[..],
+            b"List ['120', '150', '170']",
+            b"List []",
+            b"Peer ('127.0.0.1', 10107)",
+            b"NoPeer",
+            b"Message hi",
+            b"Message hello2",
+        ] {
+            let r = SeedReply::parse(bytes).unwrap();
+            let mut b = [0u8; 128];
+            let n = r.emit(&mut b).unwrap();
+            assert_eq!(&b[..n], bytes);
+        }
+        assert_eq!(
+            SeedReply::parse(b"Peer ('127.0.0.1', 10107)"),
+            Ok(SeedReply::Peer(a))
+        );
+    }
+
+    #[test]
+    fn list_truncates_before_the_id_that_does_not_fit() {
+        let ids = ["aaaa", "bbbb", "cccc"].map(id);
+        let mut buf = [0u8; 1024];
+        for len in 7..40 {
+            let (n, count) = emit_list(ids.into_iter(), &mut buf[..len]).unwrap();
+            assert!(n <= len);
+            let text = core::str::from_utf8(&buf[..n]).unwrap();
+            let SeedReply::List(l) = SeedReply::parse(text.as_bytes()).unwrap() else {
+                panic!("{text}")
+            };
+            assert_eq!(l.iter().count(), count);
+        }
+        assert!(emit_list(ids.into_iter(), &mut buf[..6]).is_err());
+    }
+
+    #[test]
+    fn bad_lists_fail() {
+        for bad in [
+            &b"List ["[..],
+            b"List ['a',]",
+            b"List [a]",
+            b"List ['a' 'b']",
+            b"List ['a b']",
+        ] {
+            assert!(
+                SeedReply::parse(bad).is_err(),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+    }
 }

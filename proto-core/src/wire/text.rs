@@ -1,1 +1,257 @@
-//! Shared helpers for the text codec.
+//! Shared pieces of the text codec: the field tokenizer (nom), typed field
+//! readers with precise errors, and a writer into a caller's buffer.
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use nom::IResult;
+use nom::bytes::complete::{tag, take_while1};
+
+use super::fields::{Cookie, FieldError, Id, Token, TxId, hex64, parse_hex64};
+use super::{EmitError, ParseError};
+
+type NomResult<'a, O> = IResult<&'a [u8], O, nom::error::Error<&'a [u8]>>;
+
+/// One field: a run of bytes up to the next space.
+fn word(i: &[u8]) -> NomResult<'_, &[u8]> {
+    take_while1(|c| c != b' ')(i)
+}
+
+/// A separating space, then one field.
+fn spaced_word(i: &[u8]) -> NomResult<'_, &[u8]> {
+    let (i, _) = tag(&b" "[..])(i)?;
+    word(i)
+}
+
+/// Drop one trailing `\n` or `\r\n` (what `nc` sends), nothing else.
+pub(crate) fn strip_newline(d: &[u8]) -> &[u8] {
+    d.strip_suffix(b"\n")
+        .map_or(d, |d| d.strip_suffix(b"\r").unwrap_or(d))
+}
+
+/// Split a datagram into its verb and the rest, after the common checks.
+pub(crate) fn verb_and_rest(d: &[u8], max: usize) -> Result<(&[u8], &[u8]), ParseError> {
+    if d.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if d.len() > max {
+        return Err(ParseError::TooLong);
+    }
+    let d = strip_newline(d);
+    let (rest, verb) = word(d).map_err(|_| ParseError::Malformed)?;
+    Ok((verb, rest))
+}
+
+/// Reads the space-separated fields after a verb, one typed field at a time.
+pub(crate) struct Fields<'a> {
+    rest: &'a [u8],
+    last: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(rest: &'a [u8]) -> Self {
+        Fields { rest, last: &[] }
+    }
+
+    /// The next field, which must be there.
+    pub fn raw(&mut self) -> Result<&'a [u8], ParseError> {
+        let (rest, w) = spaced_word(self.rest).map_err(|_| ParseError::Malformed)?;
+        self.rest = rest;
+        self.last = w;
+        Ok(w)
+    }
+
+    /// The next field if there is one.
+    pub fn opt_raw(&mut self) -> Result<Option<&'a [u8]>, ParseError> {
+        if self.rest.is_empty() {
+            Ok(None)
+        } else {
+            self.raw().map(Some)
+        }
+    }
+
+    /// Whether the field just read was `-`.
+    pub fn peek_was_dash(&self) -> bool {
+        self.last == b"-"
+    }
+
+    /// Everything after the next space, unparsed (possibly empty).
+    pub fn tail(&mut self) -> Result<&'a [u8], ParseError> {
+        match self.rest {
+            [] => Ok(&[]),
+            [b' ', tail @ ..] if !tail.is_empty() => {
+                self.rest = &[];
+                Ok(tail)
+            }
+            _ => Err(ParseError::Malformed),
+        }
+    }
+
+    /// There must be nothing left.
+    pub fn end(&self) -> Result<(), ParseError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(ParseError::Malformed)
+        }
+    }
+
+    pub fn tx(&mut self) -> Result<TxId<'a>, ParseError> {
+        Ok(TxId::from_bytes(self.raw()?)?)
+    }
+
+    pub fn id(&mut self) -> Result<Id<'a>, ParseError> {
+        Ok(Id::from_bytes(self.raw()?)?)
+    }
+
+    pub fn token(&mut self) -> Result<Token, ParseError> {
+        Ok(Token(parse_hex64(self.raw()?)?))
+    }
+
+    /// A cookie, or `-` for none.
+    pub fn cookie(&mut self) -> Result<Option<Cookie>, ParseError> {
+        match self.raw()? {
+            b"-" => Ok(None),
+            w => Ok(Some(Cookie(parse_hex64(w)?))),
+        }
+    }
+
+    pub fn u32(&mut self) -> Result<u32, ParseError> {
+        parse_u32(self.raw()?)
+    }
+
+    pub fn addr(&mut self) -> Result<SocketAddr, ParseError> {
+        super::addr::parse(self.raw()?)
+    }
+}
+
+/// A decimal `u32` in canonical form (no sign, no leading zeros).
+pub(crate) fn parse_u32(w: &[u8]) -> Result<u32, ParseError> {
+    if w.is_empty() || w.len() > 10 || (w.len() > 1 && w[0] == b'0') {
+        return Err(ParseError::Malformed);
+    }
+    let mut v: u64 = 0;
+    for &c in w {
+        if !c.is_ascii_digit() {
+            return Err(ParseError::Malformed);
+        }
+        v = v * 10 + u64::from(c - b'0');
+    }
+    u32::try_from(v).map_err(|_| ParseError::Malformed)
+}
+
+/// Writes a message into a caller's buffer, failing cleanly when it is full.
+pub(crate) struct Writer<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl<'b> Writer<'b> {
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        Writer { buf, pos: 0 }
+    }
+
+    pub fn put(&mut self, bytes: &[u8]) -> Result<&mut Self, EmitError> {
+        let end = self.pos + bytes.len();
+        let dst = self.buf.get_mut(self.pos..end).ok_or(EmitError::TooLong)?;
+        dst.copy_from_slice(bytes);
+        self.pos = end;
+        Ok(self)
+    }
+
+    /// A space, then `bytes`.
+    pub fn field(&mut self, bytes: &[u8]) -> Result<&mut Self, EmitError> {
+        self.put(b" ")?.put(bytes)
+    }
+
+    pub fn u64(&mut self, mut v: u64) -> Result<&mut Self, EmitError> {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..])
+    }
+
+    /// A space, then `v` in decimal.
+    pub fn num(&mut self, v: u32) -> Result<&mut Self, EmitError> {
+        self.put(b" ")?.u64(u64::from(v))
+    }
+
+    /// A space, then 16 hex digits.
+    pub fn hex(&mut self, v: u64) -> Result<&mut Self, EmitError> {
+        self.field(&hex64(v))
+    }
+
+    /// A space, then an address in Rust's form.
+    pub fn addr(&mut self, a: SocketAddr) -> Result<&mut Self, EmitError> {
+        self.put(b" ")?;
+        super::addr::write(self, a)
+    }
+
+    pub fn finish(&self) -> usize {
+        self.pos
+    }
+}
+
+impl fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.put(s.as_bytes()).map(|_| ()).map_err(|_| fmt::Error)
+    }
+}
+
+impl From<FieldError> for EmitError {
+    fn from(_: FieldError) -> Self {
+        EmitError::TooLong
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_split_on_single_spaces() {
+        let mut f = Fields::new(b" a bb ccc");
+        assert_eq!(f.raw(), Ok(&b"a"[..]));
+        assert_eq!(f.raw(), Ok(&b"bb"[..]));
+        assert_eq!(f.opt_raw(), Ok(Some(&b"ccc"[..])));
+        assert_eq!(f.opt_raw(), Ok(None));
+        assert!(f.end().is_ok());
+        let mut f = Fields::new(b"  a");
+        assert_eq!(f.raw(), Err(ParseError::Malformed));
+    }
+
+    #[test]
+    fn numbers_are_canonical() {
+        assert_eq!(parse_u32(b"0"), Ok(0));
+        assert_eq!(parse_u32(b"4294967295"), Ok(u32::MAX));
+        assert!(parse_u32(b"4294967296").is_err());
+        assert!(parse_u32(b"007").is_err());
+        assert!(parse_u32(b"-1").is_err());
+        assert!(parse_u32(b"").is_err());
+    }
+
+    #[test]
+    fn newline_stripping_is_exactly_one() {
+        assert_eq!(strip_newline(b"x\n"), b"x");
+        assert_eq!(strip_newline(b"x\r\n"), b"x");
+        assert_eq!(strip_newline(b"x\n\n"), b"x\n");
+        assert_eq!(strip_newline(b"x\r"), b"x\r");
+    }
+
+    #[test]
+    fn writer_refuses_overflow() {
+        let mut buf = [0u8; 4];
+        let mut w = Writer::new(&mut buf);
+        assert!(w.put(b"abc").is_ok());
+        assert_eq!(w.finish(), 3);
+        assert!(w.num(12).is_err());
+        assert!(w.put(b"xy").is_err());
+    }
+}
