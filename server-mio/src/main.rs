@@ -1,1 +1,27 @@
-fn main() {}
+//! `parley-server`: see `parley-server --help`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let opts = match parley_server::cli::parse(std::env::args_os().skip(1).collect()) {
+        Ok(parley_server::cli::Parsed::Run(opts)) => opts,
+        Ok(parley_server::cli::Parsed::Exit(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("parley-server: {e}");
+            eprintln!("Try 'parley-server --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    parley_server::init_logging(&opts.log_level);
+    match parley_server::run(&opts, parley_server::Hooks::default()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("parley-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Command-line options.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+
+use proto_core::server::{Config, Layout};
+use proto_core::time::Millis;
+use proto_core::wire::Token;
+
+/// Smallest and largest table the server accepts.
+pub const MIN_CAPACITY: usize = 1024;
+/// See [`MIN_CAPACITY`].
+pub const MAX_CAPACITY: usize = 1 << 22;
+/// Table size when `--capacity` is not given.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// Everything the server was asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// UDP address to serve on.
+    pub bind: SocketAddr,
+    /// Registrations the table holds.
+    pub capacity: usize,
+    /// The protocol core's settings.
+    pub config: Config,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: String,
+    /// Where to serve Prometheus metrics over HTTP, if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9999)),
+            capacity: DEFAULT_CAPACITY,
+            config: Config::default(),
+            log_level: "info".into(),
+            metrics: None,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run the server.
+    Run(Box<Options>),
+    /// Print this and exit successfully (`--help`, `--version`).
+    Exit(String),
+}
+
+/// A command line that could not be understood.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CliError(String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The memory a table of `capacity` takes, as `--help` states it.
+pub fn table_cost(capacity: usize) -> usize {
+    Layout::for_capacity(capacity).bytes()
+}
+
+/// The `--help` text.
+pub fn help() -> String {
+    let d = Config::default();
+    let costs: Vec<String> = [1024, 65_536, 1 << 20]
+        .iter()
+        .map(|&c| format!("{c} -> {}", mib(table_cost(c))))
+        .collect();
+    format!(
+        "parley-server {version}: a UDP rendezvous server for peer-to-peer chat.
+
+Keeps a table of online ids (id -> the address it sees them at), answers
+lookups, introduces peers for hole punching and tells subscribers who comes
+and goes. Speaks the seed protocol (ID/Peer/Quit/ID2) and Parley's extended
+protocol (docs/PROTOCOL.md). One thread; all memory is taken at start.
+
+USAGE:
+    parley-server [OPTIONS]
+
+OPTIONS:
+    --bind ADDR               UDP address to serve on, IPv4 or IPv6 [default: 127.0.0.1:9999]
+    --capacity N              ids the table holds, {min} to {max} [default: {cap}]
+                              memory for the tables: {costs}
+                              (about {per} bytes per id)
+    --lease SECS              lease granted when a client asks for none [default: {lease}]
+    --lease-max SECS          longest lease granted [default: {lease_max}]
+    --seed-lease SECS         lease of a seed-protocol (ID) registration [default: {seed_lease}]
+    --presence-interval-ms MS each subscriber gets at most one update per interval [default: {interval}]
+    --fanout-per-sec N        presence datagrams per second, all subscribers together [default: {fanout}]
+    --quota N                 ids one source may hold (per IPv4 address, per IPv6 /64) [default: {quota}]
+    --rate N                  requests per second per source [default: {rate}]
+    --burst N                 requests per source in a burst [default: {burst}]
+    --no-limits               turn quotas and rate limits off (benchmarks, load tests on one host)
+    --strict                  refuse the seed's unauthenticated verbs (for internet-facing servers)
+    --admin-token HEX         16 hex digits that unlock STATS from other than loopback
+    --metrics ADDR            serve Prometheus metrics over HTTP on this TCP address
+    --log-level LEVEL         error, warn, info, debug or trace [default: info]
+    -h, --help                print this help
+    -V, --version             print the version
+
+Send SIGINT or SIGTERM to stop; the server logs its counters and exits 0.
+",
+        version = env!("CARGO_PKG_VERSION"),
+        min = MIN_CAPACITY,
+        max = MAX_CAPACITY,
+        cap = DEFAULT_CAPACITY,
+        costs = costs.join(", "),
+        per = table_cost(1 << 20) >> 20,
+        lease = d.lease_default,
+        lease_max = d.lease_max,
+        seed_lease = d.seed_lease,
+        interval = d.presence_interval.0,
+        fanout = d.fanout_per_sec,
+        quota = d.quota_per_source,
+        rate = d.rate_per_sec,
+        burst = d.rate_burst,
+    )
+}
+
+fn bad(what: &str, e: impl fmt::Display) -> CliError {
+    CliError(format!("{what}: {e}"))
+}
+
+fn opt<T: std::str::FromStr>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Option<T>, CliError>
+where
+    T::Err: fmt::Display,
+{
+    args.opt_value_from_str(name)
+        .map_err(|e| bad(name, pico_error(e)))
+}
+
+fn pico_error(e: pico_args::Error) -> String {
+    match e {
+        pico_args::Error::Utf8ArgumentParsingFailed { value, cause } => {
+            format!("'{value}' is not valid: {cause}")
+        }
+        pico_args::Error::OptionWithoutAValue(_) => "needs a value".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Parse the command line (without the program name).
+pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
+    let mut args = pico_args::Arguments::from_vec(raw);
+    if args.contains(["-h", "--help"]) {
+        return Ok(Parsed::Exit(help()));
+    }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Parsed::Exit(format!(
+            "parley-server {}\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let mut o = Options::default();
+    let c = &mut o.config;
+    if let Some(v) = opt(&mut args, "--bind")? {
+        o.bind = v;
+    }
+    if let Some(v) = opt::<usize>(&mut args, "--capacity")? {
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&v) {
+            return Err(CliError(format!(
+                "--capacity: must be between {MIN_CAPACITY} and {MAX_CAPACITY}, not {v}"
+            )));
+        }
+        o.capacity = v;
+    }
+    if let Some(v) = opt(&mut args, "--lease")? {
+        c.lease_default = v;
+    }
+    if let Some(v) = opt(&mut args, "--lease-max")? {
+        c.lease_max = v;
+    }
+    if let Some(v) = opt(&mut args, "--seed-lease")? {
+        c.seed_lease = v;
+    }
+    if let Some(v) = opt(&mut args, "--presence-interval-ms")? {
+        c.presence_interval = Millis(v);
+    }
+    if let Some(v) = opt(&mut args, "--fanout-per-sec")? {
+        c.fanout_per_sec = v;
+    }
+    if let Some(v) = opt(&mut args, "--quota")? {
+        c.quota_per_source = v;
+    }
+    if let Some(v) = opt(&mut args, "--rate")? {
+        c.rate_per_sec = v;
+    }
+    if let Some(v) = opt(&mut args, "--burst")? {
+        c.rate_burst = v;
+    }
+    if args.contains("--no-limits") {
+        c.limits = false;
+    }
+    if args.contains("--strict") {
+        c.strict = true;
+    }
+    if let Some(v) = opt::<String>(&mut args, "--admin-token")? {
+        let t = Token::parse(v.as_bytes()).map_err(|_| {
+            CliError("--admin-token: must be exactly 16 lowercase hex digits".into())
+        })?;
+        c.admin_token = Some(t);
+    }
+    if c.lease_default > c.lease_max {
+        c.lease_max = c.lease_default.min(proto_core::server::MAX_LEASE);
+    }
+    if c.lease_default < c.lease_min {
+        c.lease_min = c.lease_default.max(1);
+    }
+    o.metrics = opt(&mut args, "--metrics")?;
+    if let Some(v) = opt::<String>(&mut args, "--log-level")? {
+        if !["error", "warn", "info", "debug", "trace", "off"].contains(&v.as_str()) {
+            return Err(CliError(format!(
+                "--log-level: '{v}' is not one of error, warn, info, debug, trace, off"
+            )));
+        }
+        o.log_level = v;
+    }
+    let rest = args.finish();
+    if let Some(first) = rest.first() {
+        return Err(CliError(format!(
+            "unexpected argument '{}'",
+            first.to_string_lossy()
+        )));
+    }
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, CliError> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Parsed::Run(o) => Ok(*o),
+            Parsed::Exit(_) => panic!("expected options"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_seed_server() {
+        let o = run(&[]).unwrap();
+        assert_eq!(o.bind, "127.0.0.1:9999".parse().unwrap());
+        assert!(o.config.limits && !o.config.strict);
+    }
+
+    #[test]
+    fn flags_are_read() {
+        let o = run(&[
+            "--bind",
+            "[::1]:7000",
+            "--capacity",
+            "2048",
+            "--no-limits",
+            "--strict",
+            "--lease=60",
+            "--admin-token",
+            "00000000000000ff",
+        ])
+        .unwrap();
+        assert_eq!(o.bind, "[::1]:7000".parse().unwrap());
+        assert_eq!(o.capacity, 2048);
+        assert!(!o.config.limits && o.config.strict);
+        assert_eq!(o.config.lease_default, 60);
+        assert_eq!(o.config.admin_token, Some(Token(0xff)));
+    }
+
+    #[test]
+    fn bad_input_reads_as_a_sentence() {
+        let e = run(&["--capacity", "12"]).unwrap_err();
+        assert!(e.to_string().contains("between 1024"), "{e}");
+        let e = run(&["--bind", "nowhere"]).unwrap_err();
+        assert!(e.to_string().starts_with("--bind: "), "{e}");
+        let e = run(&["--frobnicate"]).unwrap_err();
+        assert!(e.to_string().contains("--frobnicate"), "{e}");
+        let e = run(&["--admin-token", "xyz"]).unwrap_err();
+        assert!(e.to_string().contains("16 lowercase hex"), "{e}");
+    }
+
+    #[test]
+    fn help_states_the_memory_cost() {
+        let h = help();
+        assert!(h.contains("--capacity N"));
+        assert!(h.contains(&mib(table_cost(1 << 20))));
+    }
+}

@@ -1,0 +1,307 @@
+//! `parley-server`: Parley's rendezvous server on one thread and one mio `Poll`.
+//!
+//! The protocol lives in `proto-core`; this crate adds the socket, the clock,
+//! the entropy, signals and metrics. The loop is mio's UDP example grown up:
+//! readable -> drain until `WouldBlock` -> handle each datagram -> tick ->
+//! flush. Memory is taken once, at start.
+
+pub mod cli;
+mod metrics;
+pub mod net;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use proto_core::limit::{QuotaCell, RateCell};
+use proto_core::registry::Slot;
+use proto_core::server::{Layout, Server, Stats, Storage};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+pub use cli::Options;
+use metrics::Metrics;
+use net::{Received, RxBatch, TxRing};
+
+const UDP: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const METRICS: Token = Token(2);
+/// Tokens from here on are metrics connections.
+const FIRST_CONN: usize = 16;
+
+/// Datagrams the send queue holds while the socket would block.
+const TX_QUEUE: usize = 4096;
+/// Longest the loop sleeps without a deadline of its own.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// Ways for an embedding program (and the tests) to watch and stop the loop.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    /// Called once with the bound address, before the first poll.
+    pub on_ready: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
+    /// Set to stop the loop at its next wake-up (as SIGTERM does).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Counters this crate keeps beside the core's.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IoStats {
+    /// Datagrams longer than the receive buffer, dropped unread.
+    pub drop_oversized: u64,
+    /// Datagrams the kernel refused to send.
+    pub send_failed: u64,
+    /// Times the socket's send buffer was full.
+    pub send_blocked: u64,
+}
+
+/// Set up the `log` facade at `level` (`info` by default).
+pub fn init_logging(level: &str) {
+    let _ = env_logger::Builder::new()
+        .parse_filters(level)
+        .format_timestamp_millis()
+        .try_init();
+}
+
+fn entropy() -> io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    Ok(seed)
+}
+
+/// The tables for `capacity` registrations, allocated once and kept for
+/// the life of the process.
+fn allocate(capacity: usize) -> Storage<'static> {
+    let l = Layout::for_capacity(capacity);
+    Storage {
+        slots: Vec::leak(vec![Slot::EMPTY; l.slots]),
+        index: Vec::leak(vec![0u32; l.index]),
+        rate: Vec::leak(vec![RateCell::EMPTY; l.rate]),
+        quota: Vec::leak(vec![QuotaCell::EMPTY; l.quota]),
+    }
+}
+
+/// Everything the loop owns.
+struct Runtime {
+    poll: Poll,
+    socket: UdpSocket,
+    signals: Signals,
+    metrics: Option<Metrics>,
+    server: Server<'static>,
+    rx: RxBatch,
+    tx: TxRing,
+    io: IoStats,
+    start: StdInstant,
+    writable_armed: bool,
+}
+
+/// Run the server until SIGINT, SIGTERM or `hooks.stop`; returns the final counters.
+pub fn run(opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
+    let mut rt = Runtime::start(opts)?;
+    let bound = rt.socket.local_addr()?;
+    log::info!(
+        "listening on {bound} (capacity {}, {} MiB of tables{}{})",
+        opts.capacity,
+        cli::table_cost(opts.capacity) >> 20,
+        if opts.config.strict { ", strict" } else { "" },
+        if opts.config.limits {
+            ""
+        } else {
+            ", no limits"
+        },
+    );
+    if let Some(f) = &hooks.on_ready {
+        f(bound);
+    }
+    let mut events = Events::with_capacity(256);
+    let mut deadline = rt.now();
+    loop {
+        let timeout = rt.until(deadline);
+        if let Err(e) = rt.poll.poll(&mut events, Some(timeout)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut stop = hooks
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed));
+        for event in events.iter() {
+            match event.token() {
+                UDP => {
+                    if event.is_readable() {
+                        rt.drain()?;
+                    }
+                }
+                SIGNALS => stop |= rt.signalled(),
+                METRICS => rt.accept_metrics(),
+                token => rt.metrics_event(token, event.is_readable(), event.is_writable()),
+            }
+        }
+        deadline = rt.tick();
+        rt.flush()?;
+        if stop {
+            break;
+        }
+    }
+    let stats = rt.server.stats().clone();
+    log::info!("stopping: {}", summary(&stats, &rt.io));
+    Ok((stats, rt.io))
+}
+
+/// One log line of the counters that matter most.
+fn summary(s: &Stats, io: &IoStats) -> String {
+    format!(
+        "datagrams in {} out {}, bytes in {} out {}, occupancy {}/{}, registrations {}, expired {}, \
+         fan-out sent {} deferred {}, drops: rate {} errors {} amplification {} strict {} queue {} oversized {}, \
+         send failures {}",
+        s.datagrams_in,
+        s.datagrams_out,
+        s.bytes_in,
+        s.bytes_out,
+        s.occupancy,
+        s.capacity,
+        s.registrations,
+        s.expired,
+        s.fanout_sent,
+        s.fanout_deferred,
+        s.drop_rate_limited,
+        s.drop_error_limited,
+        s.drop_amplification,
+        s.drop_strict,
+        s.drop_outbox_full,
+        io.drop_oversized,
+        io.send_failed,
+    )
+}
+
+impl Runtime {
+    fn start(opts: &Options) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut socket = UdpSocket::bind(opts.bind)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.bind)))?;
+        poll.registry()
+            .register(&mut socket, UDP, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let metrics = match opts.metrics {
+            Some(addr) => Some(Metrics::bind(addr, &poll, METRICS, FIRST_CONN)?),
+            None => None,
+        };
+        let server = Server::new(opts.config.clone(), allocate(opts.capacity), entropy()?)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Ok(Runtime {
+            poll,
+            socket,
+            signals,
+            metrics,
+            server,
+            rx: RxBatch::new(),
+            tx: TxRing::new(TX_QUEUE),
+            io: IoStats::default(),
+            start: StdInstant::now(),
+            writable_armed: false,
+        })
+    }
+
+    fn now(&self) -> proto_core::Instant {
+        proto_core::Instant(self.start.elapsed().as_millis() as u64)
+    }
+
+    fn until(&self, deadline: proto_core::Instant) -> Duration {
+        Duration::from_millis(deadline.since(self.now())).min(MAX_SLEEP)
+    }
+
+    /// Read until the socket would block, handing each datagram to the core.
+    fn drain(&mut self) -> io::Result<()> {
+        loop {
+            match self.rx.recv(&self.socket) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors from earlier sends surface here on some
+                // systems; they concern one peer, not the server.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            }
+            let now = self.now();
+            for d in self.rx.iter() {
+                match d {
+                    Received::Datagram(src, bytes) => {
+                        self.server.handle(now, src, bytes, &mut self.tx)
+                    }
+                    Received::Oversized => self.io.drop_oversized += 1,
+                }
+            }
+            if self.tx.nearly_full() {
+                self.flush()?;
+            }
+        }
+    }
+
+    fn tick(&mut self) -> proto_core::Instant {
+        let now = self.now();
+        self.server
+            .tick(now, &mut self.tx)
+            .unwrap_or(now + proto_core::time::Millis(1000))
+    }
+
+    /// Send what is queued; if the socket is full, ask to hear when it is not.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.tx.is_empty() && !self.writable_armed {
+            return Ok(());
+        }
+        let f = self.tx.flush(&self.socket);
+        self.io.send_failed += f.failed;
+        if f.blocked {
+            self.io.send_blocked += 1;
+        }
+        let want_writable = !self.tx.is_empty();
+        if want_writable != self.writable_armed {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            self.poll
+                .registry()
+                .reregister(&mut self.socket, UDP, interest)?;
+            self.writable_armed = want_writable;
+        }
+        Ok(())
+    }
+
+    fn signalled(&mut self) -> bool {
+        let mut stop = false;
+        for sig in self.signals.pending() {
+            log::info!("signal {sig} received");
+            stop = true;
+        }
+        stop
+    }
+
+    fn accept_metrics(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.accept(&self.poll);
+        }
+    }
+
+    fn metrics_event(&mut self, token: Token, readable: bool, writable: bool) {
+        if let Some(m) = &mut self.metrics {
+            m.event(
+                &self.poll,
+                token,
+                readable,
+                writable,
+                self.server.stats(),
+                &self.io,
+            );
+        }
+    }
+}
