@@ -101,7 +101,7 @@ fn hijacks_are_refused() {
         "ERR 2 not-owner"
     );
     assert_eq!(
-        ask(&thief, srv.addr, &format!("REG 3 - alice-the-second")),
+        ask(&thief, srv.addr, "REG 3 - alice-the-second"),
         "ERR 3 bad-cookie"
     );
 }
