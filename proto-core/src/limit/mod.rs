@@ -20,8 +20,10 @@ use crate::time::Instant;
 pub struct RateCell {
     /// Tokens, in thousandths.
     tokens_milli: u32,
-    /// When the bucket was last refilled, in ms (wraps after 49 days; a
-    /// wrapped bucket merely refills early).
+    /// When the bucket was last refilled, in ms, truncated to 32 bits to
+    /// keep cells small. A bucket left idle for a multiple of 2^32 ms (49.7
+    /// days) sees a shorter idle time than it had and refills less: stricter,
+    /// never looser, and only until its next refill.
     last_ms: u32,
     /// Whether the cell has been used.
     used: bool,
@@ -101,7 +103,9 @@ pub struct RateLimiter<'a> {
 }
 
 impl<'a> RateLimiter<'a> {
-    /// `per_sec` sustained, `burst` at once, per source.
+    /// `per_sec` sustained, `burst` at once, per source (a `burst` of 0
+    /// counts as 1; a `per_sec` of 0 never refills). Resets `cells`; with
+    /// no cells every source is allowed.
     pub fn new(cells: &'a mut [RateCell], key: [u8; 16], per_sec: u32, burst: u32) -> Self {
         cells.fill(RateCell::EMPTY);
         RateLimiter {
@@ -126,8 +130,9 @@ impl<'a> RateLimiter<'a> {
         } else {
             let elapsed = u64::from(now_ms.wrapping_sub(c.last_ms));
             let refill = elapsed.saturating_mul(u64::from(self.per_sec));
-            c.tokens_milli =
-                (u64::from(c.tokens_milli) + refill).min(u64::from(self.burst_milli)) as u32;
+            c.tokens_milli = u64::from(c.tokens_milli)
+                .saturating_add(refill)
+                .min(u64::from(self.burst_milli)) as u32;
         }
         c.last_ms = now_ms;
         if c.tokens_milli >= 1000 {
@@ -158,7 +163,8 @@ pub struct Quota<'a> {
 }
 
 impl<'a> Quota<'a> {
-    /// At most `max` ids per source.
+    /// At most `max` ids per source. Resets `cells`; with fewer than two
+    /// cells there is no sketch and every source is admitted.
     pub fn new(cells: &'a mut [QuotaCell], key: [u8; 16], max: u16) -> Self {
         cells.fill(QuotaCell::EMPTY);
         Quota {
@@ -188,12 +194,19 @@ impl<'a> Quota<'a> {
         if self.cells[a].0.min(self.cells[b].0) >= self.max {
             return false;
         }
-        self.cells[a].0 = self.cells[a].0.saturating_add(1);
-        self.cells[b].0 = self.cells[b].0.saturating_add(1);
+        // A cell that cannot count one more would make the matching release
+        // undo something this acquire never did: refuse instead.
+        if self.cells[a].0 == u16::MAX || self.cells[b].0 == u16::MAX {
+            return false;
+        }
+        self.cells[a].0 += 1;
+        self.cells[b].0 += 1;
         true
     }
 
-    /// Count one id fewer for `ip`.
+    /// Count one id fewer for `ip`: undo exactly one earlier successful
+    /// [`Self::try_acquire`] for the same source. Releasing what was never
+    /// acquired would lower counts that colliding sources share.
     pub fn release(&mut self, ip: IpAddr) {
         if self.cells.len() < 2 {
             return;
@@ -229,7 +242,10 @@ impl TokenBucket {
     pub fn take(&mut self, now: Instant) -> bool {
         if let Some(last) = self.last {
             let refill = now.since(last).saturating_mul(u64::from(self.per_sec));
-            self.tokens_milli = (self.tokens_milli + refill).min(self.burst_milli);
+            self.tokens_milli = self
+                .tokens_milli
+                .saturating_add(refill)
+                .min(self.burst_milli);
         }
         self.last = Some(now);
         if self.tokens_milli >= 1000 {

@@ -146,7 +146,8 @@ impl<'a> Registry<'a> {
         self.sub_count
     }
 
-    fn hash(&self, id: &[u8]) -> usize {
+    /// The home cell of `id` in the index.
+    pub(super) fn hash(&self, id: &[u8]) -> usize {
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(id);
         h.finish() as usize & self.mask
@@ -360,6 +361,126 @@ impl<'a> Registry<'a> {
             }
         }
         None
+    }
+
+    /// Walk the whole table and check every structural invariant: each
+    /// stored entry is found by its id through the index (so the probe runs
+    /// have no holes and no id is stored twice), the index holds exactly the
+    /// stored slots, the free list holds exactly the empty slots, both lists
+    /// are consistent doubly linked lists over exactly the right slots, the
+    /// counts agree, and the cursors point where they may.
+    ///
+    /// O(capacity): for tests and fuzzers, never for the hot path.
+    pub fn audit(&self) -> Result<(), &'static str> {
+        let cap = self.slots.len();
+        // The index: every non-empty cell names a stored slot, at most once,
+        // and that entry's own lookup finds that very slot.
+        let mut indexed = 0usize;
+        for &cell in self.index.iter() {
+            if cell == EMPTY {
+                continue;
+            }
+            let e = self
+                .entry_at(cell)
+                .ok_or("an index cell names an empty or missing slot")?;
+            let id = e.id.as_id().ok_or("a stored id is not a valid id")?;
+            if self.find(id) != Some(Handle(cell)) {
+                return Err("an entry is not found by its id through the index");
+            }
+            indexed += 1;
+        }
+        let stored = self.slots.iter().filter(|s| s.entry.is_some()).count();
+        if stored != self.len || indexed != self.len {
+            return Err("the stored, indexed and counted entries disagree");
+        }
+        if self.index.iter().all(|&c| c != EMPTY) {
+            return Err("the index has no empty cell, so a miss would never end");
+        }
+        // The free list: only empty slots, each once (a cycle would exceed
+        // the capacity), and all of them.
+        let mut free = 0usize;
+        let mut at = self.free;
+        while at != NIL {
+            let s = self
+                .slots
+                .get(at as usize)
+                .ok_or("the free list leaves the table")?;
+            if s.entry.is_some() {
+                return Err("the free list runs through a stored entry");
+            }
+            free += 1;
+            if free > cap {
+                return Err("the free list has a cycle");
+            }
+            at = s.next;
+        }
+        if free + self.len != cap {
+            return Err("free and stored slots do not add up to the capacity");
+        }
+        // Registration order: a doubly linked list over exactly the stored slots.
+        let (n, tail) = self.walk(self.head, |s| (s.prev, s.next))?;
+        if n != self.len || tail != self.tail {
+            return Err("the registration order list does not hold every entry once");
+        }
+        // Subscribers: a doubly linked list over exactly the subscribed slots.
+        let (n, tail) = self.walk(self.sub_head, |s| (s.sub_prev, s.sub_next))?;
+        let subscribed = self
+            .slots
+            .iter()
+            .filter(|s| s.entry.is_some_and(|e| e.sub != Subscription::None))
+            .count();
+        if n != self.sub_count || tail != self.sub_tail || subscribed != self.sub_count {
+            return Err("the subscriber list does not hold every subscriber once");
+        }
+        for s in self.slots.iter() {
+            let unsubscribed = s.entry.is_none_or(|e| e.sub == Subscription::None);
+            if unsubscribed && (s.sub_prev != NIL || s.sub_next != NIL) {
+                return Err("a slot outside the subscriber list has subscriber links");
+            }
+        }
+        if self.sub_cursor != NIL
+            && self
+                .entry_at(self.sub_cursor)
+                .is_none_or(|e| e.sub == Subscription::None)
+        {
+            return Err("the round-robin cursor is not on a subscriber");
+        }
+        if self.hand as usize >= cap {
+            return Err("the clock hand is outside the table");
+        }
+        Ok(())
+    }
+
+    /// Follow a list from `head`, checking back links and that every member
+    /// is stored; returns its length and last member.
+    fn walk(
+        &self,
+        head: u32,
+        links: impl Fn(&Slot) -> (u32, u32),
+    ) -> Result<(usize, u32), &'static str> {
+        let mut n = 0usize;
+        let mut prev = NIL;
+        let mut at = head;
+        while at != NIL {
+            let s = self
+                .slots
+                .get(at as usize)
+                .ok_or("a list leaves the table")?;
+            if s.entry.is_none() {
+                return Err("a list runs through an empty slot");
+            }
+            let (back, next) = links(s);
+            if back != prev {
+                return Err("a list's back link is wrong");
+            }
+            n += 1;
+            if n > self.slots.len() {
+                return Err("a list has a cycle");
+            }
+            prev = at;
+            at = next;
+        }
+        Ok((n, prev))
     }
 
     /// Entries in registration order, oldest first (expired ones included).
