@@ -99,6 +99,12 @@ impl CookieJar {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    use std::format;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn jar() -> CookieJar {
@@ -149,5 +155,79 @@ mod tests {
             assert!(!j.check(now, src, Cookie(real.0 ^ (1 << bit))), "bit {bit}");
         }
         assert!(!j.check(now, src, Cookie(0)));
+    }
+
+    #[test]
+    fn window_edges_are_exact() {
+        let j = CookieJar::new([7; 16], Millis(1000));
+        let src = a("203.0.113.5:5000");
+        // Issued in the last millisecond of window 4...
+        let c = j.issue(Instant(4999), src);
+        assert!(j.check(Instant(4000), src, c));
+        // ...valid through the last millisecond of window 5...
+        assert!(j.check(Instant(5000), src, c));
+        assert!(j.check(Instant(5999), src, c));
+        // ...and not a millisecond longer.
+        assert!(!j.check(Instant(6000), src, c));
+        // Nor before its window began (a clock never runs back, but a
+        // cookie from the next window must not pass for this one).
+        assert!(!j.check(Instant(3999), src, c));
+    }
+
+    #[test]
+    fn the_first_window_has_no_previous_one() {
+        let j = CookieJar::new([7; 16], Millis(1000));
+        let src = a("203.0.113.5:5000");
+        // Window 15 shares its low bits with "window -1".
+        let c = j.issue(Instant(15_000), src);
+        assert!(!j.check(Instant(0), src, c));
+        assert!(j.check(Instant(0), src, j.issue(Instant(999), src)));
+    }
+
+    #[test]
+    fn a_zero_window_counts_as_one_millisecond() {
+        let j = CookieJar::new([7; 16], Millis(0));
+        let src = a("203.0.113.5:5000");
+        let c = j.issue(Instant(10), src);
+        assert!(j.check(Instant(11), src, c));
+        assert!(!j.check(Instant(12), src, c));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let shown = format!("{:?}", CookieJar::new([0xab; 16], Millis(5)));
+        assert!(shown.contains("window_ms"));
+        let half = format!("{}", u64::from_le_bytes([0xab; 8]));
+        assert!(!shown.contains("key") && !shown.contains(&half), "{shown}");
+    }
+
+    fn sock() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::from((ip, p))),
+            (any::<[u16; 8]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::from((ip, p))),
+        ]
+    }
+
+    proptest! {
+        /// A cookie passes exactly in the window it was issued in and the
+        /// next, and only for the address it was issued to.
+        #[test]
+        fn valid_exactly_for_its_address_and_two_windows(
+            key in any::<[u8; 16]>(),
+            window in 1u64..1_000_000,
+            issued in 0u64..1 << 40,
+            later in 0u64..4_000_000,
+            src in sock(),
+            other in sock(),
+        ) {
+            let j = CookieJar::new(key, Millis(window));
+            let c = j.issue(Instant(issued), src);
+            let now = issued + later;
+            let age = now / window - issued / window;
+            prop_assert_eq!(j.check(Instant(now), src, c), age <= 1);
+            if other != src {
+                prop_assert!(!j.check(Instant(issued), other, c));
+            }
+        }
     }
 }

@@ -259,6 +259,13 @@ impl TokenBucket {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    use std::vec;
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
@@ -331,5 +338,168 @@ mod tests {
         assert!(tb.take(Instant(100)));
         let n = (0..10).filter(|_| tb.take(Instant(100_000))).count();
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn cell_counts_are_powers_of_two_and_roomy() {
+        for cap in [0, 1, 100, 1023, 1024, 1025, 50_000, 1 << 20] {
+            let r = rate_cells_for(cap);
+            let q = quota_cells_for(cap);
+            assert!(r.is_power_of_two() && r >= cap && r >= 1024, "{cap}");
+            assert!(q.is_power_of_two() && q >= 4 * cap && q >= 4096, "{cap}");
+        }
+    }
+
+    #[test]
+    fn rate_limiter_with_no_cells_allows_everyone() {
+        let mut rl = RateLimiter::new(&mut [], [0; 16], 0, 0);
+        assert!((0..100).all(|_| rl.allow(Instant(0), ip("192.0.2.1"))));
+    }
+
+    #[test]
+    fn rate_zero_per_sec_never_refills() {
+        let mut cells = [RateCell::EMPTY; 16];
+        let mut rl = RateLimiter::new(&mut cells, [1; 16], 0, 2);
+        let a = ip("192.0.2.1");
+        assert!(rl.allow(Instant(0), a) && rl.allow(Instant(0), a));
+        assert!(!rl.allow(Instant(1_000_000), a));
+    }
+
+    #[test]
+    fn rate_survives_extreme_times_and_rates() {
+        let mut cells = [RateCell::EMPTY; 16];
+        let mut rl = RateLimiter::new(&mut cells, [1; 16], u32::MAX, u32::MAX);
+        let a = ip("192.0.2.1");
+        assert!(rl.allow(Instant(0), a));
+        assert!(rl.allow(Instant(u64::MAX), a));
+        assert!(rl.allow(Instant(u64::MAX / 2), a));
+        let mut tb = TokenBucket::new(u32::MAX, u32::MAX);
+        assert!(tb.take(Instant(0)));
+        assert!(tb.take(Instant(u64::MAX)));
+        assert!(tb.take(Instant(u64::MAX)));
+    }
+
+    #[test]
+    fn rate_new_resets_dirty_cells() {
+        let mut cells = [RateCell::EMPTY; 16];
+        let a = ip("192.0.2.1");
+        {
+            let mut rl = RateLimiter::new(&mut cells, [1; 16], 0, 1);
+            assert!(rl.allow(Instant(0), a));
+            assert!(!rl.allow(Instant(0), a));
+        }
+        let mut rl = RateLimiter::new(&mut cells, [1; 16], 0, 1);
+        assert!(rl.allow(Instant(0), a));
+    }
+
+    #[test]
+    fn quota_saturated_cells_refuse_rather_than_miscount() {
+        // Two cells: every source uses both. Fill one past what `max`
+        // would allow by hand, as colliding sources could in a big table.
+        let mut cells = [QuotaCell::EMPTY; 2];
+        cells[0] = QuotaCell(u16::MAX);
+        let mut q = Quota {
+            cells: &mut cells,
+            key: key_pair([0; 16]),
+            max: u16::MAX,
+        };
+        assert!(!q.try_acquire(ip("192.0.2.1")));
+        assert_eq!(cells, [QuotaCell(u16::MAX), QuotaCell(0)]);
+    }
+
+    #[test]
+    fn quota_with_too_few_cells_admits_everyone() {
+        let mut cells = [QuotaCell::EMPTY; 1];
+        let mut q = Quota::new(&mut cells, [0; 16], 1);
+        assert!((0..10).all(|_| q.try_acquire(ip("192.0.2.1"))));
+        q.release(ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn quota_max_zero_refuses_everyone() {
+        let mut cells = [QuotaCell::EMPTY; 64];
+        let mut q = Quota::new(&mut cells, [0; 16], 0);
+        assert!(!q.try_acquire(ip("192.0.2.1")));
+        assert!(!q.try_acquire(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn quota_v6_counts_per_64() {
+        let mut cells = [QuotaCell::EMPTY; 4096];
+        let mut q = Quota::new(&mut cells, [5; 16], 2);
+        assert!(q.try_acquire(ip("2001:db8:0:1::1")));
+        assert!(q.try_acquire(ip("2001:db8:0:1::2")));
+        assert!(!q.try_acquire(ip("2001:db8:0:1:ffff::3")), "same /64");
+        assert!(q.try_acquire(ip("2001:db8:0:2::1")), "another /64");
+    }
+
+    fn source() -> impl Strategy<Value = IpAddr> {
+        // Few distinct sources and (below) few cells, so collisions happen.
+        prop_oneof![
+            (0u8..12).prop_map(|b| IpAddr::from([10, 0, 0, b])),
+            (0u16..6).prop_map(|b| IpAddr::from([0x2001, 0xdb8, 0, b, 0, 0, 0, 1])),
+        ]
+    }
+
+    proptest! {
+        /// Acquire-then-release restores the cells bit for bit; no source
+        /// ever holds more than `max` (collisions only make it stricter);
+        /// releasing everything held empties the sketch.
+        #[test]
+        fn quota_is_exact_and_never_loose(
+            n_cells in 2usize..24,
+            max in 0u16..4,
+            ops in proptest::collection::vec((source(), any::<bool>()), 0..200),
+        ) {
+            let mut cells = vec![QuotaCell::EMPTY; n_cells];
+            let mut q = Quota::new(&mut cells, [7; 16], max);
+            let mut held: Vec<IpAddr> = Vec::new();
+            for (src, acquire) in ops {
+                if acquire {
+                    let before = q.cells.to_vec();
+                    if q.try_acquire(src) {
+                        held.push(src);
+                        prop_assert!(held.iter().filter(|h| **h == src).count() <= usize::from(max));
+                        // Undo and redo: both land on exactly the same cells.
+                        let after = q.cells.to_vec();
+                        q.release(src);
+                        prop_assert_eq!(q.cells.to_vec(), before);
+                        prop_assert!(q.try_acquire(src));
+                        prop_assert_eq!(q.cells.to_vec(), after);
+                    } else {
+                        prop_assert_eq!(q.cells.to_vec(), before, "a refusal changes nothing");
+                    }
+                } else if let Some(p) = held.iter().position(|h| *h == src) {
+                    held.swap_remove(p);
+                    q.release(src);
+                }
+            }
+            for src in held.drain(..) {
+                q.release(src);
+            }
+            prop_assert!(q.cells.iter().all(|c| *c == QuotaCell::EMPTY));
+        }
+
+        /// Over any span, one source gets at most `burst + per_sec * secs`.
+        #[test]
+        fn rate_never_exceeds_burst_plus_rate(
+            per_sec in 0u32..50,
+            burst in 1u32..20,
+            gaps in proptest::collection::vec(0u64..200, 1..300),
+        ) {
+            let mut cells = [RateCell::EMPTY; 8];
+            let mut rl = RateLimiter::new(&mut cells, [2; 16], per_sec, burst);
+            let mut tb = TokenBucket::new(per_sec, burst);
+            let a = ip("198.51.100.7");
+            let (mut now, mut allowed, mut taken) = (1_000u64, 0u64, 0u64);
+            for gap in gaps {
+                now += gap;
+                allowed += u64::from(rl.allow(Instant(now), a));
+                taken += u64::from(tb.take(Instant(now)));
+            }
+            let bound = u64::from(burst) + u64::from(per_sec) * (now - 1_000) / 1000;
+            prop_assert!(allowed <= bound, "{} > {}", allowed, bound);
+            prop_assert!(taken <= bound, "{} > {}", taken, bound);
+        }
     }
 }
