@@ -23,6 +23,8 @@ pub mod peer;
 pub mod reply;
 pub mod request;
 pub mod seed;
+#[cfg(test)]
+mod testgen;
 mod text;
 
 pub use fields::{Cookie, FieldError, Id, IdBuf, Token, TxId};

@@ -538,3 +538,323 @@ impl<'a> StatSeq<'a> {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::wire::testgen;
+    use proptest::prelude::*;
+
+    fn emitted(r: &Reply<'_>) -> Vec<u8> {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = r.emit(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    fn tx(s: &str) -> TxId<'_> {
+        TxId::new(s).unwrap()
+    }
+
+    fn id(s: &str) -> Id<'_> {
+        Id::new(s).unwrap()
+    }
+
+    #[test]
+    fn every_reply_in_its_canonical_form() {
+        let a: SocketAddr = "127.0.0.1:51234".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let cases: [(Reply<'_>, &[u8]); 15] = [
+            (
+                Reply::Cookie {
+                    tx: tx("1"),
+                    cookie: Cookie(0x5f0c_2a1b_9d8e_7f60),
+                    addr: a,
+                },
+                b"COOKIE 1 5f0c2a1b9d8e7f60 127.0.0.1:51234",
+            ),
+            (
+                Reply::Registered {
+                    tx: tx("2"),
+                    id: id("alice"),
+                    lease: 120,
+                    addr: a,
+                    token: Token(0x8c1d_2e3f_4a5b_6c7d),
+                },
+                b"REGD 2 alice 120 127.0.0.1:51234 8c1d2e3f4a5b6c7d",
+            ),
+            (
+                Reply::Alive {
+                    tx: tx("k"),
+                    lease: 120,
+                    addr: v6,
+                    seq: 7,
+                },
+                b"ALIVE k 120 [::1]:9 7",
+            ),
+            (
+                Reply::At {
+                    tx: tx("3"),
+                    id: id("bob"),
+                    addr: a,
+                },
+                b"AT 3 bob 127.0.0.1:51234",
+            ),
+            (
+                Reply::Page {
+                    tx: tx("4"),
+                    next: 2,
+                    ids: IdSeq::new("alice bob").unwrap(),
+                },
+                b"PAGE 4 2 alice bob",
+            ),
+            (
+                Reply::Page {
+                    tx: tx("4"),
+                    next: 0,
+                    ids: IdSeq::new("").unwrap(),
+                },
+                b"PAGE 4 0",
+            ),
+            (
+                Reply::Subscribed {
+                    tx: tx("5"),
+                    seq: 0,
+                },
+                b"SUBD 5 0",
+            ),
+            (Reply::Unsubscribed { tx: tx("6") }, b"UNSUBD 6"),
+            (
+                Reply::Bye {
+                    tx: tx("7"),
+                    id: id("alice"),
+                },
+                b"BYE 7 alice",
+            ),
+            (
+                Reply::Stats {
+                    tx: tx("8"),
+                    stats: StatSeq::new("ids=2 in.reg=10").unwrap(),
+                },
+                b"STATS 8 ids=2 in.reg=10",
+            ),
+            (
+                Reply::Error {
+                    tx: Some(tx("9")),
+                    code: ErrorCode::IdTaken,
+                },
+                b"ERR 9 id-taken",
+            ),
+            (
+                Reply::Error {
+                    tx: None,
+                    code: ErrorCode::Malformed,
+                },
+                b"ERR - malformed",
+            ),
+            (
+                Reply::Punch {
+                    id: id("bob"),
+                    addr: a,
+                },
+                b"PUNCH bob 127.0.0.1:51234",
+            ),
+            (
+                Reply::Events {
+                    first: 4,
+                    last: 5,
+                    changes: ChangeSeq::new("+bob -carol").unwrap(),
+                },
+                b"EVENTS 4 5 +bob -carol",
+            ),
+            (Reply::Resync { seq: 9 }, b"RESYNC 9"),
+        ];
+        for (reply, wire) in cases {
+            assert_eq!(emitted(&reply), wire, "{reply:?}");
+            assert_eq!(Reply::parse(wire), Ok(reply));
+        }
+    }
+
+    #[test]
+    fn every_error_code_round_trips_and_reads_as_a_sentence() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_wire(code.as_str().as_bytes()), Some(code));
+            let r = Reply::Error {
+                tx: Some(tx("e")),
+                code,
+            };
+            assert_eq!(Reply::parse(&emitted(&r)), Ok(r));
+            let sentence = std::format!("{code}");
+            assert!(sentence.len() > code.as_str().len(), "{sentence}");
+        }
+        assert_eq!(ErrorCode::from_wire(b"nope"), None);
+    }
+
+    #[test]
+    fn malformed_replies_fail() {
+        let bad: [&[u8]; 9] = [
+            b"EVENTS 1 2",
+            b"EVENTS 1 2 bob",
+            b"PAGE 1 0 it's",
+            b"STATS 1 ids=01",
+            b"STATS 1 ids",
+            b"AT 1 bob 127.0.0.01:5",
+            b"ERR 1 on-fire",
+            b"COOKIE 1 xyz 127.0.0.1:5",
+            b"BYE 1",
+        ];
+        for wire in bad {
+            assert!(
+                Reply::parse(wire).is_err(),
+                "{:?}",
+                core::str::from_utf8(wire)
+            );
+        }
+        assert_eq!(Reply::parse(b"HELLO 1"), Err(ParseError::UnknownVerb));
+    }
+
+    /// The owned parts a reply is built from.
+    #[derive(Debug, Clone)]
+    struct Parts {
+        kind: u8,
+        tx: String,
+        ids: Vec<String>,
+        joins: Vec<bool>,
+        stats: Vec<(String, u64)>,
+        addr: SocketAddr,
+        nums: (u32, u32, u64),
+        code: usize,
+    }
+
+    fn parts() -> impl Strategy<Value = Parts> {
+        (
+            0u8..13,
+            testgen::txid(),
+            proptest::collection::vec(testgen::id(), 1..20),
+            proptest::collection::vec(any::<bool>(), 20),
+            proptest::collection::vec(("[a-z0-9_.]{1,32}", any::<u64>()), 0..20),
+            testgen::addr(),
+            any::<(u32, u32, u64)>(),
+            0..ErrorCode::ALL.len(),
+        )
+            .prop_map(|(kind, tx, ids, joins, stats, addr, nums, code)| Parts {
+                kind,
+                tx,
+                ids,
+                joins,
+                stats,
+                addr,
+                nums,
+                code,
+            })
+    }
+
+    /// The texts of the run fields, joined as the wire has them.
+    fn runs(p: &Parts) -> (String, String, String) {
+        let ids = p.ids.join(" ");
+        let changes = p
+            .ids
+            .iter()
+            .zip(&p.joins)
+            .map(|(id, &j)| std::format!("{}{id}", if j { '+' } else { '-' }))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stats = p
+            .stats
+            .iter()
+            .map(|(k, v)| std::format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        (ids, changes, stats)
+    }
+
+    fn build<'a>(p: &'a Parts, ids: &'a str, changes: &'a str, stats: &'a str) -> Reply<'a> {
+        let t = TxId::new(&p.tx).unwrap();
+        let one = Id::new(&p.ids[0]).unwrap();
+        let (a, b, c) = p.nums;
+        match p.kind {
+            0 => Reply::Cookie {
+                tx: t,
+                cookie: Cookie(c),
+                addr: p.addr,
+            },
+            1 => Reply::Registered {
+                tx: t,
+                id: one,
+                lease: a,
+                addr: p.addr,
+                token: Token(c),
+            },
+            2 => Reply::Alive {
+                tx: t,
+                lease: a,
+                addr: p.addr,
+                seq: b,
+            },
+            3 => Reply::At {
+                tx: t,
+                id: one,
+                addr: p.addr,
+            },
+            4 => Reply::Page {
+                tx: t,
+                next: a,
+                ids: IdSeq::new(ids).unwrap(),
+            },
+            5 => Reply::Subscribed { tx: t, seq: a },
+            6 => Reply::Unsubscribed { tx: t },
+            7 => Reply::Bye { tx: t, id: one },
+            8 => Reply::Stats {
+                tx: t,
+                stats: StatSeq::new(stats).unwrap(),
+            },
+            9 => Reply::Error {
+                tx: (a % 2 == 0).then_some(t),
+                code: ErrorCode::ALL[p.code],
+            },
+            10 => Reply::Punch {
+                id: one,
+                addr: p.addr,
+            },
+            11 => Reply::Events {
+                first: a,
+                last: b,
+                changes: ChangeSeq::new(changes).unwrap(),
+            },
+            _ => Reply::Resync { seq: a },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_inverts_emit(p in parts()) {
+            let (ids, changes, stats) = runs(&p);
+            let reply = build(&p, &ids, &changes, &stats);
+            let wire = emitted(&reply);
+            prop_assert!(wire.len() <= MAX_DATAGRAM);
+            prop_assert_eq!(Reply::parse(&wire), Ok(reply));
+        }
+
+        #[test]
+        fn no_byte_string_makes_parse_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            if let Ok(reply) = Reply::parse(&bytes) {
+                let wire = emitted(&reply);
+                prop_assert_eq!(Reply::parse(&wire), Ok(reply));
+            }
+        }
+
+        #[test]
+        fn mangled_valid_replies_never_panic(p in parts(), at in any::<usize>(), byte in any::<u8>()) {
+            let (ids, changes, stats) = runs(&p);
+            let mut wire = emitted(&build(&p, &ids, &changes, &stats));
+            let i = at % wire.len();
+            wire[i] = byte;
+            let _ = Reply::parse(&wire);
+            let _ = Reply::parse(&wire[..i]);
+        }
+    }
+}

@@ -351,3 +351,280 @@ impl<'a> Request<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::wire::{FieldError, testgen};
+    use proptest::prelude::*;
+
+    fn id(s: &str) -> Id<'_> {
+        Id::new(s).unwrap()
+    }
+
+    fn h(tx: &str, cookie: Option<u64>) -> Header<'_> {
+        Header {
+            tx: TxId::new(tx).unwrap(),
+            cookie: cookie.map(Cookie),
+        }
+    }
+
+    fn emitted(r: &Request<'_>) -> std::vec::Vec<u8> {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = r.emit(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn every_verb_in_its_canonical_form() {
+        let c = Some(0x5f0c_2a1b_9d8e_7f60);
+        let t = Token(0x8c1d_2e3f_4a5b_6c7d);
+        let cases: [(Request<'_>, &[u8]); 12] = [
+            (
+                Request::Hello {
+                    tx: TxId::new("1").unwrap(),
+                    pad: 3,
+                },
+                b"HELLO 1 ...",
+            ),
+            (
+                Request::Hello {
+                    tx: TxId::new("1").unwrap(),
+                    pad: 0,
+                },
+                b"HELLO 1",
+            ),
+            (
+                Request::Register {
+                    h: h("2", c),
+                    id: id("alice"),
+                    lease: None,
+                    token: None,
+                },
+                b"REG 2 5f0c2a1b9d8e7f60 alice",
+            ),
+            (
+                Request::Register {
+                    h: h("2", None),
+                    id: id("alice"),
+                    lease: None,
+                    token: Some(t),
+                },
+                b"REG 2 - alice - 8c1d2e3f4a5b6c7d",
+            ),
+            (
+                Request::Register {
+                    h: h("2", c),
+                    id: id("alice"),
+                    lease: Some(60),
+                    token: None,
+                },
+                b"REG 2 5f0c2a1b9d8e7f60 alice 60",
+            ),
+            (
+                Request::Keepalive {
+                    h: h("k", c),
+                    id: id("alice"),
+                    token: t,
+                },
+                b"KEEP k 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d",
+            ),
+            (
+                Request::Lookup {
+                    h: h("3", None),
+                    id: id("bob"),
+                },
+                b"LOOKUP 3 - bob",
+            ),
+            (
+                Request::Introduce {
+                    h: h("4", c),
+                    id: id("alice"),
+                    token: t,
+                    target: id("bob"),
+                },
+                b"INTRO 4 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d bob",
+            ),
+            (
+                Request::List {
+                    h: h("5", c),
+                    cursor: 0,
+                },
+                b"LIST 5 5f0c2a1b9d8e7f60 0",
+            ),
+            (
+                Request::Quit {
+                    h: h("6", c),
+                    id: id("alice"),
+                    token: t,
+                },
+                b"QUIT 6 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d",
+            ),
+            (
+                Request::Stats {
+                    h: h("7", c),
+                    admin: None,
+                },
+                b"STATS 7 5f0c2a1b9d8e7f60",
+            ),
+            (
+                Request::Stats {
+                    h: h("7", c),
+                    admin: Some(t),
+                },
+                b"STATS 7 5f0c2a1b9d8e7f60 8c1d2e3f4a5b6c7d",
+            ),
+        ];
+        for (req, wire) in cases {
+            assert_eq!(emitted(&req), wire, "{req:?}");
+            assert_eq!(Request::parse(wire), Ok(req));
+        }
+    }
+
+    #[test]
+    fn a_trailing_newline_is_accepted_and_dropped() {
+        let r = Request::parse(b"LOOKUP 3 - bob\r\n").unwrap();
+        assert_eq!(emitted(&r), b"LOOKUP 3 - bob");
+        assert_eq!(Request::parse(b"LOOKUP 3 - bob\n"), Ok(r));
+    }
+
+    #[test]
+    fn malformed_requests_say_what_is_wrong() {
+        let bad: [(&[u8], ParseError); 12] = [
+            (b"", ParseError::Empty),
+            (b"FETCH 1 - x", ParseError::UnknownVerb),
+            (b"lookup 1 - x", ParseError::UnknownVerb),
+            (b"LOOKUP 1 - it's", ParseError::Field(FieldError::BadId)),
+            (b"LOOKUP 1-2 - bob", ParseError::Field(FieldError::BadTxId)),
+            (
+                b"LOOKUP 1 5F0C2A1B9D8E7F60 bob",
+                ParseError::Field(FieldError::BadHex),
+            ),
+            (b"LOOKUP 1 - bob extra", ParseError::Malformed),
+            (b"LOOKUP 1  - bob", ParseError::Malformed),
+            (b"LOOKUP 1 -", ParseError::Malformed),
+            (b"REG 1 - alice 86401", ParseError::Malformed),
+            (b"REG 1 - alice -", ParseError::Malformed),
+            (b"LIST 1 - 007", ParseError::Malformed),
+        ];
+        for (wire, err) in bad {
+            assert_eq!(
+                Request::parse(wire),
+                Err(err),
+                "{:?}",
+                core::str::from_utf8(wire)
+            );
+        }
+        let long = [b'.'; MAX_DATAGRAM + 1];
+        assert_eq!(Request::parse(&long), Err(ParseError::TooLong));
+    }
+
+    /// The owned parts a request is built from.
+    #[derive(Debug, Clone)]
+    struct Parts {
+        verb: u8,
+        tx: std::string::String,
+        cookie: Option<u64>,
+        id: std::string::String,
+        target: std::string::String,
+        lease: Option<u32>,
+        token: Option<u64>,
+        cursor: u32,
+        pad: u16,
+    }
+
+    fn parts() -> impl Strategy<Value = Parts> {
+        (
+            0u8..10,
+            testgen::txid(),
+            any::<Option<u64>>(),
+            testgen::id(),
+            testgen::id(),
+            proptest::option::of(0..=MAX_LEASE_SECS),
+            any::<Option<u64>>(),
+            any::<u32>(),
+            0u16..1100,
+        )
+            .prop_map(
+                |(verb, tx, cookie, id, target, lease, token, cursor, pad)| Parts {
+                    verb,
+                    tx,
+                    cookie,
+                    id,
+                    target,
+                    lease,
+                    token,
+                    cursor,
+                    pad,
+                },
+            )
+    }
+
+    fn build(p: &Parts) -> Request<'_> {
+        let tx = TxId::new(&p.tx).unwrap();
+        let h = Header {
+            tx,
+            cookie: p.cookie.map(Cookie),
+        };
+        let id = Id::new(&p.id).unwrap();
+        let token = Token(p.token.unwrap_or(0));
+        match p.verb {
+            0 => Request::Hello { tx, pad: p.pad },
+            1 => Request::Register {
+                h,
+                id,
+                lease: p.lease,
+                token: p.token.map(Token),
+            },
+            2 => Request::Keepalive { h, id, token },
+            3 => Request::Lookup { h, id },
+            4 => Request::Introduce {
+                h,
+                id,
+                token,
+                target: Id::new(&p.target).unwrap(),
+            },
+            5 => Request::List {
+                h,
+                cursor: p.cursor,
+            },
+            6 => Request::Subscribe { h, id, token },
+            7 => Request::Unsubscribe { h, id, token },
+            8 => Request::Quit { h, id, token },
+            _ => Request::Stats {
+                h,
+                admin: p.token.map(Token),
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_inverts_emit(p in parts()) {
+            let req = build(&p);
+            let wire = emitted(&req);
+            prop_assert!(wire.len() <= MAX_DATAGRAM);
+            prop_assert_eq!(Request::parse(&wire), Ok(req));
+        }
+
+        #[test]
+        fn no_byte_string_makes_parse_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            if let Ok(req) = Request::parse(&bytes) {
+                // Whatever parses re-emits to an equal message.
+                let wire = emitted(&req);
+                prop_assert_eq!(Request::parse(&wire), Ok(req));
+            }
+        }
+
+        #[test]
+        fn mangled_valid_requests_never_panic(p in parts(), at in any::<usize>(), byte in any::<u8>()) {
+            let mut wire = emitted(&build(&p));
+            let i = at % wire.len();
+            wire[i] = byte;
+            let _ = Request::parse(&wire);
+            let _ = Request::parse(&wire[..i]);
+        }
+    }
+}

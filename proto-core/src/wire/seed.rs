@@ -323,4 +323,93 @@ mod tests {
             );
         }
     }
+
+    mod props {
+        extern crate std;
+
+        use std::string::String;
+        use std::vec::Vec;
+
+        use super::*;
+        use crate::wire::testgen;
+        use proptest::prelude::*;
+
+        fn request(kind: u8, id: &str) -> SeedRequest<'_> {
+            let id = Id::new(id).unwrap();
+            match kind {
+                0 => SeedRequest::Id(id),
+                1 => SeedRequest::Peer(id),
+                2 => SeedRequest::Quit(id),
+                _ => SeedRequest::Id2,
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn requests_round_trip(kind in 0u8..4, id in testgen::id()) {
+                let req = request(kind, &id);
+                let (b, n) = emit_req(req);
+                prop_assert_eq!(SeedRequest::parse(&b[..n]), Ok(req));
+            }
+
+            #[test]
+            fn lists_round_trip_and_match_python(ids in proptest::collection::vec(testgen::id(), 0..24)) {
+                // Python's str() of a list of str: ['a', 'b'].
+                let python = ids.iter().map(|i| std::format!("'{i}'")).collect::<Vec<_>>().join(", ");
+                let reply = SeedReply::List(SeedList::new(&python).unwrap());
+                let mut buf = [0u8; MAX_SEED_DATAGRAM];
+                let n = reply.emit(&mut buf).unwrap();
+                let expected = std::format!("List [{python}]");
+                prop_assert_eq!(&buf[..n], expected.as_bytes());
+                prop_assert_eq!(SeedReply::parse(&buf[..n]), Ok(reply));
+                let SeedReply::List(back) = reply else { unreachable!() };
+                prop_assert_eq!(back.iter().map(|i| i.as_str()).collect::<Vec<_>>(), ids.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+
+            #[test]
+            fn emit_list_fills_the_buffer_with_a_prefix(ids in proptest::collection::vec(testgen::id(), 0..64), cap in 7usize..1024) {
+                let ids: Vec<Id<'_>> = ids.iter().map(|s| Id::new(s).unwrap()).collect();
+                let mut buf = [0u8; 1024];
+                let (n, count) = emit_list(ids.iter().copied(), &mut buf[..cap]).unwrap();
+                prop_assert!(n <= cap);
+                let Ok(SeedReply::List(list)) = SeedReply::parse(&buf[..n]) else {
+                    return Err(TestCaseError::fail("emit_list wrote an unparsable list"));
+                };
+                prop_assert!(list.iter().eq(ids[..count].iter().copied()));
+                // Nothing was cut that would have fitted.
+                if count < ids.len() {
+                    prop_assert!(n + 4 + ids[count].as_bytes().len() > cap);
+                }
+            }
+
+            #[test]
+            fn peer_tuples_round_trip(a in testgen::py_addr()) {
+                let reply = SeedReply::Peer(a);
+                let mut buf = [0u8; 128];
+                let n = reply.emit(&mut buf).unwrap();
+                prop_assert_eq!(SeedReply::parse(&buf[..n]), Ok(reply));
+            }
+
+            #[test]
+            fn messages_round_trip(text in "[^\n]{0,200}") {
+                let reply = SeedReply::Message(&text);
+                let mut buf = [0u8; MAX_SEED_DATAGRAM];
+                let n = reply.emit(&mut buf).unwrap();
+                prop_assert_eq!(SeedReply::parse(&buf[..n]), Ok(reply));
+            }
+
+            #[test]
+            fn no_byte_string_makes_parse_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1100)) {
+                if let Ok(req) = SeedRequest::parse(&bytes) {
+                    let (b, n) = emit_req(req);
+                    prop_assert_eq!(SeedRequest::parse(&b[..n]), Ok(req));
+                }
+                if let Ok(reply) = SeedReply::parse(&bytes) {
+                    let mut buf = [0u8; MAX_SEED_DATAGRAM];
+                    let n = reply.emit(&mut buf).unwrap();
+                    prop_assert_eq!(SeedReply::parse(&buf[..n]), Ok(reply));
+                }
+            }
+        }
+    }
 }

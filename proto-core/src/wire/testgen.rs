@@ -1,0 +1,52 @@
+//! Proptest strategies for the codec's fields, shared by the round-trip
+//! tests of every message family.
+//!
+//! The messages borrow their text from the datagram, so the strategies make
+//! owned strings and each test builds the borrowed message from them.
+
+extern crate std;
+
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use proptest::prelude::*;
+
+/// A valid id: 1 to 32 bytes of the id alphabet.
+pub fn id() -> impl Strategy<Value = std::string::String> {
+    "[!#-&(-\\[\\]-~]{1,32}"
+}
+
+/// A valid transaction id.
+pub fn txid() -> impl Strategy<Value = std::string::String> {
+    "[a-zA-Z0-9]{1,16}"
+}
+
+/// Any IPv4 or IPv6 socket address that the extended protocol can carry.
+///
+/// Rust's `SocketAddr` text has no flow info, so IPv6 addresses have none.
+pub fn addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<u32>(), any::<u16>())
+            .prop_map(|(ip, port)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))),
+        (
+            any::<u128>(),
+            any::<u16>(),
+            prop_oneof![Just(0u32), any::<u32>()]
+        )
+            .prop_map(|(ip, port, scope)| {
+                SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, scope))
+            }),
+    ]
+}
+
+/// Any address a seed client's `recvfrom` can return, flow info included.
+pub fn py_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<u32>(), any::<u16>())
+            .prop_map(|(ip, port)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))),
+        (any::<u128>(), any::<u16>(), any::<u32>(), any::<u32>()).prop_map(
+            |(ip, port, flow, scope)| {
+                SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, flow, scope))
+            }
+        ),
+    ]
+}
