@@ -779,6 +779,9 @@ fn protocol_doc_matches_the_code() {
     );
 }
 
+/// What a drift case does: its name, the line it changes, how.
+type Mutation = (&'static str, &'static str, fn(&str) -> String);
+
 /// Change the first line of an exchange block that starts with `prefix`.
 fn mutate(doc: &str, prefix: &str, f: impl Fn(&str) -> String) -> String {
     let mut done = false;
@@ -813,7 +816,7 @@ fn the_checker_catches_drift() {
     let (errors, _, _) = check(&doc, false);
     assert!(errors.is_empty(), "{errors:?}");
 
-    let cases: [(&str, &str, fn(&str) -> String); 5] = [
+    let cases: [Mutation; 5] = [
         // The address in an AT reply, one digit off.
         ("a wrong AT address", "< AT ", |l| {
             let mut s = l.to_string();
