@@ -115,6 +115,11 @@ impl Server<'_> {
                 let e = self.reg.get_mut(h);
                 e.sub_seq = seq;
                 e.sub_sent = now;
+                // A backlog longer than one datagram: the rest is owed
+                // after this subscriber's interval, change or no change.
+                if e.sub == Subscription::Events && seq != self.log.latest() {
+                    self.fanout.defer(now + interval);
+                }
             } else {
                 // The outbox is full this tick; try this one again later.
                 self.fanout.defer(now + Millis(1));
