@@ -23,7 +23,7 @@ const LIST_SCAN: u32 = 4096;
 
 /// Best effort at the transaction id of a request that did not parse, so
 /// the client can match the error to what it sent.
-fn salvage_tx(d: &[u8]) -> Option<TxId<'_>> {
+pub(super) fn salvage_tx(d: &[u8]) -> Option<TxId<'_>> {
     let mut words = d.split(|&b| b == b' ');
     words.next()?;
     let tx = words.next()?;

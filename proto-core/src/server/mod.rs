@@ -317,11 +317,19 @@ impl<'a> Server<'a> {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
         self.reclaim(now, SWEEP_PER_DATAGRAM);
+        let is_seed = seed::is_seed(datagram);
         if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
             self.stats.drop_rate_limited += 1;
+            // An extended client is told to slow down, within the per-source
+            // error budget and never with more bytes than it sent, so a
+            // spoofed flood gains nothing; the seed protocol has no such reply.
+            if !is_seed {
+                let tx = ext::salvage_tx(datagram);
+                self.send_error(now, out, src, tx, ErrorCode::RateLimited, datagram.len());
+            }
             return;
         }
-        if seed::is_seed(datagram) {
+        if is_seed {
             if self.cfg.strict {
                 self.stats.drop_strict += 1;
             } else {

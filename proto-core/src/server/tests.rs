@@ -424,6 +424,51 @@ fn a_flooding_source_is_rate_limited() {
 }
 
 #[test]
+fn a_flooding_extended_client_is_told_to_slow_down_within_the_error_budget() {
+    let cfg = Config {
+        rate_per_sec: 10,
+        rate_burst: 20,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg);
+    h.register("127.0.0.7:7", "bob");
+    let c = h.cookie(C120);
+    let mut sent = Vec::new();
+    for i in 0..100 {
+        let req = format!("LOOKUP q{i} {c} bob");
+        h.send(C120, &req);
+        sent.push(req.len());
+    }
+    let replies = h.take();
+    let limited: Vec<&String> = replies
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.ends_with(" rate-limited"))
+        .collect();
+    // The cookie's HELLO took one token; the rest of the burst was answered.
+    let dropped = h.server.stats().drop_rate_limited;
+    assert_eq!(dropped, 100 - 19, "{replies:?}");
+    let found = replies.iter().filter(|(_, r)| r.starts_with("AT ")).count();
+    assert_eq!(found, 19);
+    // Told, but no more often than the error budget allows...
+    assert_eq!(limited.len(), 10, "{limited:?}");
+    // ...with the request's own transaction id, and never larger than it.
+    for r in &limited {
+        let tx = r.split(' ').nth(1).unwrap();
+        assert!(tx.starts_with('q'), "{r}");
+        assert!(r.len() <= sent[0], "{r}");
+    }
+    // A seed flood is only dropped: the seed protocol has no such reply.
+    for _ in 0..50 {
+        h.send("127.0.0.9:1", "Peer nobody");
+    }
+    assert!(
+        h.take().iter().all(|(_, r)| r == "NoPeer"),
+        "seed clients get no ERR"
+    );
+}
+
+#[test]
 fn error_replies_are_rate_limited_per_source() {
     let mut h = Harness::new(1024, Config::default());
     for i in 0..50 {
