@@ -93,7 +93,7 @@ struct Faults {
 struct Net {
     server: Option<Server<'static>>,
     out: VecOutbox<128>,
-    clients: BTreeMap<SocketAddr, Client>,
+    clients: BTreeMap<SocketAddr, Box<Client>>,
     events: BTreeMap<SocketAddr, Vec<String>>,
     /// (deliver at, order, src, dst, bytes)
     wire: Vec<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>,
@@ -140,7 +140,7 @@ impl Net {
     fn add(&mut self, at: &str, cfg: Config) -> SocketAddr {
         let a = addr(at);
         self.next_entropy += 1;
-        let c = Client::new(cfg, self.now, [self.next_entropy; 32]);
+        let c = Box::new(Client::new(cfg, self.now, [self.next_entropy; 32]));
         self.clients.insert(a, c);
         self.events.insert(a, Vec::new());
         self.flush();
