@@ -37,6 +37,7 @@ fn say(out: &Out, line: String) {
 }
 
 const CHAT_HELP: &str = "\
+commands:
   /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
   /to ID         make ID the current conversation: plain lines go to it
   /who           who is online
