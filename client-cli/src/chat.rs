@@ -48,13 +48,18 @@ commands:
 
 /// `parley [--server HOST:PORT] [--id NAME]`.
 pub fn run(c: Common) -> Result<(), Fail> {
-    let mut rl = DefaultEditor::new().map_err(|e| Fail::run(format!("cannot open the terminal: {e}")))?;
+    let mut rl =
+        DefaultEditor::new().map_err(|e| Fail::run(format!("cannot open the terminal: {e}")))?;
     let id = match c.id {
         Some(id) => id,
         None => ask_id(&mut rl)?,
     };
-    let me = id.as_id().ok_or_else(|| Fail::usage("bad id"))?.as_str().to_string();
-    let mut cfg = Config::new(c.server, id.as_id());
+    let me = id
+        .as_id()
+        .ok_or_else(|| Fail::usage("bad id"))?
+        .as_str()
+        .to_string();
+    let mut cfg: Config = c.config(Some(id));
     cfg.subscribe = true;
     let mut s = Session::open(cfg, c.bind).map_err(|e| Fail::run(e.to_string()))?;
     println!("connecting to {} as {me}...", c.server_text);
@@ -109,13 +114,19 @@ fn wait_registered(s: &mut Session, c: &Common) -> Result<String, Fail> {
             match e {
                 Event::Registered { addr, .. } => return Ok(addr.to_string()),
                 Event::RegistrationFailed(f) => {
-                    return Err(Fail::run(format!("cannot register with {}: {f}", c.server_text)));
+                    return Err(Fail::run(format!(
+                        "cannot register with {}: {f}",
+                        c.server_text
+                    )));
                 }
                 _ => {}
             }
         }
     }
-    Err(Fail::run(format!("the server at {} did not answer", c.server_text)))
+    Err(Fail::run(format!(
+        "the server at {} did not answer",
+        c.server_text
+    )))
 }
 
 /// The prompt: who plain lines go to.
@@ -199,7 +210,10 @@ fn editor(
             }
             _ => {
                 // "//text" sends "/text".
-                let text = line.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(line);
+                let text = line
+                    .strip_prefix('/')
+                    .filter(|t| t.starts_with('/'))
+                    .unwrap_or(line);
                 match current.lock().ok().and_then(|c| c.clone()) {
                     Some(peer) => {
                         if let Ok(id) = Id::new(&peer) {
@@ -285,7 +299,10 @@ fn network(
                             next_page = Some(next);
                         } else {
                             let list = who.take().unwrap_or_default();
-                            say(&out, format!("* online ({}): {}", list.len(), list.join(" ")));
+                            say(
+                                &out,
+                                format!("* online ({}): {}", list.len(), list.join(" ")),
+                            );
                         }
                     }
                     Event::Failed {
@@ -297,7 +314,10 @@ fn network(
                         }
                     }
                     Event::RegistrationFailed(f) => {
-                        say(&out, format!("! lost the registration: {f}; press Enter to leave"));
+                        say(
+                            &out,
+                            format!("! lost the registration: {f}; press Enter to leave"),
+                        );
                         let _ = done.send(());
                         return;
                     }

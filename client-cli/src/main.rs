@@ -38,6 +38,8 @@ OPTIONS:
                            {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false}
       --bind ADDR          local UDP address (default: an ephemeral port)
       --timeout SECS       (send, who, lookup, ping) give up after SECS (default 60)
+      --keepalive SECS     refresh the registration about every SECS seconds
+                           (default: every 15 to 25 s, inside common NAT timeouts)
   -h, --help               print this help
   -V, --version            print the version
 
@@ -74,6 +76,22 @@ pub struct Common {
     pub bind: Option<SocketAddr>,
     /// Overall limit for scriptable commands.
     pub timeout: Duration,
+    /// Keepalive interval, if not the default.
+    pub keepalive: Option<u64>,
+}
+
+impl Common {
+    /// The client configuration these options ask for.
+    pub fn config(&self, id: Option<IdBuf>) -> proto_core::client::Config {
+        let mut cfg =
+            proto_core::client::Config::new(self.server, id.as_ref().and_then(IdBuf::as_id));
+        if let Some(secs) = self.keepalive {
+            let ms = secs * 1000;
+            cfg.keepalive_min = proto_core::time::Millis(ms - ms / 5);
+            cfg.keepalive_max = proto_core::time::Millis(ms);
+        }
+        cfg
+    }
 }
 
 /// A command line that could not be understood, or a failure: printed as
@@ -116,14 +134,16 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
         println!("parley {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    let opt = |args: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>, Fail> {
-        let r = match keys {
-            [short, long] => args.opt_value_from_str::<_, String>([*short, *long]),
-            _ => args.opt_value_from_str::<_, String>(keys[0]),
+    let opt =
+        |args: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>, Fail> {
+            let r = match keys {
+                [short, long] => args.opt_value_from_str::<_, String>([*short, *long]),
+                _ => args.opt_value_from_str::<_, String>(keys[0]),
+            };
+            r.map_err(|e| Fail::usage(e.to_string()))
         };
-        r.map_err(|e| Fail::usage(e.to_string()))
-    };
-    let server_text = opt(&mut args, &["-s", "--server"])?.unwrap_or_else(|| "127.0.0.1:9999".into());
+    let server_text =
+        opt(&mut args, &["-s", "--server"])?.unwrap_or_else(|| "127.0.0.1:9999".into());
     let server = resolve(&server_text)?;
     let id = opt(&mut args, &["-i", "--id"])?
         .map(|s| parse_id(&s))
@@ -138,7 +158,22 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
         None => Duration::from_secs(60),
         Some(s) => match s.parse::<u64>() {
             Ok(v) if v > 0 => Duration::from_secs(v),
-            _ => return Err(Fail::usage(format!("bad --timeout {s:?}: want whole seconds above 0"))),
+            _ => {
+                return Err(Fail::usage(format!(
+                    "bad --timeout {s:?}: want whole seconds above 0"
+                )));
+            }
+        },
+    };
+    let keepalive = match opt(&mut args, &["--keepalive"])? {
+        None => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(v) if (1..=3600).contains(&v) => Some(v),
+            _ => {
+                return Err(Fail::usage(format!(
+                    "bad --keepalive {s:?}: want seconds from 1 to 3600"
+                )));
+            }
         },
     };
     let to = opt(&mut args, &["--to"])?;
@@ -150,21 +185,29 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
         id,
         bind,
         timeout,
+        keepalive,
     };
     let sub = args.subcommand().map_err(|e| Fail::usage(e.to_string()))?;
     let rest: Vec<String> = args
         .finish()
         .into_iter()
-        .map(|a| a.into_string().map_err(|_| Fail::usage("arguments must be UTF-8")))
+        .map(|a| {
+            a.into_string()
+                .map_err(|_| Fail::usage("arguments must be UTF-8"))
+        })
         .collect::<Result<_, _>>()?;
     if let Some(flag) = rest.iter().find(|a| a.starts_with('-') && a.len() > 1) {
         if sub.as_deref() != Some("send") {
-            return Err(Fail::usage(format!("unknown option {flag} (see parley --help)")));
+            return Err(Fail::usage(format!(
+                "unknown option {flag} (see parley --help)"
+            )));
         }
     }
     let no_extra = |rest: &[String]| -> Result<(), Fail> {
         match rest.first() {
-            Some(x) => Err(Fail::usage(format!("unexpected argument {x:?} (see parley --help)"))),
+            Some(x) => Err(Fail::usage(format!(
+                "unexpected argument {x:?} (see parley --help)"
+            ))),
             None => Ok(()),
         }
     };

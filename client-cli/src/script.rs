@@ -16,7 +16,7 @@ use crate::{Common, Fail};
 const STEP: Duration = Duration::from_millis(200);
 
 fn config(c: &Common, id: Option<IdBuf>) -> Config {
-    Config::new(c.server, id.as_ref().and_then(IdBuf::as_id))
+    c.config(id)
 }
 
 fn need_id(c: &Common) -> Result<IdBuf, Fail> {
@@ -39,7 +39,10 @@ fn until<T>(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Fail::run(format!("gave up {what} after {} s", limit.as_secs())));
+            return Err(Fail::run(format!(
+                "gave up {what} after {} s",
+                limit.as_secs()
+            )));
         }
         s.step(left.min(STEP));
     }
@@ -71,7 +74,8 @@ fn sign_off(s: &mut Session) {
 pub fn send(c: Common, to: IdBuf, text: &str, seed: bool) -> Result<(), Fail> {
     let me = need_id(&c)?;
     let to_id = to.as_id().ok_or_else(|| Fail::usage("bad --to id"))?;
-    let mut s = Session::open(config(&c, Some(me)), c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s =
+        Session::open(config(&c, Some(me)), c.bind).map_err(|e| Fail::run(e.to_string()))?;
     register(&mut s, &c)?;
     if seed {
         s.with(|cl, now| cl.mark_seed(now, to_id));
@@ -79,23 +83,28 @@ pub fn send(c: Common, to: IdBuf, text: &str, seed: bool) -> Result<(), Fail> {
     let msg = s
         .with(|cl, now| cl.send_message(now, to_id, text))
         .map_err(|e| Fail::usage(e.to_string()))?;
-    let r = until(&mut s, c.timeout, "waiting for the acknowledgement", |e| match e {
-        Event::Delivered { msg: m, to } if *m == msg => {
-            Some(Ok(format!("delivered to {to}")))
-        }
-        Event::NotDelivered { msg: m, to, reason } if *m == msg => {
-            Some(Err(Fail::run(show::not_delivered(to.as_str(), reason)[2..].to_string())))
-        }
-        Event::SentUnconfirmed { msg: m, to } if *m == msg => Some(if seed {
-            Ok(format!("sent to {to} as a seed message (the seed client cannot confirm delivery)"))
-        } else {
-            Err(Fail::run(format!(
-                "{} (use --seed if {to} runs the seed's client)",
-                &show::unconfirmed(to.as_str())[2..]
-            )))
-        }),
-        _ => None,
-    });
+    let r = until(
+        &mut s,
+        c.timeout,
+        "waiting for the acknowledgement",
+        |e| match e {
+            Event::Delivered { msg: m, to } if *m == msg => Some(Ok(format!("delivered to {to}"))),
+            Event::NotDelivered { msg: m, to, reason } if *m == msg => Some(Err(Fail::run(
+                show::not_delivered(to.as_str(), reason)[2..].to_string(),
+            ))),
+            Event::SentUnconfirmed { msg: m, to } if *m == msg => Some(if seed {
+                Ok(format!(
+                    "sent to {to} as a seed message (the seed client cannot confirm delivery)"
+                ))
+            } else {
+                Err(Fail::run(format!(
+                    "{} (use --seed if {to} runs the seed's client)",
+                    &show::unconfirmed(to.as_str())[2..]
+                )))
+            }),
+            _ => None,
+        },
+    );
     sign_off(&mut s);
     println!("{}", r?);
     Ok(())
@@ -108,7 +117,8 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| Fail::run(e.to_string()))?;
     }
-    let mut s = Session::open(config(&c, Some(me)), c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s =
+        Session::open(config(&c, Some(me)), c.bind).map_err(|e| Fail::run(e.to_string()))?;
     register(&mut s, &c)?;
     let seen = s.client().observed_addr();
     eprintln!(
@@ -159,11 +169,13 @@ pub fn who(c: Common) -> Result<(), Fail> {
         let (next, ids) = until(&mut s, c.timeout, "listing", |e| match e {
             Event::Page { next, ids } => Some(Ok((
                 *next,
-                ids.iter().map(|i| i.as_str().to_string()).collect::<Vec<_>>(),
+                ids.iter()
+                    .map(|i| i.as_str().to_string())
+                    .collect::<Vec<_>>(),
             ))),
-            Event::Failed { what, id, reason } => {
-                Some(Err(Fail::run(show::failed(*what, id.map(|i| i.as_str()), reason)[2..].to_string())))
-            }
+            Event::Failed { what, id, reason } => Some(Err(Fail::run(
+                show::failed(*what, id.map(|i| i.as_str()), reason)[2..].to_string(),
+            ))),
             _ => None,
         })?;
         for id in ids {
@@ -185,9 +197,9 @@ pub fn lookup(c: Common, id: IdBuf) -> Result<(), Fail> {
         .map_err(|e| Fail::run(e.to_string()))?;
     let line = until(&mut s, c.timeout, "looking up", |e| match e {
         Event::Found { id, addr } => Some(Ok(format!("{id} {addr}"))),
-        Event::Failed { what, id, reason } => {
-            Some(Err(Fail::run(show::failed(*what, id.map(|i| i.as_str()), reason)[2..].to_string())))
-        }
+        Event::Failed { what, id, reason } => Some(Err(Fail::run(
+            show::failed(*what, id.map(|i| i.as_str()), reason)[2..].to_string(),
+        ))),
         _ => None,
     })?;
     println!("{line}");
@@ -207,9 +219,9 @@ pub fn ping(c: Common) -> Result<(), Fail> {
             "reply from {server}: round trip {:.3} ms, it sees you as {addr}",
             t0.elapsed().as_secs_f64() * 1000.0
         ))),
-        Event::Failed { reason, .. } => Some(Err(Fail::run(format!(
-            "no reply from {server}: {reason}"
-        )))),
+        Event::Failed { reason, .. } => {
+            Some(Err(Fail::run(format!("no reply from {server}: {reason}"))))
+        }
         _ => None,
     })?;
     println!("{line}");

@@ -73,7 +73,10 @@ pub fn notice(e: &Event<'_>, server: &str) -> Option<String> {
         }
         Event::ServerBack => format!("* the server at {server} answers again"),
         Event::Pong { addr, rtt } => {
-            format!("* server {server}: round trip {} ms, it sees you as {addr}", rtt.0)
+            format!(
+                "* server {server}: round trip {} ms, it sees you as {addr}",
+                rtt.0
+            )
         }
         Event::Found { id, addr } => format!("* {id} is at {addr}"),
         Event::Failed { what, id, reason } => failed(*what, id.map(|i| i.as_str()), reason),

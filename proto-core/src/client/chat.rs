@@ -236,13 +236,7 @@ impl Outgoing {
     /// Split `text` into fragments of at most `frag_len` bytes, on
     /// character boundaries. `None` if it needs more than [`MAX_FRAGMENTS`]
     /// or is longer than [`MAX_TEXT`].
-    pub fn new(
-        to: IdBuf,
-        seq: u32,
-        text: &str,
-        frag_len: usize,
-        now: Instant,
-    ) -> Option<Outgoing> {
+    pub fn new(to: IdBuf, seq: u32, text: &str, frag_len: usize, now: Instant) -> Option<Outgoing> {
         let mut cuts = Vec::new();
         cuts.push(0).ok()?;
         let mut rest = text;

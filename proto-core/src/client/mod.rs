@@ -321,35 +321,69 @@ pub enum Event<'a> {
 /// An event as queued: owned, small; [`Client::poll_event`] lends it out.
 #[derive(Clone, Copy, Debug)]
 enum Rec {
-    Registered { addr: SocketAddr, lease: u32, again: bool },
+    Registered {
+        addr: SocketAddr,
+        lease: u32,
+        again: bool,
+    },
     RegistrationFailed(Failure),
     ServerUnreachable,
     ServerBack,
-    Pong { addr: SocketAddr, rtt: Millis },
-    Found { id: IdBuf, addr: SocketAddr },
-    Failed { what: What, id: Option<IdBuf>, reason: Failure },
-    Page { next: u32 },
+    Pong {
+        addr: SocketAddr,
+        rtt: Millis,
+    },
+    Found {
+        id: IdBuf,
+        addr: SocketAddr,
+    },
+    Failed {
+        what: What,
+        id: Option<IdBuf>,
+        reason: Failure,
+    },
+    Page {
+        next: u32,
+    },
     Joined(IdBuf),
     Left(IdBuf),
     Resync,
-    Message { slot: u8 },
-    Delivered { to: IdBuf, msg: u32 },
-    NotDelivered { to: IdBuf, msg: u32, reason: Undelivered },
-    SentUnconfirmed { to: IdBuf, msg: u32 },
+    Message {
+        slot: u8,
+    },
+    Delivered {
+        to: IdBuf,
+        msg: u32,
+    },
+    NotDelivered {
+        to: IdBuf,
+        msg: u32,
+        reason: Undelivered,
+    },
+    SentUnconfirmed {
+        to: IdBuf,
+        msg: u32,
+    },
     Bye,
 }
 
 /// What a pending request is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Req {
-    Hello { ping: bool },
+    Hello {
+        ping: bool,
+    },
     Register,
     Keep,
     Subscribe,
     Quit,
     /// Where is this peer (to send to it)? `INTRO` when registered and
     /// not `plain`; `intro` says which was sent.
-    Resolve { peer: IdBuf, plain: bool, intro: bool },
+    Resolve {
+        peer: IdBuf,
+        plain: bool,
+        intro: bool,
+    },
     Lookup(IdBuf),
     List(u32),
 }
@@ -745,7 +779,12 @@ impl Client {
     /// Send `text` to `to`. Returns the message's number, which the
     /// [`Event::Delivered`], [`Event::NotDelivered`] or
     /// [`Event::SentUnconfirmed`] about it carries.
-    pub fn send_message(&mut self, now: Instant, to: Id<'_>, text: &str) -> Result<u32, CommandError> {
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        to: Id<'_>,
+        text: &str,
+    ) -> Result<u32, CommandError> {
         let me = self.cfg.id.ok_or(CommandError::NoId)?;
         if me.eq_id(to) {
             return Err(CommandError::ToSelf);
@@ -1088,7 +1127,10 @@ impl Client {
                 last,
                 changes,
             } => {
-                if self.presence_seq.is_some_and(|s| last.wrapping_sub(s) as i32 <= 0) {
+                if self
+                    .presence_seq
+                    .is_some_and(|s| last.wrapping_sub(s) as i32 <= 0)
+                {
                     return;
                 }
                 self.presence_seq = Some(last);
@@ -1145,7 +1187,12 @@ impl Client {
                     });
                 }
             }
-            (Req::Register, Reply::Registered { lease, addr, token, .. }) => {
+            (
+                Req::Register,
+                Reply::Registered {
+                    lease, addr, token, ..
+                },
+            ) => {
                 let again = matches!(self.reg, RegState::Registering { again: true });
                 self.reg = RegState::Registered { token };
                 self.token = Some(token);
@@ -1201,7 +1248,9 @@ impl Client {
                 // The server restarted or the cookie aged out: fetch a new
                 // one, then send the request again (a bounded number of times).
                 self.cookie = None;
-                if p.attempts < self.cfg.request_attempts && self.pending.push(Pending { next: None, ..p }).is_ok() {
+                if p.attempts < self.cfg.request_attempts
+                    && self.pending.push(Pending { next: None, ..p }).is_ok()
+                {
                     return;
                 }
                 self.request_failed(now, req, Failure::Server(code));
@@ -1512,10 +1561,7 @@ impl Client {
                 if me.eq_id(from) {
                     return;
                 }
-                let reply = PeerMsg::Probed {
-                    from: my_id,
-                    nonce,
-                };
+                let reply = PeerMsg::Probed { from: my_id, nonce };
                 self.emit(src, |b| reply.emit(b));
                 self.heard_from(now, from, src);
             }
@@ -1546,7 +1592,10 @@ impl Client {
                 let Some(i) = self.outs.iter().position(|o| o.to == b && o.seq == seq) else {
                     return;
                 };
-                if let OutState::Sending { attempts: 1, first, .. } = self.outs[i].state {
+                if let OutState::Sending {
+                    attempts: 1, first, ..
+                } = self.outs[i].state
+                {
                     if let Some(p) = self.find_peer(&b) {
                         let sample = now.since(first);
                         let s = &mut self.peers[p].srtt;
@@ -1555,7 +1604,10 @@ impl Client {
                 }
                 if self.outs[i].ack(frag) {
                     let o = self.outs.swap_remove(i);
-                    self.push_event(Rec::Delivered { to: o.to, msg: o.seq });
+                    self.push_event(Rec::Delivered {
+                        to: o.to,
+                        msg: o.seq,
+                    });
                 }
                 self.heard_from(now, from, src);
             }
@@ -1599,7 +1651,11 @@ impl Client {
             self.emit(src, |b| ack.emit(b));
             return;
         }
-        let slot = match self.slots.iter().position(|s| s.is(&from, c.session, c.seq)) {
+        let slot = match self
+            .slots
+            .iter()
+            .position(|s| s.is(&from, c.session, c.seq))
+        {
             Some(s) => s,
             None => {
                 // No room: say nothing, and the sender sends it again later.

@@ -11,7 +11,9 @@ impl Rng {
         for chunk in entropy.chunks_exact(8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(chunk);
-            s = (s ^ u64::from_le_bytes(w)).rotate_left(23).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            s = (s ^ u64::from_le_bytes(w))
+                .rotate_left(23)
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9);
         }
         Rng(s)
     }

@@ -151,7 +151,12 @@ impl Net {
         self.clients.get_mut(&at).unwrap()
     }
 
-    fn send_message(&mut self, at: SocketAddr, to: Id<'_>, text: &str) -> Result<u32, CommandError> {
+    fn send_message(
+        &mut self,
+        at: SocketAddr,
+        to: Id<'_>,
+        text: &str,
+    ) -> Result<u32, CommandError> {
         let now = self.now;
         self.client(at).send_message(now, to, text)
     }
@@ -189,8 +194,13 @@ impl Net {
                 0
             };
             self.order += 1;
-            self.wire
-                .push((self.now + Millis(delay), self.order, src, dst, bytes.to_vec()));
+            self.wire.push((
+                self.now + Millis(delay),
+                self.order,
+                src,
+                dst,
+                bytes.to_vec(),
+            ));
         }
     }
 
@@ -327,7 +337,10 @@ fn keepalives_every_15_to_25_seconds_with_jitter() {
         let keeps: Vec<u64> = net.sent(c, "KEEP ").iter().map(|k| k.0.millis()).collect();
         assert!(keeps.len() >= 24, "{} keepalives in 10 min", keeps.len());
         let gaps: Vec<u64> = keeps.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps.iter().all(|g| (15_000..=25_000).contains(g)), "{gaps:?}");
+        assert!(
+            gaps.iter().all(|g| (15_000..=25_000).contains(g)),
+            "{gaps:?}"
+        );
         let distinct: std::collections::BTreeSet<_> = gaps.iter().collect();
         assert!(distinct.len() > 5, "jittered: {gaps:?}");
         // The cookie is refreshed before it ages out: no request is refused.
@@ -430,12 +443,17 @@ fn long_text_is_fragmented_and_reassembled_in_order() {
         Err(CommandError::TooLong)
     );
     // Real-sized fragments: 4096 bytes of text in 4 datagrams of at most 1200.
-    let big: String = (0..4096).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let big: String = (0..4096)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     net.send_message(b, id("alice"), &big).unwrap();
     net.run(5000);
     assert_eq!(net.take(a), [format!("msg bob: {big}")]);
     let sizes: Vec<usize> = net.sent(b, "CHAT ").iter().map(|c| c.2.len()).collect();
-    assert!(sizes.len() >= 4 && sizes.iter().all(|&n| n <= MAX_DATAGRAM), "{sizes:?}");
+    assert!(
+        sizes.len() >= 4 && sizes.iter().all(|&n| n <= MAX_DATAGRAM),
+        "{sizes:?}"
+    );
 }
 
 #[test]
@@ -444,9 +462,18 @@ fn bad_commands_are_refused_at_once() {
     let (a, _) = two(&mut net);
     let now = net.now;
     let c = net.client(a);
-    assert_eq!(c.send_message(now, id("bob"), ""), Err(CommandError::BadText));
-    assert_eq!(c.send_message(now, id("bob"), "a\nb"), Err(CommandError::BadText));
-    assert_eq!(c.send_message(now, id("alice"), "me"), Err(CommandError::ToSelf));
+    assert_eq!(
+        c.send_message(now, id("bob"), ""),
+        Err(CommandError::BadText)
+    );
+    assert_eq!(
+        c.send_message(now, id("bob"), "a\nb"),
+        Err(CommandError::BadText)
+    );
+    assert_eq!(
+        c.send_message(now, id("alice"), "me"),
+        Err(CommandError::ToSelf)
+    );
     assert_eq!(
         c.send_message(now, id("bob"), &"z".repeat(MAX_TEXT + 1)),
         Err(CommandError::TooLong)
@@ -456,7 +483,10 @@ fn bad_commands_are_refused_at_once() {
     }
     assert_eq!(c.send_message(now, id("bob"), "x"), Err(CommandError::Busy));
     let mut anon = Client::new(Config::new(addr(SERVER), None), now, [9; 32]);
-    assert_eq!(anon.send_message(now, id("bob"), "x"), Err(CommandError::NoId));
+    assert_eq!(
+        anon.send_message(now, id("bob"), "x"),
+        Err(CommandError::NoId)
+    );
 }
 
 /// The acceptance test of the issue: 20% loss (both ways, every link),
@@ -502,7 +532,11 @@ fn messages_survive_loss_duplication_and_reordering_exactly_once() {
         let got_b = net.take(b);
         let got_a = net.take(a);
         let shown = |got: &[String], want: &[String]| {
-            let mut g: Vec<String> = got.iter().filter(|e| e.starts_with("msg")).cloned().collect();
+            let mut g: Vec<String> = got
+                .iter()
+                .filter(|e| e.starts_with("msg"))
+                .cloned()
+                .collect();
             let mut w = want.to_vec();
             g.sort();
             w.sort();
@@ -510,9 +544,16 @@ fn messages_survive_loss_duplication_and_reordering_exactly_once() {
         };
         shown(&got_b, &want_b);
         shown(&got_a, &want_a);
-        let delivered = got_a.iter().filter(|e| e.starts_with("delivered bob")).count();
+        let delivered = got_a
+            .iter()
+            .filter(|e| e.starts_with("delivered bob"))
+            .count();
         assert_eq!(delivered, want_b.len(), "seed {seed}: {got_a:?}");
-        assert!(want_b.len() >= 30, "most sends were accepted: {}", want_b.len());
+        assert!(
+            want_b.len() >= 30,
+            "most sends were accepted: {}",
+            want_b.len()
+        );
         assert!(got_a.iter().all(|e| !e.starts_with("not delivered")));
         // Loss really happened: some chat datagrams were sent more than once.
         assert!(net.sent(a, "CHAT ").len() > want_b.len());
@@ -549,7 +590,9 @@ fn retransmissions_back_off_then_not_delivered() {
     net.run(120_000);
     let events = net.take(a);
     assert!(
-        events.contains(&format!("not delivered bob #{m}: the peer never acknowledged it")),
+        events.contains(&format!(
+            "not delivered bob #{m}: the peer never acknowledged it"
+        )),
         "{events:?}"
     );
     let times: Vec<u64> = net
@@ -560,7 +603,10 @@ fn retransmissions_back_off_then_not_delivered() {
         .collect();
     assert_eq!(times.len(), 14);
     let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps[1] > gaps[0] && gaps[2] > gaps[1], "exponential: {gaps:?}");
+    assert!(
+        gaps[1] > gaps[0] && gaps[2] > gaps[1],
+        "exponential: {gaps:?}"
+    );
     assert!(gaps.iter().all(|&g| g <= 2400), "capped: {gaps:?}");
     // After three silent tries it asked the server where bob is now.
     assert!(net.sent(a, "INTRO").len() >= 2);
@@ -654,9 +700,15 @@ fn a_seed_peer_gets_message_text() {
         .map(|(_, _, t)| t)
         .collect();
     assert!(to_carol.iter().any(|t| t.starts_with("PROBE alice ")));
-    assert_eq!(to_carol.iter().filter(|t| t.starts_with("Message")).count(), 1);
+    assert_eq!(
+        to_carol.iter().filter(|t| t.starts_with("Message")).count(),
+        1
+    );
     assert!(to_carol.contains(&&"Message hi carol".to_string()));
-    assert!(to_carol.iter().all(|t| !t.starts_with("CHAT")), "no chat before a path answers");
+    assert!(
+        to_carol.iter().all(|t| !t.starts_with("CHAT")),
+        "no chat before a path answers"
+    );
     // Known seed now: the next one goes at once, without probes.
     let probes = net.sent(a, "PROBE").len();
     net.send_message(a, id("carol"), "again").unwrap();
@@ -692,7 +744,10 @@ fn mark_seed_sends_message_at_once_split_at_1024_bytes() {
         .map(|x| &x.2)
         .collect();
     assert_eq!(got.len(), 2, "{}", got.len());
-    assert!(got.iter().all(|t| t.starts_with("Message ") && t.len() <= 1024));
+    assert!(
+        got.iter()
+            .all(|t| t.starts_with("Message ") && t.len() <= 1024)
+    );
     assert!(net.sent(a, "PROBE").is_empty());
 }
 

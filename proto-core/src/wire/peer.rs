@@ -363,8 +363,14 @@ mod tests {
             (b"CHAT a 0123456789abcdef 1 1/17 x", Malformed),
             (b"CHAT a 0123456789abcdef 1 1/001 x", Malformed),
             (b"CHAT a 0123456789abcdef 01 1/1 x", Malformed),
-            (b"CHAT a 0123456789ABCDEF 1 1/1 x", Field(super::super::FieldError::BadHex)),
-            (b"CHAT a'b 0123456789abcdef 1 1/1 x", Field(super::super::FieldError::BadId)),
+            (
+                b"CHAT a 0123456789ABCDEF 1 1/1 x",
+                Field(super::super::FieldError::BadHex),
+            ),
+            (
+                b"CHAT a'b 0123456789abcdef 1 1/1 x",
+                Field(super::super::FieldError::BadId),
+            ),
             (b"CHAT a 0123456789abcdef 1 1/1 two\nlines", Malformed),
             (b"CHAT a 0123456789abcdef 1 1/1 \xff", NotUtf8),
             (b"ACK a 0123456789abcdef 1 0", Malformed),
@@ -374,7 +380,12 @@ mod tests {
             (b"chat a", UnknownVerb),
             (b"Hello", UnknownVerb),
         ] {
-            assert_eq!(PeerMsg::parse(bad), Err(why), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                PeerMsg::parse(bad),
+                Err(why),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = [b'x'; MAX_DATAGRAM + 1];
         assert_eq!(PeerMsg::parse(&long), Err(TooLong));
@@ -408,7 +419,11 @@ mod tests {
         let seed = "y".repeat(MAX_SEED_TEXT + 1);
         assert_eq!(PeerMsg::Seed(&seed).emit(&mut buf), Err(EmitError::TooLong));
         assert_eq!(
-            PeerMsg::Probe { from: id("a"), nonce: 1 }.emit(&mut buf[..10]),
+            PeerMsg::Probe {
+                from: id("a"),
+                nonce: 1
+            }
+            .emit(&mut buf[..10]),
             Err(EmitError::TooLong)
         );
     }
