@@ -1666,17 +1666,14 @@ impl Client {
                 s
             }
         };
-        match self.slots[slot].add(c.frag, c.count, c.text.as_str()) {
-            Ok(whole) => {
-                self.slots[slot].active = now;
-                self.emit(src, |b| ack.emit(b));
-                if whole {
-                    self.peers[p].rx.mark(c.session, c.seq);
-                    self.push_event(Rec::Message { slot: slot as u8 });
-                }
+        // An inconsistent or oversized fragment is ignored, not acknowledged.
+        if let Ok(whole) = self.slots[slot].add(c.frag, c.count, c.text.as_str()) {
+            self.slots[slot].active = now;
+            self.emit(src, |b| ack.emit(b));
+            if whole {
+                self.peers[p].rx.mark(c.session, c.seq);
+                self.push_event(Rec::Message { slot: slot as u8 });
             }
-            // Inconsistent or oversized: keep what we have, ignore this one.
-            Err(_) => {}
         }
     }
 
