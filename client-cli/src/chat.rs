@@ -86,9 +86,11 @@ pub fn run(c: Common) -> Result<(), Fail> {
     };
     let _ = tx.send(Cmd::Who);
     let r = editor(&mut rl, &tx, &out, &current, &done_rx);
-    let _ = tx.send(Cmd::Quit);
-    // The network thread signs off (QUIT, up to two seconds for BYE).
-    let _ = done_rx.recv_timeout(Duration::from_secs(3));
+    if !net.is_finished() {
+        let _ = tx.send(Cmd::Quit);
+        // The network thread signs off (QUIT, up to two seconds for BYE).
+        let _ = done_rx.recv_timeout(Duration::from_secs(3));
+    }
     drop(tx);
     let _ = net.join();
     r
@@ -299,10 +301,7 @@ fn network(
                             next_page = Some(next);
                         } else {
                             let list = who.take().unwrap_or_default();
-                            say(
-                                &out,
-                                format!("* online ({}): {}", list.len(), list.join(" ")),
-                            );
+                            say(&out, online(&list));
                         }
                     }
                     Event::Failed {
@@ -335,6 +334,23 @@ fn network(
             }
         }
     }
+}
+
+/// The `/who` line: every id up to a screenful, then a count.
+fn online(list: &[String]) -> String {
+    const SHOWN: usize = 200;
+    let mut line = format!(
+        "* online ({}): {}",
+        list.len(),
+        list[..list.len().min(SHOWN)].join(" ")
+    );
+    if list.len() > SHOWN {
+        line.push_str(&format!(
+            " ... and {} more (`parley who` lists them all)",
+            list.len() - SHOWN
+        ));
+    }
+    line
 }
 
 fn sign_off(s: &mut Session) {
