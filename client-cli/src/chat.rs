@@ -4,12 +4,13 @@
 //! Without a terminal (stdin piped) the same commands are read line by line
 //! and everything is printed plainly, which is what the tests drive.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proto_core::client::{Config, Event, What};
+use proto_core::client::{CommandError, Config, Event, What};
 use proto_core::wire::{Id, IdBuf};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
@@ -17,6 +18,9 @@ use rustyline::{DefaultEditor, ExternalPrinter};
 use crate::session::Session;
 use crate::show;
 use crate::{Common, Fail};
+
+/// How long leaving waits for messages in flight to be acknowledged.
+const QUIT_GRACE: Duration = Duration::from_secs(20);
 
 /// Lines typed, as the network thread acts on them.
 enum Cmd {
@@ -89,7 +93,7 @@ pub fn run(c: Common) -> Result<(), Fail> {
     if !net.is_finished() {
         let _ = tx.send(Cmd::Quit);
         // The network thread signs off (QUIT, up to two seconds for BYE).
-        let _ = done_rx.recv_timeout(Duration::from_secs(3));
+        let _ = done_rx.recv_timeout(QUIT_GRACE + Duration::from_secs(3));
     }
     drop(tx);
     let _ = net.join();
@@ -242,8 +246,33 @@ fn network(
     done: Sender<()>,
 ) {
     let mut who: Option<Vec<String>> = None;
+    // Lines typed while the client had too many messages in flight wait
+    // here, in order, instead of being refused.
+    let mut backlog: VecDeque<(IdBuf, String)> = VecDeque::new();
+    // Set by /quit: leave once nothing is in flight (or at this deadline).
+    let mut quitting: Option<Instant> = None;
     loop {
+        if let Some(deadline) = quitting {
+            let idle = backlog.is_empty() && s.client().in_flight() == 0;
+            if idle || Instant::now() >= deadline {
+                sign_off(&mut s);
+                let _ = done.send(());
+                return;
+            }
+        }
         s.step(Duration::from_millis(50));
+        while let Some((to, text)) = backlog.front() {
+            let Some(id) = to.as_id() else {
+                backlog.pop_front();
+                continue;
+            };
+            match s.with(|c, now| c.send_message(now, id, text)) {
+                Err(CommandError::Busy) => break,
+                Err(e) => say(&out, format!("! {e}")),
+                Ok(_) => {}
+            }
+            backlog.pop_front();
+        }
         loop {
             let cmd = match rx.try_recv() {
                 Ok(c) => c,
@@ -252,7 +281,17 @@ fn network(
             };
             let r = match cmd {
                 Cmd::Send(to, text) => match to.as_id() {
-                    Some(to) => s.with(|c, now| c.send_message(now, to, &text)).map(|_| ()),
+                    Some(_) if !backlog.is_empty() => {
+                        backlog.push_back((to, text));
+                        Ok(())
+                    }
+                    Some(id) => match s.with(|c, now| c.send_message(now, id, &text)) {
+                        Err(CommandError::Busy) if backlog.len() < 1000 => {
+                            backlog.push_back((to, text));
+                            Ok(())
+                        }
+                        r => r.map(|_| ()),
+                    },
                     None => Ok(()),
                 },
                 Cmd::Who => {
@@ -269,9 +308,19 @@ fn network(
                 },
                 Cmd::Ping => s.with(|c, now| c.ping(now)),
                 Cmd::Quit => {
-                    sign_off(&mut s);
-                    let _ = done.send(());
-                    return;
+                    if quitting.is_none() {
+                        let waiting = backlog.len() + s.client().in_flight();
+                        if waiting > 0 {
+                            say(
+                                &out,
+                                format!(
+                                    "* waiting for {waiting} message(s) to be acknowledged before leaving..."
+                                ),
+                            );
+                        }
+                        quitting = Some(Instant::now() + QUIT_GRACE);
+                    }
+                    Ok(())
                 }
             };
             if let Err(e) = r {
