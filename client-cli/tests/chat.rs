@@ -105,7 +105,7 @@ fn exactly_once_through_a_lossy_relay() {
         };
         alice.type_line(&format!("/msg bob {text}"));
         sent.push(format!("[alice] {text}"));
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(30));
     }
     // Wait until bob has shown them all (or give up).
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -66,6 +66,9 @@ pub const MAX_REQUESTS: usize = 16;
 pub const OUTBOX: usize = 24;
 /// Events waiting to be read.
 pub const EVENTS: usize = 64;
+/// A peer the server placed this recently is not asked about again
+/// (unless its path goes silent).
+const RESOLVE_AGAIN: Millis = Millis(10_000);
 /// Candidate addresses tried for one peer.
 const MAX_CANDIDATES: usize = 4;
 /// `HELLO` is padded to this length so the `COOKIE` reply (at most 99
@@ -439,6 +442,8 @@ struct Peer {
     cands: Vec<SocketAddr, MAX_CANDIDATES>,
     probe: Option<Probe>,
     resolving: bool,
+    /// When the server last said where the peer is.
+    resolved: Option<Instant>,
     srtt: Option<u64>,
     rx: Window,
     used: Instant,
@@ -1219,6 +1224,7 @@ impl Client {
             (Req::Resolve { peer, .. }, Reply::At { id, addr, .. }) if peer.eq_id(id) => {
                 if let Some(i) = self.find_peer(&peer) {
                     self.peers[i].resolving = false;
+                    self.peers[i].resolved = Some(now);
                     self.add_candidate(i, addr);
                     let moved = self.peers[i].path.is_some_and(|p| p != addr);
                     if moved && self.peers[i].kind != Kind::Seed && self.peers[i].probe.is_none() {
@@ -1320,6 +1326,7 @@ impl Client {
             cands: Vec::new(),
             probe: None,
             resolving: false,
+            resolved: None,
             srtt: None,
             rx: Window::default(),
             used: now,
@@ -1389,9 +1396,16 @@ impl Client {
                 None => self.resolve(now, id),
             },
             _ => {
-                if self.peers[p].cands.is_empty() {
+                // Ask the server even when a PUNCH already named an
+                // address: it may be stale, and probing every candidate
+                // finds whichever answers first.
+                let asked_lately = self.peers[p]
+                    .resolved
+                    .is_some_and(|t| now.since(t) < RESOLVE_AGAIN.0);
+                if !self.peers[p].resolving && self.peers[p].path.is_none() && !asked_lately {
                     self.resolve(now, id);
-                } else if self.peers[p].probe.is_none() {
+                }
+                if !self.peers[p].cands.is_empty() && self.peers[p].probe.is_none() {
                     self.start_probe(now, p);
                 }
             }
