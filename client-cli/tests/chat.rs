@@ -394,3 +394,100 @@ fn help_and_version() {
     let r = parley(&["--version"], T);
     assert_eq!(r.stdout, format!("parley {}", env!("CARGO_PKG_VERSION")));
 }
+
+/// The interactive mode in a real terminal: tmux, when it is installed.
+/// Checks what a person sees: a message arriving while they type lands
+/// above their half-typed line, which survives intact.
+#[test]
+fn interactive_mode_in_a_real_terminal_under_tmux() {
+    use std::process::Command;
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("tmux not installed; skipping");
+        return;
+    }
+    let srv = Server::start();
+    let sock = format!("parley-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = Command::new("tmux")
+            .args(["-L", &sock])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    struct Kill<'a>(&'a dyn Fn(&[&str]) -> String);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let _kill = Kill(&tmux);
+    let cmd = format!("{PARLEY} --server {} --id tia", srv.addr);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "20",
+        &cmd,
+    ]);
+    let screen = || tmux(&["capture-pane", "-p", "-t", "t"]);
+    let wait_screen = |needle: &str| -> String {
+        let deadline = Instant::now() + T;
+        loop {
+            let s = screen();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} on screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_screen("You are tia");
+    tmux(&["send-keys", "-t", "t", "half a li"]);
+    wait_screen("half a li");
+    let r = parley(
+        &[
+            "send",
+            "--server",
+            &s(srv.addr),
+            "--id",
+            "uma",
+            "--to",
+            "tia",
+            "knock knock",
+        ],
+        T,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let shown = wait_screen("[uma] knock knock");
+    let lines: Vec<&str> = shown.lines().filter(|l| !l.trim().is_empty()).collect();
+    let msg = lines
+        .iter()
+        .position(|l| l.contains("[uma] knock knock"))
+        .unwrap();
+    let typed = lines.iter().position(|l| l.contains("half a li")).unwrap();
+    assert!(
+        msg < typed,
+        "the message is printed above the line being typed:\n{shown}"
+    );
+    // The half-typed line is intact and can be finished; it goes to the
+    // current conversation (uma, the first to write), who has left since.
+    let (uma, _) = Parley::listen(srv.addr, "uma2", &[]);
+    tmux(&["send-keys", "-t", "t", "ne", "Enter"]);
+    wait_screen("! message to uma not delivered: nobody with that id is online");
+    tmux(&["send-keys", "-t", "t", "/msg uma2 the whole line", "Enter"]);
+    assert_eq!(wait_line(&uma.out, "whole", T), "[tia] the whole line");
+    tmux(&["send-keys", "-t", "t", "/quit", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux(&["list-sessions"]).contains("t:") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !tmux(&["list-sessions"]).contains("t:"),
+        "parley left on /quit"
+    );
+}

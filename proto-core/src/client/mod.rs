@@ -1077,9 +1077,17 @@ impl Client {
                     other => Undelivered::Server(other),
                 };
                 if let Some(p) = self.find_peer(&peer) {
-                    self.peers[p].resolving = false;
-                    if self.peers[p].path.is_some() || self.peers[p].probe.is_some() {
-                        // A path exists or is being tried; let it decide.
+                    let peer = &mut self.peers[p];
+                    peer.resolving = false;
+                    if reason == Undelivered::NoSuchPeer {
+                        // It left: whatever path we had leads nowhere now.
+                        peer.path = None;
+                        peer.probe = None;
+                        peer.kind = Kind::Unknown;
+                        peer.cands.clear();
+                    } else if peer.path.is_some() || peer.probe.is_some() {
+                        // The server is unreachable, but a path exists or
+                        // is being tried: let it decide.
                         return;
                     }
                 }

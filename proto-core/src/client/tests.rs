@@ -941,3 +941,29 @@ fn the_first_address_that_answers_becomes_the_path() {
         "{chats:?}"
     );
 }
+
+#[test]
+fn a_peer_that_left_is_reported_quickly() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(1000);
+    net.take(a);
+    // Bob signs off; alice still has his address.
+    net.quit(b).unwrap();
+    net.run(500);
+    net.cut.push(b);
+    let t0 = net.now;
+    let m = net.send_message(a, id("bob"), "still there?").unwrap();
+    net.run(10_000);
+    let events = net.take(a);
+    assert_eq!(
+        events,
+        [format!(
+            "not delivered bob #{m}: nobody with that id is online"
+        )]
+    );
+    // Three silent tries, then the server says bob is gone.
+    let last_chat = net.sent(a, "CHAT ").last().unwrap().0;
+    assert!(last_chat.since(t0) < 5000, "{}", last_chat.since(t0));
+}
