@@ -61,7 +61,8 @@ TWO PEOPLE, TWO TERMINALS:
 
 EXIT STATUS:
   0 done; 1 failed (not delivered, unknown peer, no answer from the server,
-  id taken); 2 bad command line.
+  id taken, or a peer that never answered and got a seed `Message` without
+  --seed: delivery unconfirmed); 2 bad command line.
 ";
 
 /// What the command line asks for.
