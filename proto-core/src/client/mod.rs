@@ -1491,17 +1491,19 @@ impl Client {
 
     /// Send the unacknowledged fragments of outgoing message `i` and
     /// schedule the next retransmission.
+    /// The timer moves on even when nothing could be sent (no path right
+    /// now), so a message always ends in an event.
     fn send_fragments(&mut self, now: Instant, i: usize) {
-        let Some(me) = self.cfg.id else { return };
-        let Some(from) = me.as_id() else { return };
+        let me = self.cfg.id;
+        let from = me.as_ref().and_then(IdBuf::as_id);
         let to = self.outs[i].to;
-        let Some(p) = self.find_peer(&to) else { return };
-        let Some(path) = self.peers[p].path else {
-            return;
-        };
-        let srtt = self.peers[p].srtt;
+        let p = self.find_peer(&to);
+        let path = p.and_then(|p| self.peers[p].path);
+        let srtt = p.and_then(|p| self.peers[p].srtt);
         let count = self.outs[i].count();
+        let sendable = from.zip(path);
         for frag in 1..=count {
+            let Some((from, path)) = sendable else { break };
             if self.outs[i].is_acked(frag) {
                 continue;
             }

@@ -908,6 +908,10 @@ mod fuzz {
                 let Some(t) = c.poll_timeout() else { break };
                 now = now.max(t.0);
                 c.handle_timeout(Instant(now));
+                // No busy loop: what was due is done or rescheduled.
+                if let Some(t) = c.poll_timeout() {
+                    prop_assert!(t.0 > now, "due again at once: {} <= {}", t.0, now);
+                }
                 while c.poll_transmit().is_some() {}
                 while c.poll_event().is_some() {}
                 if c.in_flight() == 0 && now > 200_000 {
