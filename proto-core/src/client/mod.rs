@@ -69,6 +69,8 @@ pub const EVENTS: usize = 64;
 /// A peer the server placed this recently is not asked about again
 /// (unless its path goes silent).
 const RESOLVE_AGAIN: Millis = Millis(10_000);
+/// How long a peer that never answered a probe is taken for a seed client.
+const SEED_GUESS_FOR: Millis = Millis(60_000);
 /// Candidate addresses tried for one peer.
 const MAX_CANDIDATES: usize = 4;
 /// `HELLO` is padded to this length so the `COOKIE` reply (at most 99
@@ -442,6 +444,9 @@ struct Peer {
     cands: Vec<SocketAddr, MAX_CANDIDATES>,
     probe: Option<Probe>,
     resolving: bool,
+    /// When probes last went unanswered and the peer was taken for a seed
+    /// client (`None` if it never was, or [`Client::mark_seed`] said so).
+    assumed_seed: Option<Instant>,
     /// When the server last said where the peer is.
     resolved: Option<Instant>,
     srtt: Option<u64>,
@@ -821,6 +826,7 @@ impl Client {
     pub fn mark_seed(&mut self, now: Instant, peer: Id<'_>) {
         if let Some(p) = self.peer_index(now, peer) {
             self.peers[p].kind = Kind::Seed;
+            self.peers[p].assumed_seed = None;
             self.peers[p].probe = None;
         }
     }
@@ -1334,6 +1340,7 @@ impl Client {
             cands: Vec::new(),
             probe: None,
             resolving: false,
+            assumed_seed: None,
             resolved: None,
             srtt: None,
             rx: Window::default(),
@@ -1387,6 +1394,17 @@ impl Client {
         let id = self.peers[p].id;
         if !self.outs.iter().any(|o| o.to == id) {
             return;
+        }
+        // A guess that a silent peer runs the seed's client is tried again
+        // after a while: it may have been a Parley client out of reach.
+        let peer = &mut self.peers[p];
+        if peer
+            .assumed_seed
+            .is_some_and(|t| now.since(t) >= SEED_GUESS_FOR.0)
+        {
+            peer.kind = Kind::Unknown;
+            peer.assumed_seed = None;
+            peer.path = None;
         }
         match (self.peers[p].kind, self.peers[p].path) {
             (Kind::Parley, Some(_)) => {
@@ -1465,6 +1483,7 @@ impl Client {
             return;
         }
         self.peers[p].kind = Kind::Seed;
+        self.peers[p].assumed_seed = Some(now);
         self.drive_peer(now, p);
     }
 

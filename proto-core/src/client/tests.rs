@@ -715,6 +715,12 @@ fn a_seed_peer_gets_message_text() {
     net.run(100);
     assert_eq!(net.take(a), ["unconfirmed carol #2"]);
     assert_eq!(net.sent(a, "PROBE").len(), probes);
+    // A minute later the guess is checked again: probes first.
+    net.run(60_000);
+    net.send_message(a, id("carol"), "third").unwrap();
+    net.run(10_000);
+    assert_eq!(net.take(a), ["unconfirmed carol #3"]);
+    assert!(net.sent(a, "PROBE").len() > probes, "probed again");
     // Carol answers the seed's way: shown with her id, known from her address.
     net.put(carol, a, b"Message hello alice");
     net.run(100);
@@ -970,4 +976,21 @@ fn a_peer_that_left_is_reported_quickly() {
     // Three silent tries, then the server says bob is gone.
     let last_chat = net.sent(a, "CHAT ").last().unwrap().0;
     assert!(last_chat.since(t0) < 5000, "{}", last_chat.since(t0));
+}
+
+#[test]
+fn a_parley_peer_out_of_reach_for_a_while_is_not_a_seed_client_forever() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.cut.push(b);
+    let m = net.send_message(a, id("bob"), "are you there?").unwrap();
+    net.run(10_000);
+    assert_eq!(net.take(a), [format!("unconfirmed bob #{m}")]);
+    net.cut.clear();
+    net.run(60_000);
+    net.take(b);
+    let m = net.send_message(a, id("bob"), "now?").unwrap();
+    net.run(10_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: now?"]);
 }
