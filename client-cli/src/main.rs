@@ -1,1 +1,257 @@
-fn main() {}
+//! `parley`: Parley's chat client.
+//!
+//! The protocol (registration, keepalives, introductions, reliable chat)
+//! is `proto_core::client`; this binary adds the socket, the clock and the
+//! terminal: an interactive chat and scriptable subcommands.
+
+mod chat;
+mod script;
+mod session;
+mod show;
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use proto_core::wire::{Id, IdBuf};
+
+const HELP: &str = "\
+parley: peer-to-peer chat through a Parley rendezvous server
+
+USAGE:
+  parley [--server HOST:PORT] [--id NAME]           chat interactively
+  parley send --id ME --to PEER [--seed] TEXT...    send one message and wait for its acknowledgement
+  parley listen --id ME [--json]                    print each incoming message as a line
+  parley who                                        list who is online
+  parley lookup ID                                  show where the server sees ID
+  parley ping                                       round-trip time and the address the server sees
+
+OPTIONS:
+  -s, --server HOST:PORT   the rendezvous server (default 127.0.0.1:9999)
+  -i, --id NAME            your id: 1 to 32 printable characters, no spaces,
+                           quotes or backslashes (asked for if not given)
+      --to PEER            (send) who gets the message
+      --seed               (send) PEER runs the seed's Python client: send a
+                           plain `Message <text>`, which it cannot acknowledge
+      --json               (listen) one JSON object per message:
+                           {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false}
+      --bind ADDR          local UDP address (default: an ephemeral port)
+      --timeout SECS       (send, who, lookup, ping) give up after SECS (default 60)
+      --keepalive SECS     refresh the registration about every SECS seconds
+                           (default: every 15 to 25 s, inside common NAT timeouts)
+  -h, --help               print this help
+  -V, --version            print the version
+
+IN THE CHAT:
+  /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
+  /to ID         make ID the current conversation: plain lines go to it
+  /who           who is online
+  /lookup ID     where the server sees ID
+  /ping          round trip to the server
+  /help          this list
+  /quit          sign off and leave (Ctrl-D too)
+  Incoming messages appear above the line you are typing; a message that
+  cannot be delivered is reported, never dropped silently.
+
+TWO PEOPLE, TWO TERMINALS:
+  parley-server                      # or point --server at a running one
+  parley --id alice                  # terminal 1
+  parley --id bob                    # terminal 2, then type: /msg alice hi
+
+EXIT STATUS:
+  0 done; 1 failed (not delivered, unknown peer, no answer from the server,
+  id taken, or a peer that never answered and got a seed `Message` without
+  --seed: delivery unconfirmed); 2 bad command line.
+";
+
+/// What the command line asks for.
+pub struct Common {
+    /// The server.
+    pub server: SocketAddr,
+    /// As typed, for messages.
+    pub server_text: String,
+    /// Our id, if given.
+    pub id: Option<IdBuf>,
+    /// Local address to bind.
+    pub bind: Option<SocketAddr>,
+    /// Overall limit for scriptable commands.
+    pub timeout: Duration,
+    /// Keepalive interval, if not the default.
+    pub keepalive: Option<u64>,
+}
+
+impl Common {
+    /// The client configuration these options ask for.
+    pub fn config(&self, id: Option<IdBuf>) -> proto_core::client::Config {
+        let mut cfg =
+            proto_core::client::Config::new(self.server, id.as_ref().and_then(IdBuf::as_id));
+        if let Some(secs) = self.keepalive {
+            let ms = secs * 1000;
+            cfg.keepalive_min = proto_core::time::Millis(ms - ms / 5);
+            cfg.keepalive_max = proto_core::time::Millis(ms);
+        }
+        cfg
+    }
+}
+
+/// A command line that could not be understood, or a failure: printed as
+/// `parley: <message>` with the exit status.
+pub struct Fail(pub String, pub u8);
+
+impl Fail {
+    /// A failure of the command (status 1).
+    pub fn run(msg: impl Into<String>) -> Fail {
+        Fail(msg.into(), 1)
+    }
+    /// A bad command line (status 2).
+    pub fn usage(msg: impl Into<String>) -> Fail {
+        Fail(msg.into(), 2)
+    }
+}
+
+fn parse_id(s: &str) -> Result<IdBuf, Fail> {
+    Id::new(s)
+        .map(IdBuf::from_id)
+        .map_err(|e| Fail::usage(format!("bad id {s:?}: {e}")))
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, Fail> {
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| Fail::usage(format!("bad server address {s:?} (want HOST:PORT): {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| Fail::usage(format!("{s:?} resolves to no address")))
+}
+
+fn run(raw: Vec<OsString>) -> Result<(), Fail> {
+    let mut args = pico_args::Arguments::from_vec(raw);
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return Ok(());
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("parley {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let opt =
+        |args: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>, Fail> {
+            let r = match keys {
+                [short, long] => args.opt_value_from_str::<_, String>([*short, *long]),
+                _ => args.opt_value_from_str::<_, String>(keys[0]),
+            };
+            r.map_err(|e| Fail::usage(e.to_string()))
+        };
+    let server_text =
+        opt(&mut args, &["-s", "--server"])?.unwrap_or_else(|| "127.0.0.1:9999".into());
+    let server = resolve(&server_text)?;
+    let id = opt(&mut args, &["-i", "--id"])?
+        .map(|s| parse_id(&s))
+        .transpose()?;
+    let bind = opt(&mut args, &["--bind"])?
+        .map(|s| {
+            s.parse()
+                .map_err(|_| Fail::usage(format!("bad --bind address {s:?} (want IP:PORT)")))
+        })
+        .transpose()?;
+    let timeout = match opt(&mut args, &["--timeout"])? {
+        None => Duration::from_secs(60),
+        Some(s) => match s.parse::<u64>() {
+            Ok(v) if v > 0 => Duration::from_secs(v),
+            _ => {
+                return Err(Fail::usage(format!(
+                    "bad --timeout {s:?}: want whole seconds above 0"
+                )));
+            }
+        },
+    };
+    let keepalive = match opt(&mut args, &["--keepalive"])? {
+        None => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(v) if (1..=3600).contains(&v) => Some(v),
+            _ => {
+                return Err(Fail::usage(format!(
+                    "bad --keepalive {s:?}: want seconds from 1 to 3600"
+                )));
+            }
+        },
+    };
+    let to = opt(&mut args, &["--to"])?;
+    let seed = args.contains("--seed");
+    let json = args.contains("--json");
+    let common = Common {
+        server,
+        server_text,
+        id,
+        bind,
+        timeout,
+        keepalive,
+    };
+    let sub = args.subcommand().map_err(|e| Fail::usage(e.to_string()))?;
+    let rest: Vec<String> = args
+        .finish()
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|_| Fail::usage("arguments must be UTF-8"))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(flag) = rest.iter().find(|a| a.starts_with('-') && a.len() > 1) {
+        if sub.as_deref() != Some("send") {
+            return Err(Fail::usage(format!(
+                "unknown option {flag} (see parley --help)"
+            )));
+        }
+    }
+    let no_extra = |rest: &[String]| -> Result<(), Fail> {
+        match rest.first() {
+            Some(x) => Err(Fail::usage(format!(
+                "unexpected argument {x:?} (see parley --help)"
+            ))),
+            None => Ok(()),
+        }
+    };
+    match sub.as_deref() {
+        None => chat::run(common),
+        Some("send") => {
+            let to = to.ok_or_else(|| Fail::usage("send needs --to PEER"))?;
+            let to = parse_id(&to)?;
+            if rest.is_empty() {
+                return Err(Fail::usage("send needs the TEXT to send"));
+            }
+            script::send(common, to, &rest.join(" "), seed)
+        }
+        Some("listen") => {
+            no_extra(&rest)?;
+            script::listen(common, json)
+        }
+        Some("who") => {
+            no_extra(&rest)?;
+            script::who(common)
+        }
+        Some("lookup") => {
+            let [id] = rest.as_slice() else {
+                return Err(Fail::usage("lookup needs exactly one ID"));
+            };
+            script::lookup(common, parse_id(id)?)
+        }
+        Some("ping") => {
+            no_extra(&rest)?;
+            script::ping(common)
+        }
+        Some(other) => Err(Fail::usage(format!(
+            "unknown command {other:?}: use send, listen, who, lookup or ping (see parley --help)"
+        ))),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(msg, code)) => {
+            eprintln!("parley: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

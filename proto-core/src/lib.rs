@@ -14,10 +14,13 @@
 //! - [`limit`]: per-source quotas and rate limits in fixed memory.
 //! - [`presence`]: the bounded change log behind presence events.
 //! - [`server`]: the state machine, `handle(now, src, datagram)` / `tick(now)`.
+//! - [`client`]: the client session (registration, keepalive, introductions,
+//!   reliable chat), `handle` / `poll_transmit` / `poll_event` / `handle_timeout`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod cookie;
 pub mod limit;
 pub mod presence;

@@ -144,16 +144,21 @@ impl Server<'_> {
             Some(slot) => {
                 // Renewal: only the token that owns the id may renew it, and
                 // the stored address follows the datagram's source.
-                let owner = self.reg.get(slot).owner;
-                match (owner, token) {
-                    (Owner::Token(t), Some(asked)) if t == asked => {}
+                let e = self.reg.get(slot);
+                let owned = match (e.owner, token) {
+                    (Owner::Token(t), Some(asked)) if t == asked => t,
+                    // A retransmitted REG whose REGD was lost: the cookie
+                    // proved the source, and only the registering socket
+                    // sends from that address and port, so it gets its
+                    // token again rather than `id-taken`.
+                    (Owner::Token(t), None) if e.addr == src => t,
                     _ => return Err(ErrorCode::IdTaken),
-                }
+                };
                 self.rebind(slot, src)?;
                 let e = self.reg.get_mut(slot);
                 e.expires = expires;
                 e.lease = lease;
-                (slot, token.unwrap_or(Token(0)))
+                (slot, owned)
             }
             None => {
                 self.admit(now, src)?;

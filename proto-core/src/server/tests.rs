@@ -290,6 +290,20 @@ fn extended_lifecycle() {
 }
 
 #[test]
+fn a_retransmitted_reg_gets_the_same_token() {
+    // The REGD was lost and the client sent the same REG again.
+    let mut h = Harness::new(1024, Config::default());
+    let token = h.register(C120, "alice");
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("REG 2 {c} alice"));
+    assert_eq!(r, format!("REGD 2 alice 120 {C120} {token}"));
+    // From any other address it is still taken.
+    let c = h.cookie(C150);
+    let r = h.one_reply(C150, &format!("REG 3 {c} alice"));
+    assert_eq!(err_code(&r), ErrorCode::IdTaken);
+}
+
+#[test]
 fn only_the_token_owns_an_extended_id() {
     let mut h = Harness::new(1024, Config::default());
     let token = h.register(C120, "alice");

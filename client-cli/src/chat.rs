@@ -1,0 +1,418 @@
+//! The interactive chat: rustyline on the main thread for the line being
+//! typed (with history), the session on a network thread that prints
+//! incoming messages above the prompt through rustyline's external printer.
+//! Without a terminal (stdin piped) the same commands are read line by line
+//! and everything is printed plainly, which is what the tests drive.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use proto_core::client::{CommandError, Config, Event, What};
+use proto_core::wire::{Id, IdBuf};
+use rustyline::error::ReadlineError;
+use rustyline::{DefaultEditor, ExternalPrinter};
+
+use crate::session::Session;
+use crate::show;
+use crate::{Common, Fail};
+
+/// How long leaving waits for messages in flight to be acknowledged.
+const QUIT_GRACE: Duration = Duration::from_secs(20);
+
+/// Lines typed, as the network thread acts on them.
+enum Cmd {
+    Send(IdBuf, String),
+    Who,
+    Lookup(IdBuf),
+    Ping,
+    Quit,
+}
+
+/// Where the network thread prints.
+type Out = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
+
+fn say(out: &Out, line: String) {
+    if let Ok(mut f) = out.lock() {
+        f(line);
+    }
+}
+
+const CHAT_HELP: &str = "\
+commands:
+  /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
+  /to ID         make ID the current conversation: plain lines go to it
+  /who           who is online
+  /lookup ID     where the server sees ID
+  /ping          round trip to the server
+  /help          this list
+  /quit          sign off and leave (Ctrl-D too)";
+
+/// `parley [--server HOST:PORT] [--id NAME]`.
+pub fn run(c: Common) -> Result<(), Fail> {
+    let mut rl =
+        DefaultEditor::new().map_err(|e| Fail::run(format!("cannot open the terminal: {e}")))?;
+    let id = match c.id {
+        Some(id) => id,
+        None => ask_id(&mut rl)?,
+    };
+    let me = id
+        .as_id()
+        .ok_or_else(|| Fail::usage("bad id"))?
+        .as_str()
+        .to_string();
+    let mut cfg: Config = c.config(Some(id));
+    cfg.subscribe = true;
+    let mut s = Session::open(cfg, c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    println!("connecting to {} as {me}...", c.server_text);
+    let seen = wait_registered(&mut s, &c)?;
+    println!(
+        "You are {me} (the server sees you as {seen}). Type /help for commands, /msg ID TEXT to talk."
+    );
+
+    let out: Out = match rl.create_external_printer() {
+        Ok(mut p) => Arc::new(Mutex::new(Box::new(move |line: String| {
+            let _ = p.print(format!("{line}\n"));
+        }))),
+        // Not a terminal: plain lines on stdout.
+        Err(_) => Arc::new(Mutex::new(Box::new(|line: String| println!("{line}")))),
+    };
+    let current: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (tx, rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let net = {
+        let out = out.clone();
+        let current = current.clone();
+        let server = c.server_text.clone();
+        thread::spawn(move || network(s, rx, out, current, server, done_tx))
+    };
+    let _ = tx.send(Cmd::Who);
+    let r = editor(&mut rl, &tx, &out, &current, &done_rx);
+    if !net.is_finished() {
+        let _ = tx.send(Cmd::Quit);
+        // The network thread signs off (QUIT, up to two seconds for BYE).
+        let _ = done_rx.recv_timeout(QUIT_GRACE + Duration::from_secs(3));
+    }
+    drop(tx);
+    let _ = net.join();
+    r
+}
+
+fn ask_id(rl: &mut DefaultEditor) -> Result<IdBuf, Fail> {
+    loop {
+        match rl.readline("Enter your id: ") {
+            Ok(line) => match Id::new(line.trim()) {
+                Ok(id) => return Ok(IdBuf::from_id(id)),
+                Err(e) => eprintln!("{e}"),
+            },
+            Err(_) => return Err(Fail::usage("no id given (use --id NAME)")),
+        }
+    }
+}
+
+fn wait_registered(s: &mut Session, c: &Common) -> Result<String, Fail> {
+    let deadline = Instant::now() + c.timeout;
+    while Instant::now() < deadline {
+        s.step(Duration::from_millis(200));
+        while let Some(e) = s.client().poll_event() {
+            match e {
+                Event::Registered { addr, .. } => return Ok(addr.to_string()),
+                Event::RegistrationFailed(f) => {
+                    return Err(Fail::run(format!(
+                        "cannot register with {}: {f}",
+                        c.server_text
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    Err(Fail::run(format!(
+        "the server at {} did not answer",
+        c.server_text
+    )))
+}
+
+/// The prompt: who plain lines go to.
+fn prompt(current: &Arc<Mutex<Option<String>>>) -> String {
+    match current.lock().ok().and_then(|c| c.clone()) {
+        Some(peer) => format!("to {peer}> "),
+        None => "> ".to_string(),
+    }
+}
+
+fn editor(
+    rl: &mut DefaultEditor,
+    tx: &Sender<Cmd>,
+    out: &Out,
+    current: &Arc<Mutex<Option<String>>>,
+    done: &Receiver<()>,
+) -> Result<(), Fail> {
+    loop {
+        if done.try_recv().is_ok() {
+            return Err(Fail::run("the session ended"));
+        }
+        let line = match rl.readline(&prompt(current)) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
+            Err(e) => return Err(Fail::run(format!("cannot read the terminal: {e}"))),
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = rl.add_history_entry(line);
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.trim();
+        let set_current = |id: &IdBuf| {
+            if let (Ok(mut c), Some(i)) = (current.lock(), id.as_id()) {
+                *c = Some(i.as_str().to_string());
+            }
+        };
+        let peer = |s: &str| -> Option<IdBuf> {
+            match Id::new(s) {
+                Ok(id) => Some(IdBuf::from_id(id)),
+                Err(e) => {
+                    say(out, format!("! bad id {s:?}: {e}"));
+                    None
+                }
+            }
+        };
+        match word {
+            "/quit" | "/exit" => return Ok(()),
+            "/help" => say(out, CHAT_HELP.to_string()),
+            "/who" => {
+                let _ = tx.send(Cmd::Who);
+            }
+            "/ping" => {
+                let _ = tx.send(Cmd::Ping);
+            }
+            "/lookup" => {
+                if let Some(id) = peer(rest) {
+                    let _ = tx.send(Cmd::Lookup(id));
+                }
+            }
+            "/to" => {
+                if rest.is_empty() {
+                    say(out, "! usage: /to ID".into());
+                } else if let Some(id) = peer(rest) {
+                    set_current(&id);
+                }
+            }
+            "/msg" => {
+                let Some((to, text)) = rest.split_once(' ') else {
+                    say(out, "! usage: /msg ID TEXT".into());
+                    continue;
+                };
+                if let Some(id) = peer(to) {
+                    set_current(&id);
+                    let _ = tx.send(Cmd::Send(id, text.trim().to_string()));
+                }
+            }
+            w if w.starts_with('/') && !w.starts_with("//") => {
+                say(out, format!("! unknown command {w}; /help lists them"));
+            }
+            _ => {
+                // "//text" sends "/text".
+                let text = line
+                    .strip_prefix('/')
+                    .filter(|t| t.starts_with('/'))
+                    .unwrap_or(line);
+                match current.lock().ok().and_then(|c| c.clone()) {
+                    Some(peer) => {
+                        if let Ok(id) = Id::new(&peer) {
+                            let _ = tx.send(Cmd::Send(IdBuf::from_id(id), text.to_string()));
+                        }
+                    }
+                    None => say(
+                        out,
+                        "! no conversation yet: /msg ID TEXT, or /to ID first".into(),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The network thread: runs the session, acts on commands, prints events.
+fn network(
+    mut s: Session,
+    rx: Receiver<Cmd>,
+    out: Out,
+    current: Arc<Mutex<Option<String>>>,
+    server: String,
+    done: Sender<()>,
+) {
+    let mut who: Option<Vec<String>> = None;
+    // Lines typed while the client had too many messages in flight wait
+    // here, in order, instead of being refused.
+    let mut backlog: VecDeque<(IdBuf, String)> = VecDeque::new();
+    // Set by /quit: leave once nothing is in flight (or at this deadline).
+    let mut quitting: Option<Instant> = None;
+    loop {
+        if let Some(deadline) = quitting {
+            let idle = backlog.is_empty() && s.client().in_flight() == 0;
+            if idle || Instant::now() >= deadline {
+                sign_off(&mut s);
+                let _ = done.send(());
+                return;
+            }
+        }
+        s.step(Duration::from_millis(50));
+        while let Some((to, text)) = backlog.front() {
+            let Some(id) = to.as_id() else {
+                backlog.pop_front();
+                continue;
+            };
+            match s.with(|c, now| c.send_message(now, id, text)) {
+                Err(CommandError::Busy) => break,
+                Err(e) => say(&out, format!("! {e}")),
+                Ok(_) => {}
+            }
+            backlog.pop_front();
+        }
+        loop {
+            let cmd = match rx.try_recv() {
+                Ok(c) => c,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => Cmd::Quit,
+            };
+            let r = match cmd {
+                Cmd::Send(to, text) => match to.as_id() {
+                    Some(_) if !backlog.is_empty() => {
+                        backlog.push_back((to, text));
+                        Ok(())
+                    }
+                    Some(id) => match s.with(|c, now| c.send_message(now, id, &text)) {
+                        Err(CommandError::Busy) if backlog.len() < 1000 => {
+                            backlog.push_back((to, text));
+                            Ok(())
+                        }
+                        r => r.map(|_| ()),
+                    },
+                    None => Ok(()),
+                },
+                Cmd::Who => {
+                    if who.is_none() {
+                        who = Some(Vec::new());
+                        s.with(|c, now| c.list(now, 0))
+                    } else {
+                        Ok(())
+                    }
+                }
+                Cmd::Lookup(id) => match id.as_id() {
+                    Some(id) => s.with(|c, now| c.lookup(now, id)),
+                    None => Ok(()),
+                },
+                Cmd::Ping => s.with(|c, now| c.ping(now)),
+                Cmd::Quit => {
+                    if quitting.is_none() {
+                        let waiting = backlog.len() + s.client().in_flight();
+                        if waiting > 0 {
+                            say(
+                                &out,
+                                format!(
+                                    "* waiting for {waiting} message(s) to be acknowledged before leaving..."
+                                ),
+                            );
+                        }
+                        quitting = Some(Instant::now() + QUIT_GRACE);
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = r {
+                say(&out, format!("! {e}"));
+            }
+        }
+        loop {
+            let mut next_page = None;
+            {
+                let Some(e) = s.client().poll_event() else {
+                    break;
+                };
+                match e {
+                    Event::Message { from, text, seed } => {
+                        if let Some(f) = from {
+                            if let Ok(mut c) = current.lock() {
+                                // The first person to write becomes the conversation.
+                                c.get_or_insert_with(|| f.as_str().to_string());
+                            }
+                        }
+                        say(&out, show::message(from.map(|f| f.as_str()), text, seed));
+                    }
+                    Event::Page { next, ids } => {
+                        let list = who.get_or_insert_with(Vec::new);
+                        list.extend(ids.iter().map(|i| i.as_str().to_string()));
+                        if next != 0 && list.len() < 100_000 {
+                            next_page = Some(next);
+                        } else {
+                            let list = who.take().unwrap_or_default();
+                            say(&out, online(&list));
+                        }
+                    }
+                    Event::Failed {
+                        what: What::List, ..
+                    } => {
+                        who = None;
+                        if let Some(n) = show::notice(&e, &server) {
+                            say(&out, n);
+                        }
+                    }
+                    Event::RegistrationFailed(f) => {
+                        say(
+                            &out,
+                            format!("! lost the registration: {f}; press Enter to leave"),
+                        );
+                        let _ = done.send(());
+                        return;
+                    }
+                    e => {
+                        if let Some(n) = show::notice(&e, &server) {
+                            say(&out, n);
+                        }
+                    }
+                }
+            }
+            if let Some(next) = next_page {
+                if s.with(|c, now| c.list(now, next)).is_err() {
+                    who = None;
+                }
+            }
+        }
+    }
+}
+
+/// The `/who` line: every id up to a screenful, then a count.
+fn online(list: &[String]) -> String {
+    const SHOWN: usize = 200;
+    let mut line = format!(
+        "* online ({}): {}",
+        list.len(),
+        list[..list.len().min(SHOWN)].join(" ")
+    );
+    if list.len() > SHOWN {
+        line.push_str(&format!(
+            " ... and {} more (`parley who` lists them all)",
+            list.len() - SHOWN
+        ));
+    }
+    line
+}
+
+fn sign_off(s: &mut Session) {
+    if s.with(|c, now| c.quit(now)).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        s.step(Duration::from_millis(100));
+        while let Some(e) = s.client().poll_event() {
+            if matches!(e, Event::Bye | Event::Failed { .. }) {
+                return;
+            }
+        }
+    }
+}

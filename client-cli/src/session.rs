@@ -1,0 +1,119 @@
+//! The socket and the clock around the sans-IO [`Client`]: a std UDP
+//! socket with a read timeout set to the client's next deadline.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant as StdInstant};
+
+use proto_core::Instant;
+use proto_core::client::{Client, Config};
+
+/// A client session on a real socket.
+pub struct Session {
+    sock: UdpSocket,
+    client: Box<Client>,
+    epoch: StdInstant,
+    buf: Box<[u8; 2048]>,
+}
+
+/// 32 bytes nobody else can guess: std's hasher keys are drawn from the
+/// operating system's random source once per process.
+fn entropy() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        let mut h = RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}
+
+impl Session {
+    /// Bind a socket (on `bind`, or an ephemeral port of the server's
+    /// family) and start a client with `cfg`.
+    pub fn open(cfg: Config, bind: Option<SocketAddr>) -> io::Result<Session> {
+        let local = bind.unwrap_or_else(|| match cfg.server {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+        });
+        let sock = UdpSocket::bind(local)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {local}: {e}")))?;
+        let epoch = StdInstant::now();
+        let client = Box::new(Client::new(cfg, Instant(0), entropy()));
+        let mut s = Session {
+            sock,
+            client,
+            epoch,
+            buf: Box::new([0; 2048]),
+        };
+        s.flush();
+        Ok(s)
+    }
+
+    /// Now, on the client's clock.
+    pub fn now(&self) -> Instant {
+        Instant(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// The client, for commands and events.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Run a command that takes the time, then send what it queued.
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut Client, Instant) -> R) -> R {
+        let now = self.now();
+        let r = f(&mut self.client, now);
+        self.flush();
+        r
+    }
+
+    /// Send every queued datagram. A datagram the kernel refuses is as
+    /// good as lost; the client's timers deal with that.
+    pub fn flush(&mut self) {
+        while let Some(t) = self.client.poll_transmit() {
+            let _ = self.sock.send_to(&t.payload, t.dst);
+        }
+    }
+
+    /// Wait for a datagram or the client's next deadline, at most `max`,
+    /// and handle whatever happened.
+    pub fn step(&mut self, max: Duration) {
+        let now = self.now();
+        let wait = match self.client.poll_timeout() {
+            Some(t) => Duration::from_millis(t.since(now)).min(max),
+            None => max,
+        };
+        if wait.is_zero() {
+            self.client.handle_timeout(now);
+        } else {
+            let _ = self.sock.set_read_timeout(Some(wait));
+            if let Ok((n, src)) = self.sock.recv_from(&mut self.buf[..]) {
+                let now = self.now();
+                self.client.handle(now, src, &self.buf[..n]);
+                // Take whatever else is already there without waiting.
+                let _ = self.sock.set_nonblocking(true);
+                for _ in 0..64 {
+                    match self.sock.recv_from(&mut self.buf[..]) {
+                        Ok((n, src)) => self.client.handle(now, src, &self.buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+                let _ = self.sock.set_nonblocking(false);
+            }
+            let now = self.now();
+            if self.client.poll_timeout().is_some_and(|t| t <= now) {
+                self.client.handle_timeout(now);
+            }
+        }
+        self.flush();
+    }
+}

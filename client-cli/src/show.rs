@@ -1,0 +1,140 @@
+//! How events read, for people and for scripts.
+
+use std::fmt::Write;
+
+use proto_core::client::{Event, Failure, Undelivered, What};
+
+/// A message line as people read it: `[alice] hello`.
+pub fn message(from: Option<&str>, text: &str, seed: bool) -> String {
+    match (from, seed) {
+        (Some(f), false) => format!("[{f}] {}", clean(text)),
+        (Some(f), true) => format!("[{f} (seed client)] {}", clean(text)),
+        (None, _) => format!("[someone (seed client)] {}", clean(text)),
+    }
+}
+
+/// A message as one JSON object on one line.
+pub fn message_json(from: Option<&str>, text: &str, seed: bool) -> String {
+    let from = match from {
+        Some(f) => json_str(f),
+        None => "null".into(),
+    };
+    format!(
+        "{{\"from\":{from},\"text\":{},\"seed\":{seed}}}",
+        json_str(text)
+    )
+}
+
+/// Text from the network with terminal control characters made visible,
+/// so a peer cannot move the cursor or recolour the screen.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A notice line for everything but messages and pages, or `None` for
+/// events people need not see.
+pub fn notice(e: &Event<'_>, server: &str) -> Option<String> {
+    Some(match e {
+        Event::Registered {
+            id,
+            addr,
+            again: true,
+            ..
+        } => format!(
+            "* the server had forgotten us (it restarted?); registered again as {id}, seen as {addr}"
+        ),
+        Event::Registered { .. } => return None,
+        Event::RegistrationFailed(f) => format!("! cannot register: {f}"),
+        Event::ServerUnreachable => {
+            format!("! the server at {server} does not answer; still trying")
+        }
+        Event::ServerBack => format!("* the server at {server} answers again"),
+        Event::Pong { addr, rtt } => {
+            format!(
+                "* server {server}: round trip {} ms, it sees you as {addr}",
+                rtt.0
+            )
+        }
+        Event::Found { id, addr } => format!("* {id} is at {addr}"),
+        Event::Failed { what, id, reason } => failed(*what, id.map(|i| i.as_str()), reason),
+        Event::Joined(id) => format!("* {id} joined"),
+        Event::Left(id) => format!("* {id} left"),
+        Event::Resync => return None,
+        Event::Message { .. } | Event::Page { .. } => return None,
+        Event::Delivered { .. } => return None,
+        Event::NotDelivered { to, reason, .. } => not_delivered(to.as_str(), reason),
+        Event::SentUnconfirmed { to, .. } => unconfirmed(to.as_str()),
+        Event::Bye => return None,
+    })
+}
+
+/// Why a command failed, as a sentence.
+pub fn failed(what: What, id: Option<&str>, reason: &Failure) -> String {
+    match (what, id) {
+        (What::Lookup, Some(id)) => format!("! cannot find {id}: {reason}"),
+        (What::List, _) => format!("! cannot list who is online: {reason}"),
+        (What::Ping, _) => format!("! no answer to the ping: {reason}"),
+        (What::Quit, _) => format!("! could not sign off: {reason}"),
+        (What::Subscribe, _) => format!("! no join/leave notices: {reason}"),
+        (_, _) => format!("! {reason}"),
+    }
+}
+
+/// A message that did not get through, as a sentence.
+pub fn not_delivered(to: &str, reason: &Undelivered) -> String {
+    format!("! message to {to} not delivered: {reason}")
+}
+
+/// A message sent the seed's way, as a sentence.
+pub fn unconfirmed(to: &str) -> String {
+    format!(
+        "! {to} did not answer as a Parley client; sent as a seed `Message`, which cannot confirm delivery"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_str("a\"b\\c\u{1}"), r#""a\"b\\c\u0001""#);
+        assert_eq!(
+            message_json(Some("al"), "hi", false),
+            r#"{"from":"al","text":"hi","seed":false}"#
+        );
+        assert_eq!(
+            message_json(None, "x", true),
+            r#"{"from":null,"text":"x","seed":true}"#
+        );
+    }
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        assert_eq!(clean("a\u{1b}[2Jb"), "a\u{fffd}[2Jb");
+        assert_eq!(message(Some("x"), "hi", false), "[x] hi");
+    }
+}

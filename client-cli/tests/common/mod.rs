@@ -1,0 +1,372 @@
+//! Test support: a real `parley-server` on an ephemeral loopback port (in
+//! this process, on a thread), real `parley` processes, and a lossy relay.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub const PARLEY: &str = env!("CARGO_BIN_EXE_parley");
+
+/// A `parley-server` running in this process; stopped when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// On an ephemeral loopback port.
+    pub fn start() -> Server {
+        Server::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// On `bind` (to restart a server where it was).
+    pub fn start_on(bind: SocketAddr) -> Server {
+        let opts = parley_server::Options {
+            bind,
+            capacity: 1024,
+            ..Default::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let hooks = parley_server::Hooks {
+            on_ready: Some(Arc::new(move |a| {
+                let _ = tx.send(a);
+            })),
+            stop: Some(stop.clone()),
+        };
+        let thread = thread::spawn(move || {
+            parley_server::run(&opts, hooks).expect("parley-server runs");
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server started");
+        Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop and wait for the loop to end (it checks the flag at least once a second).
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A running `parley`; killed when dropped. Its output lines arrive on channels.
+pub struct Parley {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub out: Receiver<String>,
+    pub err: Receiver<String>,
+    /// Every line so far, for assertions after the fact.
+    pub out_seen: Arc<Mutex<Vec<String>>>,
+    pub err_seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn pump(r: impl std::io::Read + Send + 'static) -> (Receiver<String>, Arc<Mutex<Vec<String>>>) {
+    let (tx, rx) = mpsc::channel();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            s.lock().unwrap().push(line.clone());
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (rx, seen)
+}
+
+impl Parley {
+    /// Start `parley args...` with piped stdin, stdout and stderr.
+    pub fn spawn(args: &[&str]) -> Parley {
+        let mut child = Command::new(PARLEY)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start parley");
+        let (out, out_seen) = pump(child.stdout.take().unwrap());
+        let (err, err_seen) = pump(child.stderr.take().unwrap());
+        Parley {
+            stdin: child.stdin.take(),
+            child,
+            out,
+            err,
+            out_seen,
+            err_seen,
+        }
+    }
+
+    /// `parley listen --server S --id ID [extra]`, once it is registered.
+    pub fn listen(server: SocketAddr, id: &str, extra: &[&str]) -> (Parley, SocketAddr) {
+        let s = server.to_string();
+        let mut args = vec!["listen", "--server", &s, "--id", id];
+        args.extend_from_slice(extra);
+        let p = Parley::spawn(&args);
+        let line = wait_line(&p.err, "listening as", Duration::from_secs(20));
+        let addr = line
+            .split("the server sees ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("address in {line:?}"));
+        (p, addr)
+    }
+
+    /// Type a line.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Wait for the process to end, at most `limit`; kill it otherwise.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    /// SIGINT, as Ctrl-C would.
+    pub fn interrupt(&self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    }
+}
+
+impl Drop for Parley {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next line containing `needle`, within `limit`.
+pub fn wait_line(rx: &Receiver<String>, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line containing {needle:?} within {limit:?}"),
+        }
+    }
+}
+
+/// The result of a one-shot `parley` command.
+pub struct Done {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `parley args...` to the end, killing it after `limit`.
+pub fn parley(args: &[&str], limit: Duration) -> Done {
+    let mut p = Parley::spawn(args);
+    drop(p.stdin.take());
+    let code = p.wait_exit(limit);
+    // Let the reader threads catch the last lines.
+    thread::sleep(Duration::from_millis(50));
+    let stdout = p.out_seen.lock().unwrap().join("\n");
+    let stderr = p.err_seen.lock().unwrap().join("\n");
+    Done {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+/// A seeded xorshift for the relay's faults.
+struct Dice(u64);
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn percent(&mut self, p: u64) -> bool {
+        self.next() % 100 < p
+    }
+}
+
+/// What the relay does to each datagram.
+#[derive(Clone, Copy)]
+pub struct Faults {
+    /// Percent dropped.
+    pub loss: u64,
+    /// Percent sent twice.
+    pub dup: u64,
+    /// Up to this many ms of extra delay (reorders).
+    pub delay_ms: u64,
+    /// Seed of the fault generator.
+    pub seed: u64,
+}
+
+/// Counters of what the relay did.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct RelayStats {
+    pub forwarded: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+}
+
+/// A lossy loopback relay that every party talks through, like a
+/// full-cone NAT in front of everyone: each real address gets a public
+/// face (a socket of the relay), and a datagram that arrives at X's face
+/// from Y is passed on to X from Y's face. Give clients `front()` as their
+/// server: the server then sees each client at its face, peers learn faces
+/// from the server, and so every datagram crosses the relay once.
+pub struct Relay {
+    front: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<RelayStats>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    pub fn start(server: SocketAddr, f: Faults) -> Relay {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(RelayStats::default()));
+        let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+        first.set_nonblocking(true).unwrap();
+        let front = first.local_addr().unwrap();
+        let (s2, st2) = (stop.clone(), stats.clone());
+        let thread = thread::spawn(move || relay_loop(first, server, f, s2, st2));
+        Relay {
+            front,
+            stop,
+            stats,
+            thread: Some(thread),
+        }
+    }
+
+    /// The server's face: give this to clients as `--server`.
+    pub fn front(&self) -> SocketAddr {
+        self.front
+    }
+
+    pub fn stats(&self) -> RelayStats {
+        *self.stats.lock().unwrap()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn relay_loop(
+    first: UdpSocket,
+    server: SocketAddr,
+    f: Faults,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<RelayStats>>,
+) {
+    // faces[i] fronts fronted[i].
+    let mut faces = vec![first];
+    let mut fronted = vec![server];
+    let mut face_of: HashMap<SocketAddr, usize> = HashMap::from([(server, 0)]);
+    let mut dice = Dice(f.seed | 1);
+    let mut queue: Vec<(Instant, usize, SocketAddr, Vec<u8>)> = Vec::new();
+    let mut buf = [0u8; 2048];
+    // Bounded: the relay lives at most as long as a test may.
+    let end = Instant::now() + Duration::from_secs(300);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+        let mut busy = false;
+        let mut i = 0;
+        while i < faces.len() {
+            while let Ok((n, from)) = faces[i].recv_from(&mut buf) {
+                busy = true;
+                let to = fronted[i];
+                let out = match face_of.get(&from) {
+                    Some(&j) => j,
+                    None => {
+                        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                        s.set_nonblocking(true).unwrap();
+                        faces.push(s);
+                        fronted.push(from);
+                        face_of.insert(from, faces.len() - 1);
+                        faces.len() - 1
+                    }
+                };
+                let mut st = stats.lock().unwrap();
+                if dice.percent(f.loss) {
+                    st.dropped += 1;
+                    continue;
+                }
+                let copies = if dice.percent(f.dup) {
+                    st.duplicated += 1;
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let delay = if f.delay_ms > 0 {
+                        dice.next() % f.delay_ms
+                    } else {
+                        0
+                    };
+                    queue.push((
+                        Instant::now() + Duration::from_millis(delay),
+                        out,
+                        to,
+                        buf[..n].to_vec(),
+                    ));
+                }
+            }
+            i += 1;
+        }
+        let now = Instant::now();
+        let mut k = 0;
+        while k < queue.len() {
+            if queue[k].0 <= now {
+                let (_, out, to, bytes) = queue.swap_remove(k);
+                let _ = faces[out].send_to(&bytes, to);
+                stats.lock().unwrap().forwarded += 1;
+                busy = true;
+            } else {
+                k += 1;
+            }
+        }
+        if !busy {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
