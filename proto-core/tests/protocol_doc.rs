@@ -1,8 +1,10 @@
 //! `docs/PROTOCOL.md` is checked against the code, so the document cannot
 //! drift from what Parley really sends.
 //!
-//! Every ```` ```exchange ```` block before the heading "Peer messages" is
-//! read line by line (the format is described at the top of the document):
+//! Every ```` ```exchange ```` block under the heading "Peer messages" must
+//! hold client-to-client messages that [`PeerMsg`] parses and re-emits byte
+//! for byte (or server messages, checked as below), with every kind shown.
+//! Every block before that heading is read line by line (the format is described at the top of the document):
 //!
 //! - every `>` line must parse as the request of its family (an extended
 //!   [`Request`], a seed [`SeedRequest`], or a seed `Message` to a peer) and
@@ -40,6 +42,7 @@ use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
 use proto_core::server::{Config, Layout, Outbox, OutboxFull, Server, Storage};
 use proto_core::time::Millis;
+use proto_core::wire::peer::PeerMsg;
 use proto_core::wire::{ErrorCode, Reply, Request, SeedReply, SeedRequest, Token};
 
 /// The entropy every replayed server is built with.
@@ -879,4 +882,73 @@ fn annotations_are_read_as_documented() {
             .unwrap()
             .is_err()
     );
+}
+
+/// The peer-message kinds, numbered by an exhaustive match.
+const PEER_KINDS: [&str; 5] = ["CHAT", "ACK", "PROBE", "PROBED", "Message"];
+
+fn peer_kind(m: &PeerMsg<'_>) -> usize {
+    match m {
+        PeerMsg::Chat(_) => 0,
+        PeerMsg::Ack { .. } => 1,
+        PeerMsg::Probe { .. } => 2,
+        PeerMsg::Probed { .. } => 3,
+        PeerMsg::Seed(_) => 4,
+    }
+}
+
+fn is_peer_verb(d: &str) -> bool {
+    ["CHAT ", "ACK ", "PROBE ", "PROBED ", "Message "]
+        .iter()
+        .any(|v| d.starts_with(v))
+}
+
+#[test]
+fn peer_examples_match_the_peer_codec() {
+    let doc = std::fs::read_to_string(doc_path()).expect("read PROTOCOL.md");
+    let at = doc.find(PEER_HEADING).expect("the peer-messages heading");
+    // Lines after the heading, numbered as in the document.
+    let first_line = doc[..at].lines().count() + 1;
+    let section = &doc[at + PEER_HEADING.len()..];
+    let mut errors = Vec::new();
+    let mut seen = [false; PEER_KINDS.len()];
+    let mut lines = 0;
+    for block in blocks(section, &mut errors) {
+        for (n, line) in &block.lines {
+            let n = n + first_line - 1;
+            let (Line::Send(d) | Line::Recv(d)) = line else {
+                continue;
+            };
+            lines += 1;
+            if !is_peer_verb(d) {
+                let sent = matches!(line, Line::Send(_));
+                if let Err(e) = check_datagram(d, sent) {
+                    errors.push(format!("PROTOCOL.md:{n}: {d:?}: {e}"));
+                }
+                continue;
+            }
+            match PeerMsg::parse(d.as_bytes()) {
+                Err(e) => errors.push(format!("PROTOCOL.md:{n}: {d:?} does not parse: {e}")),
+                Ok(m) => {
+                    seen[peer_kind(&m)] = true;
+                    let mut buf = [0u8; 2048];
+                    match m.emit(&mut buf) {
+                        Ok(len) if &buf[..len] == d.as_bytes() => {}
+                        Ok(len) => errors.push(format!(
+                            "PROTOCOL.md:{n}: {d:?} re-emits as {:?}",
+                            String::from_utf8_lossy(&buf[..len])
+                        )),
+                        Err(e) => errors.push(format!("PROTOCOL.md:{n}: {d:?}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    for (kind, shown) in PEER_KINDS.iter().zip(seen) {
+        if !shown {
+            errors.push(format!("no peer example shows a {kind} message"));
+        }
+    }
+    assert!(lines > 0, "the peer section has no exchange lines");
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
