@@ -76,6 +76,10 @@ pub struct Registry<'a> {
     sub_cursor: u32,
     /// The slot the clock hand visits next.
     hand: u32,
+    /// Every slot at or above this one has never held an entry. The free
+    /// list starts in slot order and is LIFO, so a table that never held
+    /// many entries at once keeps them all below a low mark.
+    span: u32,
 }
 
 impl<'a> Registry<'a> {
@@ -123,7 +127,14 @@ impl<'a> Registry<'a> {
             sub_count: 0,
             sub_cursor: NIL,
             hand: 0,
+            span: 0,
         })
+    }
+
+    /// How many slots, from slot 0, have ever held an entry: every slot
+    /// from here on is empty, so a walk over the slots can stop here.
+    pub fn span(&self) -> usize {
+        self.span as usize
     }
 
     /// How many registrations fit.
@@ -201,6 +212,7 @@ impl<'a> Registry<'a> {
             return Err(Full);
         }
         let slot = self.free;
+        self.span = self.span.max(slot + 1);
         let s = &mut self.slots[slot as usize];
         self.free = s.next;
         let sub = entry.sub;
@@ -373,6 +385,15 @@ impl<'a> Registry<'a> {
     /// O(capacity): for tests and fuzzers, never for the hot path.
     pub fn audit(&self) -> Result<(), &'static str> {
         let cap = self.slots.len();
+        if self.span as usize > cap {
+            return Err("the span is beyond the table");
+        }
+        if self.slots[self.span as usize..]
+            .iter()
+            .any(|s| s.entry.is_some())
+        {
+            return Err("a slot at or beyond the span holds an entry");
+        }
         // The index: every non-empty cell names a stored slot, at most once,
         // and that entry's own lookup finds that very slot.
         let mut indexed = 0usize;

@@ -280,7 +280,9 @@ impl Server<'_> {
         // Room for "PAGE <tx> <cursor>" and the ids after it.
         let room = MAX_DATAGRAM - "PAGE  4294967295".len() - h.tx.as_str().len();
         let mut ids = Line::new();
-        let cap = self.reg.capacity() as u32;
+        // Slots past the span have never held an entry: a lightly used
+        // table lists in one page however large its capacity.
+        let cap = self.reg.span() as u32;
         let mut slot = cursor;
         let end = cursor.saturating_add(LIST_SCAN).min(cap);
         while slot < end {

@@ -509,6 +509,27 @@ fn introduction_tells_both_sides() {
 }
 
 #[test]
+fn a_lightly_used_large_table_lists_in_one_page() {
+    let cfg = Config {
+        limits: false,
+        ..Config::default()
+    };
+    // Sixteen times what one page may scan: without the span, this takes
+    // sixteen round trips for three ids.
+    let mut h = Harness::new(65_536, cfg);
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID {id}"));
+    }
+    h.send("127.0.0.2:1", "Quit b");
+    let c = h.cookie(C120);
+    let r = h.one_reply(C120, &format!("LIST p {c} 0"));
+    assert_eq!(r, "PAGE p 0 a c d");
+    // A cursor past the span is the end of the listing, not an error.
+    let r = h.one_reply(C120, &format!("LIST p {c} 60000"));
+    assert_eq!(r, "PAGE p 0");
+}
+
+#[test]
 fn list_pages_cover_every_id_once() {
     let cfg = Config {
         limits: false,
