@@ -13,6 +13,7 @@ use std::vec::Vec;
 
 use core::net::SocketAddr;
 
+use super::request::HELLO_LEN;
 use super::*;
 use crate::limit::{QuotaCell, RateCell};
 use crate::registry::Slot;
