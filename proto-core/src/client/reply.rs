@@ -30,7 +30,7 @@ impl Client {
                 return;
             }
             Reply::Events {
-                first: _,
+                first,
                 last,
                 changes,
             } => {
@@ -39,6 +39,14 @@ impl Client {
                     .is_some_and(|s| last.wrapping_sub(s) as i32 <= 0)
                 {
                     return;
+                }
+                // EVENTS are never repeated: a first number that does not
+                // follow the last one seen means a datagram was lost.
+                if self
+                    .presence_seq
+                    .is_some_and(|s| first.wrapping_sub(s) as i32 > 1)
+                {
+                    self.push_event(Rec::Resync);
                 }
                 self.presence_seq = Some(last);
                 for c in changes.iter() {

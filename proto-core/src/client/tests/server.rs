@@ -186,3 +186,21 @@ fn presence_events_become_joined_and_left() {
     net.run(1000);
     assert_eq!(net.take(a), ["joined bob", "left bob"]);
 }
+
+#[test]
+fn a_lost_events_datagram_is_reported_as_resync() {
+    let mut net = Net::new();
+    let mut cfg = Net::config("alice");
+    cfg.subscribe = true;
+    let a = net.add("10.0.0.2:5000", cfg);
+    net.run(1000);
+    assert_eq!(net.take(a), ["registered alice again=false"]);
+    // The EVENTS telling alice that bob joined is lost.
+    net.cut.push(a);
+    net.add("10.0.0.3:6000", Net::config("bob"));
+    net.run(1000);
+    net.cut.clear();
+    net.add("10.0.0.4:7000", Net::config("carol"));
+    net.run(1000);
+    assert_eq!(net.take(a), ["resync", "joined carol"]);
+}
