@@ -8,12 +8,12 @@ use crate::time::Instant;
 use crate::wire::peer::{MAX_FRAGMENT_TEXT, Text};
 use crate::wire::{Id, IdBuf};
 
-use super::Client;
 use super::chat::{MAX_TEXT, Outgoing};
 use super::event::Rec;
 use super::path::Kind;
 use super::registration::RegState;
 use super::request::Req;
+use super::{Client, MAX_REQUESTS};
 // Named only in doc links.
 #[cfg(doc)]
 use super::{Event, chat};
@@ -108,6 +108,17 @@ impl Client {
 
     /// Remove the registration ([`Event::Bye`]); keepalives stop.
     pub fn quit(&mut self, now: Instant) -> Result<(), CommandError> {
+        // Refused as busy, nothing has changed: the registration lives on
+        // and a later `quit` still tells the server.
+        let registered = matches!(self.reg, RegState::Registered { .. });
+        let others = self
+            .pending
+            .iter()
+            .filter(|p| !matches!(p.req, Req::Keep | Req::Register | Req::Subscribe))
+            .count();
+        if registered && others >= MAX_REQUESTS {
+            return Err(CommandError::Busy);
+        }
         self.next_keep = None;
         self.pending
             .retain(|p| !matches!(p.req, Req::Keep | Req::Register | Req::Subscribe));

@@ -204,3 +204,25 @@ fn a_lost_events_datagram_is_reported_as_resync() {
     net.run(1000);
     assert_eq!(net.take(a), ["resync", "joined carol"]);
 }
+
+#[test]
+fn a_quit_refused_as_busy_can_be_tried_again() {
+    let mut net = Net::new();
+    let (a, _) = two(&mut net);
+    // Fill the request table with lookups that cannot be answered yet.
+    net.cut.push(a);
+    let now = net.now;
+    let mut n = 0;
+    while net.client(a).lookup(now, id("bob")).is_ok() {
+        n += 1;
+        assert!(n <= MAX_REQUESTS);
+    }
+    assert_eq!(net.quit(a), Err(CommandError::Busy));
+    net.cut.clear();
+    net.run(5000);
+    net.take(a);
+    assert_eq!(net.quit(a), Ok(()));
+    net.run(1000);
+    assert_eq!(net.sent(a, "QUIT ").len(), 1);
+    assert_eq!(net.take(a), ["bye"]);
+}
