@@ -1,0 +1,299 @@
+//! What the application hears: [`Event`] and the reasons inside it, and
+//! the owned record ([`Rec`]) an event is queued as until
+//! [`Client::poll_event`] lends it out.
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use heapless::Deque;
+
+use crate::time::Millis;
+use crate::wire::reply::IdSeq;
+use crate::wire::{ErrorCode, Id, IdBuf};
+
+use super::{Client, EVENTS, MAX_INCOMING};
+
+/// Why a request to the server failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The server refused it.
+    Server(ErrorCode),
+    /// The server never answered.
+    NoAnswer,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Server(code) => fmt::Display::fmt(code, f),
+            Failure::NoAnswer => f.write_str("the server did not answer"),
+        }
+    }
+}
+
+/// Which command a [`Event::Failed`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
+    /// [`Client::lookup`].
+    Lookup,
+    /// [`Client::list`].
+    List,
+    /// [`Client::ping`].
+    Ping,
+    /// [`Client::quit`].
+    Quit,
+    /// Presence subscription.
+    Subscribe,
+}
+
+/// Why a message was not delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The server knows nobody with that id.
+    NoSuchPeer,
+    /// The peer never acknowledged it.
+    NoAnswer,
+    /// The server could not be asked where the peer is.
+    Server(Failure),
+}
+
+impl fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Undelivered::NoSuchPeer => f.write_str("nobody with that id is online"),
+            Undelivered::NoAnswer => f.write_str("the peer never acknowledged it"),
+            Undelivered::Server(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+/// Something that happened, for the application to show or act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// The id is registered. `again`: after the server restarted or forgot it.
+    Registered {
+        /// The id.
+        id: Id<'a>,
+        /// The address the server sees.
+        addr: SocketAddr,
+        /// The lease, in seconds.
+        lease: u32,
+        /// A re-registration.
+        again: bool,
+    },
+    /// The id could not be registered (taken, refused, or no server).
+    RegistrationFailed(Failure),
+    /// The server stopped answering (the client keeps trying).
+    ServerUnreachable,
+    /// The server answers again.
+    ServerBack,
+    /// The answer to [`Client::ping`].
+    Pong {
+        /// The address the server sees.
+        addr: SocketAddr,
+        /// The round-trip time.
+        rtt: Millis,
+    },
+    /// The answer to [`Client::lookup`].
+    Found {
+        /// The id.
+        id: Id<'a>,
+        /// Where the server sees it.
+        addr: SocketAddr,
+    },
+    /// A command failed.
+    Failed {
+        /// Which.
+        what: What,
+        /// The id it was about, if any.
+        id: Option<Id<'a>>,
+        /// Why.
+        reason: Failure,
+    },
+    /// One page of online ids (the answer to [`Client::list`]).
+    Page {
+        /// The cursor of the next page; 0 if this is the last.
+        next: u32,
+        /// The ids.
+        ids: IdSeq<'a>,
+    },
+    /// A peer came online (presence events).
+    Joined(Id<'a>),
+    /// A peer went offline (presence events).
+    Left(Id<'a>),
+    /// Presence events were lost; list again for the full picture.
+    Resync,
+    /// A chat message, whole, shown once.
+    Message {
+        /// The sender, if known (a seed `Message` has no id in it).
+        from: Option<Id<'a>>,
+        /// The text.
+        text: &'a str,
+        /// Whether it came as a seed `Message`.
+        seed: bool,
+    },
+    /// A message was acknowledged by the peer.
+    Delivered {
+        /// The peer.
+        to: Id<'a>,
+        /// What [`Client::send_message`] returned.
+        msg: u32,
+    },
+    /// A message was given up.
+    NotDelivered {
+        /// The peer.
+        to: Id<'a>,
+        /// What [`Client::send_message`] returned.
+        msg: u32,
+        /// Why.
+        reason: Undelivered,
+    },
+    /// Sent as a seed `Message`, which cannot be acknowledged.
+    SentUnconfirmed {
+        /// The peer.
+        to: Id<'a>,
+        /// What [`Client::send_message`] returned.
+        msg: u32,
+    },
+    /// The server removed the registration ([`Client::quit`]).
+    Bye,
+}
+
+/// An event as queued: owned, small; [`Client::poll_event`] lends it out.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Rec {
+    Registered {
+        addr: SocketAddr,
+        lease: u32,
+        again: bool,
+    },
+    RegistrationFailed(Failure),
+    ServerUnreachable,
+    ServerBack,
+    Pong {
+        addr: SocketAddr,
+        rtt: Millis,
+    },
+    Found {
+        id: IdBuf,
+        addr: SocketAddr,
+    },
+    Failed {
+        what: What,
+        id: Option<IdBuf>,
+        reason: Failure,
+    },
+    Page {
+        next: u32,
+    },
+    Joined(IdBuf),
+    Left(IdBuf),
+    Resync,
+    Message {
+        slot: u8,
+    },
+    Delivered {
+        to: IdBuf,
+        msg: u32,
+    },
+    NotDelivered {
+        to: IdBuf,
+        msg: u32,
+        reason: Undelivered,
+    },
+    SentUnconfirmed {
+        to: IdBuf,
+        msg: u32,
+    },
+    Bye,
+}
+
+impl Client {
+    pub(super) fn event_of<'s>(&'s self, rec: &'s Rec) -> Event<'s> {
+        let id = |b: &'s IdBuf| b.as_id();
+        match rec {
+            Rec::Registered { addr, lease, again } => match self.id() {
+                Some(me) => Event::Registered {
+                    id: me,
+                    addr: *addr,
+                    lease: *lease,
+                    again: *again,
+                },
+                None => Event::ServerBack,
+            },
+            Rec::RegistrationFailed(f) => Event::RegistrationFailed(*f),
+            Rec::ServerUnreachable => Event::ServerUnreachable,
+            Rec::ServerBack => Event::ServerBack,
+            Rec::Pong { addr, rtt } => Event::Pong {
+                addr: *addr,
+                rtt: *rtt,
+            },
+            Rec::Found { id: i, addr } => match id(i) {
+                Some(i) => Event::Found { id: i, addr: *addr },
+                None => Event::Resync,
+            },
+            Rec::Failed {
+                what,
+                id: i,
+                reason,
+            } => Event::Failed {
+                what: *what,
+                id: i.as_ref().and_then(id),
+                reason: *reason,
+            },
+            Rec::Page { next } => Event::Page {
+                next: *next,
+                ids: IdSeq(&self.page),
+            },
+            Rec::Joined(i) => id(i).map_or(Event::Resync, Event::Joined),
+            Rec::Left(i) => id(i).map_or(Event::Resync, Event::Left),
+            Rec::Resync => Event::Resync,
+            Rec::Message { slot } => {
+                let s = &self.slots[usize::from(*slot) % MAX_INCOMING];
+                Event::Message {
+                    from: s.from.as_ref().and_then(id),
+                    text: &self.lend,
+                    seed: s.seed,
+                }
+            }
+            Rec::Delivered { to, msg } => match id(to) {
+                Some(to) => Event::Delivered { to, msg: *msg },
+                None => Event::Resync,
+            },
+            Rec::NotDelivered { to, msg, reason } => match id(to) {
+                Some(to) => Event::NotDelivered {
+                    to,
+                    msg: *msg,
+                    reason: *reason,
+                },
+                None => Event::Resync,
+            },
+            Rec::SentUnconfirmed { to, msg } => match id(to) {
+                Some(to) => Event::SentUnconfirmed { to, msg: *msg },
+                None => Event::Resync,
+            },
+            Rec::Bye => Event::Bye,
+        }
+    }
+
+    pub(super) fn push_event(&mut self, rec: Rec) {
+        if self.events.push_back(rec).is_err() {
+            // Presence is best effort; anything else must not be lost, so
+            // make room by dropping the oldest presence notice if there is one.
+            if let Some(i) = self
+                .events
+                .iter()
+                .position(|r| matches!(r, Rec::Joined(_) | Rec::Left(_) | Rec::Resync))
+            {
+                let mut kept: Deque<Rec, EVENTS> = Deque::new();
+                for (j, r) in self.events.iter().enumerate() {
+                    if j != i {
+                        let _ = kept.push_back(*r);
+                    }
+                }
+                self.events = kept;
+                let _ = self.events.push_back(rec);
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Chat between two Parley clients: fragments, acknowledgements,
+//! retransmission, loss, duplicates, and the bounds on what is in flight.
+
+use super::*;
+
+#[test]
+fn long_text_is_fragmented_and_reassembled_in_order() {
+    let mut net = Net::new();
+    net.faults = Faults {
+        loss: 0,
+        dup: 30,
+        jitter: 200,
+    };
+    let mut cfg = Net::config("alice");
+    cfg.fragment_text = 10;
+    let a = net.add("10.0.0.2:5000", cfg);
+    let b = net.add("10.0.0.3:6000", Net::config("bob"));
+    net.run(2000);
+    net.take(a);
+    net.take(b);
+    let text: String = (0..15).map(|i| format!("part{i:02}....")).collect();
+    assert_eq!(text.len(), 150);
+    net.send_message(a, id("bob"), &text).unwrap();
+    net.run(5000);
+    assert_eq!(net.take(b), [format!("msg alice: {text}")]);
+    assert_eq!(net.take(a), ["delivered bob #1"]);
+    let frags: std::collections::BTreeSet<String> = net
+        .sent(a, "CHAT ")
+        .iter()
+        .map(|c| c.2.split(' ').nth(4).unwrap().to_string())
+        .collect();
+    assert_eq!(frags.len(), 15, "{frags:?}");
+    // Too long for 16 fragments of 10 bytes.
+    assert_eq!(
+        net.send_message(a, id("bob"), &"y".repeat(161)),
+        Err(CommandError::TooLong)
+    );
+    // Real-sized fragments: 4096 bytes of text in 4 datagrams of at most 1200.
+    let big: String = (0..4096)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    net.send_message(b, id("alice"), &big).unwrap();
+    net.run(5000);
+    assert_eq!(net.take(a), [format!("msg bob: {big}")]);
+    let sizes: Vec<usize> = net.sent(b, "CHAT ").iter().map(|c| c.2.len()).collect();
+    assert!(
+        sizes.len() >= 4 && sizes.iter().all(|&n| n <= MAX_DATAGRAM),
+        "{sizes:?}"
+    );
+}
+
+#[test]
+fn bad_commands_are_refused_at_once() {
+    let mut net = Net::new();
+    let (a, _) = two(&mut net);
+    let now = net.now;
+    let c = net.client(a);
+    assert_eq!(
+        c.send_message(now, id("bob"), ""),
+        Err(CommandError::BadText)
+    );
+    assert_eq!(
+        c.send_message(now, id("bob"), "a\nb"),
+        Err(CommandError::BadText)
+    );
+    assert_eq!(
+        c.send_message(now, id("alice"), "me"),
+        Err(CommandError::ToSelf)
+    );
+    assert_eq!(
+        c.send_message(now, id("bob"), &"z".repeat(MAX_TEXT + 1)),
+        Err(CommandError::TooLong)
+    );
+    for _ in 0..MAX_OUTGOING {
+        c.send_message(now, id("bob"), "x").unwrap();
+    }
+    assert_eq!(c.send_message(now, id("bob"), "x"), Err(CommandError::Busy));
+    let mut anon = Client::new(Config::new(addr(SERVER), None), now, [9; 32]);
+    assert_eq!(
+        anon.send_message(now, id("bob"), "x"),
+        Err(CommandError::NoId)
+    );
+}
+
+/// The acceptance test of the issue: 20% loss (both ways, every link),
+/// duplicates and reordering; every message shown exactly once.
+#[test]
+fn messages_survive_loss_duplication_and_reordering_exactly_once() {
+    for seed in [1u64, 2, 3, 4, 5] {
+        let mut net = Net::new();
+        net.dice = Dice(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+        net.faults = Faults {
+            loss: 20,
+            dup: 10,
+            jitter: 80,
+        };
+        let mut cfg = Net::config("alice");
+        cfg.fragment_text = 40;
+        let a = net.add("10.0.0.2:5000", cfg);
+        let b = net.add("10.0.0.3:6000", Net::config("bob"));
+        net.run(20_000);
+        assert!(
+            net.client(a).is_registered() && net.client(b).is_registered(),
+            "{:?} {:?}",
+            net.take(a),
+            net.take(b)
+        );
+        net.take(a);
+        net.take(b);
+        let mut want_b = Vec::new();
+        let mut want_a = Vec::new();
+        for i in 0..40 {
+            // Some messages need several fragments.
+            let text = format!("message {i} {}", "=".repeat(i * 3));
+            if net.send_message(a, id("bob"), &text).is_ok() {
+                want_b.push(format!("msg alice: {text}"));
+            }
+            let reply = format!("reply {i}");
+            if net.send_message(b, id("alice"), &reply).is_ok() {
+                want_a.push(format!("msg bob: {reply}"));
+            }
+            net.run(700);
+        }
+        net.run(60_000);
+        let got_b = net.take(b);
+        let got_a = net.take(a);
+        let shown = |got: &[String], want: &[String]| {
+            let mut g: Vec<String> = got
+                .iter()
+                .filter(|e| e.starts_with("msg"))
+                .cloned()
+                .collect();
+            let mut w = want.to_vec();
+            g.sort();
+            w.sort();
+            assert_eq!(g, w, "seed {seed}: every message exactly once");
+        };
+        shown(&got_b, &want_b);
+        shown(&got_a, &want_a);
+        let delivered = got_a
+            .iter()
+            .filter(|e| e.starts_with("delivered bob"))
+            .count();
+        assert_eq!(delivered, want_b.len(), "seed {seed}: {got_a:?}");
+        assert!(
+            want_b.len() >= 30,
+            "most sends were accepted: {}",
+            want_b.len()
+        );
+        assert!(got_a.iter().all(|e| !e.starts_with("not delivered")));
+        // Loss really happened: some chat datagrams were sent more than once.
+        assert!(net.sent(a, "CHAT ").len() > want_b.len());
+    }
+}
+
+#[test]
+fn duplicates_are_acked_again_but_shown_once() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "once").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: once"]);
+    let chat = net.sent(a, "CHAT ")[0].2.clone();
+    let acks_before = net.sent(b, "ACK ").len();
+    for _ in 0..3 {
+        net.put(a, b, chat.as_bytes());
+    }
+    net.run(1000);
+    assert_eq!(net.take(b), Vec::<String>::new());
+    assert_eq!(net.sent(b, "ACK ").len(), acks_before + 3);
+}
+
+#[test]
+fn retransmissions_back_off_then_not_delivered() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "first").unwrap();
+    net.run(1000);
+    net.take(a);
+    // Bob vanishes without a word.
+    net.cut.push(b);
+    let m = net.send_message(a, id("bob"), "lost").unwrap();
+    net.run(120_000);
+    let events = net.take(a);
+    assert!(
+        events.contains(&format!(
+            "not delivered bob #{m}: the peer never acknowledged it"
+        )),
+        "{events:?}"
+    );
+    let times: Vec<u64> = net
+        .sent(a, "CHAT alice")
+        .iter()
+        .filter(|c| c.2.ends_with("lost"))
+        .map(|c| c.0.millis())
+        .collect();
+    assert_eq!(times.len(), 14);
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps[1] > gaps[0] && gaps[2] > gaps[1],
+        "exponential: {gaps:?}"
+    );
+    assert!(gaps.iter().all(|&g| g <= 2400), "capped: {gaps:?}");
+    // After three silent tries it asked the server where bob is now.
+    assert!(net.sent(a, "INTRO").len() >= 2);
+}
+
+#[test]
+fn an_unknown_peer_is_not_delivered_with_a_reason() {
+    let mut net = Net::new();
+    let (a, _) = two(&mut net);
+    let m = net.send_message(a, id("nobody"), "hello?").unwrap();
+    net.run(3000);
+    assert_eq!(
+        net.take(a),
+        [format!(
+            "not delivered nobody #{m}: nobody with that id is online"
+        )]
+    );
+}
+
+#[test]
+fn reassembly_slots_are_bounded_and_recover() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    // Fill bob's slots with partial messages that never complete.
+    for seq in 0..MAX_INCOMING as u32 {
+        let d = format!("CHAT mallory 00000000000000aa {seq} 1/2 part");
+        net.put(addr("10.0.0.66:1"), b, d.as_bytes());
+    }
+    net.run(100);
+    // Alice's message waits for room, then arrives once the partials expire.
+    net.send_message(a, id("bob"), "patience").unwrap();
+    net.run(90_000);
+    let got = net.take(b);
+    assert_eq!(got, ["msg alice: patience"]);
+}

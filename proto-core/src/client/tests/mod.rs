@@ -1,0 +1,318 @@
+//! Table tests of the client session against the real server state machine
+//! over a simulated network with a fake clock: loss, duplication and
+//! reordering come from a seeded generator, so every run is the same.
+
+extern crate std;
+
+use std::boxed::Box;
+use std::collections::BTreeMap;
+use std::format;
+use std::string::{String, ToString};
+use std::vec;
+use std::vec::Vec;
+
+use core::net::SocketAddr;
+
+use super::*;
+use crate::limit::{QuotaCell, RateCell};
+use crate::registry::Slot;
+use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
+
+mod chat;
+mod fuzz;
+mod path;
+mod server;
+
+const SERVER: &str = "10.0.0.1:9999";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn id(s: &str) -> Id<'_> {
+    Id::new(s).unwrap()
+}
+
+fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
+    Box::leak(vec![v; n].into_boxed_slice())
+}
+
+fn server(cfg: ServerConfig, entropy: u8) -> Server<'static> {
+    let l = Layout::for_capacity(64);
+    let storage = Storage {
+        slots: leak(Slot::EMPTY, l.slots),
+        index: leak(0u32, l.index),
+        rate: leak(RateCell::EMPTY, l.rate),
+        quota: leak(QuotaCell::EMPTY, l.quota),
+    };
+    Server::new(cfg, storage, [entropy; 32]).unwrap()
+}
+
+/// An event as text, for assertions.
+fn show(e: &Event<'_>) -> String {
+    match e {
+        Event::Registered { id, again, .. } => format!("registered {id} again={again}"),
+        Event::RegistrationFailed(f) => format!("registration failed: {f}"),
+        Event::ServerUnreachable => "server unreachable".into(),
+        Event::ServerBack => "server back".into(),
+        Event::Pong { addr, .. } => format!("pong {addr}"),
+        Event::Found { id, addr } => format!("found {id} {addr}"),
+        Event::Failed { what, id, reason } => format!("failed {what:?} {id:?}: {reason}"),
+        Event::Page { next, ids } => format!("page {next} [{}]", ids.as_str()),
+        Event::Joined(i) => format!("joined {i}"),
+        Event::Left(i) => format!("left {i}"),
+        Event::Resync => "resync".into(),
+        Event::Message { from, text, seed } => match from {
+            Some(f) => format!("msg {f}{}: {text}", if *seed { " (seed)" } else { "" }),
+            None => format!("msg ?{}: {text}", if *seed { " (seed)" } else { "" }),
+        },
+        Event::Delivered { to, msg } => format!("delivered {to} #{msg}"),
+        Event::NotDelivered { to, msg, reason } => format!("not delivered {to} #{msg}: {reason}"),
+        Event::SentUnconfirmed { to, msg } => format!("unconfirmed {to} #{msg}"),
+        Event::Bye => "bye".into(),
+    }
+}
+
+/// A tiny seeded generator for the network's faults.
+struct Dice(u64);
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    loss: u64,
+    dup: u64,
+    /// Extra delay up to this many ms (reorders datagrams).
+    jitter: u64,
+}
+
+struct Net {
+    server: Option<Server<'static>>,
+    out: VecOutbox<128>,
+    clients: BTreeMap<SocketAddr, Box<Client>>,
+    events: BTreeMap<SocketAddr, Vec<String>>,
+    /// (deliver at, order, src, dst, bytes)
+    wire: Vec<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>,
+    order: u64,
+    now: Instant,
+    dice: Dice,
+    faults: Faults,
+    /// Every datagram put on the wire: (time, src, dst, text).
+    log: Vec<(Instant, SocketAddr, SocketAddr, String)>,
+    /// Addresses whose traffic (both ways) is dropped.
+    cut: Vec<SocketAddr>,
+    /// Datagrams that reached addresses with no client (seed stand-ins).
+    inbox: Vec<(SocketAddr, SocketAddr, String)>,
+    next_entropy: u8,
+}
+
+impl Net {
+    fn new() -> Net {
+        Net::with_server(ServerConfig::default())
+    }
+
+    fn with_server(cfg: ServerConfig) -> Net {
+        Net {
+            server: Some(server(cfg, 42)),
+            out: VecOutbox::new(),
+            clients: BTreeMap::new(),
+            events: BTreeMap::new(),
+            wire: Vec::new(),
+            order: 0,
+            now: Instant::from_secs(1000),
+            dice: Dice(0x2545_f491_4f6c_dd1d),
+            faults: Faults::default(),
+            log: Vec::new(),
+            cut: Vec::new(),
+            inbox: Vec::new(),
+            next_entropy: 1,
+        }
+    }
+
+    fn config(name: &str) -> Config {
+        Config::new(addr(SERVER), Some(id(name)))
+    }
+
+    fn add(&mut self, at: &str, cfg: Config) -> SocketAddr {
+        let a = addr(at);
+        self.next_entropy += 1;
+        let c = Box::new(Client::new(cfg, self.now, [self.next_entropy; 32]));
+        self.clients.insert(a, c);
+        self.events.insert(a, Vec::new());
+        self.flush();
+        a
+    }
+
+    fn client(&mut self, at: SocketAddr) -> &mut Client {
+        self.clients.get_mut(&at).unwrap()
+    }
+
+    fn send_message(
+        &mut self,
+        at: SocketAddr,
+        to: Id<'_>,
+        text: &str,
+    ) -> Result<u32, CommandError> {
+        let now = self.now;
+        self.client(at).send_message(now, to, text)
+    }
+
+    fn quit(&mut self, at: SocketAddr) -> Result<(), CommandError> {
+        let now = self.now;
+        self.client(at).quit(now)
+    }
+
+    fn lookup(&mut self, at: SocketAddr, who: Id<'_>) -> Result<(), CommandError> {
+        let now = self.now;
+        self.client(at).lookup(now, who)
+    }
+
+    /// Put a datagram on the wire, with the network's faults.
+    fn put(&mut self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
+        self.log.push((
+            self.now,
+            src,
+            dst,
+            String::from_utf8_lossy(bytes).into_owned(),
+        ));
+        if self.cut.contains(&src) || self.cut.contains(&dst) {
+            return;
+        }
+        let f = self.faults;
+        if self.dice.chance(f.loss) {
+            return;
+        }
+        let copies = if self.dice.chance(f.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = 1 + if f.jitter > 0 {
+                self.dice.next() % f.jitter
+            } else {
+                0
+            };
+            self.order += 1;
+            self.wire.push((
+                self.now + Millis(delay),
+                self.order,
+                src,
+                dst,
+                bytes.to_vec(),
+            ));
+        }
+    }
+
+    /// Move everything clients and the server want sent onto the wire,
+    /// and collect events.
+    fn flush(&mut self) {
+        let addrs: Vec<SocketAddr> = self.clients.keys().copied().collect();
+        for a in addrs {
+            loop {
+                let t = self.client(a).poll_transmit();
+                let Some(t) = t else { break };
+                self.put(a, t.dst, &t.payload);
+            }
+            loop {
+                let c = self.clients.get_mut(&a).unwrap();
+                let Some(e) = c.poll_event() else { break };
+                let s = show(&e);
+                self.events.get_mut(&a).unwrap().push(s);
+            }
+        }
+        while let Some((dst, bytes)) = self.out.pop() {
+            self.put(addr(SERVER), dst, &bytes);
+        }
+    }
+
+    /// Run the world until `until`, delivering datagrams and firing timers in order.
+    fn run_until(&mut self, until: Instant) {
+        for _ in 0..1_000_000 {
+            self.flush();
+            let mut next = until;
+            if let Some(w) = self.wire.iter().map(|w| (w.0, w.1)).min() {
+                next = next.min(w.0);
+            }
+            for c in self.clients.values() {
+                if let Some(t) = c.poll_timeout() {
+                    next = next.min(t);
+                }
+            }
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            // Deliver what is due, oldest first.
+            self.wire.sort_by_key(|w| (w.0, w.1));
+            let due: Vec<_> = {
+                let n = self.wire.iter().take_while(|w| w.0 <= self.now).count();
+                self.wire.drain(..n).collect()
+            };
+            for (_, _, src, dst, bytes) in due {
+                if dst == addr(SERVER) {
+                    if let Some(s) = self.server.as_mut() {
+                        s.handle(self.now, src, &bytes, &mut self.out);
+                    }
+                } else if let Some(c) = self.clients.get_mut(&dst) {
+                    c.handle(self.now, src, &bytes);
+                } else {
+                    self.inbox
+                        .push((src, dst, String::from_utf8_lossy(&bytes).into_owned()));
+                }
+            }
+            if let Some(s) = self.server.as_mut() {
+                s.tick(self.now, &mut self.out);
+            }
+            let now = self.now;
+            for c in self.clients.values_mut() {
+                if c.poll_timeout().is_some_and(|t| t <= now) {
+                    c.handle_timeout(now);
+                }
+            }
+            if self.now >= until && self.wire.iter().all(|w| w.0 > until) {
+                let idle = self
+                    .clients
+                    .values()
+                    .all(|c| c.poll_timeout().is_none_or(|t| t > until));
+                if idle {
+                    break;
+                }
+            }
+        }
+        self.flush();
+        self.now = self.now.max(until);
+    }
+
+    fn run(&mut self, ms: u64) {
+        let until = self.now + Millis(ms);
+        self.run_until(until);
+    }
+
+    fn take(&mut self, at: SocketAddr) -> Vec<String> {
+        core::mem::take(self.events.get_mut(&at).unwrap())
+    }
+
+    /// Datagrams sent by `src` whose text starts with `prefix`.
+    fn sent(&self, src: SocketAddr, prefix: &str) -> Vec<(Instant, SocketAddr, String)> {
+        self.log
+            .iter()
+            .filter(|(_, s, _, t)| *s == src && t.starts_with(prefix))
+            .map(|(t, _, d, x)| (*t, *d, x.clone()))
+            .collect()
+    }
+}
+
+fn two(net: &mut Net) -> (SocketAddr, SocketAddr) {
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    let b = net.add("10.0.0.3:6000", Net::config("bob"));
+    net.run(1000);
+    assert_eq!(net.take(a), ["registered alice again=false"]);
+    assert_eq!(net.take(b), ["registered bob again=false"]);
+    (a, b)
+}
