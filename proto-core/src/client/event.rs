@@ -276,6 +276,16 @@ impl Client {
         }
     }
 
+    /// Whether one more event that must not be lost can be queued: there
+    /// is room, or a presence notice that can make room.
+    pub(super) fn event_room(&self) -> bool {
+        !self.events.is_full()
+            || self
+                .events
+                .iter()
+                .any(|r| matches!(r, Rec::Joined(_) | Rec::Left(_) | Rec::Resync))
+    }
+
     pub(super) fn push_event(&mut self, rec: Rec) {
         if self.events.push_back(rec).is_err() {
             // Presence is best effort; anything else must not be lost, so

@@ -73,6 +73,12 @@ impl Client {
             self.emit(src, |b| ack.emit(b));
             return;
         }
+        // A fragment is acknowledged only if its message can be shown: while
+        // the caller leaves the event queue full, say nothing, and the sender
+        // sends it again later.
+        if !self.event_room() {
+            return;
+        }
         let slot = match self
             .slots
             .iter()

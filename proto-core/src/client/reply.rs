@@ -82,9 +82,10 @@ impl Client {
             Reply::Error { tx: Some(tx), .. } => tx,
             _ => return,
         };
-        // A page arriving while the last one is still being read is left
-        // unanswered: the retransmission asks again.
-        if matches!(reply, Reply::Page { .. }) && self.page_busy {
+        // A page arriving while the last one is still being read, or while
+        // the event queue has no room for it, is left unanswered: the
+        // retransmission asks again.
+        if matches!(reply, Reply::Page { .. }) && (self.page_busy || !self.event_room()) {
             return;
         }
         let Some(p) = self.take_pending(tx) else {

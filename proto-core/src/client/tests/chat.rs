@@ -235,3 +235,35 @@ fn reassembly_slots_are_bounded_and_recover() {
     let got = net.take(b);
     assert_eq!(got, ["msg alice: patience"]);
 }
+
+#[test]
+fn a_message_is_not_acknowledged_while_it_could_not_be_shown() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    let now = net.now;
+    let chat = b"CHAT alice 00000000000000ab 1 1/1 hello";
+    let acks = |c: &mut Client| {
+        let mut n = 0;
+        while let Some(t) = c.poll_transmit() {
+            n += usize::from(t.payload.starts_with(b"ACK "));
+        }
+        n
+    };
+    let c = net.client(b);
+    while c.poll_event().is_some() {}
+    // The caller has not read its events: the queue is full of ones that
+    // must not be dropped.
+    while c.events.push_back(Rec::Bye).is_ok() {}
+    c.handle(now, a, chat);
+    assert_eq!(acks(c), 0, "acknowledged a message it had no room to show");
+    // Once the events are read, the sender's retransmission gets through,
+    // and the message is shown once.
+    while c.poll_event().is_some() {}
+    c.handle(now, a, chat);
+    assert_eq!(acks(c), 1);
+    let mut shown = Vec::new();
+    while let Some(e) = c.poll_event() {
+        shown.push(show(&e));
+    }
+    assert_eq!(shown, ["msg alice: hello"]);
+}
