@@ -82,7 +82,7 @@ pub fn notice(e: &Event<'_>, server: &str) -> Option<String> {
         Event::Failed { what, id, reason } => failed(*what, id.map(|i| i.as_str()), reason),
         Event::Joined(id) => format!("* {id} joined"),
         Event::Left(id) => format!("* {id} left"),
-        Event::Resync => return None,
+        Event::Resync => "* some join/leave notices were lost; /who shows who is online now".into(),
         Event::Message { .. } | Event::Page { .. } => return None,
         Event::Delivered { .. } => return None,
         Event::NotDelivered { to, reason, .. } => not_delivered(to.as_str(), reason),
