@@ -47,7 +47,10 @@ pub fn txid(u: &mut Unstructured<'_>) -> Result<String> {
 pub fn addr(u: &mut Unstructured<'_>, with_flow: bool) -> Result<SocketAddr> {
     let port: u16 = u.arbitrary()?;
     Ok(if u.arbitrary()? {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u.arbitrary::<u32>()?), port))
+        SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(u.arbitrary::<u32>()?),
+            port,
+        ))
     } else {
         let ip = match u.int_in_range(0u8..=3)? {
             0 => Ipv6Addr::LOCALHOST,

@@ -305,7 +305,12 @@ fn seed_request(u: &mut Unstructured<'_>) -> Result<()> {
     };
     let mut buf = vec![0u8; SEED_MAX_LIST];
     let n = req.emit(&mut buf).expect("a seed request always fits");
-    assert_eq!(SeedRequest::parse(&buf[..n]), Ok(req), "{:?}", text(&buf[..n]));
+    assert_eq!(
+        SeedRequest::parse(&buf[..n]),
+        Ok(req),
+        "{:?}",
+        text(&buf[..n])
+    );
     Ok(())
 }
 
@@ -332,7 +337,12 @@ fn seed_reply(u: &mut Unstructured<'_>) -> Result<()> {
     match rep.emit(&mut buf) {
         Ok(n) => {
             assert_eq!(n, natural);
-            assert_eq!(SeedReply::parse(&buf[..n]), Ok(rep), "{:?}", text(&buf[..n]));
+            assert_eq!(
+                SeedReply::parse(&buf[..n]),
+                Ok(rep),
+                "{:?}",
+                text(&buf[..n])
+            );
         }
         Err(_) => assert!(natural > SEED_MAX_LIST, "refused a {natural}-byte reply"),
     }

@@ -72,7 +72,14 @@ fn sources() -> Vec<SocketAddr> {
 }
 
 /// The ids templates use; an arbitrary one now and then.
-const IDS: [&str; 6] = ["120", "150", "170", "alice", "bob", "x-very-long-id-of-32-characters-"];
+const IDS: [&str; 6] = [
+    "120",
+    "150",
+    "170",
+    "alice",
+    "bob",
+    "x-very-long-id-of-32-characters-",
+];
 
 /// Run one input: a script (see [`script`]) if it starts with `#!parley`,
 /// else arbitrary bytes.
@@ -294,9 +301,12 @@ impl Model {
 
     /// `id` is served at `addr` at `now`: it must be live and may own `addr`.
     fn served(&self, id: &str, addr: SocketAddr, now: Instant, exact: bool) {
-        let s = self
-            .live(id, now)
-            .unwrap_or_else(|| panic!("{id} served at {now:?} after its lease ended: {:?}", self.ids.get(id)));
+        let s = self.live(id, now).unwrap_or_else(|| {
+            panic!(
+                "{id} served at {now:?} after its lease ended: {:?}",
+                self.ids.get(id)
+            )
+        });
         let ok = s
             .addrs
             .iter()
@@ -316,9 +326,16 @@ impl Model {
     /// A request that names `id` with `token` succeeded.
     fn owned_by(&self, id: &str, token: Token, now: Instant) {
         if let Some(s) = self.ids.get(id).filter(|s| now.0 < s.sure_until) {
-            assert_eq!(s.token, Some(token), "{id} accepted a token that does not own it");
+            assert_eq!(
+                s.token,
+                Some(token),
+                "{id} accepted a token that does not own it"
+            );
         }
-        assert!(self.live(id, now).is_some(), "{id} used after its lease ended");
+        assert!(
+            self.live(id, now).is_some(),
+            "{id} used after its lease ended"
+        );
     }
 
     /// `id` is now certainly token-owned by `token`, at `src`, until `until`.
@@ -399,7 +416,12 @@ impl Harness<'_> {
     }
 
     fn pick_cookie(&self, u: &mut Unstructured<'_>, src: SocketAddr) -> Result<String> {
-        let mine = self.model.cookies.get(&src).map(Vec::as_slice).unwrap_or(&[]);
+        let mine = self
+            .model
+            .cookies
+            .get(&src)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let c = match u.int_in_range(0u8..=9)? {
             0 => return Ok("-".into()),
             1 => Cookie(u.arbitrary()?),
@@ -505,7 +527,12 @@ impl Harness<'_> {
         let Ok(mut req) = Request::parse(d) else {
             return d.to_vec();
         };
-        let latest = self.model.cookies.get(&src).and_then(|v| v.last()).map(|c| c.1);
+        let latest = self
+            .model
+            .cookies
+            .get(&src)
+            .and_then(|v| v.last())
+            .map(|c| c.1);
         let token_of = |id: proto_core::wire::Id<'_>, t: &mut Token| {
             if let Some(&mine) = self.model.tokens.get(id.as_str()) {
                 *t = mine;
@@ -591,7 +618,11 @@ impl Harness<'_> {
     fn drain(&mut self) -> Vec<(SocketAddr, Sent)> {
         let mut v = Vec::new();
         while let Some((dst, bytes)) = self.out.pop() {
-            assert!(bytes.len() <= MAX_DATAGRAM, "a {}-byte datagram", bytes.len());
+            assert!(
+                bytes.len() <= MAX_DATAGRAM,
+                "a {}-byte datagram",
+                bytes.len()
+            );
             *self.model.bytes_out.entry(dst).or_default() += bytes.len() as u64;
             let text = String::from_utf8(bytes.to_vec()).expect("the server sends UTF-8");
             let sent = if Reply::parse(&bytes).is_ok() {
@@ -640,14 +671,23 @@ impl Harness<'_> {
         self.check_state();
     }
 
-    fn seed(&mut self, src: SocketAddr, d: &[u8], reply: Option<&str>, before: &proto_core::server::Stats) {
+    fn seed(
+        &mut self,
+        src: SocketAddr,
+        d: &[u8],
+        reply: Option<&str>,
+        before: &proto_core::server::Stats,
+    ) {
         let now = self.now;
         if self.model.cfg.strict {
             assert_eq!(reply, None, "strict mode answered {d:?}");
             let after = self.server.stats();
             // Occupancy may fall (expired leases are reclaimed on every
             // datagram) but a seed verb must add nothing.
-            assert!(after.occupancy <= before.occupancy, "strict mode let a seed verb register");
+            assert!(
+                after.occupancy <= before.occupancy,
+                "strict mode let a seed verb register"
+            );
             assert_eq!(after.registrations, before.registrations);
             for verb in ["seed_id", "seed_peer", "seed_quit", "seed_id2"] {
                 assert_eq!(after.requests_of(verb), 0, "strict mode took {verb}");
@@ -683,7 +723,13 @@ impl Harness<'_> {
         }
     }
 
-    fn ext(&mut self, src: SocketAddr, d: &[u8], reply: Option<&str>, punches: &[(SocketAddr, String)]) {
+    fn ext(
+        &mut self,
+        src: SocketAddr,
+        d: &[u8],
+        reply: Option<&str>,
+        punches: &[(SocketAddr, String)],
+    ) {
         let now = self.now;
         let m = &mut self.model;
         let rep = reply.map(|r| Reply::parse(r.as_bytes()).expect("sorted as extended"));
@@ -701,18 +747,23 @@ impl Harness<'_> {
                 return;
             }
         };
-        if let Some(Reply::Error { tx, .. }) = rep {
-            if let Some(tx) = tx {
-                assert_eq!(tx, req.tx(), "the error echoes the transaction id");
-            }
+        if let Some(Reply::Error { tx: Some(tx), .. }) = rep {
+            assert_eq!(tx, req.tx(), "the error echoes the transaction id");
         }
         if let Request::Hello { tx, .. } = req {
             match rep {
                 None => {}
-                Some(Reply::Cookie { tx: t, cookie, addr }) => {
+                Some(Reply::Cookie {
+                    tx: t,
+                    cookie,
+                    addr,
+                }) => {
                     assert_eq!(t, tx);
                     assert!(same_ext(addr, src), "COOKIE shows {addr}, not {src}");
-                    assert!(reply.unwrap_or_default().len() <= d.len(), "COOKIE larger than HELLO");
+                    assert!(
+                        reply.unwrap_or_default().len() <= d.len(),
+                        "COOKIE larger than HELLO"
+                    );
                     let w = m.window(now);
                     m.cookies.entry(src).or_default().push((w, cookie));
                 }
@@ -734,11 +785,24 @@ impl Harness<'_> {
         };
         // The cookie, as the model sees it, and as the server did.
         let valid = h.cookie.and_then(|c| m.cookie_valid(now, src, c));
-        let refused = matches!(rep, Some(Reply::Error { code: ErrorCode::BadCookie, .. }));
+        let refused = matches!(
+            rep,
+            Some(Reply::Error {
+                code: ErrorCode::BadCookie,
+                ..
+            })
+        );
         if let Some(Reply::Error { .. }) = rep {
             if refused {
-                assert_ne!(valid, Some(true), "a fresh cookie of {src} was refused: {d:?}");
-                assert!(reply.unwrap_or_default().len() <= d.len(), "bad-cookie larger than its request");
+                assert_ne!(
+                    valid,
+                    Some(true),
+                    "a fresh cookie of {src} was refused: {d:?}"
+                );
+                assert!(
+                    reply.unwrap_or_default().len() <= d.len(),
+                    "bad-cookie larger than its request"
+                );
             }
         }
         if rep.is_some() && !refused {
@@ -756,8 +820,16 @@ impl Harness<'_> {
         }
         let err = |r: &Option<Reply<'_>>| matches!(r, None | Some(Reply::Error { .. }));
         match req {
-            Request::Register { id, lease, token, .. } => match rep {
-                Some(Reply::Registered { tx, id: rid, lease: l, addr, token: t }) => {
+            Request::Register {
+                id, lease, token, ..
+            } => match rep {
+                Some(Reply::Registered {
+                    tx,
+                    id: rid,
+                    lease: l,
+                    addr,
+                    token: t,
+                }) => {
                     assert_eq!((tx, rid), (h.tx, id));
                     assert!(same_ext(addr, src));
                     let want = lease
@@ -784,7 +856,9 @@ impl Harness<'_> {
                 r => panic!("REG answered with {r:?}"),
             },
             Request::Keepalive { id, token, .. } => match rep {
-                Some(Reply::Alive { tx, lease, addr, .. }) => {
+                Some(Reply::Alive {
+                    tx, lease, addr, ..
+                }) => {
                     assert_eq!(tx, h.tx);
                     assert!(same_ext(addr, src));
                     assert!((m.cfg.lease_min..=m.cfg.lease_max).contains(&lease));
@@ -792,7 +866,10 @@ impl Harness<'_> {
                     let until = now.0 + u64::from(lease) * 1000;
                     m.definite(id.as_str(), src, until, token);
                 }
-                Some(Reply::Error { code: ErrorCode::NoSuchId, .. }) => m.missing(id.as_str(), now),
+                Some(Reply::Error {
+                    code: ErrorCode::NoSuchId,
+                    ..
+                }) => m.missing(id.as_str(), now),
                 ref r if err(r) => {}
                 r => panic!("KEEP answered with {r:?}"),
             },
@@ -801,11 +878,16 @@ impl Harness<'_> {
                     assert_eq!((tx, rid), (h.tx, id));
                     m.served(id.as_str(), addr, now, false);
                 }
-                Some(Reply::Error { code: ErrorCode::NoSuchId, .. }) => m.missing(id.as_str(), now),
+                Some(Reply::Error {
+                    code: ErrorCode::NoSuchId,
+                    ..
+                }) => m.missing(id.as_str(), now),
                 ref r if err(r) => {}
                 r => panic!("LOOKUP answered with {r:?}"),
             },
-            Request::Introduce { id, token, target, .. } => match rep {
+            Request::Introduce {
+                id, token, target, ..
+            } => match rep {
                 Some(Reply::At { tx, id: rid, addr }) => {
                     assert_eq!((tx, rid), (h.tx, target));
                     m.owned_by(id.as_str(), token, now);
@@ -826,7 +908,10 @@ impl Harness<'_> {
                         }
                         other => panic!("{other:?}"),
                     }
-                    assert!(m.exempt(*dst), "PUNCH to {dst}, which never proved its address");
+                    assert!(
+                        m.exempt(*dst),
+                        "PUNCH to {dst}, which never proved its address"
+                    );
                 }
                 ref r if err(r) => {
                     assert!(punches.is_empty());
@@ -844,7 +929,10 @@ impl Harness<'_> {
                     let mut seen = BTreeSet::new();
                     for id in ids.iter() {
                         assert!(seen.insert(id.as_str()), "{id} twice on a page");
-                        assert!(m.live(id.as_str(), now).is_some(), "PAGE has {id} after its lease");
+                        assert!(
+                            m.live(id.as_str(), now).is_some(),
+                            "PAGE has {id} after its lease"
+                        );
                     }
                 }
                 ref r if err(r) => {}
@@ -857,9 +945,10 @@ impl Harness<'_> {
                         m.owned_by(id.as_str(), token, now);
                         m.id(id.as_str()).addrs = BTreeSet::from([src]);
                     }
-                    Some(Reply::Error { code: ErrorCode::NoSuchId, .. }) => {
-                        m.missing(id.as_str(), now)
-                    }
+                    Some(Reply::Error {
+                        code: ErrorCode::NoSuchId,
+                        ..
+                    }) => m.missing(id.as_str(), now),
                     ref r if err(r) => {}
                     r => panic!("SUB/UNSUB answered with {r:?}"),
                 }
@@ -874,7 +963,10 @@ impl Harness<'_> {
                     s.sure_until = 0;
                     s.token = None;
                 }
-                Some(Reply::Error { code: ErrorCode::NoSuchId, .. }) => m.missing(id.as_str(), now),
+                Some(Reply::Error {
+                    code: ErrorCode::NoSuchId,
+                    ..
+                }) => m.missing(id.as_str(), now),
                 ref r if err(r) => {}
                 r => panic!("QUIT answered with {r:?}"),
             },
@@ -903,10 +995,16 @@ impl Harness<'_> {
             panic!("audit at {:?}: {e}", self.now);
         }
         let stats = self.server.stats();
-        assert!(stats.occupancy as usize <= self.model.capacity, "occupancy beyond capacity");
+        assert!(
+            stats.occupancy as usize <= self.model.capacity,
+            "occupancy beyond capacity"
+        );
         assert_eq!(stats.capacity as usize, self.model.capacity);
         assert_eq!(stats.drop_outbox_full, 0, "the harness outbox never fills");
-        assert_eq!(stats.fanout_sent, self.model.fanout_seen, "fan-out counted as sent");
+        assert_eq!(
+            stats.fanout_sent, self.model.fanout_seen,
+            "fan-out counted as sent"
+        );
         let live_sure = self
             .model
             .ids

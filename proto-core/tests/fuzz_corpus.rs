@@ -50,21 +50,33 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
             failed.push(p.display().to_string());
         }
     }
-    assert!(failed.is_empty(), "{target}: these inputs fail their checks: {failed:#?}");
+    assert!(
+        failed.is_empty(),
+        "{target}: these inputs fail their checks: {failed:#?}"
+    );
     all.len()
 }
 
 #[test]
 fn decode_corpus() {
-    assert!(replay("decode", decode::check) > 10, "the decode corpus is there");
+    assert!(
+        replay("decode", decode::check) > 10,
+        "the decode corpus is there"
+    );
 }
 
 #[test]
 fn roundtrip_corpus() {
-    assert!(replay("roundtrip", roundtrip::check) > 10, "the roundtrip corpus is there");
+    assert!(
+        replay("roundtrip", roundtrip::check) > 10,
+        "the roundtrip corpus is there"
+    );
 }
 
 #[test]
 fn server_corpus() {
-    assert!(replay("server", server::check) >= 3, "the server corpus is there");
+    assert!(
+        replay("server", server::check) >= 3,
+        "the server corpus is there"
+    );
 }
