@@ -629,7 +629,17 @@ impl Harness<'_> {
                 }
                 Sent::Ext(text) => {
                     match Reply::parse(text.as_bytes()) {
-                        Ok(Reply::Events { .. } | Reply::Resync { .. }) => {}
+                        // Changes first..=last, one each, in order.
+                        Ok(Reply::Events {
+                            first,
+                            last,
+                            changes,
+                        }) => assert_eq!(
+                            changes.iter().count() as u64,
+                            u64::from(last.wrapping_sub(first)) + 1,
+                            "{text:?}"
+                        ),
+                        Ok(Reply::Resync { .. }) => {}
                         _ => panic!("tick sent {text:?}"),
                     }
                     assert!(
