@@ -43,6 +43,10 @@ impl Client {
             .iter()
             .find(|p| p.path == Some(src) || p.cands.contains(&src))
             .map(|p| p.id);
+        // The text is carried verbatim; one typed by hand (`nc -u`) ends in
+        // a newline, which is not part of what was said.
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
         let Some(text) = Text::new(text) else { return };
         let Some(s) = self.slots.iter().position(|s| s.state == SlotState::Free) else {
             return;

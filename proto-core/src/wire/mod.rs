@@ -3,7 +3,8 @@
 //!
 //! Every message is one UTF-8 line of text per datagram, readable and
 //! typeable with `nc -u`. A single trailing `\n` or `\r\n` is accepted on
-//! input (what `nc` sends) and never emitted. The grammar of each family sits
+//! input (what `nc` sends) and never emitted, except in the free text of a
+//! seed `Message`, which is carried verbatim. The grammar of each family sits
 //! at the top of its module; `docs/PROTOCOL.md` has all of it with examples.
 //!
 //! - [`fields`]: ids, transaction ids, cookies, tokens, addresses.

@@ -195,11 +195,13 @@ impl<'a> Request<'a> {
         let req = match verb {
             b"REG" => {
                 let id = f.id()?;
-                let lease = match f.opt_raw()? {
+                let lease_field = f.opt_raw()?;
+                let lease = match lease_field {
                     None | Some(b"-") => None,
                     Some(w) => Some(parse_lease(w)?),
                 };
-                let dash = f.peek_was_dash();
+                // `-` holds the lease's place only when a token follows.
+                let dash = lease_field == Some(b"-");
                 let token = match f.opt_raw()? {
                     None if dash => return Err(ParseError::Malformed),
                     None => None,

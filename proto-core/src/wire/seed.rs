@@ -14,7 +14,8 @@
 //!                                      ; Python's repr of the recvfrom address
 //! nopeer   = "NoPeer"
 //! ; client to client
-//! message  = "Message" SP text         ; text: any UTF-8
+//! message  = "Message" SP text         ; text: any UTF-8, verbatim (a
+//!                                      ; trailing newline is part of it)
 //! ```
 //!
 //! The seed client evaluates `peer-rep`'s tuple with `ast.literal_eval` and
@@ -141,6 +142,13 @@ impl<'a> SeedReply<'a> {
         if datagram.len() > MAX_SEED_DATAGRAM {
             return Err(ParseError::TooLong);
         }
+        // A message's text is carried verbatim, trailing newline and all:
+        // stripping it would make `Message a\n` and `Message a\n\n` emit
+        // texts that parse back as other texts.
+        if let Some(msg) = datagram.strip_prefix(b"Message ") {
+            let msg = core::str::from_utf8(msg).map_err(|_| ParseError::NotUtf8)?;
+            return Ok(SeedReply::Message(msg));
+        }
         let d = strip_newline(datagram);
         let text = core::str::from_utf8(d).map_err(|_| ParseError::NotUtf8)?;
         if text == "NoPeer" {
@@ -155,9 +163,6 @@ impl<'a> SeedReply<'a> {
         }
         if let Some(tuple) = text.strip_prefix("Peer ") {
             return parse_py(tuple.as_bytes()).map(SeedReply::Peer);
-        }
-        if let Some(msg) = text.strip_prefix("Message ") {
-            return Ok(SeedReply::Message(msg));
         }
         Err(ParseError::UnknownVerb)
     }

@@ -45,19 +45,17 @@ pub(crate) fn verb_and_rest(d: &[u8], max: usize) -> Result<(&[u8], &[u8]), Pars
 /// Reads the space-separated fields after a verb, one typed field at a time.
 pub(crate) struct Fields<'a> {
     rest: &'a [u8],
-    last: &'a [u8],
 }
 
 impl<'a> Fields<'a> {
     pub fn new(rest: &'a [u8]) -> Self {
-        Fields { rest, last: &[] }
+        Fields { rest }
     }
 
     /// The next field, which must be there.
     pub fn raw(&mut self) -> Result<&'a [u8], ParseError> {
         let (rest, w) = spaced_word(self.rest).map_err(|_| ParseError::Malformed)?;
         self.rest = rest;
-        self.last = w;
         Ok(w)
     }
 
@@ -68,11 +66,6 @@ impl<'a> Fields<'a> {
         } else {
             self.raw().map(Some)
         }
-    }
-
-    /// Whether the field just read was `-`.
-    pub fn peek_was_dash(&self) -> bool {
-        self.last == b"-"
     }
 
     /// Everything after the next space, unparsed (possibly empty).

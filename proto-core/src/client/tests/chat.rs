@@ -267,3 +267,23 @@ fn a_message_is_not_acknowledged_while_it_could_not_be_shown() {
     }
     assert_eq!(shown, ["msg alice: hello"]);
 }
+
+#[test]
+fn a_seed_message_typed_by_hand_is_shown_without_its_newline() {
+    let mut net = Net::new();
+    let (_, b) = two(&mut net);
+    let now = net.now;
+    let c = net.client(b);
+    while c.poll_event().is_some() {}
+    let nc = addr("10.0.0.9:7000");
+    c.handle(now, nc, b"Message hi from nc\r\n");
+    c.handle(now, nc, b"Message and again\n");
+    let mut shown = Vec::new();
+    while let Some(e) = c.poll_event() {
+        shown.push(show(&e));
+    }
+    assert_eq!(
+        shown,
+        ["msg ? (seed): hi from nc", "msg ? (seed): and again"]
+    );
+}

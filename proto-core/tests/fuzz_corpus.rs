@@ -1,0 +1,82 @@
+//! Replays every file of `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/`
+//! through the same checks as the cargo-fuzz targets, under a stable
+//! `cargo test`, so a crash found once stays fixed without nightly.
+//!
+//! The checks are the fuzz crate's own source files, included by path.
+
+#[path = "../../fuzz/src/decode.rs"]
+mod decode;
+#[path = "../../fuzz/src/make.rs"]
+mod make;
+#[path = "../../fuzz/src/roundtrip.rs"]
+mod roundtrip;
+#[path = "../../fuzz/src/server.rs"]
+#[allow(dead_code)] // `script` is for the fuzz target's users
+mod server;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn files(target: &str) -> Vec<PathBuf> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut v = Vec::new();
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = fs::read_dir(fuzz.join(dir).join(target)) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.expect("a readable directory entry").path();
+            if p.is_file() {
+                v.push(p);
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Run `check` over every file of `target`; returns how many there were.
+fn replay(target: &str, check: fn(&[u8])) -> usize {
+    let all = files(target);
+    let mut failed = Vec::new();
+    for p in &all {
+        let data = match fs::read(p) {
+            Ok(data) => data,
+            // A fuzzer running beside the test may have just reduced it away.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", p.display()),
+        };
+        if std::panic::catch_unwind(|| check(&data)).is_err() {
+            failed.push(p.display().to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{target}: these inputs fail their checks: {failed:#?}"
+    );
+    all.len()
+}
+
+#[test]
+fn decode_corpus() {
+    assert!(
+        replay("decode", decode::check) > 10,
+        "the decode corpus is there"
+    );
+}
+
+#[test]
+fn roundtrip_corpus() {
+    assert!(
+        replay("roundtrip", roundtrip::check) > 10,
+        "the roundtrip corpus is there"
+    );
+}
+
+#[test]
+fn server_corpus() {
+    assert!(
+        replay("server", server::check) >= 3,
+        "the server corpus is there"
+    );
+}
