@@ -699,8 +699,10 @@ impl Engine {
             return Ok(false);
         }
         let mut room = self.allowance(li, now).min(BATCH);
-        let needs_cookie = self.ext() && self.phase != Phase::Hello;
-        if self.ext() {
+        // Set-up phases speak the extended protocol whatever --proto says.
+        let ext = !self.seed_phase();
+        let needs_cookie = ext && self.phase != Phase::Hello;
+        if ext {
             let lane = &self.lanes[li];
             let stale = lane.cookie.is_none()
                 || now.duration_since(lane.cookie_at) >= self.o.cookie_refresh;

@@ -149,7 +149,7 @@ impl<'a> W<'a> {
     }
 
     /// Bytes written, or `None` if the buffer was too small.
-    pub fn len(&self) -> Option<usize> {
+    pub fn written(&self) -> Option<usize> {
         (!self.overflow).then_some(self.at)
     }
 }
@@ -221,7 +221,7 @@ pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) 
             w.put(b"Quit").id(prefix, id);
         }
     }
-    w.len()
+    w.written()
 }
 
 /// A datagram that came back, read as far as matching needs.
@@ -318,7 +318,7 @@ pub fn same_id(got: &[u8], prefix: &[u8], want: IdRef) -> bool {
     w.put(prefix)
         .put(&[want.kind.letter()])
         .dec(u64::from(want.n));
-    match w.len() {
+    match w.written() {
         Some(n) => buf[..n] == *got,
         None => false,
     }
@@ -369,7 +369,7 @@ mod tests {
             let mut b = [0u8; 16];
             let mut w = W::new(&mut b);
             w.hex(t);
-            let n = w.len().unwrap();
+            let n = w.written().unwrap();
             assert_eq!(parse_txid(&b[..n]), Some(t));
             assert_eq!(split_txid(t), (slot, g));
         }

@@ -123,8 +123,8 @@ impl Batch {
                 }
             }
             let n = r as usize;
-            for i in 0..n {
-                self.rx_len[i] = msgs[i].msg_len as usize;
+            for (len, m) in self.rx_len.iter_mut().zip(&msgs).take(n) {
+                *len = m.msg_len as usize;
             }
             return Ok(n);
         }
