@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::net::{BATCH, RX_BUF};
+use crate::net::{BATCH, RX_BUF, set_buffers};
 
 /// Datagrams echoed and system calls made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub fn serve(
 ) -> io::Result<EchoStats> {
     // Wake up now and then to notice `stop` and the deadline.
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    // The same buffers parley-server asks for, so the floor is no roomier.
+    set_buffers(sock, 4 << 20);
     let deadline = duration.map(|d| Instant::now() + d);
     let mut bufs = vec![[0u8; RX_BUF]; BATCH];
     // SAFETY: all-zero is a valid value for these plain C structs.
