@@ -178,6 +178,8 @@ pub enum Command {
         bind: SocketAddr,
         /// Stop after this long, if given.
         duration: Option<Duration>,
+        /// Wait in epoll as parley-server does, rather than in `recvmmsg`.
+        epoll: bool,
     },
     /// Print the server's counters.
     Stats {
@@ -212,8 +214,9 @@ pub fn help() -> String {
 
 USAGE:
     parley-loadgen [run] [OPTIONS]        generate load against a server on loopback
-    parley-loadgen echo --bind ADDR [--duration SECS]
-                                          send every datagram back (the floor)
+    parley-loadgen echo --bind ADDR [--duration SECS] [--epoll]
+                                          send every datagram back (the floor);
+                                          --epoll waits in epoll like parley-server
     parley-loadgen stats [--target ADDR]  print the server's STATS counters
     parley-loadgen table-cost N           bytes parley-server's tables take for --capacity N
 
@@ -352,8 +355,13 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
                 Some(v) => Some(secs("--duration", v)?),
                 None => None,
             };
+            let epoll = args.contains("--epoll");
             finish(args)?;
-            Ok(Command::Echo { bind, duration })
+            Ok(Command::Echo {
+                bind,
+                duration,
+                epoll,
+            })
         }
         "stats" => {
             let target =
@@ -672,9 +680,13 @@ mod tests {
     #[test]
     fn subcommands_are_recognised() {
         match parse(vec!["echo".into(), "--bind".into(), "127.0.0.1:0".into()]).unwrap() {
-            Command::Echo { bind, duration } => {
+            Command::Echo {
+                bind,
+                duration,
+                epoll,
+            } => {
                 assert_eq!(bind.port(), 0);
-                assert_eq!(duration, None);
+                assert_eq!((duration, epoll), (None, false));
             }
             other => panic!("{other:?}"),
         }

@@ -21,11 +21,69 @@ pub struct EchoStats {
     pub sent: u64,
 }
 
+/// How the floor waits for datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Block in `recvmmsg` (`MSG_WAITFORONE`): the cheapest the kernel allows.
+    Recv,
+    /// Register the socket with an edge-triggered epoll, read with
+    /// `MSG_DONTWAIT` and wait in `epoll_wait` after a short batch: the
+    /// structure of parley-server's loop (mio), without the protocol.
+    Epoll,
+}
+
+/// An epoll instance watching one socket, closed when dropped.
+struct Epoll(libc::c_int);
+
+impl Epoll {
+    fn watch(fd: libc::c_int) -> io::Result<Epoll> {
+        // SAFETY: plain system calls on descriptors we own.
+        unsafe {
+            let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            if ep < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let ep = Epoll(ep);
+            let mut ev = libc::epoll_event {
+                events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+                u64: 0,
+            };
+            if libc::epoll_ctl(ep.0, libc::EPOLL_CTL_ADD, fd, &mut ev) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(ep)
+        }
+    }
+
+    fn wait(&self, ms: libc::c_int) {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        // SAFETY: `evs` has room for the 4 events asked for.
+        unsafe { libc::epoll_wait(self.0, evs.as_mut_ptr(), 4, ms) };
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: we own this descriptor.
+        unsafe { libc::close(self.0) };
+    }
+}
+
 /// Echo on `sock` until `stop` is set or `duration` passes.
 pub fn serve(
     sock: &UdpSocket,
     duration: Option<Duration>,
     stop: &Arc<AtomicBool>,
+) -> io::Result<EchoStats> {
+    serve_with(sock, duration, stop, Wait::Recv)
+}
+
+/// Echo on `sock`, waiting as `wait` says.
+pub fn serve_with(
+    sock: &UdpSocket,
+    duration: Option<Duration>,
+    stop: &Arc<AtomicBool>,
+    wait: Wait,
 ) -> io::Result<EchoStats> {
     // Wake up now and then to notice `stop` and the deadline.
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -39,6 +97,15 @@ pub fn serve(
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     let mut st = EchoStats::default();
     let fd = sock.as_raw_fd();
+    let epoll = match wait {
+        Wait::Epoll => Some(Epoll::watch(fd)?),
+        Wait::Recv => None,
+    };
+    let flags = if epoll.is_some() {
+        libc::MSG_DONTWAIT
+    } else {
+        libc::MSG_WAITFORONE
+    };
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(st);
@@ -59,13 +126,19 @@ pub fn serve(
                 fd,
                 msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.kind() {
+                io::ErrorKind::WouldBlock if epoll.is_some() => {
+                    if let Some(ep) = &epoll {
+                        ep.wait(100);
+                    }
+                    continue;
+                }
                 io::ErrorKind::WouldBlock
                 | io::ErrorKind::TimedOut
                 | io::ErrorKind::Interrupted
@@ -99,19 +172,25 @@ pub fn serve(
             done += r as usize;
             st.sent += r as u64;
         }
+        // As parley-server does: a short batch emptied the queue, so wait
+        // for the next edge.
+        if let (Some(ep), true) = (&epoll, n < BATCH) {
+            ep.wait(100);
+        }
     }
 }
 
-/// Bind `addr` and echo until SIGINT/SIGTERM-style `stop` or `duration`.
+/// Bind `addr` and echo until `stop` is set or `duration` passes.
 pub fn run(
     addr: SocketAddr,
     duration: Option<Duration>,
     stop: Arc<AtomicBool>,
+    wait: Wait,
 ) -> io::Result<EchoStats> {
     let sock = UdpSocket::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
     eprintln!("echo listening on {}", sock.local_addr()?);
-    serve(&sock, duration, &stop)
+    serve_with(&sock, duration, &stop, wait)
 }
 
 #[cfg(test)]
@@ -120,11 +199,17 @@ mod tests {
 
     #[test]
     fn every_datagram_comes_back_to_its_sender() {
+        echo_round(Wait::Recv);
+        echo_round(Wait::Epoll);
+    }
+
+    fn echo_round(wait: Wait) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = sock.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let t = std::thread::spawn(move || serve(&sock, Some(Duration::from_secs(20)), &s2));
+        let t =
+            std::thread::spawn(move || serve_with(&sock, Some(Duration::from_secs(20)), &s2, wait));
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.2:0").unwrap();
         for s in [&a, &b] {

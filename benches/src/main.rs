@@ -26,8 +26,17 @@ fn main() -> ExitCode {
             println!("{}", Layout::for_capacity(n).bytes());
             ExitCode::SUCCESS
         }
-        Command::Echo { bind, duration } => {
-            match echo::run(bind, duration, Arc::new(AtomicBool::new(false))) {
+        Command::Echo {
+            bind,
+            duration,
+            epoll,
+        } => {
+            let wait = if epoll {
+                echo::Wait::Epoll
+            } else {
+                echo::Wait::Recv
+            };
+            match echo::run(bind, duration, Arc::new(AtomicBool::new(false)), wait) {
                 Ok(st) => {
                     eprintln!("echo: {} received, {} sent", st.received, st.sent);
                     ExitCode::SUCCESS
