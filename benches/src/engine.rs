@@ -125,6 +125,8 @@ pub struct Engine {
     events_last: Option<Instant>,
     last_progress: Instant,
     last_scan: Instant,
+    /// When a request was last answered (or the phase began).
+    last_answer: Instant,
 }
 
 const NO_SLOT: u16 = u16::MAX;
@@ -200,6 +202,7 @@ impl Engine {
             events_last: None,
             last_progress: now,
             last_scan: now,
+            last_answer: now,
             o,
         })
     }
@@ -240,6 +243,7 @@ impl Engine {
             }
             self.phase = p;
             self.phase_start = Instant::now();
+            self.last_answer = self.phase_start;
             if p == Phase::Measure {
                 self.measure_start = Some(self.phase_start);
             }
@@ -301,6 +305,22 @@ impl Engine {
             }
             if self.phase_done(now) {
                 return Ok(());
+            }
+            // Requests keep going out and nothing comes back: the server
+            // is gone. Stop rather than time out a million requests one by one.
+            let silent = now.duration_since(self.last_answer);
+            if silent > (self.o.timeout * 3).max(Duration::from_secs(5))
+                && self.lanes.iter().any(|l| l.in_flight() > 0)
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer from {} for {:.1} s (phase {:?}): the server stopped answering",
+                        self.o.target,
+                        silent.as_secs_f64(),
+                        self.phase
+                    ),
+                ));
             }
             // Nothing moved: the server is slow or gone. Spin a while (the
             // generator has its own core), then stop burning it.
@@ -493,6 +513,7 @@ impl Engine {
 
     /// A reply matched slot `slot` of lane `li`.
     fn complete(&mut self, li: usize, slot: u16, what: Answer<'_>, now: Instant) {
+        self.last_answer = now;
         let s = self.free_slot(li, slot);
         let echo = matches!(what, Answer::Echo);
         if let Answer::Error(b"bad-cookie") = what {

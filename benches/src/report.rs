@@ -210,8 +210,16 @@ impl Report {
         if self.verify_expected > 0 {
             let _ = writeln!(
                 s,
-                "  verify:    {} of {} acknowledged registrations found, {} missing, {} unanswered",
-                self.verify.ok, self.verify_expected, self.verify.failed, self.verify.lost
+                "  verify:    {} of {} {} registrations found, {} missing, {} unanswered",
+                self.verify.ok,
+                self.verify_expected,
+                if self.proto == "seed" {
+                    "sent (the seed acknowledges nothing)"
+                } else {
+                    "acknowledged"
+                },
+                self.verify.failed,
+                self.verify.lost
             );
         }
         if c.unsolicited > 0 || self.subscribers > 0 {

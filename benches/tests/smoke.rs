@@ -179,3 +179,24 @@ fn seed_lookups_are_matched_in_order() {
     assert_eq!(r.c.found, r.c.lookup_replies, "{}", r.text());
     assert_eq!(r.lost_registrations(), 0);
 }
+
+#[test]
+fn a_server_that_goes_away_is_an_error_not_a_hang() {
+    // Prefill against a server that stops halfway: the generator gives up
+    // after a few seconds of silence instead of timing out every request.
+    let srv = Server::start(65_536);
+    let addr = srv.addr;
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(srv);
+    });
+    let mut o = opts(addr, Workload::Lookup);
+    o.table = 50_000_000;
+    o.rate = None;
+    o.timeout = Duration::from_millis(200);
+    let t = std::time::Instant::now();
+    let e = Engine::new(o).unwrap().run().err().expect("an error");
+    stopper.join().unwrap();
+    assert!(e.to_string().contains("stopped answering"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30));
+}
