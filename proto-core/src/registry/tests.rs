@@ -651,3 +651,23 @@ proptest! {
         run_model(cap, ops)?;
     }
 }
+
+#[test]
+fn hints_name_the_cell_and_the_slot_a_lookup_reads() {
+    with_registry(64, |reg| {
+        // Empty table: every id has a home cell and no slot.
+        assert!(reg.hint(b"alice", false).is_some());
+        assert_eq!(reg.hint(b"alice", true), None);
+        // Ids that share a home cell share the first hint; the next cell is 4 bytes on.
+        let five = ids_at_home(reg, 5, 2);
+        let six = ids_at_home(reg, 6, 1);
+        let cell = |reg: &Registry<'_>, s: &str| reg.hint(s.as_bytes(), false).unwrap() as usize;
+        assert_eq!(cell(reg, &five[0]), cell(reg, &five[1]));
+        assert_eq!(cell(reg, &six[0]), cell(reg, &five[0]) + 4);
+        // A stored id: the second hint is the slot that holds its entry.
+        let h = reg.insert(entry(&five[0], 10)).unwrap();
+        let slot = reg.hint(five[0].as_bytes(), true).unwrap() as usize;
+        let at = core::ptr::from_ref(reg.get(h)) as usize;
+        assert!((slot..slot + core::mem::size_of::<Slot>()).contains(&at));
+    });
+}

@@ -29,6 +29,7 @@
 
 mod ext;
 mod fanout;
+mod hint;
 mod keys;
 mod outbox;
 mod seed;

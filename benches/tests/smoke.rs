@@ -1,0 +1,202 @@
+//! Short, bounded runs of the generator over loopback: against the echo
+//! floor and against a real parley-server started in this process.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use parley_loadgen::cli::{Mix, Proto, RunOpts, Workload};
+use parley_loadgen::engine::Engine;
+use parley_loadgen::report::Report;
+
+fn opts(target: SocketAddr, workload: Workload) -> RunOpts {
+    RunOpts {
+        target,
+        workload,
+        lanes: 3,
+        window: 4,
+        duration: Duration::from_millis(300),
+        quiet: true,
+        ..RunOpts::default()
+    }
+}
+
+fn run(o: RunOpts) -> Report {
+    Engine::new(o)
+        .expect("lanes open")
+        .run()
+        .expect("run completes")
+}
+
+/// A parley-server on an ephemeral loopback port, stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(capacity: usize) -> Server {
+        Self::start_with(capacity, |_| {})
+    }
+
+    fn start_with(capacity: usize, tune: impl FnOnce(&mut proto_core::server::Config)) -> Server {
+        let mut o = parley_server::Options {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            capacity,
+            ..Default::default()
+        };
+        o.config.limits = false;
+        o.config.fanout_per_sec = 1000;
+        tune(&mut o.config);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let hooks = parley_server::Hooks {
+            on_ready: Some(Arc::new(move |a| {
+                let _ = tx.send(a);
+            })),
+            stop: Some(stop.clone()),
+        };
+        let thread = std::thread::spawn(move || {
+            parley_server::run(&o, hooks).expect("server runs");
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server ready");
+        Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn the_echo_floor_answers_every_request() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let echo = std::thread::spawn(move || {
+        parley_loadgen::echo::serve(&sock, Some(Duration::from_secs(30)), &s2)
+    });
+    let mut o = opts(addr, Workload::Mixed);
+    o.echo = true;
+    o.table = 100;
+    o.mix = Mix {
+        lookup: 1,
+        register: 1,
+        churn: 1,
+    };
+    let r = run(o);
+    stop.store(true, Ordering::Relaxed);
+    let st = echo.join().unwrap().unwrap();
+    assert!(r.c.sent > 100, "{}", r.text());
+    assert_eq!(r.c.replies, r.c.sent, "{}", r.text());
+    assert_eq!((r.c.lost, r.c.late, r.c.unknown), (0, 0, 0), "{}", r.text());
+    // Echoed lookups are replies, never "found".
+    assert_eq!(r.c.found, 0);
+    // Every request (and the HELLOs) went through the echo.
+    assert!(st.received >= r.c.sent);
+}
+
+#[test]
+fn registrations_into_a_real_server_are_all_found_afterwards() {
+    let srv = Server::start(65_536);
+    let mut o = opts(srv.addr, Workload::Register);
+    o.table = 200;
+    o.count = Some(3000);
+    let r = run(o);
+    assert_eq!(r.prefill.ok, 200, "{}", r.text());
+    assert!(r.c.registered > 0, "{}", r.text());
+    assert_eq!(r.verify_expected, r.c.registered);
+    assert_eq!(r.verify.ok, r.c.registered, "{}", r.text());
+    assert_eq!(r.lost_registrations(), 0);
+    let server = r.server.as_ref().expect("STATS after the run");
+    let occupancy = server.iter().find(|(k, _)| k == "occupancy").unwrap().1;
+    assert_eq!(occupancy, 200 + r.c.registered);
+}
+
+#[test]
+fn lookups_find_the_prefilled_table_and_churn_is_checked() {
+    let srv = Server::start(4096);
+    let mut o = opts(srv.addr, Workload::Mixed);
+    o.table = 500;
+    o.mix = Mix {
+        lookup: 3,
+        register: 0,
+        churn: 1,
+    };
+    o.check_churn = true;
+    o.garbage_per_mille = 50;
+    let r = run(o);
+    assert!(r.c.lookup_replies > 0, "{}", r.text());
+    assert_eq!(r.c.missing, 0, "{}", r.text());
+    assert_eq!(r.c.wrong, 0, "{}", r.text());
+    assert!(r.c.registered > 0 && r.c.quits > 0, "{}", r.text());
+    assert_eq!(r.lost_registrations(), 0, "{}", r.text());
+    assert!(r.c.garbage > 0);
+}
+
+#[test]
+fn a_registration_the_server_forgot_is_reported_lost() {
+    // Leases of one second: the prefilled ids run out during the measured
+    // phase, and the generator must count them as lost, not as "not found".
+    let srv = Server::start_with(4096, |c| {
+        c.lease_min = 1;
+        c.lease_default = 1;
+    });
+    let mut o = opts(srv.addr, Workload::Lookup);
+    o.table = 50;
+    o.lease = 1;
+    o.duration = Duration::from_millis(2500);
+    let r = run(o);
+    assert_eq!(r.prefill.ok, 50, "{}", r.text());
+    assert!(r.c.found > 0, "{}", r.text());
+    assert!(r.c.missing > 0, "{}", r.text());
+    assert_eq!(r.lost_registrations(), r.c.missing);
+    assert_eq!(r.c.not_registered, 0);
+}
+
+#[test]
+fn seed_lookups_are_matched_in_order() {
+    let srv = Server::start(4096);
+    let mut o = opts(srv.addr, Workload::Lookup);
+    o.proto = Proto::Seed;
+    o.table = 100;
+    let r = run(o);
+    assert!(r.c.lookup_replies > 0, "{}", r.text());
+    assert_eq!(r.c.found, r.c.lookup_replies, "{}", r.text());
+    assert_eq!(r.lost_registrations(), 0);
+}
+
+#[test]
+fn a_server_that_goes_away_is_an_error_not_a_hang() {
+    // Prefill against a server that stops halfway: the generator gives up
+    // after a few seconds of silence instead of timing out every request.
+    let srv = Server::start(65_536);
+    let addr = srv.addr;
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(srv);
+    });
+    let mut o = opts(addr, Workload::Lookup);
+    o.table = 50_000_000;
+    o.rate = None;
+    o.timeout = Duration::from_millis(200);
+    let t = std::time::Instant::now();
+    let e = Engine::new(o).unwrap().run().err().expect("an error");
+    stopper.join().unwrap();
+    assert!(e.to_string().contains("stopped answering"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30));
+}

@@ -1,0 +1,82 @@
+//! Prefetch hints: where handling a datagram will first touch the table.
+//!
+//! A server that receives datagrams in batches can ask for every datagram's
+//! index cell, prefetch them all, then ask for the slots those cells name,
+//! prefetch those, and only then handle the batch. On a table much larger
+//! than the caches the misses then overlap instead of queueing one behind
+//! the other. The hints are addresses only: this crate reads nothing
+//! through them and a wrong hint costs nothing but a wasted prefetch.
+
+use super::Server;
+
+/// The id a request names first (the one it looks up, registers or
+/// refreshes), found without parsing the rest. `None` for requests that
+/// name no id. A malformed id is returned too; its hint is merely useless.
+pub(super) fn request_id(d: &[u8]) -> Option<&[u8]> {
+    let d = d.strip_suffix(b"\n").unwrap_or(d);
+    let d = d.strip_suffix(b"\r").unwrap_or(d);
+    let mut words = d.split(|&b| b == b' ');
+    let id = match words.next()? {
+        // verb tx cookie id ...
+        b"LOOKUP" | b"REG" | b"KEEP" | b"SUB" | b"UNSUB" | b"QUIT" | b"INTRO" => words.nth(2)?,
+        // Seed verbs: verb id
+        b"ID" | b"Peer" | b"Quit" => words.next()?,
+        _ => return None,
+    };
+    (!id.is_empty()).then_some(id)
+}
+
+impl Server<'_> {
+    /// Where handling `datagram` will read the table first: with `slot`
+    /// false the index cell of the id it names, with `slot` true the slot
+    /// that cell names (this reads the cell; ask after prefetching it).
+    /// `None` if the datagram names no id or, for `slot`, the cell is empty.
+    ///
+    /// ```
+    /// # use proto_core::limit::{QuotaCell, RateCell};
+    /// # use proto_core::registry::Slot;
+    /// # use proto_core::server::{Config, Layout, Server, Storage};
+    /// # let l = Layout::for_capacity(1024);
+    /// # let (mut s, mut i) = (vec![Slot::EMPTY; l.slots], vec![0u32; l.index]);
+    /// # let (mut r, mut q) = (vec![RateCell::EMPTY; l.rate], vec![QuotaCell::EMPTY; l.quota]);
+    /// # let st = Storage { slots: &mut s, index: &mut i, rate: &mut r, quota: &mut q };
+    /// let server = Server::new(Config::default(), st, [1; 32]).unwrap();
+    /// assert!(server.prefetch_hint(b"LOOKUP 1 - alice", false).is_some());
+    /// assert!(server.prefetch_hint(b"HELLO 1", false).is_none());
+    /// ```
+    pub fn prefetch_hint(&self, datagram: &[u8], slot: bool) -> Option<*const u8> {
+        self.reg.hint(request_id(datagram)?, slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn the_named_id_is_found_in_every_verb_that_names_one() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"LOOKUP 7 0123456789abcdef alice", Some(b"alice")),
+            (b"REG r - bob 60 00000000000000ff", Some(b"bob")),
+            (b"KEEP k c carol 00000000000000ff", Some(b"carol")),
+            (b"QUIT q c dave t", Some(b"dave")),
+            (b"SUB s c erin t", Some(b"erin")),
+            (b"UNSUB s c erin t", Some(b"erin")),
+            (b"INTRO i c me t you", Some(b"me")),
+            (b"ID 120\n", Some(b"120")),
+            (b"Peer 130\r\n", Some(b"130")),
+            (b"Quit 140", Some(b"140")),
+            (b"HELLO 1 ....", None),
+            (b"LIST 1 c 0", None),
+            (b"STATS 1 c", None),
+            (b"ID2 ", None),
+            (b"LOOKUP 7 c", None),
+            (b"LOOKUP 7 c ", None),
+            (b"", None),
+            (b"\xff\x00 garbage", None),
+        ];
+        for (d, want) in cases {
+            assert_eq!(request_id(d), *want, "{:?}", core::str::from_utf8(d));
+        }
+    }
+}
