@@ -348,7 +348,8 @@ impl Runtime {
             // A short batch emptied the queue. Datagrams arriving after it
             // raise a new edge, so the usual empty read that would end in
             // `WouldBlock` can be skipped: one system call less per wake-up.
-            if n < net::BATCH {
+            // (Where a call returns one datagram, none is short: drain on.)
+            if n < self.rx.capacity() {
                 return Ok(());
             }
         }

@@ -155,6 +155,12 @@ impl RxBatch {
         Ok(n)
     }
 
+    /// The most datagrams one [`RxBatch::recv`] can return: a call that
+    /// returns fewer found the socket's queue empty.
+    pub fn capacity(&self) -> usize {
+        if cfg!(target_os = "linux") { BATCH } else { 1 }
+    }
+
     /// Receive one datagram; `Err(WouldBlock)` when none waits.
     #[cfg(not(target_os = "linux"))]
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
