@@ -54,6 +54,7 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
         failed.is_empty(),
         "{target}: these inputs fail their checks: {failed:#?}"
     );
+    eprintln!("{target}: {} inputs replayed", all.len());
     all.len()
 }
 
