@@ -7,7 +7,8 @@
 //! - `HELLO`'s padding is emitted as as many dots as it had bytes;
 //! - `ID2 ` ignores what follows the verb (the seed server matched it by
 //!   prefix) and is emitted as `ID2 `;
-//! - a seed `Message`'s text is verbatim, a trailing newline included;
+//! - a seed `Message`'s text is verbatim, a trailing newline included
+//!   (in the seed codec and in the peer codec alike);
 //! - everything else (numbers, hex, addresses, lists) parses only in its
 //!   canonical spelling, so it re-emits byte for byte.
 //!
@@ -17,6 +18,7 @@
 //! every item that was validated.
 
 use proto_core::MAX_DATAGRAM;
+use proto_core::wire::peer::PeerMsg;
 use proto_core::wire::reply::{ChangeSeq, IdSeq, StatSeq};
 use proto_core::wire::seed::{MAX_SEED_DATAGRAM, SeedList};
 use proto_core::wire::{Reply, Request, SeedReply, SeedRequest};
@@ -73,6 +75,17 @@ pub fn check(data: &[u8]) {
             if let SeedReply::List(list) = m {
                 check_list(body, list);
             }
+        }
+        Err(e) => touch(e),
+    }
+    match PeerMsg::parse(data) {
+        Ok(m) => {
+            let (canon, limit) = match m {
+                PeerMsg::Seed(_) => (data, MAX_SEED_DATAGRAM),
+                _ => (body, MAX_DATAGRAM),
+            };
+            assert_emits(canon, limit, |b| m.emit(b));
+            assert_eq!(PeerMsg::parse(canon), Ok(m), "canonical form re-parses");
         }
         Err(e) => touch(e),
     }
