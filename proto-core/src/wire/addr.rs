@@ -12,6 +12,8 @@
 //! Only the canonical form parses, so every address re-emits byte for byte.
 
 use core::fmt::Write;
+#[cfg(test)]
+use core::net::Ipv4Addr;
 use core::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::text::Writer;
@@ -21,12 +23,50 @@ use super::{EmitError, ParseError};
 pub const MAX_ADDR_LEN: usize = 64;
 
 /// Write `a` in Rust's form.
+///
+/// IPv4 is written by hand: it is what every reply on the hot path carries,
+/// and `core::fmt` (argument tables, padding checks, integer `Display`) cost
+/// more than the rest of the reply. The output is byte for byte
+/// `SocketAddr`'s `Display` (the tests compare the two over arbitrary
+/// addresses). IPv6, with its zero-run compression, stays with `core::fmt`.
 pub(crate) fn write<'w, 'b>(
     w: &'w mut Writer<'b>,
     a: SocketAddr,
 ) -> Result<&'w mut Writer<'b>, EmitError> {
-    write!(w, "{a}").map_err(|_| EmitError::TooLong)?;
-    Ok(w)
+    match a {
+        SocketAddr::V4(v4) => write_v4(w, v4.ip().octets())?
+            .put(b":")?
+            .u64(u64::from(v4.port())),
+        SocketAddr::V6(_) => {
+            write!(w, "{a}").map_err(|_| EmitError::TooLong)?;
+            Ok(w)
+        }
+    }
+}
+
+/// Write a dotted-quad IPv4 address, as `Ipv4Addr`'s `Display` does.
+fn write_v4<'w, 'b>(w: &'w mut Writer<'b>, o: [u8; 4]) -> Result<&'w mut Writer<'b>, EmitError> {
+    // At most 15 bytes ("255.255.255.255"): build it on the stack, then copy
+    // once, so the writer's bounds check runs once.
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, &b) in o.iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if b >= 100 {
+            buf[n] = b'0' + b / 100;
+            n += 1;
+        }
+        if b >= 10 {
+            buf[n] = b'0' + (b / 10) % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + b % 10;
+        n += 1;
+    }
+    w.put(&buf[..n])
 }
 
 /// Parse an address in Rust's canonical form.
@@ -51,7 +91,13 @@ pub(crate) fn write_py<'w, 'b>(
     a: SocketAddr,
 ) -> Result<&'w mut Writer<'b>, EmitError> {
     let r = match a {
-        SocketAddr::V4(v4) => write!(w, "('{}', {})", v4.ip(), v4.port()),
+        SocketAddr::V4(v4) => {
+            write_v4(w.put(b"('")?, v4.ip().octets())?
+                .put(b"', ")?
+                .u64(u64::from(v4.port()))?
+                .put(b")")?;
+            return Ok(w);
+        }
         SocketAddr::V6(v6) => write!(
             w,
             "('{}', {}, {}, {})",
@@ -116,7 +162,14 @@ const LONGEST_V6: Ipv6Addr = Ipv6Addr::new(
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    use std::format;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::wire::testgen;
 
     fn emit(a: SocketAddr, py: bool) -> ([u8; 96], usize) {
         let mut buf = [0u8; 96];
@@ -160,6 +213,75 @@ mod tests {
         assert!(parse(b"1.2.3.4").is_err());
         let a = SocketAddr::new(LONGEST_V6.into(), 65535);
         assert!(emit(a, false).1 <= MAX_ADDR_LEN);
+    }
+
+    /// An IPv4 address whose octets often sit on a digit-count boundary.
+    fn v4() -> impl Strategy<Value = Ipv4Addr> {
+        let octet = prop_oneof![
+            Just(0u8),
+            Just(9),
+            Just(10),
+            Just(99),
+            Just(100),
+            Just(255),
+            any::<u8>()
+        ];
+        [octet.clone(), octet.clone(), octet.clone(), octet].prop_map(Ipv4Addr::from)
+    }
+
+    fn port() -> impl Strategy<Value = u16> {
+        prop_oneof![
+            Just(0u16),
+            Just(9),
+            Just(10),
+            Just(9999),
+            Just(10000),
+            Just(u16::MAX),
+            any::<u16>()
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn rust_form_is_byte_for_byte_display(a in testgen::addr()) {
+            let (b, n) = emit(a, false);
+            let want = format!("{a}");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn v4_form_is_byte_for_byte_display(ip in v4(), port in port()) {
+            let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
+            let (b, n) = emit(a, false);
+            let want = format!("{a}");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn v4_python_tuple_is_byte_for_byte_format(ip in v4(), port in port()) {
+            let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
+            let (b, n) = emit(a, true);
+            let want = format!("('{ip}', {port})");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse_py(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn a_full_buffer_is_refused_not_overrun(ip in v4(), port in port(), room in 0usize..24) {
+            let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
+            let text = format!("{a}");
+            let mut buf = [0u8; 24];
+            let mut w = Writer::new(&mut buf[..room]);
+            let r = write(&mut w, a).map(|w| w.finish());
+            if text.len() <= room {
+                prop_assert_eq!(r, Ok(text.len()));
+                prop_assert_eq!(&buf[..text.len()], text.as_bytes());
+            } else {
+                prop_assert!(r.is_err());
+            }
+        }
     }
 
     #[test]

@@ -206,6 +206,8 @@ impl From<FieldError> for EmitError {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     #[test]
@@ -236,6 +238,31 @@ mod tests {
         assert_eq!(strip_newline(b"x\r\n"), b"x");
         assert_eq!(strip_newline(b"x\n\n"), b"x\n");
         assert_eq!(strip_newline(b"x\r"), b"x\r");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_are_byte_for_byte_display(
+            v in proptest::prop_oneof![
+                proptest::strategy::Just(0u64),
+                proptest::strategy::Just(u64::MAX),
+                0u64..100_000,
+                proptest::prelude::any::<u64>()
+            ]
+        ) {
+            let mut buf = [0u8; 21];
+            let mut w = Writer::new(&mut buf);
+            let n = w.u64(v).unwrap().finish();
+            let want = std::format!("{v}");
+            proptest::prop_assert_eq!(&buf[..n], want.as_bytes());
+            if let Ok(v32) = u32::try_from(v) {
+                let mut buf = [0u8; 21];
+                let mut w = Writer::new(&mut buf);
+                let n = w.num(v32).unwrap().finish();
+                let want = std::format!(" {v32}");
+                proptest::prop_assert_eq!(&buf[..n], want.as_bytes());
+            }
+        }
     }
 
     #[test]
