@@ -11,7 +11,6 @@
 //! seed client passes it through `ast.literal_eval` straight to `sendto`.
 //! Only the canonical form parses, so every address re-emits byte for byte.
 
-use core::fmt::Write;
 #[cfg(test)]
 use core::net::Ipv4Addr;
 use core::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -24,11 +23,10 @@ pub const MAX_ADDR_LEN: usize = 64;
 
 /// Write `a` in Rust's form.
 ///
-/// IPv4 is written by hand: it is what every reply on the hot path carries,
-/// and `core::fmt` (argument tables, padding checks, integer `Display`) cost
-/// more than the rest of the reply. The output is byte for byte
-/// `SocketAddr`'s `Display` (the tests compare the two over arbitrary
-/// addresses). IPv6, with its zero-run compression, stays with `core::fmt`.
+/// Written by hand: an address is in most replies on the hot path, and
+/// `core::fmt` (argument tables, padding checks, integer `Display`) cost more
+/// than the rest of the reply. The output is byte for byte `SocketAddr`'s
+/// `Display` (the tests compare the two over arbitrary addresses).
 pub(crate) fn write<'w, 'b>(
     w: &'w mut Writer<'b>,
     a: SocketAddr,
@@ -37,11 +35,67 @@ pub(crate) fn write<'w, 'b>(
         SocketAddr::V4(v4) => write_v4(w, v4.ip().octets())?
             .put(b":")?
             .u64(u64::from(v4.port())),
-        SocketAddr::V6(_) => {
-            write!(w, "{a}").map_err(|_| EmitError::TooLong)?;
-            Ok(w)
+        SocketAddr::V6(v6) => {
+            write_v6(w.put(b"[")?, v6.ip())?;
+            if v6.scope_id() != 0 {
+                w.put(b"%")?.u64(u64::from(v6.scope_id()))?;
+            }
+            w.put(b"]:")?.u64(u64::from(v6.port()))
         }
     }
+}
+
+/// Write an IPv6 address as `Ipv6Addr`'s `Display` does (RFC 5952): an
+/// IPv4-mapped address as `::ffff:a.b.c.d`, otherwise lowercase hex groups
+/// without leading zeros, the first longest run of two or more zero groups
+/// written `::`.
+fn write_v6<'w, 'b>(w: &'w mut Writer<'b>, ip: &Ipv6Addr) -> Result<&'w mut Writer<'b>, EmitError> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return write_v4(w.put(b"::ffff:")?, v4.octets());
+    }
+    let seg = ip.segments();
+    let (mut zero_at, mut zero_len) = (0, 0);
+    let mut run = 0;
+    for (i, &s) in seg.iter().enumerate() {
+        run = if s == 0 { run + 1 } else { 0 };
+        if run > zero_len {
+            zero_len = run;
+            zero_at = i + 1 - run;
+        }
+    }
+    // At most 39 bytes (eight groups of four and seven colons).
+    let mut buf = [0u8; 39];
+    let mut n = 0;
+    let groups = |buf: &mut [u8; 39], n: &mut usize, part: &[u16]| {
+        for (i, &s) in part.iter().enumerate() {
+            if i > 0 {
+                buf[*n] = b':';
+                *n += 1;
+            }
+            let mut shift = 12;
+            while shift > 0 && (s >> shift) == 0 {
+                shift -= 4;
+            }
+            loop {
+                buf[*n] = b"0123456789abcdef"[usize::from((s >> shift) & 0xf)];
+                *n += 1;
+                if shift == 0 {
+                    break;
+                }
+                shift -= 4;
+            }
+        }
+    };
+    if zero_len > 1 {
+        groups(&mut buf, &mut n, &seg[..zero_at]);
+        buf[n] = b':';
+        buf[n + 1] = b':';
+        n += 2;
+        groups(&mut buf, &mut n, &seg[zero_at + zero_len..]);
+    } else {
+        groups(&mut buf, &mut n, &seg);
+    }
+    w.put(&buf[..n])
 }
 
 /// Write a dotted-quad IPv4 address, as `Ipv4Addr`'s `Display` does.
@@ -90,25 +144,20 @@ pub(crate) fn write_py<'w, 'b>(
     w: &'w mut Writer<'b>,
     a: SocketAddr,
 ) -> Result<&'w mut Writer<'b>, EmitError> {
-    let r = match a {
-        SocketAddr::V4(v4) => {
-            write_v4(w.put(b"('")?, v4.ip().octets())?
-                .put(b"', ")?
-                .u64(u64::from(v4.port()))?
-                .put(b")")?;
-            return Ok(w);
-        }
-        SocketAddr::V6(v6) => write!(
-            w,
-            "('{}', {}, {}, {})",
-            v6.ip(),
-            v6.port(),
-            v6.flowinfo(),
-            v6.scope_id()
-        ),
-    };
-    r.map_err(|_| EmitError::TooLong)?;
-    Ok(w)
+    match a {
+        SocketAddr::V4(v4) => write_v4(w.put(b"('")?, v4.ip().octets())?
+            .put(b"', ")?
+            .u64(u64::from(v4.port()))?
+            .put(b")"),
+        SocketAddr::V6(v6) => write_v6(w.put(b"('")?, v6.ip())?
+            .put(b"', ")?
+            .u64(u64::from(v6.port()))?
+            .put(b", ")?
+            .u64(u64::from(v6.flowinfo()))?
+            .put(b", ")?
+            .u64(u64::from(v6.scope_id()))?
+            .put(b")"),
+    }
 }
 
 /// Parse Python's repr of an address tuple, as [`write_py`] writes it.
@@ -241,7 +290,40 @@ mod tests {
         ]
     }
 
+    /// An IPv6 address rich in zero groups (runs of every length, ties),
+    /// IPv4-mapped and -compatible forms, and groups of every digit count.
+    fn v6() -> impl Strategy<Value = Ipv6Addr> {
+        let group = prop_oneof![
+            6 => Just(0u16),
+            1 => Just(1u16),
+            1 => Just(0xffff),
+            1 => 0u16..0x10,
+            1 => 0x10u16..0x100,
+            1 => 0x100u16..0x1000,
+            2 => any::<u16>(),
+        ];
+        prop_oneof![
+            proptest::array::uniform8(group).prop_map(Ipv6Addr::from),
+            any::<u32>().prop_map(|v| Ipv4Addr::from(v).to_ipv6_mapped()),
+            any::<u32>().prop_map(|v| Ipv4Addr::from(v).to_ipv6_compatible()),
+            any::<u128>().prop_map(Ipv6Addr::from),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn v6_form_is_byte_for_byte_display(
+            ip in v6(),
+            port in port(),
+            scope in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+        ) {
+            let a = SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope));
+            let (b, n) = emit(a, false);
+            let want = format!("{a}");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse(&b[..n]), Ok(a));
+        }
+
         #[test]
         fn rust_form_is_byte_for_byte_display(a in testgen::addr()) {
             let (b, n) = emit(a, false);
@@ -264,6 +346,20 @@ mod tests {
             let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
             let (b, n) = emit(a, true);
             let want = format!("('{ip}', {port})");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse_py(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn v6_python_tuple_is_byte_for_byte_format(
+            ip in v6(),
+            port in port(),
+            flow in prop_oneof![Just(0u32), any::<u32>()],
+            scope in prop_oneof![Just(0u32), any::<u32>()],
+        ) {
+            let a = SocketAddr::V6(SocketAddrV6::new(ip, port, flow, scope));
+            let (b, n) = emit(a, true);
+            let want = format!("('{ip}', {port}, {flow}, {scope})");
             prop_assert_eq!(&b[..n], want.as_bytes());
             prop_assert_eq!(parse_py(&b[..n]), Ok(a));
         }
