@@ -11,7 +11,8 @@
 //! seed client passes it through `ast.literal_eval` straight to `sendto`.
 //! Only the canonical form parses, so every address re-emits byte for byte.
 
-use core::fmt::Write;
+#[cfg(test)]
+use core::net::Ipv4Addr;
 use core::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::text::Writer;
@@ -21,12 +22,105 @@ use super::{EmitError, ParseError};
 pub const MAX_ADDR_LEN: usize = 64;
 
 /// Write `a` in Rust's form.
+///
+/// Written by hand: an address is in most replies on the hot path, and
+/// `core::fmt` (argument tables, padding checks, integer `Display`) cost more
+/// than the rest of the reply. The output is byte for byte `SocketAddr`'s
+/// `Display` (the tests compare the two over arbitrary addresses).
 pub(crate) fn write<'w, 'b>(
     w: &'w mut Writer<'b>,
     a: SocketAddr,
 ) -> Result<&'w mut Writer<'b>, EmitError> {
-    write!(w, "{a}").map_err(|_| EmitError::TooLong)?;
-    Ok(w)
+    match a {
+        SocketAddr::V4(v4) => write_v4(w, v4.ip().octets())?
+            .put(b":")?
+            .u64(u64::from(v4.port())),
+        SocketAddr::V6(v6) => {
+            write_v6(w.put(b"[")?, v6.ip())?;
+            if v6.scope_id() != 0 {
+                w.put(b"%")?.u64(u64::from(v6.scope_id()))?;
+            }
+            w.put(b"]:")?.u64(u64::from(v6.port()))
+        }
+    }
+}
+
+/// Write an IPv6 address as `Ipv6Addr`'s `Display` does (RFC 5952): an
+/// IPv4-mapped address as `::ffff:a.b.c.d`, otherwise lowercase hex groups
+/// without leading zeros, the first longest run of two or more zero groups
+/// written `::`.
+fn write_v6<'w, 'b>(w: &'w mut Writer<'b>, ip: &Ipv6Addr) -> Result<&'w mut Writer<'b>, EmitError> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return write_v4(w.put(b"::ffff:")?, v4.octets());
+    }
+    let seg = ip.segments();
+    let (mut zero_at, mut zero_len) = (0, 0);
+    let mut run = 0;
+    for (i, &s) in seg.iter().enumerate() {
+        run = if s == 0 { run + 1 } else { 0 };
+        if run > zero_len {
+            zero_len = run;
+            zero_at = i + 1 - run;
+        }
+    }
+    // At most 39 bytes (eight groups of four and seven colons).
+    let mut buf = [0u8; 39];
+    let mut n = 0;
+    let groups = |buf: &mut [u8; 39], n: &mut usize, part: &[u16]| {
+        for (i, &s) in part.iter().enumerate() {
+            if i > 0 {
+                buf[*n] = b':';
+                *n += 1;
+            }
+            let mut shift = 12;
+            while shift > 0 && (s >> shift) == 0 {
+                shift -= 4;
+            }
+            loop {
+                buf[*n] = b"0123456789abcdef"[usize::from((s >> shift) & 0xf)];
+                *n += 1;
+                if shift == 0 {
+                    break;
+                }
+                shift -= 4;
+            }
+        }
+    };
+    if zero_len > 1 {
+        groups(&mut buf, &mut n, &seg[..zero_at]);
+        buf[n] = b':';
+        buf[n + 1] = b':';
+        n += 2;
+        groups(&mut buf, &mut n, &seg[zero_at + zero_len..]);
+    } else {
+        groups(&mut buf, &mut n, &seg);
+    }
+    w.put(&buf[..n])
+}
+
+/// Write a dotted-quad IPv4 address, as `Ipv4Addr`'s `Display` does.
+fn write_v4<'w, 'b>(w: &'w mut Writer<'b>, o: [u8; 4]) -> Result<&'w mut Writer<'b>, EmitError> {
+    // At most 15 bytes ("255.255.255.255"): build it on the stack, then copy
+    // once, so the writer's bounds check runs once.
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, &b) in o.iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if b >= 100 {
+            buf[n] = b'0' + b / 100;
+            n += 1;
+        }
+        if b >= 10 {
+            buf[n] = b'0' + (b / 10) % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + b % 10;
+        n += 1;
+    }
+    w.put(&buf[..n])
 }
 
 /// Parse an address in Rust's canonical form.
@@ -50,19 +144,20 @@ pub(crate) fn write_py<'w, 'b>(
     w: &'w mut Writer<'b>,
     a: SocketAddr,
 ) -> Result<&'w mut Writer<'b>, EmitError> {
-    let r = match a {
-        SocketAddr::V4(v4) => write!(w, "('{}', {})", v4.ip(), v4.port()),
-        SocketAddr::V6(v6) => write!(
-            w,
-            "('{}', {}, {}, {})",
-            v6.ip(),
-            v6.port(),
-            v6.flowinfo(),
-            v6.scope_id()
-        ),
-    };
-    r.map_err(|_| EmitError::TooLong)?;
-    Ok(w)
+    match a {
+        SocketAddr::V4(v4) => write_v4(w.put(b"('")?, v4.ip().octets())?
+            .put(b"', ")?
+            .u64(u64::from(v4.port()))?
+            .put(b")"),
+        SocketAddr::V6(v6) => write_v6(w.put(b"('")?, v6.ip())?
+            .put(b"', ")?
+            .u64(u64::from(v6.port()))?
+            .put(b", ")?
+            .u64(u64::from(v6.flowinfo()))?
+            .put(b", ")?
+            .u64(u64::from(v6.scope_id()))?
+            .put(b")"),
+    }
 }
 
 /// Parse Python's repr of an address tuple, as [`write_py`] writes it.
@@ -116,7 +211,14 @@ const LONGEST_V6: Ipv6Addr = Ipv6Addr::new(
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    use std::format;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::wire::testgen;
 
     fn emit(a: SocketAddr, py: bool) -> ([u8; 96], usize) {
         let mut buf = [0u8; 96];
@@ -160,6 +262,122 @@ mod tests {
         assert!(parse(b"1.2.3.4").is_err());
         let a = SocketAddr::new(LONGEST_V6.into(), 65535);
         assert!(emit(a, false).1 <= MAX_ADDR_LEN);
+    }
+
+    /// An IPv4 address whose octets often sit on a digit-count boundary.
+    fn v4() -> impl Strategy<Value = Ipv4Addr> {
+        let octet = prop_oneof![
+            Just(0u8),
+            Just(9),
+            Just(10),
+            Just(99),
+            Just(100),
+            Just(255),
+            any::<u8>()
+        ];
+        [octet.clone(), octet.clone(), octet.clone(), octet].prop_map(Ipv4Addr::from)
+    }
+
+    fn port() -> impl Strategy<Value = u16> {
+        prop_oneof![
+            Just(0u16),
+            Just(9),
+            Just(10),
+            Just(9999),
+            Just(10000),
+            Just(u16::MAX),
+            any::<u16>()
+        ]
+    }
+
+    /// An IPv6 address rich in zero groups (runs of every length, ties),
+    /// IPv4-mapped and -compatible forms, and groups of every digit count.
+    fn v6() -> impl Strategy<Value = Ipv6Addr> {
+        let group = prop_oneof![
+            6 => Just(0u16),
+            1 => Just(1u16),
+            1 => Just(0xffff),
+            1 => 0u16..0x10,
+            1 => 0x10u16..0x100,
+            1 => 0x100u16..0x1000,
+            2 => any::<u16>(),
+        ];
+        prop_oneof![
+            proptest::array::uniform8(group).prop_map(Ipv6Addr::from),
+            any::<u32>().prop_map(|v| Ipv4Addr::from(v).to_ipv6_mapped()),
+            any::<u32>().prop_map(|v| Ipv4Addr::from(v).to_ipv6_compatible()),
+            any::<u128>().prop_map(Ipv6Addr::from),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn v6_form_is_byte_for_byte_display(
+            ip in v6(),
+            port in port(),
+            scope in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+        ) {
+            let a = SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope));
+            let (b, n) = emit(a, false);
+            let want = format!("{a}");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn rust_form_is_byte_for_byte_display(a in testgen::addr()) {
+            let (b, n) = emit(a, false);
+            let want = format!("{a}");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn v4_form_is_byte_for_byte_display(ip in v4(), port in port()) {
+            let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
+            let (b, n) = emit(a, false);
+            let want = format!("{a}");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn v4_python_tuple_is_byte_for_byte_format(ip in v4(), port in port()) {
+            let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
+            let (b, n) = emit(a, true);
+            let want = format!("('{ip}', {port})");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse_py(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn v6_python_tuple_is_byte_for_byte_format(
+            ip in v6(),
+            port in port(),
+            flow in prop_oneof![Just(0u32), any::<u32>()],
+            scope in prop_oneof![Just(0u32), any::<u32>()],
+        ) {
+            let a = SocketAddr::V6(SocketAddrV6::new(ip, port, flow, scope));
+            let (b, n) = emit(a, true);
+            let want = format!("('{ip}', {port}, {flow}, {scope})");
+            prop_assert_eq!(&b[..n], want.as_bytes());
+            prop_assert_eq!(parse_py(&b[..n]), Ok(a));
+        }
+
+        #[test]
+        fn a_full_buffer_is_refused_not_overrun(ip in v4(), port in port(), room in 0usize..24) {
+            let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
+            let text = format!("{a}");
+            let mut buf = [0u8; 24];
+            let mut w = Writer::new(&mut buf[..room]);
+            let r = write(&mut w, a).map(|w| w.finish());
+            if text.len() <= room {
+                prop_assert_eq!(r, Ok(text.len()));
+                prop_assert_eq!(&buf[..text.len()], text.as_bytes());
+            } else {
+                prop_assert!(r.is_err());
+            }
+        }
     }
 
     #[test]

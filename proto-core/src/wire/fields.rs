@@ -66,7 +66,17 @@ impl<'a> Id<'a> {
 
     /// Validate raw bytes as an id. The bytes are ASCII if this succeeds.
     pub fn from_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
-        if b.is_empty() || b.len() > MAX_ID_LEN || !b.iter().all(|&c| is_id_byte(c)) {
+        if !b.iter().all(|&c| is_id_byte(c)) {
+            return Err(FieldError::BadId);
+        }
+        Self::from_id_bytes(b)
+    }
+
+    /// [`Id::from_bytes`] for bytes already known to be id bytes (the
+    /// tokenizer checked them as it split the field): only the length is
+    /// left to check.
+    pub(crate) fn from_id_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
+        if b.is_empty() || b.len() > MAX_ID_LEN {
             return Err(FieldError::BadId);
         }
         // Every id byte is ASCII, so this cannot fail; the error arm keeps
@@ -159,7 +169,16 @@ impl<'a> TxId<'a> {
 
     /// Validate raw bytes as a transaction id.
     pub fn from_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
-        if b.is_empty() || b.len() > MAX_TXID_LEN || !b.iter().all(u8::is_ascii_alphanumeric) {
+        if !b.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(FieldError::BadTxId);
+        }
+        Self::from_alnum(b)
+    }
+
+    /// [`TxId::from_bytes`] for bytes already known to be ASCII letters
+    /// and digits: only the length is left to check.
+    pub(crate) fn from_alnum(b: &'a [u8]) -> Result<Self, FieldError> {
+        if b.is_empty() || b.len() > MAX_TXID_LEN {
             return Err(FieldError::BadTxId);
         }
         core::str::from_utf8(b)

@@ -7,7 +7,7 @@ use core::net::SocketAddr;
 use nom::IResult;
 use nom::bytes::complete::{tag, take_while1};
 
-use super::fields::{Cookie, FieldError, Id, Token, TxId, hex64, parse_hex64};
+use super::fields::{Cookie, FieldError, Id, Token, TxId, hex64, is_id_byte, parse_hex64};
 use super::{EmitError, ParseError};
 
 type NomResult<'a, O> = IResult<&'a [u8], O, nom::error::Error<&'a [u8]>>;
@@ -89,20 +89,72 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The next field, found in the same pass that checks its bytes with
+    /// `ok` (which must refuse `b' '`), so that a valid field is read once.
+    ///
+    /// `None`, with nothing consumed, when the field is missing, empty or
+    /// holds a byte `ok` refuses: the caller then takes the general path
+    /// ([`Fields::raw`] and a full check), which finds the same field and
+    /// gives the precise error. When this returns a field, it is the one
+    /// `raw` would have returned.
+    fn scan(&mut self, ok: impl Fn(u8) -> bool) -> Option<&'a [u8]> {
+        let [b' ', rest @ ..] = self.rest else {
+            return None;
+        };
+        let n = rest.iter().position(|&c| !ok(c)).unwrap_or(rest.len());
+        match rest.get(n) {
+            None | Some(b' ') if n > 0 => {
+                let (w, r) = rest.split_at(n);
+                self.rest = r;
+                Some(w)
+            }
+            _ => None,
+        }
+    }
+
+    /// The next field as 16 hex digits, in one pass; `None`, with nothing
+    /// consumed, when it is anything else (the general path decides).
+    fn scan_hex64(&mut self) -> Option<u64> {
+        let [b' ', rest @ ..] = self.rest else {
+            return None;
+        };
+        let (w, r) = rest.split_at_checked(16)?;
+        if !matches!(r.first(), None | Some(b' ')) {
+            return None;
+        }
+        // A space inside `w` is not a hex digit, so success means `w` is
+        // the whole field.
+        let v = parse_hex64(w).ok()?;
+        self.rest = r;
+        Some(v)
+    }
+
     pub fn tx(&mut self) -> Result<TxId<'a>, ParseError> {
+        if let Some(w) = self.scan(|c| c.is_ascii_alphanumeric()) {
+            return Ok(TxId::from_alnum(w)?);
+        }
         Ok(TxId::from_bytes(self.raw()?)?)
     }
 
     pub fn id(&mut self) -> Result<Id<'a>, ParseError> {
+        if let Some(w) = self.scan(is_id_byte) {
+            return Ok(Id::from_id_bytes(w)?);
+        }
         Ok(Id::from_bytes(self.raw()?)?)
     }
 
     pub fn token(&mut self) -> Result<Token, ParseError> {
+        if let Some(v) = self.scan_hex64() {
+            return Ok(Token(v));
+        }
         Ok(Token(parse_hex64(self.raw()?)?))
     }
 
     /// A cookie, or `-` for none.
     pub fn cookie(&mut self) -> Result<Option<Cookie>, ParseError> {
+        if let Some(v) = self.scan_hex64() {
+            return Ok(Some(Cookie(v)));
+        }
         match self.raw()? {
             b"-" => Ok(None),
             w => Ok(Some(Cookie(parse_hex64(w)?))),
@@ -206,6 +258,8 @@ impl From<FieldError> for EmitError {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     #[test]
@@ -236,6 +290,105 @@ mod tests {
         assert_eq!(strip_newline(b"x\r\n"), b"x");
         assert_eq!(strip_newline(b"x\n\n"), b"x\n");
         assert_eq!(strip_newline(b"x\r"), b"x\r");
+    }
+
+    /// The general path, as the typed readers were before they learned to
+    /// check a field in the pass that splits it.
+    fn slow_tx<'a>(f: &mut Fields<'a>) -> Result<TxId<'a>, ParseError> {
+        Ok(TxId::from_bytes(f.raw()?)?)
+    }
+    fn slow_id<'a>(f: &mut Fields<'a>) -> Result<Id<'a>, ParseError> {
+        Ok(Id::from_bytes(f.raw()?)?)
+    }
+    fn slow_token(f: &mut Fields<'_>) -> Result<Token, ParseError> {
+        Ok(Token(parse_hex64(f.raw()?)?))
+    }
+    fn slow_cookie(f: &mut Fields<'_>) -> Result<Option<Cookie>, ParseError> {
+        match f.raw()? {
+            b"-" => Ok(None),
+            w => Ok(Some(Cookie(parse_hex64(w)?))),
+        }
+    }
+
+    /// Field text made mostly of the bytes the readers decide on: spaces,
+    /// hex digits, other letters, id bytes that are not alphanumeric, bytes
+    /// no field allows.
+    fn near_fields() -> impl proptest::strategy::Strategy<Value = std::vec::Vec<u8>> {
+        use proptest::prelude::*;
+        let byte = prop_oneof![
+            4 => Just(b' '),
+            8 => proptest::sample::select(&b"0123456789abcdef"[..]),
+            2 => proptest::sample::select(&b"ABFgzZ"[..]),
+            2 => proptest::sample::select(&b"-!~#."[..]),
+            1 => proptest::sample::select(&b"'\\\"\n\x00\x7f\xff"[..]),
+        ];
+        prop_oneof![
+            proptest::collection::vec(byte.clone(), 0..48),
+            // one space and about 16 hex digits, then anything
+            (
+                "[0-9a-f]{15,17}",
+                proptest::collection::vec(byte.clone(), 0..4)
+            )
+                .prop_map(|(hex, tail)| {
+                    let mut v = std::vec![b' '];
+                    v.extend_from_slice(hex.as_bytes());
+                    v.extend_from_slice(&tail);
+                    v
+                }),
+            // one space, then a field of about the lengths that matter
+            (proptest::collection::vec(byte, 0..40), 0usize..3).prop_map(|(mut v, k)| {
+                v.insert(0, b' ');
+                if k == 0 {
+                    v.truncate(17);
+                }
+                v
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_readers_agree_with_the_general_path(rest in near_fields()) {
+            macro_rules! same {
+                ($fast:ident, $slow:ident) => {{
+                    let mut a = Fields::new(&rest);
+                    let mut b = Fields::new(&rest);
+                    let fa = a.$fast();
+                    let fb = $slow(&mut b);
+                    proptest::prop_assert_eq!(fa, fb);
+                    if fa.is_ok() {
+                        proptest::prop_assert_eq!(a.rest, b.rest);
+                    }
+                }};
+            }
+            same!(tx, slow_tx);
+            same!(id, slow_id);
+            same!(token, slow_token);
+            same!(cookie, slow_cookie);
+        }
+
+        #[test]
+        fn numbers_are_byte_for_byte_display(
+            v in proptest::prop_oneof![
+                proptest::strategy::Just(0u64),
+                proptest::strategy::Just(u64::MAX),
+                0u64..100_000,
+                proptest::prelude::any::<u64>()
+            ]
+        ) {
+            let mut buf = [0u8; 21];
+            let mut w = Writer::new(&mut buf);
+            let n = w.u64(v).unwrap().finish();
+            let want = std::format!("{v}");
+            proptest::prop_assert_eq!(&buf[..n], want.as_bytes());
+            if let Ok(v32) = u32::try_from(v) {
+                let mut buf = [0u8; 21];
+                let mut w = Writer::new(&mut buf);
+                let n = w.num(v32).unwrap().finish();
+                let want = std::format!(" {v32}");
+                proptest::prop_assert_eq!(&buf[..n], want.as_bytes());
+            }
+        }
     }
 
     #[test]
