@@ -91,33 +91,13 @@ pub fn check(data: &[u8]) {
     let Ok((cfg, capacity, entropy)) = config(&mut u) else {
         return;
     };
-    let l = Layout::for_capacity(capacity);
-    let mut slots = vec![Slot::EMPTY; l.slots];
-    let mut index = vec![0u32; l.index];
-    let mut rate = vec![RateCell::EMPTY; l.rate];
-    let mut quota = vec![QuotaCell::EMPTY; l.quota];
-    let storage = Storage {
-        slots: &mut slots,
-        index: &mut index,
-        rate: &mut rate,
-        quota: &mut quota,
-    };
-    let server = Server::new(cfg.clone(), storage, entropy).expect("a valid configuration");
-    let mut h = Harness {
-        server,
-        out: Box::new(VecOutbox::new()),
-        model: Model::new(cfg, capacity),
-        now: Instant::from_secs(1_000),
-        due: Some(Instant::from_secs(1_000)),
-        sources: sources(),
-    };
-    h.check_state();
-    for _ in 0..MAX_STEPS {
-        if u.is_empty() || h.step(&mut u).is_err() {
-            break;
+    with_harness(cfg, capacity, entropy, |h| {
+        for _ in 0..MAX_STEPS {
+            if u.is_empty() || h.step(&mut u).is_err() {
+                break;
+            }
         }
-    }
-    h.trace();
+    });
 }
 
 /// What a script starts with.
@@ -145,7 +125,37 @@ fn run_script(script: &[u8]) {
         strict,
         ..Config::default()
     };
-    let capacity = 16;
+    with_harness(cfg, 16, [7; 32], |h| {
+        for line in lines.take(1_000) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line == b"tick" {
+                h.tick();
+            } else if let Some(ms) = line.strip_prefix(b"+") {
+                let ms: u64 = std::str::from_utf8(ms)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                h.now = Instant(h.now.0 + ms.min(1 << 40));
+            } else if let Some(rest) = line.strip_prefix(b">") {
+                let (n, d) = match rest.split_first() {
+                    Some((&c, d)) if c.is_ascii_digit() => (usize::from(c - b'0'), d),
+                    _ => (0, rest),
+                };
+                let d = d.strip_prefix(b" ").unwrap_or(d);
+                let src = h.sources[n % h.sources.len()];
+                let d = h.personalize(src, d);
+                h.deliver(src, &d);
+            }
+            if h.due.is_some_and(|t| t <= h.now) {
+                h.tick();
+            }
+        }
+    });
+}
+
+/// A server of `capacity` over fresh tables, with its model, for `f`; the
+/// state is checked before `f` and traced after.
+fn with_harness(cfg: Config, capacity: usize, entropy: [u8; 32], f: impl FnOnce(&mut Harness<'_>)) {
     let l = Layout::for_capacity(capacity);
     let mut slots = vec![Slot::EMPTY; l.slots];
     let mut index = vec![0u32; l.index];
@@ -157,7 +167,7 @@ fn run_script(script: &[u8]) {
         rate: &mut rate,
         quota: &mut quota,
     };
-    let server = Server::new(cfg.clone(), storage, [7; 32]).expect("the default configuration");
+    let server = Server::new(cfg.clone(), storage, entropy).expect("a valid configuration");
     let mut h = Harness {
         server,
         out: Box::new(VecOutbox::new()),
@@ -167,30 +177,7 @@ fn run_script(script: &[u8]) {
         sources: sources(),
     };
     h.check_state();
-    for line in lines.take(1_000) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line == b"tick" {
-            h.tick();
-        } else if let Some(ms) = line.strip_prefix(b"+") {
-            let ms: u64 = std::str::from_utf8(ms)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            h.now = Instant(h.now.0 + ms.min(1 << 40));
-        } else if let Some(rest) = line.strip_prefix(b">") {
-            let (n, d) = match rest.split_first() {
-                Some((&c, d)) if c.is_ascii_digit() => (usize::from(c - b'0'), d),
-                _ => (0, rest),
-            };
-            let d = d.strip_prefix(b" ").unwrap_or(d);
-            let src = h.sources[n % h.sources.len()];
-            let d = h.personalize(src, d);
-            h.deliver(src, &d);
-        }
-        if h.due.is_some_and(|t| t <= h.now) {
-            h.tick();
-        }
-    }
+    f(&mut h);
     h.trace();
 }
 
