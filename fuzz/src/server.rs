@@ -811,18 +811,9 @@ impl Harness<'_> {
             }
             return;
         }
-        let h = match req {
-            Request::Register { h, .. }
-            | Request::Keepalive { h, .. }
-            | Request::Lookup { h, .. }
-            | Request::Introduce { h, .. }
-            | Request::List { h, .. }
-            | Request::Subscribe { h, .. }
-            | Request::Unsubscribe { h, .. }
-            | Request::Quit { h, .. }
-            | Request::Stats { h, .. } => h,
-            Request::Hello { .. } => unreachable!(),
-        };
+        let h = req
+            .header()
+            .expect("only HELLO has no header, and it returned above");
         // The cookie, as the model sees it, and as the server did.
         let valid = h.cookie.and_then(|c| m.cookie_valid(now, src, c));
         let refused = matches!(

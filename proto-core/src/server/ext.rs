@@ -59,8 +59,10 @@ impl Server<'_> {
                 return;
             }
         };
-        let h = match req {
-            Request::Hello { tx, .. } => {
+        let h = match req.header() {
+            Some(h) => h,
+            None => {
+                let tx = req.tx();
                 self.stats.count_request(Verb::Hello);
                 let cookie = self.cookies.issue(now, src);
                 let reply = Reply::Cookie {
@@ -71,15 +73,6 @@ impl Server<'_> {
                 self.send_reply(out, src, &reply, unvalidated);
                 return;
             }
-            Request::Register { h, .. }
-            | Request::Keepalive { h, .. }
-            | Request::Lookup { h, .. }
-            | Request::Introduce { h, .. }
-            | Request::List { h, .. }
-            | Request::Subscribe { h, .. }
-            | Request::Unsubscribe { h, .. }
-            | Request::Quit { h, .. }
-            | Request::Stats { h, .. } => h,
         };
         if !h.cookie.is_some_and(|c| self.cookies.check(now, src, c)) {
             self.send_error(now, out, src, Some(h.tx), ErrorCode::BadCookie, unvalidated);

@@ -337,6 +337,23 @@ impl<'a> Request<'a> {
         Ok(w.finish())
     }
 
+    /// The transaction id and cookie that every request but `HELLO` starts
+    /// with; `None` for `HELLO`, which is how a client asks for a cookie.
+    pub fn header(&self) -> Option<Header<'a>> {
+        match *self {
+            Request::Hello { .. } => None,
+            Request::Register { h, .. }
+            | Request::Keepalive { h, .. }
+            | Request::Lookup { h, .. }
+            | Request::Introduce { h, .. }
+            | Request::List { h, .. }
+            | Request::Subscribe { h, .. }
+            | Request::Unsubscribe { h, .. }
+            | Request::Quit { h, .. }
+            | Request::Stats { h, .. } => Some(h),
+        }
+    }
+
     /// The transaction id, which every request carries.
     pub fn tx(&self) -> TxId<'a> {
         match self {
