@@ -340,24 +340,22 @@ impl<'a> Request<'a> {
     /// The transaction id and cookie that every request but `HELLO` starts
     /// with; `None` for `HELLO`, which is how a client asks for a cookie.
     pub fn header(&self) -> Option<Header<'a>> {
-        match *self {
-            Request::Hello { .. } => None,
-            Request::Register { h, .. }
-            | Request::Keepalive { h, .. }
-            | Request::Lookup { h, .. }
-            | Request::Introduce { h, .. }
-            | Request::List { h, .. }
-            | Request::Subscribe { h, .. }
-            | Request::Unsubscribe { h, .. }
-            | Request::Quit { h, .. }
-            | Request::Stats { h, .. } => Some(h),
-        }
+        self.header_or_hello().ok()
     }
 
     /// The transaction id, which every request carries.
     pub fn tx(&self) -> TxId<'a> {
-        match self {
-            Request::Hello { tx, .. } => *tx,
+        match self.header_or_hello() {
+            Ok(h) => h.tx,
+            Err(tx) => tx,
+        }
+    }
+
+    /// The header, or for `HELLO` its transaction id: the one match over
+    /// the verbs that both accessors share.
+    fn header_or_hello(&self) -> Result<Header<'a>, TxId<'a>> {
+        match *self {
+            Request::Hello { tx, .. } => Err(tx),
             Request::Register { h, .. }
             | Request::Keepalive { h, .. }
             | Request::Lookup { h, .. }
@@ -366,7 +364,7 @@ impl<'a> Request<'a> {
             | Request::Subscribe { h, .. }
             | Request::Unsubscribe { h, .. }
             | Request::Quit { h, .. }
-            | Request::Stats { h, .. } => h.tx,
+            | Request::Stats { h, .. } => Ok(h),
         }
     }
 }
