@@ -322,17 +322,7 @@ impl Runtime {
             };
             let now = self.now();
             if self.prefetch {
-                // Two passes of prefetches, index cells then slots, so a
-                // batch's cache misses overlap rather than queue.
-                for slot in [false, true] {
-                    for d in self.rx.iter() {
-                        if let Received::Datagram(_, bytes) = d {
-                            if let Some(p) = self.server.prefetch_hint(bytes, slot) {
-                                prefetch(p);
-                            }
-                        }
-                    }
-                }
+                self.prefetch_batch();
             }
             for d in self.rx.iter() {
                 match d {
@@ -351,6 +341,26 @@ impl Runtime {
             // (Where a call returns one datagram, none is short: drain on.)
             if n < self.rx.capacity() {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Prefetch what handling the received batch will read: every
+    /// datagram's index cell, then the slots those cells name, so the
+    /// batch's cache misses overlap rather than queue one behind another.
+    fn prefetch_batch(&self) {
+        let mut plans = [None; net::BATCH];
+        for (plan, d) in plans.iter_mut().zip(self.rx.iter()) {
+            if let Received::Datagram(_, bytes) = d {
+                *plan = self.server.plan(bytes);
+                if let Some(hint) = plan.and_then(|p| self.server.cell_hint(p)) {
+                    hint.lines().for_each(prefetch);
+                }
+            }
+        }
+        for plan in plans.iter().flatten() {
+            if let Some(hint) = self.server.slot_hint(*plan) {
+                hint.lines().for_each(prefetch);
             }
         }
     }

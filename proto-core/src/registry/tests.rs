@@ -433,6 +433,31 @@ fn clock_hand_visits_at_most_its_budget() {
 }
 
 #[test]
+fn one_budget_spread_over_several_sweeps_bounds_them_all() {
+    with_registry(16, |reg| {
+        let hs: Vec<Handle> = (0..16)
+            .map(|i| reg.insert(entry(&format!("x{i}"), 100)).unwrap())
+            .collect();
+        // Every fourth slot has expired: 3, 7, 11, 15.
+        for h in hs.iter().skip(3).step_by(4) {
+            reg.get_mut(*h).expires = Instant(5);
+        }
+        let mut left = 9;
+        assert_eq!(reg.sweep(Instant(10), &mut left), Some(hs[3]));
+        assert_eq!(left, 5, "slots 0..=3 visited");
+        assert_eq!(reg.sweep(Instant(10), &mut left), Some(hs[7]));
+        assert_eq!(left, 1);
+        // One visit left: slot 8, not expired; the budget is spent.
+        assert_eq!(reg.sweep(Instant(10), &mut left), None);
+        assert_eq!(left, 0);
+        assert_eq!(reg.sweep(Instant(10), &mut left), None);
+        // The hand goes on from slot 9.
+        let mut left = 3;
+        assert_eq!(reg.sweep(Instant(10), &mut left), Some(hs[11]));
+    });
+}
+
+#[test]
 fn clock_hand_skips_empty_slots_and_wraps() {
     with_registry(8, |reg| {
         let a = reg.insert(entry("a", 5)).unwrap();
@@ -541,7 +566,16 @@ impl Model {
 }
 
 fn run_model(cap: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    run_model_tagged(cap, ops, true)
+}
+
+/// With `tags` false every index cell carries the same tag, so every probe
+/// falls through to comparing the ids, as when tags collide.
+fn run_model_tagged(cap: usize, ops: Vec<Op>, tags: bool) -> Result<(), TestCaseError> {
     with_registry(cap, |reg| {
+        if !tags {
+            reg.untagged_for_tests();
+        }
         let mut m = Model::default();
         for (step, op) in ops.into_iter().enumerate() {
             match op {
@@ -650,24 +684,43 @@ proptest! {
     fn behaves_like_a_list_when_tiny(cap in 1usize..6, ops in proptest::collection::vec(op(), 1..200)) {
         run_model(cap, ops)?;
     }
+
+    /// And when every tag collides, so lookups must tell ids apart by
+    /// the ids themselves.
+    #[test]
+    fn behaves_like_a_list_when_tags_collide(cap in 1usize..40, ops in proptest::collection::vec(op(), 1..200)) {
+        run_model_tagged(cap, ops, false)?;
+    }
 }
 
 #[test]
 fn hints_name_the_cell_and_the_slot_a_lookup_reads() {
     with_registry(64, |reg| {
         // Empty table: every id has a home cell and no slot.
-        assert!(reg.hint(b"alice", false).is_some());
-        assert_eq!(reg.hint(b"alice", true), None);
+        assert!(reg.cell_hint(reg.plan(b"alice")).is_some());
+        assert_eq!(reg.slot_hint(reg.plan(b"alice")), None);
         // Ids that share a home cell share the first hint; the next cell is 4 bytes on.
         let five = ids_at_home(reg, 5, 2);
         let six = ids_at_home(reg, 6, 1);
-        let cell = |reg: &Registry<'_>, s: &str| reg.hint(s.as_bytes(), false).unwrap() as usize;
+        let cell = |reg: &Registry<'_>, s: &str| {
+            reg.cell_hint(reg.plan(s.as_bytes())).unwrap().start as usize
+        };
         assert_eq!(cell(reg, &five[0]), cell(reg, &five[1]));
         assert_eq!(cell(reg, &six[0]), cell(reg, &five[0]) + 4);
         // A stored id: the second hint is the slot that holds its entry.
         let h = reg.insert(entry(&five[0], 10)).unwrap();
-        let slot = reg.hint(five[0].as_bytes(), true).unwrap() as usize;
+        let hint = reg.slot_hint(reg.plan(five[0].as_bytes())).unwrap();
         let at = core::ptr::from_ref(reg.get(h)) as usize;
-        assert!((slot..slot + core::mem::size_of::<Slot>()).contains(&at));
+        let slot = hint.start as usize;
+        assert!((slot..slot + hint.len).contains(&at));
+        assert_eq!(hint.len, core::mem::size_of::<Slot>());
+        // Its lines cover it whole, one address per 64-byte line.
+        let lines: Vec<usize> = hint.lines().map(|p| p as usize).collect();
+        assert!(lines[0] <= slot && slot < lines[0] + 64);
+        assert!(*lines.last().unwrap() + 64 >= slot + hint.len);
+        assert!(lines.windows(2).all(|w| w[1] == w[0] + 64));
+        // The id homed at the same cell but not stored: its tag differs
+        // from the stored one's (but for 1 in 2^25), so no slot is named.
+        assert_eq!(reg.slot_hint(reg.plan(five[1].as_bytes())), None);
     });
 }

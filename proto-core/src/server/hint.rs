@@ -8,6 +8,7 @@
 //! through them and a wrong hint costs nothing but a wasted prefetch.
 
 use super::Server;
+use crate::registry::{Hint, Plan};
 
 /// The id a request names first (the one it looks up, registers or
 /// refreshes), found without parsing the rest. `None` for requests that
@@ -27,10 +28,12 @@ pub(super) fn request_id(d: &[u8]) -> Option<&[u8]> {
 }
 
 impl Server<'_> {
-    /// Where handling `datagram` will read the table first: with `slot`
-    /// false the index cell of the id it names, with `slot` true the slot
-    /// that cell names (this reads the cell; ask after prefetching it).
-    /// `None` if the datagram names no id or, for `slot`, the cell is empty.
+    /// Where handling `datagram` will look in the table: one keyed hash of
+    /// the id it names, kept for [`Server::cell_hint`] and
+    /// [`Server::slot_hint`]. `None` if the datagram names no id.
+    ///
+    /// A server that receives a batch plans every datagram, prefetches
+    /// every cell hint, then every slot hint, then handles the batch:
     ///
     /// ```
     /// # use proto_core::limit::{QuotaCell, RateCell};
@@ -41,11 +44,27 @@ impl Server<'_> {
     /// # let (mut r, mut q) = (vec![RateCell::EMPTY; l.rate], vec![QuotaCell::EMPTY; l.quota]);
     /// # let st = Storage { slots: &mut s, index: &mut i, rate: &mut r, quota: &mut q };
     /// let server = Server::new(Config::default(), st, [1; 32]).unwrap();
-    /// assert!(server.prefetch_hint(b"LOOKUP 1 - alice", false).is_some());
-    /// assert!(server.prefetch_hint(b"HELLO 1", false).is_none());
+    /// let batch: [&[u8]; 2] = [b"LOOKUP 1 - alice", b"HELLO 2"];
+    /// let plans = batch.map(|d| server.plan(d));
+    /// assert!(plans[1].is_none());
+    /// let cells = plans.iter().flatten().filter_map(|p| server.cell_hint(*p));
+    /// assert_eq!(cells.count(), 1); // prefetch each of `hint.lines()`
+    /// // Nobody is registered, so no slot is worth fetching.
+    /// assert!(plans.iter().flatten().all(|p| server.slot_hint(*p).is_none()));
     /// ```
-    pub fn prefetch_hint(&self, datagram: &[u8], slot: bool) -> Option<*const u8> {
-        self.reg.hint(request_id(datagram)?, slot)
+    pub fn plan(&self, datagram: &[u8]) -> Option<Plan> {
+        Some(self.reg.plan(request_id(datagram)?))
+    }
+
+    /// The index cell a planned datagram reads first.
+    pub fn cell_hint(&self, plan: Plan) -> Option<Hint> {
+        self.reg.cell_hint(plan)
+    }
+
+    /// The slot the index names for a planned datagram (this reads the
+    /// cells: ask after prefetching the cell hint). `None` if it names none.
+    pub fn slot_hint(&self, plan: Plan) -> Option<Hint> {
+        self.reg.slot_hint(plan)
     }
 }
 

@@ -368,6 +368,33 @@ fn the_clock_hand_reclaims_without_lookups() {
 }
 
 #[test]
+fn datagrams_pay_for_reclamation_at_the_next_tick() {
+    let cfg = Config {
+        limits: false,
+        ..Config::default()
+    };
+    // More expired entries than one tick's own sweep (4096 slots) visits.
+    let mut h = Harness::new(16384, cfg);
+    for i in 0..6000 {
+        h.send(
+            &format!("127.1.{}.{}:1", i / 250, i % 250 + 1),
+            &format!("ID s{i}"),
+        );
+        h.out.clear();
+    }
+    h.advance(3_600_000);
+    // Datagrams alone leave the table as it is: no request waits on the sweep...
+    for _ in 0..20 {
+        h.send("127.0.0.99:1", "HELLO 1");
+    }
+    assert_eq!(h.server.stats().expired, 0);
+    // ...and the next tick pays what they owe, two slots each, with its own.
+    h.tick();
+    assert_eq!(h.server.stats().expired, 6000);
+    assert_eq!(h.server.stats().occupancy, 0);
+}
+
+#[test]
 fn a_full_table_refuses_and_evicts_nobody() {
     let cfg = Config {
         limits: false,
