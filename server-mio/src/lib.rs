@@ -1,13 +1,21 @@
 //! `parley-server`: Parley's rendezvous server on one thread and one mio `Poll`.
 //!
-//! The protocol lives in `proto-core`; this crate adds the socket, the clock,
-//! the entropy, signals and metrics. The loop is mio's UDP example grown up:
-//! readable -> drain until `WouldBlock` -> handle each datagram -> tick ->
-//! flush. Memory is taken once, at start.
+//! The protocol lives in `proto-core`; this crate adds the sockets, the
+//! clock, the entropy, signals and metrics. The loop is mio's UDP example
+//! grown up: readable -> drain until `WouldBlock` -> handle each datagram
+//! -> tick -> flush. Memory is taken once, at start.
+//!
+//! Datagrams arrive on a socket the `Poll` watches for readable. On Linux
+//! replies leave from a second socket bound to the same address, which
+//! the `Poll` watches only while its send buffer is full: a watched socket
+//! pays an epoll wake-up for every datagram it sends (see [`sockets`]).
+//! Where the second socket cannot be had, one socket does both, watched
+//! for writable too while replies wait.
 
 pub mod cli;
 mod metrics;
 pub mod net;
+pub mod sockets;
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
-use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
@@ -26,18 +33,15 @@ use signal_hook_mio::v1_0::Signals;
 pub use cli::Options;
 use metrics::Metrics;
 use net::{Received, RxBatch, TxRing};
+pub use sockets::Sockets;
 
 const UDP: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const METRICS: Token = Token(2);
+/// The send socket, registered only while its buffer is full.
+const SEND: Token = Token(3);
 /// Tokens from here on are metrics connections.
 const FIRST_CONN: usize = 16;
-
-/// Bytes asked for the socket's receive and send buffers (the kernel caps
-/// them at net.core.rmem_max / wmem_max). The default, about 200 KiB, holds
-/// only a few hundred datagrams: a millisecond's stall of the server under
-/// load (another process on its core) overflowed it and lost requests.
-const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Tables at least this large (bytes) are prefetched a batch ahead: beyond
 /// the caches, overlapping a batch's misses pays for the extra hashing
@@ -86,7 +90,7 @@ pub struct IoStats {
     pub drop_oversized: u64,
     /// Datagrams the kernel refused to send.
     pub send_failed: u64,
-    /// Times the socket's send buffer was full.
+    /// Times the send socket's buffer was full.
     pub send_blocked: u64,
 }
 
@@ -160,7 +164,7 @@ fn table<T: Copy>(n: usize, value: T) -> &'static mut [T] {
 /// Everything the loop owns.
 struct Runtime {
     poll: Poll,
-    socket: UdpSocket,
+    sockets: Sockets,
     signals: Signals,
     metrics: Option<Metrics>,
     server: Server<'static>,
@@ -168,17 +172,30 @@ struct Runtime {
     tx: TxRing,
     io: IoStats,
     start: StdInstant,
+    /// Whether the `Poll` waits for the send socket to be writable.
     writable_armed: bool,
     /// Whether the tables are large enough for prefetching to pay.
     prefetch: bool,
 }
 
-/// Run the server until SIGINT, SIGTERM or `hooks.stop`; returns the final counters.
+/// Bind `opts.bind` and run the server until SIGINT, SIGTERM or
+/// `hooks.stop`; returns the final counters.
 pub fn run(opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
-    let mut rt = Runtime::start(opts)?;
-    let bound = rt.socket.local_addr()?;
+    let sockets = if opts.one_socket {
+        Sockets::bind_one(opts.bind)?
+    } else {
+        Sockets::bind(opts.bind)?
+    };
+    run_on(sockets, opts, hooks)
+}
+
+/// Run the server on `sockets` (`opts.bind` is not used) until SIGINT,
+/// SIGTERM or `hooks.stop`; returns the final counters.
+pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
+    let mut rt = Runtime::start(opts, sockets)?;
+    let bound = rt.sockets.local_addr()?;
     log::info!(
-        "listening on {bound} (capacity {}, {} MiB of tables{}{})",
+        "listening on {bound} (capacity {}, {} MiB of tables{}{}, replies from {})",
         opts.capacity,
         cli::table_cost(opts.capacity) >> 20,
         if opts.config.strict { ", strict" } else { "" },
@@ -186,6 +203,11 @@ pub fn run(opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
             ""
         } else {
             ", no limits"
+        },
+        if rt.sockets.is_split() {
+            "a separate socket"
+        } else {
+            "the receiving socket"
         },
     );
     if let Some(f) = &hooks.on_ready {
@@ -218,6 +240,8 @@ pub fn run(opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
                         rt.drain()?;
                     }
                 }
+                // The flush below, as after every wake-up, sends what waits.
+                SEND => {}
                 SIGNALS => stop |= rt.signalled(),
                 METRICS => rt.accept_metrics(),
                 token => rt.metrics_event(token, event.is_readable(), event.is_writable()),
@@ -269,13 +293,10 @@ fn summary(s: &Stats, io: &IoStats) -> String {
 }
 
 impl Runtime {
-    fn start(opts: &Options) -> io::Result<Self> {
+    fn start(opts: &Options, mut sockets: Sockets) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut socket = UdpSocket::bind(opts.bind)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.bind)))?;
-        net::set_buffers(&socket, SOCKET_BUFFER);
         poll.registry()
-            .register(&mut socket, UDP, Interest::READABLE)?;
+            .register(&mut sockets.rx, UDP, Interest::READABLE)?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -287,7 +308,7 @@ impl Runtime {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         Ok(Runtime {
             poll,
-            socket,
+            sockets,
             signals,
             metrics,
             server,
@@ -311,7 +332,7 @@ impl Runtime {
     /// Read until the socket would block, handing each datagram to the core.
     fn drain(&mut self) -> io::Result<()> {
         loop {
-            let n = match self.rx.recv(&self.socket) {
+            let n = match self.rx.recv(&self.sockets.rx) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -362,28 +383,42 @@ impl Runtime {
             .unwrap_or(now + proto_core::time::Millis(1000))
     }
 
-    /// Send what is queued; if the socket is full, ask to hear when it is not.
+    /// Send what is queued; if the send socket is full, ask to hear when
+    /// it is not.
     fn flush(&mut self) -> io::Result<()> {
         if self.tx.is_empty() && !self.writable_armed {
             return Ok(());
         }
-        let f = self.tx.flush(&self.socket);
+        let f = self.tx.flush(self.sockets.send_socket());
         self.io.send_failed += f.failed;
         if f.blocked {
             self.io.send_blocked += 1;
         }
         let want_writable = !self.tx.is_empty();
         if want_writable != self.writable_armed {
-            let interest = if want_writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            self.poll
-                .registry()
-                .reregister(&mut self.socket, UDP, interest)?;
-            self.writable_armed = want_writable;
+            self.watch_writable(want_writable)?;
         }
+        Ok(())
+    }
+
+    /// Start or stop waiting for the send socket to be writable. A socket
+    /// of its own is registered only for that wait, so the `Poll` hears
+    /// nothing of its sends otherwise; a shared one keeps its registration
+    /// for readable and changes its interest. Registering a socket that is
+    /// writable already raises the event at once: no edge is missed.
+    fn watch_writable(&mut self, on: bool) -> io::Result<()> {
+        let registry = self.poll.registry();
+        match (&mut self.sockets.tx, on) {
+            (Some(tx), true) => registry.register(tx, SEND, Interest::WRITABLE)?,
+            (Some(tx), false) => registry.deregister(tx)?,
+            (None, true) => registry.reregister(
+                &mut self.sockets.rx,
+                UDP,
+                Interest::READABLE | Interest::WRITABLE,
+            )?,
+            (None, false) => registry.reregister(&mut self.sockets.rx, UDP, Interest::READABLE)?,
+        }
+        self.writable_armed = on;
         Ok(())
     }
 

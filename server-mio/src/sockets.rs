@@ -1,0 +1,243 @@
+//! The server's UDP sockets: one it receives on and, on Linux, a second
+//! bound to the same address that it sends from.
+//!
+//! Why two: while a socket has an epoll waiter on its wait queue, every
+//! datagram it sent wakes that waiter when the kernel frees it after
+//! delivery (`sock_wfree` -> `sk_write_space` -> `ep_poll_callback`, which
+//! takes the epoll lock with interrupts off): 7-13% of the server's time
+//! under load (perf). A socket epoll does not watch skips all of that, so
+//! replies go out on a socket of their own, watched only while its send
+//! buffer is full (rare).
+//!
+//! How: both sockets set `SO_REUSEPORT` and bind the same address, so
+//! replies carry the address clients sent to. A reuseport group spreads
+//! incoming datagrams over its members, so the receive socket, bound
+//! first and thus member 0, gets a one-instruction classic BPF program
+//! (`return 0`) that steers every datagram to member 0: the send socket
+//! never receives one.
+//!
+//! `SO_REUSEPORT` must not let a second server share the port silently, so
+//! a plain socket (no `SO_REUSEPORT`) binds the address first: if anything
+//! holds it, that bind fails with `AddrInUse` as it always did. The probe
+//! also turns port 0 into a concrete port (a port-0 bind with
+//! `SO_REUSEPORT` may be given a port that a reuseport group of the same
+//! user already holds). The probe is closed and the pair bound at once;
+//! in the few microseconds between, only a socket of the same user that
+//! also sets `SO_REUSEPORT` could slip in and join the group unnoticed,
+//! and every other binder meets `AddrInUse`, us or them. We accept that
+//! window: keeping the probe bound would refuse our own pair, and
+//! clearing `SO_REUSEPORT` on a member after binding closes the group on
+//! IPv6 but not on IPv4 (the kernel's conflict check stops at the first
+//! compatible member in its hash chain). For the same reason a program of
+//! the same user that sets `SO_REUSEPORT` can join while the server runs;
+//! the BPF program gives it nothing.
+//!
+//! If any step of the pair fails (an old kernel, a sandbox refusing the
+//! BPF program), the server logs it once and receives and sends on one
+//! socket, as it did before. Elsewhere than Linux it always uses one.
+
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::UdpSocket;
+
+/// Bytes asked for the receive socket's receive buffer and the send
+/// socket's send buffer (the kernel caps them at net.core.rmem_max /
+/// wmem_max). The default, about 200 KiB, holds only a few hundred
+/// datagrams: a millisecond's stall of the server under load (another
+/// process on its core) overflowed it and lost requests.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The send socket never receives: its receive buffer is asked for this
+/// (the kernel raises it to its minimum, a few KiB).
+#[cfg(target_os = "linux")]
+const SEND_SOCKET_RCVBUF: usize = 1;
+
+/// The socket datagrams arrive on and, where it could be set up, a second
+/// one on the same address that replies leave from.
+#[derive(Debug)]
+pub struct Sockets {
+    pub(crate) rx: UdpSocket,
+    pub(crate) tx: Option<UdpSocket>,
+}
+
+impl Sockets {
+    /// Bind `addr`: on Linux a receive socket and a send socket (see the
+    /// module doc), falling back to one socket if the pair cannot be set
+    /// up; one socket elsewhere. Fails with `AddrInUse` if anything holds
+    /// `addr` already.
+    pub fn bind(addr: SocketAddr) -> io::Result<Sockets> {
+        #[cfg(target_os = "linux")]
+        return bind_with(addr, pair);
+        #[cfg(not(target_os = "linux"))]
+        Sockets::bind_one(addr)
+    }
+
+    /// Bind `addr` with one socket for receiving and sending.
+    pub fn bind_one(addr: SocketAddr) -> io::Result<Sockets> {
+        one(probe(addr)?)
+    }
+
+    /// The socket datagrams arrive on.
+    pub fn recv_socket(&self) -> &UdpSocket {
+        &self.rx
+    }
+
+    /// The socket replies leave from: the send socket, or the receive
+    /// socket if there is only one.
+    pub fn send_socket(&self) -> &UdpSocket {
+        self.tx.as_ref().unwrap_or(&self.rx)
+    }
+
+    /// Whether replies leave from a socket of their own.
+    pub fn is_split(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The address bound (port 0 resolved).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.rx.local_addr()
+    }
+}
+
+fn cannot_bind(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}"))
+}
+
+/// A plain bind of `addr`, exactly as the server has always bound it.
+fn probe(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    std::net::UdpSocket::bind(addr).map_err(|e| cannot_bind(addr, e))
+}
+
+/// One socket that both receives and sends.
+fn one(sock: std::net::UdpSocket) -> io::Result<Sockets> {
+    sock.set_nonblocking(true)?;
+    set_buffer(&sock, Buffer::Recv, SOCKET_BUFFER);
+    set_buffer(&sock, Buffer::Send, SOCKET_BUFFER);
+    Ok(Sockets {
+        rx: UdpSocket::from_std(sock),
+        tx: None,
+    })
+}
+
+/// Probe `addr`, then bind the pair `pair` makes on the address the probe
+/// got, or one socket there if `pair` fails. A parameter so the tests can
+/// make the pair fail.
+#[cfg(target_os = "linux")]
+fn bind_with(
+    addr: SocketAddr,
+    pair: impl FnOnce(SocketAddr) -> io::Result<Sockets>,
+) -> io::Result<Sockets> {
+    let probe = probe(addr)?;
+    let local = probe.local_addr()?;
+    drop(probe);
+    match pair(local) {
+        Ok(s) => Ok(s),
+        // Someone took the address in the moment it was free: as loud as
+        // finding it taken.
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(cannot_bind(addr, e)),
+        Err(e) => {
+            log::info!("replies go out on the receiving socket: no socket of their own ({e})");
+            one(probe_at(addr, local)?)
+        }
+    }
+}
+
+/// A plain bind of `local`, the concrete address `addr` was resolved to.
+#[cfg(target_os = "linux")]
+fn probe_at(addr: SocketAddr, local: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    std::net::UdpSocket::bind(local).map_err(|e| cannot_bind(addr, e))
+}
+
+/// The receive socket, its steering program, then the send socket, all on
+/// `local` (a concrete port).
+#[cfg(target_os = "linux")]
+fn pair(local: SocketAddr) -> io::Result<Sockets> {
+    let rx = reuseport_bound(local).map_err(|e| step("receive socket", e))?;
+    steer_to_first(&rx).map_err(|e| step("SO_ATTACH_REUSEPORT_CBPF", e))?;
+    let tx = reuseport_bound(local).map_err(|e| step("send socket", e))?;
+    set_buffer(&rx, Buffer::Recv, SOCKET_BUFFER);
+    set_buffer(&tx, Buffer::Send, SOCKET_BUFFER);
+    set_buffer(&tx, Buffer::Recv, SEND_SOCKET_RCVBUF);
+    Ok(Sockets {
+        rx: UdpSocket::from_std(rx.into()),
+        tx: Some(UdpSocket::from_std(tx.into())),
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn step(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// A non-blocking, close-on-exec UDP socket with `SO_REUSEPORT`, bound to
+/// `addr`. `IPV6_V6ONLY` is left at the system's default, as std's
+/// `UdpSocket::bind` leaves it.
+#[cfg(target_os = "linux")]
+fn reuseport_bound(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    // socket2 sets SOCK_CLOEXEC on every socket it makes.
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.nonblocking(),
+        Some(Protocol::UDP),
+    )?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// Attach to `sock`'s reuseport group the classic BPF program `return 0`:
+/// every datagram goes to member 0, the first socket bound.
+#[cfg(target_os = "linux")]
+fn steer_to_first(sock: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: a valid socket and a sock_fprog pointing at `code`, which
+    // outlives the call; the kernel copies the program.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Buffer {
+    Recv,
+    Send,
+}
+
+/// Ask for `bytes` of one of `sock`'s buffers; the kernel caps the request
+/// at its configured maximum, and a refusal leaves the default in place.
+#[cfg(unix)]
+fn set_buffer(sock: &impl std::os::fd::AsFd, which: Buffer, bytes: usize) {
+    let s = socket2::SockRef::from(sock);
+    let r = match which {
+        Buffer::Recv => s.set_recv_buffer_size(bytes),
+        Buffer::Send => s.set_send_buffer_size(bytes),
+    };
+    if let Err(e) = r {
+        log::debug!("setsockopt {which:?} buffer: {e}");
+    }
+}
+
+#[cfg(not(unix))]
+fn set_buffer<S>(_: &S, _: Buffer, _: usize) {}
