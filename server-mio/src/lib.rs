@@ -450,3 +450,70 @@ impl Runtime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(sockets: Sockets) -> Runtime {
+        let opts = Options {
+            capacity: cli::MIN_CAPACITY,
+            ..Options::default()
+        };
+        Runtime::start(&opts, sockets).unwrap()
+    }
+
+    /// The tokens of the writable events one poll of `wait` brings.
+    fn writable(rt: &mut Runtime, wait: Duration) -> Vec<Token> {
+        let mut events = Events::with_capacity(16);
+        rt.poll.poll(&mut events, Some(wait)).unwrap();
+        events
+            .iter()
+            .filter(|e| e.is_writable())
+            .map(|e| e.token())
+            .collect()
+    }
+
+    #[test]
+    fn the_send_socket_is_watched_only_while_asked() {
+        let mut rt = runtime(Sockets::bind("127.0.0.1:0".parse().unwrap()).unwrap());
+        assert!(rt.sockets.is_split(), "this test needs the socket pair");
+        let short = Duration::from_millis(50);
+        assert_eq!(writable(&mut rt, short), []);
+        rt.watch_writable(true).unwrap();
+        assert_eq!(writable(&mut rt, Duration::from_secs(5)), [SEND]);
+        rt.watch_writable(false).unwrap();
+        // Sends raise no event once it is deregistered...
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = c.local_addr().unwrap();
+        for _ in 0..10 {
+            rt.sockets.send_socket().send_to(b"x", to).unwrap();
+        }
+        assert_eq!(writable(&mut rt, short), []);
+        // ...and it can be registered again.
+        rt.watch_writable(true).unwrap();
+        assert_eq!(writable(&mut rt, Duration::from_secs(5)), [SEND]);
+        rt.watch_writable(false).unwrap();
+        assert_eq!(writable(&mut rt, short), []);
+    }
+
+    #[test]
+    fn one_socket_is_watched_for_writable_by_its_interest() {
+        let mut rt = runtime(Sockets::bind_one("127.0.0.1:0".parse().unwrap()).unwrap());
+        assert!(!rt.sockets.is_split());
+        let short = Duration::from_millis(50);
+        assert_eq!(writable(&mut rt, short), []);
+        rt.watch_writable(true).unwrap();
+        assert_eq!(writable(&mut rt, Duration::from_secs(5)), [UDP]);
+        rt.watch_writable(false).unwrap();
+        assert_eq!(writable(&mut rt, short), []);
+        // Still readable.
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.send_to(b"x", rt.sockets.local_addr().unwrap()).unwrap();
+        let mut events = Events::with_capacity(16);
+        rt.poll
+            .poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.token() == UDP && e.is_readable()));
+    }
+}

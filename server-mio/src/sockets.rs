@@ -241,3 +241,176 @@ fn set_buffer(sock: &impl std::os::fd::AsFd, which: Buffer, bytes: usize) {
 
 #[cfg(not(unix))]
 fn set_buffer<S>(_: &S, _: Buffer, _: usize) {}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn v6() -> bool {
+        std::net::UdpSocket::bind("[::1]:0").is_ok()
+    }
+
+    /// Read `sock` until `want` datagrams came or 5 s passed; the count.
+    fn count(sock: &UdpSocket, want: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut n = 0;
+        let mut buf = [0u8; 64];
+        while n < want && Instant::now() < deadline {
+            match sock.recv_from(&mut buf) {
+                Ok(_) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        n
+    }
+
+    fn would_block(sock: &UdpSocket) -> bool {
+        matches!(sock.recv_from(&mut [0u8; 64]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Many datagrams from many sources (so the group's hash would spread
+    /// them) all reach the receive socket and none the send socket.
+    fn every_datagram_reaches_rx(bind: &str, client: &str) {
+        let s = Sockets::bind(bind.parse().unwrap()).unwrap();
+        assert!(s.is_split());
+        let client: std::net::IpAddr = client.parse().unwrap();
+        let to = SocketAddr::new(client, s.local_addr().unwrap().port());
+        let (sources, each) = (16, 40);
+        for _ in 0..sources {
+            let c = std::net::UdpSocket::bind(SocketAddr::new(client, 0)).unwrap();
+            for i in 0..each {
+                c.send_to(&[i as u8], to).unwrap();
+            }
+        }
+        assert_eq!(count(&s.rx, sources * each), sources * each);
+        assert!(would_block(&s.rx), "more datagrams than were sent");
+        assert!(
+            would_block(s.tx.as_ref().unwrap()),
+            "the send socket got one"
+        );
+    }
+
+    #[test]
+    fn every_datagram_reaches_the_receive_socket_v4() {
+        every_datagram_reaches_rx("127.0.0.1:0", "127.0.0.1");
+    }
+
+    #[test]
+    fn every_datagram_reaches_the_receive_socket_v6() {
+        if !v6() {
+            eprintln!("no IPv6 loopback here; skipping");
+            return;
+        }
+        every_datagram_reaches_rx("[::1]:0", "::1");
+    }
+
+    #[test]
+    fn a_dual_stack_pair_steers_ipv4_too() {
+        let dual =
+            std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|v| v.trim() == "0");
+        if !v6() || !dual {
+            eprintln!("no dual-stack IPv6 here; skipping");
+            return;
+        }
+        every_datagram_reaches_rx("[::]:0", "127.0.0.1");
+        every_datagram_reaches_rx("[::]:0", "::1");
+    }
+
+    fn replies_leave_from_the_bound_address(bind: &str, client: &str) {
+        let s = Sockets::bind(bind.parse().unwrap()).unwrap();
+        let bound = s.local_addr().unwrap();
+        assert_ne!(bound.port(), 0);
+        assert_eq!(s.send_socket().local_addr().unwrap(), bound);
+        let c = std::net::UdpSocket::bind(format!("{client}:0")).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_socket()
+            .send_to(b"reply", c.local_addr().unwrap())
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"reply"[..], bound));
+    }
+
+    #[test]
+    fn replies_leave_from_the_bound_address_v4_and_v6() {
+        replies_leave_from_the_bound_address("127.0.0.1:0", "127.0.0.1");
+        if v6() {
+            replies_leave_from_the_bound_address("[::1]:0", "[::1]");
+        }
+    }
+
+    #[test]
+    fn a_busy_address_is_refused_whoever_holds_it() {
+        let s = Sockets::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = s.local_addr().unwrap();
+        let e = std::net::UdpSocket::bind(addr).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let e = Sockets::bind(addr).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            e.to_string(),
+            format!("cannot bind UDP {addr}: Address already in use (os error 98)")
+        );
+        // A socket with SO_REUSEPORT of our own user would take a
+        // reuseport bind into its group without a word: the probe refuses.
+        let other = reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = other.local_addr().unwrap().as_socket().unwrap();
+        let e = Sockets::bind(addr).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let e = Sockets::bind_one(addr).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn the_send_socket_keeps_a_small_receive_buffer() {
+        let s = Sockets::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let rx = socket2::SockRef::from(&s.rx).recv_buffer_size().unwrap();
+        let tx = socket2::SockRef::from(s.tx.as_ref().unwrap())
+            .recv_buffer_size()
+            .unwrap();
+        assert!(tx <= 8192 && rx > tx, "rx {rx} tx {tx}");
+    }
+
+    #[test]
+    fn a_failed_pair_falls_back_to_one_socket() {
+        let s = bind_with("127.0.0.1:0".parse().unwrap(), |_| {
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        })
+        .unwrap();
+        assert!(!s.is_split());
+        let bound = s.local_addr().unwrap();
+        assert_ne!(bound.port(), 0);
+        assert_eq!(s.send_socket().local_addr().unwrap(), bound);
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send_to(b"ping", bound).unwrap();
+        assert_eq!(count(s.recv_socket(), 1), 1);
+        s.send_socket()
+            .send_to(b"pong", c.local_addr().unwrap())
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(c.recv_from(&mut buf).unwrap(), (4, bound));
+        // Still alone on its port.
+        let e = std::net::UdpSocket::bind(bound).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn losing_the_address_between_probe_and_pair_is_an_error() {
+        let mut thief = None;
+        let e = bind_with("127.0.0.1:0".parse().unwrap(), |local| {
+            thief = Some(std::net::UdpSocket::bind(local).unwrap());
+            pair(local)
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            e.to_string().starts_with("cannot bind UDP 127.0.0.1:0: "),
+            "{e}"
+        );
+    }
+}
