@@ -474,6 +474,93 @@ mod tests {
             .collect()
     }
 
+    /// Run `f` on a thread of its own network namespace whose loopback
+    /// sends at 10 Mbit/s through a token bucket, so that datagrams wait
+    /// in the qdisc and a small send buffer fills (on a plain loopback it
+    /// never does). `None` where that cannot be set up.
+    #[cfg(target_os = "linux")]
+    fn on_a_slow_loopback<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread
+            // (and what it starts) into a new, empty network namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            let tbf = "tc qdisc add dev lo root tbf rate 10mbit burst 1600 latency 1s";
+            for cmd in ["ip link set lo up", tbf] {
+                let mut words = cmd.split(' ');
+                let ok = std::process::Command::new(words.next()?)
+                    .args(words)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return None;
+                }
+            }
+            Some(f())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Queue 100 datagrams behind a send buffer of the least size: the
+    /// first flush blocks, and each later one follows a writable event
+    /// of the socket replies leave from, until all are out.
+    #[cfg(target_os = "linux")]
+    fn blocked_flush_resumes_on_writable(one_socket: bool) {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let sockets = if one_socket {
+            Sockets::bind_one(addr)
+        } else {
+            Sockets::bind(addr)
+        };
+        let sockets = sockets.unwrap();
+        assert_eq!(sockets.is_split(), !one_socket);
+        socket2::SockRef::from(sockets.send_socket())
+            .set_send_buffer_size(1)
+            .unwrap();
+        let mut rt = runtime(sockets);
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = sink.local_addr().unwrap();
+        use proto_core::server::Outbox;
+        for i in 0..100u8 {
+            rt.tx.send(to, &[i; 100]).unwrap();
+        }
+        rt.flush().unwrap();
+        assert!(rt.io.send_blocked > 0 && rt.writable_armed);
+        let token = if one_socket { UDP } else { SEND };
+        let mut wakeups = 0;
+        while !rt.tx.is_empty() {
+            assert_eq!(writable(&mut rt, Duration::from_secs(5)), [token]);
+            rt.flush().unwrap();
+            wakeups += 1;
+            assert!(wakeups <= 100, "a wake-up that sent nothing");
+        }
+        assert!(!rt.writable_armed);
+        assert_eq!(writable(&mut rt, Duration::from_millis(50)), []);
+        let mut buf = [0u8; 128];
+        for i in 0..100u8 {
+            let (n, from) = sink.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (&buf[..n], from),
+                (&[i; 100][..], rt.sockets.local_addr().unwrap())
+            );
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_blocked_flush_resumes_when_the_send_socket_drains() {
+        for one_socket in [false, true] {
+            if on_a_slow_loopback(move || blocked_flush_resumes_on_writable(one_socket)).is_none() {
+                eprintln!("cannot make a network namespace with a slow loopback here; skipping");
+                return;
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn the_send_socket_is_watched_only_while_asked() {
         let mut rt = runtime(Sockets::bind("127.0.0.1:0".parse().unwrap()).unwrap());

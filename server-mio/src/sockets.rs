@@ -19,18 +19,22 @@
 //! `SO_REUSEPORT` must not let a second server share the port silently, so
 //! a plain socket (no `SO_REUSEPORT`) binds the address first: if anything
 //! holds it, that bind fails with `AddrInUse` as it always did. The probe
-//! also turns port 0 into a concrete port (a port-0 bind with
-//! `SO_REUSEPORT` may be given a port that a reuseport group of the same
-//! user already holds). The probe is closed and the pair bound at once;
-//! in the few microseconds between, only a socket of the same user that
-//! also sets `SO_REUSEPORT` could slip in and join the group unnoticed,
-//! and every other binder meets `AddrInUse`, us or them. We accept that
-//! window: keeping the probe bound would refuse our own pair, and
-//! clearing `SO_REUSEPORT` on a member after binding closes the group on
-//! IPv6 but not on IPv4 (the kernel's conflict check stops at the first
-//! compatible member in its hash chain). For the same reason a program of
-//! the same user that sets `SO_REUSEPORT` can join while the server runs;
-//! the BPF program gives it nothing.
+//! also turns port 0 into a concrete port: a port-0 bind with
+//! `SO_REUSEPORT` may be given a port a reuseport group of the same user
+//! already holds (the kernel's search skips only ports it could not share).
+//!
+//! The probe is closed and the pair bound at once. In the few microseconds
+//! between, any binder without `SO_REUSEPORT`, or of another user, meets
+//! `AddrInUse` (or makes us meet it: the server then fails to start, as it
+//! would have a moment later). Only a socket of the same user that also
+//! sets `SO_REUSEPORT` could slip in unnoticed, and as member 0 it would
+//! be given every datagram. We accept that window: keeping the probe bound
+//! would refuse our own pair, and clearing `SO_REUSEPORT` on the receive
+//! socket once the pair is bound closes the group to newcomers on IPv6 but
+//! not on IPv4 (tried: the kernel's conflict check stops at the first
+//! compatible member of its hash chain). Likewise, while the server runs, a
+//! socket of the same user that sets `SO_REUSEPORT` can join its group,
+//! which it could not before; the BPF program gives it nothing.
 //!
 //! If any step of the pair fails (an old kernel, a sandbox refusing the
 //! BPF program), the server logs it once and receives and sends on one
