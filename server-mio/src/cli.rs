@@ -28,6 +28,9 @@ pub struct Options {
     pub log_level: String,
     /// Where to serve Prometheus metrics over HTTP, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Receive and send on one socket, even where replies could leave
+    /// from a socket of their own (see [`crate::sockets`]).
+    pub one_socket: bool,
 }
 
 impl Default for Options {
@@ -38,6 +41,7 @@ impl Default for Options {
             config: Config::default(),
             log_level: "info".into(),
             metrics: None,
+            one_socket: false,
         }
     }
 }
@@ -107,6 +111,9 @@ OPTIONS:
     --strict                  refuse the seed's unauthenticated verbs (for internet-facing servers)
     --admin-token HEX         16 hex digits that unlock STATS from other than loopback
     --metrics ADDR            serve Prometheus metrics over HTTP on this TCP address
+    --one-socket              receive and reply on one UDP socket (on Linux replies otherwise
+                              leave from a second socket on the same address, which spares
+                              the receiving socket an epoll wake-up per reply)
     --log-level LEVEL         error, warn, info, debug or trace [default: info]
     -h, --help                print this help
     -V, --version             print the version
@@ -210,6 +217,7 @@ pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
     if args.contains("--strict") {
         c.strict = true;
     }
+    o.one_socket = args.contains("--one-socket");
     if let Some(v) = opt::<String>(&mut args, "--admin-token")? {
         let t = Token::parse(v.as_bytes()).map_err(|_| {
             CliError("--admin-token: must be exactly 16 lowercase hex digits".into())
@@ -256,7 +264,7 @@ mod tests {
     fn defaults_match_the_seed_server() {
         let o = run(&[]).unwrap();
         assert_eq!(o.bind, "127.0.0.1:9999".parse().unwrap());
-        assert!(o.config.limits && !o.config.strict);
+        assert!(o.config.limits && !o.config.strict && !o.one_socket);
     }
 
     #[test]
@@ -268,6 +276,7 @@ mod tests {
             "2048",
             "--no-limits",
             "--strict",
+            "--one-socket",
             "--lease=60",
             "--admin-token",
             "00000000000000ff",
@@ -275,7 +284,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.bind, "[::1]:7000".parse().unwrap());
         assert_eq!(o.capacity, 2048);
-        assert!(!o.config.limits && o.config.strict);
+        assert!(!o.config.limits && o.config.strict && o.one_socket);
         assert_eq!(o.config.lease_default, 60);
         assert_eq!(o.config.admin_token, Some(Token(0xff)));
     }

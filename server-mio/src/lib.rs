@@ -1,13 +1,21 @@
 //! `parley-server`: Parley's rendezvous server on one thread and one mio `Poll`.
 //!
-//! The protocol lives in `proto-core`; this crate adds the socket, the clock,
-//! the entropy, signals and metrics. The loop is mio's UDP example grown up:
-//! readable -> drain until `WouldBlock` -> handle each datagram -> tick ->
-//! flush. Memory is taken once, at start.
+//! The protocol lives in `proto-core`; this crate adds the sockets, the
+//! clock, the entropy, signals and metrics. The loop is mio's UDP example
+//! grown up: readable -> drain until `WouldBlock` -> handle each datagram
+//! -> tick -> flush. Memory is taken once, at start.
+//!
+//! Datagrams arrive on a socket the `Poll` watches for readable. On Linux
+//! replies leave from a second socket bound to the same address, which
+//! the `Poll` watches only while its send buffer is full: a watched socket
+//! pays an epoll wake-up for every datagram it sends (see [`sockets`]).
+//! Where the second socket cannot be had, one socket does both, watched
+//! for writable too while replies wait.
 
 pub mod cli;
 mod metrics;
 pub mod net;
+pub mod sockets;
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
-use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
@@ -26,18 +33,15 @@ use signal_hook_mio::v1_0::Signals;
 pub use cli::Options;
 use metrics::Metrics;
 use net::{Received, RxBatch, TxRing};
+pub use sockets::Sockets;
 
 const UDP: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const METRICS: Token = Token(2);
+/// The send socket, registered only while its buffer is full.
+const SEND: Token = Token(3);
 /// Tokens from here on are metrics connections.
 const FIRST_CONN: usize = 16;
-
-/// Bytes asked for the socket's receive and send buffers (the kernel caps
-/// them at net.core.rmem_max / wmem_max). The default, about 200 KiB, holds
-/// only a few hundred datagrams: a millisecond's stall of the server under
-/// load (another process on its core) overflowed it and lost requests.
-const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Tables at least this large (bytes) are prefetched a batch ahead: beyond
 /// the caches, overlapping a batch's misses pays for the extra hashing
@@ -86,7 +90,7 @@ pub struct IoStats {
     pub drop_oversized: u64,
     /// Datagrams the kernel refused to send.
     pub send_failed: u64,
-    /// Times the socket's send buffer was full.
+    /// Times the send socket's buffer was full.
     pub send_blocked: u64,
 }
 
@@ -160,7 +164,7 @@ fn table<T: Copy>(n: usize, value: T) -> &'static mut [T] {
 /// Everything the loop owns.
 struct Runtime {
     poll: Poll,
-    socket: UdpSocket,
+    sockets: Sockets,
     signals: Signals,
     metrics: Option<Metrics>,
     server: Server<'static>,
@@ -168,17 +172,30 @@ struct Runtime {
     tx: TxRing,
     io: IoStats,
     start: StdInstant,
+    /// Whether the `Poll` waits for the send socket to be writable.
     writable_armed: bool,
     /// Whether the tables are large enough for prefetching to pay.
     prefetch: bool,
 }
 
-/// Run the server until SIGINT, SIGTERM or `hooks.stop`; returns the final counters.
+/// Bind `opts.bind` and run the server until SIGINT, SIGTERM or
+/// `hooks.stop`; returns the final counters.
 pub fn run(opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
-    let mut rt = Runtime::start(opts)?;
-    let bound = rt.socket.local_addr()?;
+    let sockets = if opts.one_socket {
+        Sockets::bind_one(opts.bind)?
+    } else {
+        Sockets::bind(opts.bind)?
+    };
+    run_on(sockets, opts, hooks)
+}
+
+/// Run the server on `sockets` (`opts.bind` is not used) until SIGINT,
+/// SIGTERM or `hooks.stop`; returns the final counters.
+pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
+    let mut rt = Runtime::start(opts, sockets)?;
+    let bound = rt.sockets.local_addr()?;
     log::info!(
-        "listening on {bound} (capacity {}, {} MiB of tables{}{})",
+        "listening on {bound} (capacity {}, {} MiB of tables{}{}, replies from {})",
         opts.capacity,
         cli::table_cost(opts.capacity) >> 20,
         if opts.config.strict { ", strict" } else { "" },
@@ -186,6 +203,11 @@ pub fn run(opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
             ""
         } else {
             ", no limits"
+        },
+        if rt.sockets.is_split() {
+            "a separate socket"
+        } else {
+            "the receiving socket"
         },
     );
     if let Some(f) = &hooks.on_ready {
@@ -218,6 +240,8 @@ pub fn run(opts: &Options, hooks: Hooks) -> io::Result<(Stats, IoStats)> {
                         rt.drain()?;
                     }
                 }
+                // The flush below, as after every wake-up, sends what waits.
+                SEND => {}
                 SIGNALS => stop |= rt.signalled(),
                 METRICS => rt.accept_metrics(),
                 token => rt.metrics_event(token, event.is_readable(), event.is_writable()),
@@ -269,13 +293,10 @@ fn summary(s: &Stats, io: &IoStats) -> String {
 }
 
 impl Runtime {
-    fn start(opts: &Options) -> io::Result<Self> {
+    fn start(opts: &Options, mut sockets: Sockets) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut socket = UdpSocket::bind(opts.bind)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.bind)))?;
-        net::set_buffers(&socket, SOCKET_BUFFER);
         poll.registry()
-            .register(&mut socket, UDP, Interest::READABLE)?;
+            .register(&mut sockets.rx, UDP, Interest::READABLE)?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -287,7 +308,7 @@ impl Runtime {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         Ok(Runtime {
             poll,
-            socket,
+            sockets,
             signals,
             metrics,
             server,
@@ -311,7 +332,7 @@ impl Runtime {
     /// Read until the socket would block, handing each datagram to the core.
     fn drain(&mut self) -> io::Result<()> {
         loop {
-            let n = match self.rx.recv(&self.socket) {
+            let n = match self.rx.recv(&self.sockets.rx) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -372,28 +393,42 @@ impl Runtime {
             .unwrap_or(now + proto_core::time::Millis(1000))
     }
 
-    /// Send what is queued; if the socket is full, ask to hear when it is not.
+    /// Send what is queued; if the send socket is full, ask to hear when
+    /// it is not.
     fn flush(&mut self) -> io::Result<()> {
         if self.tx.is_empty() && !self.writable_armed {
             return Ok(());
         }
-        let f = self.tx.flush(&self.socket);
+        let f = self.tx.flush(self.sockets.send_socket());
         self.io.send_failed += f.failed;
         if f.blocked {
             self.io.send_blocked += 1;
         }
         let want_writable = !self.tx.is_empty();
         if want_writable != self.writable_armed {
-            let interest = if want_writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            self.poll
-                .registry()
-                .reregister(&mut self.socket, UDP, interest)?;
-            self.writable_armed = want_writable;
+            self.watch_writable(want_writable)?;
         }
+        Ok(())
+    }
+
+    /// Start or stop waiting for the send socket to be writable. A socket
+    /// of its own is registered only for that wait, so the `Poll` hears
+    /// nothing of its sends otherwise; a shared one keeps its registration
+    /// for readable and changes its interest. Registering a socket that is
+    /// writable already raises the event at once: no edge is missed.
+    fn watch_writable(&mut self, on: bool) -> io::Result<()> {
+        let registry = self.poll.registry();
+        match (&mut self.sockets.tx, on) {
+            (Some(tx), true) => registry.register(tx, SEND, Interest::WRITABLE)?,
+            (Some(tx), false) => registry.deregister(tx)?,
+            (None, true) => registry.reregister(
+                &mut self.sockets.rx,
+                UDP,
+                Interest::READABLE | Interest::WRITABLE,
+            )?,
+            (None, false) => registry.reregister(&mut self.sockets.rx, UDP, Interest::READABLE)?,
+        }
+        self.writable_armed = on;
         Ok(())
     }
 
@@ -423,5 +458,159 @@ impl Runtime {
                 &self.io,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(sockets: Sockets) -> Runtime {
+        let opts = Options {
+            capacity: cli::MIN_CAPACITY,
+            ..Options::default()
+        };
+        Runtime::start(&opts, sockets).unwrap()
+    }
+
+    /// The tokens of the writable events one poll of `wait` brings.
+    fn writable(rt: &mut Runtime, wait: Duration) -> Vec<Token> {
+        let mut events = Events::with_capacity(16);
+        rt.poll.poll(&mut events, Some(wait)).unwrap();
+        events
+            .iter()
+            .filter(|e| e.is_writable())
+            .map(|e| e.token())
+            .collect()
+    }
+
+    /// Run `f` on a thread of its own network namespace whose loopback
+    /// sends at 10 Mbit/s through a token bucket, so that datagrams wait
+    /// in the qdisc and a small send buffer fills (on a plain loopback it
+    /// never does). `None` where that cannot be set up.
+    #[cfg(target_os = "linux")]
+    fn on_a_slow_loopback<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread
+            // (and what it starts) into a new, empty network namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            let tbf = "tc qdisc add dev lo root tbf rate 10mbit burst 1600 latency 1s";
+            for cmd in ["ip link set lo up", tbf] {
+                let mut words = cmd.split(' ');
+                let ok = std::process::Command::new(words.next()?)
+                    .args(words)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return None;
+                }
+            }
+            Some(f())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Queue 100 datagrams behind a send buffer of the least size: the
+    /// first flush blocks, and each later one follows a writable event
+    /// of the socket replies leave from, until all are out.
+    #[cfg(target_os = "linux")]
+    fn blocked_flush_resumes_on_writable(one_socket: bool) {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let sockets = if one_socket {
+            Sockets::bind_one(addr)
+        } else {
+            Sockets::bind(addr)
+        };
+        let sockets = sockets.unwrap();
+        assert_eq!(sockets.is_split(), !one_socket);
+        socket2::SockRef::from(sockets.send_socket())
+            .set_send_buffer_size(1)
+            .unwrap();
+        let mut rt = runtime(sockets);
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = sink.local_addr().unwrap();
+        use proto_core::server::Outbox;
+        for i in 0..100u8 {
+            rt.tx.send(to, &[i; 100]).unwrap();
+        }
+        rt.flush().unwrap();
+        assert!(rt.io.send_blocked > 0 && rt.writable_armed);
+        let token = if one_socket { UDP } else { SEND };
+        let mut wakeups = 0;
+        while !rt.tx.is_empty() {
+            assert_eq!(writable(&mut rt, Duration::from_secs(5)), [token]);
+            rt.flush().unwrap();
+            wakeups += 1;
+            assert!(wakeups <= 100, "a wake-up that sent nothing");
+        }
+        assert!(!rt.writable_armed);
+        assert_eq!(writable(&mut rt, Duration::from_millis(50)), []);
+        let mut buf = [0u8; 128];
+        for i in 0..100u8 {
+            let (n, from) = sink.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (&buf[..n], from),
+                (&[i; 100][..], rt.sockets.local_addr().unwrap())
+            );
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_blocked_flush_resumes_when_the_send_socket_drains() {
+        for one_socket in [false, true] {
+            if on_a_slow_loopback(move || blocked_flush_resumes_on_writable(one_socket)).is_none() {
+                eprintln!("cannot make a network namespace with a slow loopback here; skipping");
+                return;
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_send_socket_is_watched_only_while_asked() {
+        let mut rt = runtime(Sockets::bind("127.0.0.1:0".parse().unwrap()).unwrap());
+        assert!(rt.sockets.is_split(), "this test needs the socket pair");
+        let short = Duration::from_millis(50);
+        assert_eq!(writable(&mut rt, short), []);
+        rt.watch_writable(true).unwrap();
+        assert_eq!(writable(&mut rt, Duration::from_secs(5)), [SEND]);
+        rt.watch_writable(false).unwrap();
+        // Sends raise no event once it is deregistered...
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = c.local_addr().unwrap();
+        for _ in 0..10 {
+            rt.sockets.send_socket().send_to(b"x", to).unwrap();
+        }
+        assert_eq!(writable(&mut rt, short), []);
+        // ...and it can be registered again.
+        rt.watch_writable(true).unwrap();
+        assert_eq!(writable(&mut rt, Duration::from_secs(5)), [SEND]);
+        rt.watch_writable(false).unwrap();
+        assert_eq!(writable(&mut rt, short), []);
+    }
+
+    #[test]
+    fn one_socket_is_watched_for_writable_by_its_interest() {
+        let mut rt = runtime(Sockets::bind_one("127.0.0.1:0".parse().unwrap()).unwrap());
+        assert!(!rt.sockets.is_split());
+        let short = Duration::from_millis(50);
+        assert_eq!(writable(&mut rt, short), []);
+        rt.watch_writable(true).unwrap();
+        assert_eq!(writable(&mut rt, Duration::from_secs(5)), [UDP]);
+        rt.watch_writable(false).unwrap();
+        assert_eq!(writable(&mut rt, short), []);
+        // Still readable.
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.send_to(b"x", rt.sockets.local_addr().unwrap()).unwrap();
+        let mut events = Events::with_capacity(16);
+        rt.poll
+            .poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.token() == UDP && e.is_readable()));
     }
 }

@@ -17,33 +17,6 @@ pub const BATCH: usize = 64;
 /// truncated one is known to be oversized and is dropped whole.
 pub const RX_BUF: usize = 2048;
 
-/// Ask for `bytes` of receive and send buffer; the kernel caps the request
-/// at its configured maximum, and a refusal leaves the defaults in place.
-pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-            // SAFETY: a valid socket and a pointer to a c_int of the size given.
-            let r = unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&v as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if r != 0 {
-                log::debug!("setsockopt buffer: {}", io::Error::last_os_error());
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (sock, bytes);
-}
-
 /// A received datagram: where from and what, or `Oversized` if it did not
 /// fit [`RX_BUF`] (the kernel truncated it).
 pub enum Received<'a> {
