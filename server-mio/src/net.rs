@@ -269,6 +269,12 @@ impl TxRing {
     fn pop_front(&mut self, n: usize) {
         self.head = (self.head + n) % self.slots.len();
         self.len -= n;
+        if self.len == 0 {
+            // Start over at the front: a ring that keeps up then reuses the
+            // same few slots, warm in the cache, instead of writing every
+            // reply into a slot of its 5 MiB that the caches lost long ago.
+            self.head = 0;
+        }
     }
 
     /// Send what is queued until the queue is empty or the socket would block.
@@ -364,6 +370,28 @@ mod tests {
         }
         assert_eq!(r.len(), BATCH);
         assert_eq!(r.slots[(r.head + BATCH - 1) % BATCH].buf[0], b'y');
+    }
+
+    #[test]
+    fn an_emptied_ring_starts_again_at_its_front() {
+        let mut r = TxRing::new(256);
+        let dst: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..100 {
+            r.send(dst, b"x").unwrap();
+        }
+        r.pop_front(60);
+        assert_eq!(
+            (r.head, r.len()),
+            (60, 40),
+            "a partly sent ring keeps its place"
+        );
+        r.pop_front(40);
+        assert_eq!((r.head, r.len()), (0, 0));
+        r.send(dst, b"z").unwrap();
+        assert_eq!(
+            r.slots[0].buf[0], b'z',
+            "the next reply goes in the first slot"
+        );
     }
 
     #[test]
