@@ -708,8 +708,8 @@ impl Harness<'_> {
         if self.model.cfg.strict {
             assert_eq!(reply, None, "strict mode answered {d:?}");
             let after = self.server.stats();
-            // Occupancy may fall (expired leases are reclaimed on every
-            // datagram) but a seed verb must add nothing.
+            // Occupancy may fall (an expired lease found by a lookup is
+            // reclaimed) but a seed verb must add nothing.
             assert!(
                 after.occupancy <= before.occupancy,
                 "strict mode let a seed verb register"

@@ -62,11 +62,11 @@ const TX_QUEUE: usize = 4096;
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Least time between two calls of the core's `tick` while datagrams keep
 /// coming (the core's own deadlines, fan-out rounds included, are always
-/// kept). Each tick moves the clock hand over 4096 slots, which the core
-/// sized for about one tick a second; run on every wake-up under load it
-/// cost an eighth of the server's time at 1M ids, and once a millisecond
-/// still 2.5% (perf, lookup workload). Presence changes wait at most this
-/// long for their round to start, next to a 100 ms presence interval.
+/// kept). A tick has fixed costs (the clock, the fan-out round); run on
+/// every wake-up under load, when each tick also swept 4096 slots, it cost
+/// an eighth of the server's time at 1M ids (perf, lookup workload).
+/// Presence changes wait at most this long for their round to start, next
+/// to a 100 ms presence interval.
 const TICK_EVERY: proto_core::time::Millis = proto_core::time::Millis(10);
 
 /// Ways for an embedding program (and the tests) to watch and stop the loop.

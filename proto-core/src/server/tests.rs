@@ -357,6 +357,7 @@ fn leases_expire_and_are_never_served_after() {
 #[test]
 fn the_clock_hand_reclaims_without_lookups() {
     let mut h = Harness::new(1024, Config::default());
+    h.tick();
     for i in 0..10 {
         h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID s{i}"));
     }
@@ -368,13 +369,14 @@ fn the_clock_hand_reclaims_without_lookups() {
 }
 
 #[test]
-fn datagrams_pay_for_reclamation_at_the_next_tick() {
+fn the_clock_hand_goes_round_in_ten_seconds_whatever_the_traffic() {
     let cfg = Config {
         limits: false,
         ..Config::default()
     };
-    // More expired entries than one tick's own sweep (4096 slots) visits.
     let mut h = Harness::new(16384, cfg);
+    h.tick();
+    // 6000 seed registrations in slots 0..6000, for the seed lease (an hour).
     for i in 0..6000 {
         h.send(
             &format!("127.1.{}.{}:1", i / 250, i % 250 + 1),
@@ -382,16 +384,49 @@ fn datagrams_pay_for_reclamation_at_the_next_tick() {
         );
         h.out.clear();
     }
-    h.advance(3_600_000);
-    // Datagrams alone leave the table as it is: no request waits on the sweep...
-    for _ in 0..20 {
+    h.advance(3_599_000);
+    h.tick();
+    assert_eq!(
+        h.server.stats().expired,
+        0,
+        "a second before the leases end"
+    );
+    h.advance(1000);
+    // One second's share of a 10 s round: slots 0..1638.
+    h.tick();
+    assert_eq!(h.server.stats().expired, 1638);
+    // Datagrams leave the sweep alone: no request waits on the clock hand.
+    for _ in 0..20_000 {
         h.send("127.0.0.99:1", "HELLO 1");
     }
-    assert_eq!(h.server.stats().expired, 0);
-    // ...and the next tick pays what they owe, two slots each, with its own.
+    h.out.clear();
+    assert_eq!(h.server.stats().expired, 1638);
+    // Nine seconds more finish the round.
+    h.advance(9000);
     h.tick();
     assert_eq!(h.server.stats().expired, 6000);
     assert_eq!(h.server.stats().occupancy, 0);
+}
+
+#[test]
+fn frequent_ticks_on_a_small_table_still_sweep() {
+    let mut h = Harness::new(1024, Config::default());
+    h.tick();
+    for i in 0..10 {
+        h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID s{i}"));
+    }
+    h.advance(3_599_995);
+    h.tick();
+    h.send("127.0.0.99:1", "ID fresh");
+    assert_eq!(h.server.stats().expired, 0, "5 ms before the leases end");
+    // A 1024-slot table is due one slot every 9.8 ms: ticks 5 ms apart
+    // carry the remainder over, and ten seconds sweep it all.
+    for _ in 0..2000 {
+        h.advance(5);
+        h.tick();
+    }
+    assert_eq!(h.server.stats().expired, 10);
+    assert_eq!(h.server.stats().occupancy, 1, "only the fresh id is left");
 }
 
 #[test]
