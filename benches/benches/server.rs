@@ -149,8 +149,8 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 let batch = &batches[k % batches.len()];
                 k += 1;
+                let mut plans = [None; BATCH];
                 if hinted {
-                    let mut plans = [None; BATCH];
                     for (plan, d) in plans.iter_mut().zip(batch) {
                         *plan = server.plan(d);
                         if let Some(hint) = plan.and_then(|p| server.cell_hint(p)) {
@@ -163,8 +163,14 @@ fn lookup(c: &mut Criterion) {
                         }
                     }
                 }
-                for d in batch {
-                    server.handle(Instant(2000), src, d, &mut sink);
+                if hinted {
+                    for (d, plan) in batch.iter().zip(plans) {
+                        server.handle_planned(Instant(2000), src, d, plan, &mut sink);
+                    }
+                } else {
+                    for d in batch {
+                        server.handle(Instant(2000), src, d, &mut sink);
+                    }
                 }
             })
         });

@@ -338,6 +338,28 @@ impl TxRing {
 }
 
 impl Outbox for TxRing {
+    /// The next free slot's buffer: the core writes its reply straight
+    /// into the ring.
+    fn reserve(&mut self) -> Option<&mut [u8]> {
+        if self.len == self.slots.len() {
+            return None;
+        }
+        let i = (self.head + self.len) % self.slots.len();
+        Some(&mut self.slots[i].buf)
+    }
+
+    fn commit(&mut self, dst: SocketAddr, len: usize) -> Result<(), OutboxFull> {
+        if self.len == self.slots.len() || len > MAX_DATAGRAM {
+            return Err(OutboxFull);
+        }
+        let i = (self.head + self.len) % self.slots.len();
+        let slot = &mut self.slots[i];
+        slot.dst = dst;
+        slot.len = len as u16;
+        self.len += 1;
+        Ok(())
+    }
+
     fn send(&mut self, dst: SocketAddr, payload: &[u8]) -> Result<(), OutboxFull> {
         if self.len == self.slots.len() || payload.len() > MAX_DATAGRAM {
             return Err(OutboxFull);
@@ -370,6 +392,27 @@ mod tests {
         }
         assert_eq!(r.len(), BATCH);
         assert_eq!(r.slots[(r.head + BATCH - 1) % BATCH].buf[0], b'y');
+    }
+
+    #[test]
+    fn replies_written_in_place_are_queued_only_when_committed() {
+        let mut r = TxRing::new(BATCH);
+        let dst: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        r.reserve().unwrap()[..3].copy_from_slice(b"abc");
+        assert!(r.is_empty(), "reserving queues nothing");
+        r.reserve().unwrap()[..3].copy_from_slice(b"xyz");
+        r.commit(dst, 3).unwrap();
+        r.send(dst, b"sent").unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(&r.slots[0].buf[..usize::from(r.slots[0].len)], b"xyz");
+        assert_eq!(&r.slots[1].buf[..usize::from(r.slots[1].len)], b"sent");
+        // A full ring has no buffer to give and refuses a commit.
+        while r.len() < BATCH {
+            r.send(dst, b"x").unwrap();
+        }
+        assert!(r.reserve().is_none());
+        assert_eq!(r.commit(dst, 1), Err(OutboxFull));
+        assert_eq!(r.commit(dst, MAX_DATAGRAM + 1), Err(OutboxFull));
     }
 
     #[test]

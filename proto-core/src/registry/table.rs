@@ -8,6 +8,7 @@ use siphasher::sip::SipHasher13;
 use super::{Entry, NIL, Slot, Subscription};
 use crate::time::Instant;
 use crate::wire::Id;
+use crate::wire::fields::MAX_ID_LEN;
 
 /// A registration's place in the table; valid until it is removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,11 +64,21 @@ const EMPTY: u32 = NIL;
 const LINE: usize = 64;
 
 /// Where an id lives in a [`Registry`]'s index: see [`Registry::plan`].
-/// Meaningful only to the registry that made it.
+/// Meaningful only to the registry that made it. It keeps the id too, so
+/// a registry told to [`Registry::remember`] it uses it only for that id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     cell: usize,
     tag: u32,
+    /// The id's length, or `u8::MAX` for one too long to be an id.
+    len: u8,
+    id: [u8; MAX_ID_LEN],
+}
+
+impl Plan {
+    fn is_for(&self, id: &[u8]) -> bool {
+        usize::from(self.len) == id.len() && self.id[..id.len()] == *id
+    }
 }
 
 /// Memory a lookup is about to read, for a caller that prefetches it: `len`
@@ -113,6 +124,8 @@ pub struct Registry<'a> {
     sub_cursor: u32,
     /// The slot the clock hand visits next.
     hand: u32,
+    /// The plan of the datagram being handled, if it was planned.
+    memo: Option<Plan>,
     /// Every slot at or above this one has never held an entry. The free
     /// list starts in slot order and is LIFO, so a table that never held
     /// many entries at once keeps them all below a low mark.
@@ -168,6 +181,7 @@ impl<'a> Registry<'a> {
             sub_count: 0,
             sub_cursor: NIL,
             hand: 0,
+            memo: None,
             span: 0,
         })
     }
@@ -200,6 +214,9 @@ impl<'a> Registry<'a> {
 
     /// The home cell of `id` in the index and its tag.
     fn place(&self, id: &[u8]) -> (usize, u32) {
+        if let Some(p) = self.memo.as_ref().filter(|p| p.is_for(id)) {
+            return (p.cell, p.tag);
+        }
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(id);
         let h = h.finish();
@@ -261,7 +278,24 @@ impl<'a> Registry<'a> {
     /// [`Self::slot_hint`] for every one.
     pub fn plan(&self, id: &[u8]) -> Plan {
         let (cell, tag) = self.place(id);
-        Plan { cell, tag }
+        let mut plan = Plan {
+            cell,
+            tag,
+            len: u8::MAX,
+            id: [0; MAX_ID_LEN],
+        };
+        if let Some(to) = plan.id.get_mut(..id.len()) {
+            to.copy_from_slice(id);
+            plan.len = id.len() as u8;
+        }
+        plan
+    }
+
+    /// Keep `plan`, so the next lookups of its id skip the hash that made
+    /// it. Any plan of this registry is safe to keep: it answers only for
+    /// the id it was made for, and an id's place never changes.
+    pub fn remember(&mut self, plan: Plan) {
+        self.memo = Some(plan);
     }
 
     /// The index cell a lookup planned by `plan` reads first.

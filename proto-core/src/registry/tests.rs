@@ -724,3 +724,28 @@ fn hints_name_the_cell_and_the_slot_a_lookup_reads() {
         assert_eq!(reg.slot_hint(reg.plan(five[1].as_bytes())), None);
     });
 }
+
+#[test]
+fn a_remembered_plan_answers_only_for_its_own_id() {
+    with_registry(64, |reg| {
+        let a = reg.insert(entry("alice", 10)).unwrap();
+        let b = reg.insert(entry("bob", 10)).unwrap();
+        let plan = reg.plan(b"alice");
+        reg.remember(plan);
+        assert_eq!(reg.find(id("alice")), Some(a));
+        assert_eq!(reg.find(id("bob")), Some(b));
+        assert_eq!(reg.find(id("alic")), None);
+        assert_eq!(reg.find(id("alicex")), None);
+        // Still right after the table changed under it.
+        reg.remove(a);
+        assert_eq!(reg.find(id("alice")), None);
+        let a2 = reg.insert(entry("alice", 10)).unwrap();
+        assert_eq!(reg.find(id("alice")), Some(a2));
+        reg.audit().unwrap();
+        // A word too long to be an id makes a plan that is never used.
+        let long = [b'x'; 40];
+        reg.remember(reg.plan(&long));
+        assert_eq!(reg.find(id("bob")), Some(b));
+        assert_eq!(reg.slot_hint(reg.plan(&long)), None);
+    });
+}

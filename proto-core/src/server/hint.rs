@@ -7,8 +7,11 @@
 //! the other. The hints are addresses only: this crate reads nothing
 //! through them and a wrong hint costs nothing but a wasted prefetch.
 
-use super::Server;
+use core::net::SocketAddr;
+
+use super::{Outbox, Server};
 use crate::registry::{Hint, Plan};
+use crate::time::Instant;
 
 /// The id a request names first (the one it looks up, registers or
 /// refreshes), found without parsing the rest. `None` for requests that
@@ -54,6 +57,24 @@ impl Server<'_> {
     /// ```
     pub fn plan(&self, datagram: &[u8]) -> Option<Plan> {
         Some(self.reg.plan(request_id(datagram)?))
+    }
+
+    /// [`Server::handle`] for a datagram planned with [`Server::plan`]:
+    /// the id's place in the index is not computed again. Any other plan
+    /// (of another datagram, or none) is harmless: it is used only for
+    /// the id it was made for.
+    pub fn handle_planned(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        plan: Option<Plan>,
+        out: &mut impl Outbox,
+    ) {
+        if let Some(plan) = plan {
+            self.reg.remember(plan);
+        }
+        self.handle(now, src, datagram, out);
     }
 
     /// The index cell a planned datagram reads first.

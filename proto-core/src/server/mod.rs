@@ -60,6 +60,23 @@ use crate::wire::{ErrorCode, Reply, Token, TxId};
 pub trait Outbox {
     /// Queue `payload` for `dst`. `Err(OutboxFull)` if there is no room.
     fn send(&mut self, dst: SocketAddr, payload: &[u8]) -> Result<(), OutboxFull>;
+
+    /// A buffer of at least [`MAX_DATAGRAM`] bytes to write the next
+    /// datagram into where it will be sent from, saving the copy `send`
+    /// makes; [`Outbox::commit`] then queues it. `None` (the default, and
+    /// when there is no room) has the server write into a buffer of its
+    /// own and call `send`. Reserving without committing queues nothing.
+    fn reserve(&mut self) -> Option<&mut [u8]> {
+        None
+    }
+
+    /// Queue for `dst` the first `len` bytes written into the buffer the
+    /// last [`Outbox::reserve`] gave. Only called after a reserve that
+    /// gave a buffer, with `len` no larger than that buffer.
+    fn commit(&mut self, dst: SocketAddr, len: usize) -> Result<(), OutboxFull> {
+        let _ = (dst, len);
+        Err(OutboxFull)
+    }
 }
 
 /// The outbox had no room for another datagram.
@@ -520,7 +537,11 @@ impl<'a> Server<'a> {
         reply: &Reply<'_>,
         limit: usize,
     ) {
-        let Ok(n) = reply.emit(&mut self.scratch) else {
+        let (buf, in_place) = match out.reserve() {
+            Some(buf) => (buf, true),
+            None => (&mut self.scratch[..], false),
+        };
+        let Ok(n) = reply.emit(buf) else {
             // Every reply the server builds fits a datagram; a failure here
             // is a bug, counted rather than panicking on a network path.
             self.stats.drop_outbox_full += 1;
@@ -530,7 +551,17 @@ impl<'a> Server<'a> {
             self.stats.drop_amplification += 1;
             return;
         }
-        send_bytes(out, &mut self.stats, dst, &self.scratch[..n]);
+        if !in_place {
+            send_bytes(out, &mut self.stats, dst, &self.scratch[..n]);
+            return;
+        }
+        match out.commit(dst, n) {
+            Ok(()) => {
+                self.stats.datagrams_out += 1;
+                self.stats.bytes_out += n as u64;
+            }
+            Err(OutboxFull) => self.stats.drop_outbox_full += 1,
+        }
     }
 
     /// Send `ERR tx code` if the source's error budget allows it.
