@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parley_loadgen::msg::{IdKind, IdRef, Req, write_req};
+use parley_server::prefetch::prefetch_batch;
 use proto_core::Instant;
 use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
@@ -21,6 +22,7 @@ use proto_core::server::{Config, Layout, Outbox, OutboxFull, Server, Storage};
 
 /// Datagrams per batch, about what one `recvmmsg` returns under load.
 const BATCH: usize = 48;
+const _: () = assert!(BATCH <= parley_server::net::BATCH);
 const PREFIX: &[u8] = b"lg";
 
 /// An outbox that keeps only a checksum of what it was given.
@@ -122,17 +124,6 @@ fn lookups(filled: u32, cookie: u64, batches: usize) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
-#[inline]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults and reads nothing into the program.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 fn lookup(c: &mut Criterion) {
     let src: SocketAddr = "127.0.1.1:40000".parse().expect("an address");
     let mut g = c.benchmark_group("server");
@@ -149,20 +140,11 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 let batch = &batches[k % batches.len()];
                 k += 1;
-                let mut plans = [None; BATCH];
-                if hinted {
-                    for (plan, d) in plans.iter_mut().zip(batch) {
-                        *plan = server.plan(d);
-                        if let Some(hint) = plan.and_then(|p| server.cell_hint(p)) {
-                            hint.lines().for_each(prefetch);
-                        }
-                    }
-                    for plan in plans.iter().flatten() {
-                        if let Some(hint) = server.slot_hint(*plan) {
-                            hint.lines().for_each(prefetch);
-                        }
-                    }
-                }
+                let plans = if hinted {
+                    prefetch_batch(&server, batch.iter().map(|d| Some(&d[..])))
+                } else {
+                    [None; parley_server::net::BATCH]
+                };
                 if hinted {
                     for (d, plan) in batch.iter().zip(plans) {
                         server.handle_planned(Instant(2000), src, d, plan, &mut sink);
