@@ -215,7 +215,9 @@ impl<'a> Registry<'a> {
     /// The home cell of `id` in the index and its tag.
     fn place(&self, id: &[u8]) -> (usize, u32) {
         if let Some(p) = self.memo.as_ref().filter(|p| p.is_for(id)) {
-            return (p.cell, p.tag);
+            // Masked so that a plan of another registry, a caller's
+            // mistake, can give wrong answers but never index out of range.
+            return (p.cell & self.mask, p.tag);
         }
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(id);
@@ -292,8 +294,9 @@ impl<'a> Registry<'a> {
     }
 
     /// Keep `plan`, so the next lookups of its id skip the hash that made
-    /// it. Any plan of this registry is safe to keep: it answers only for
-    /// the id it was made for, and an id's place never changes.
+    /// it. Any plan this registry made is safe to keep: it answers only
+    /// for the id it was made for, and an id's place never changes. (A
+    /// plan made by another registry would misplace its id here.)
     pub fn remember(&mut self, plan: Plan) {
         self.memo = Some(plan);
     }

@@ -59,10 +59,11 @@ impl Server<'_> {
         Some(self.reg.plan(request_id(datagram)?))
     }
 
-    /// [`Server::handle`] for a datagram planned with [`Server::plan`]:
-    /// the id's place in the index is not computed again. Any other plan
-    /// (of another datagram, or none) is harmless: it is used only for
-    /// the id it was made for.
+    /// [`Server::handle`] for a datagram planned with this server's
+    /// [`Server::plan`]: the id's place in the index is not computed
+    /// again. A plan of this server for another datagram, or none, is
+    /// harmless: a plan is used only for the id it was made for. (A plan
+    /// from another server would misplace its id; never mix them.)
     pub fn handle_planned(
         &mut self,
         now: Instant,
