@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proto_core::client::{CommandError, Config, Event, What};
+use proto_core::client::{CommandError, Config, Event, Undelivered, What};
 use proto_core::wire::{Id, IdBuf};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
@@ -43,6 +43,7 @@ fn say(out: &Out, line: String) {
 const CHAT_HELP: &str = "\
 commands:
   /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
+                 (until the server says nobody by that id is online)
   /to ID         make ID the current conversation: plain lines go to it
   /who           who is online
   /lookup ID     where the server sees ID
@@ -79,7 +80,7 @@ pub fn run(c: Common) -> Result<(), Fail> {
         // Not a terminal: plain lines on stdout.
         Err(_) => Arc::new(Mutex::new(Box::new(|line: String| println!("{line}")))),
     };
-    let current: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let current = Arc::new(Mutex::new(Conversation::default()));
     let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
     let net = {
@@ -136,8 +137,43 @@ fn wait_registered(s: &mut Session, c: &Common) -> Result<String, Fail> {
 }
 
 /// The prompt: who plain lines go to.
-fn prompt(current: &Arc<Mutex<Option<String>>>) -> String {
-    match current.lock().ok().and_then(|c| c.clone()) {
+/// Who plain lines go to, and who they went to before the last `/msg` or
+/// `/to`: that id may turn out to be nobody online, and then plain lines
+/// go back where they went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Conversation {
+    with: Option<String>,
+    before: Option<String>,
+}
+
+impl Conversation {
+    /// Plain lines go to `id` from now on.
+    fn switch(&mut self, id: &str) {
+        if self.with.as_deref() != Some(id) {
+            self.before = self.with.replace(id.to_string());
+        }
+    }
+
+    /// `id` wrote first: it becomes the conversation if there is none.
+    fn offer(&mut self, id: &str) {
+        if self.with.is_none() {
+            self.with = Some(id.to_string());
+        }
+    }
+
+    /// Nobody called `id` is online: if plain lines were going to it, they
+    /// go back to the conversation before. Whether that changed anything.
+    fn nobody(&mut self, id: &str) -> bool {
+        if self.with.as_deref() != Some(id) {
+            return false;
+        }
+        self.with = self.before.take();
+        true
+    }
+}
+
+fn prompt(current: &Arc<Mutex<Conversation>>) -> String {
+    match current.lock().ok().and_then(|c| c.with.clone()) {
         Some(peer) => format!("to {peer}> "),
         None => "> ".to_string(),
     }
@@ -147,7 +183,7 @@ fn editor(
     rl: &mut DefaultEditor,
     tx: &Sender<Cmd>,
     out: &Out,
-    current: &Arc<Mutex<Option<String>>>,
+    current: &Arc<Mutex<Conversation>>,
     done: &Receiver<()>,
 ) -> Result<(), Fail> {
     loop {
@@ -168,7 +204,7 @@ fn editor(
         let rest = rest.trim();
         let set_current = |id: &IdBuf| {
             if let (Ok(mut c), Some(i)) = (current.lock(), id.as_id()) {
-                *c = Some(i.as_str().to_string());
+                c.switch(i.as_str());
             }
         };
         let peer = |s: &str| -> Option<IdBuf> {
@@ -220,7 +256,7 @@ fn editor(
                     .strip_prefix('/')
                     .filter(|t| t.starts_with('/'))
                     .unwrap_or(line);
-                match current.lock().ok().and_then(|c| c.clone()) {
+                match current.lock().ok().and_then(|c| c.with.clone()) {
                     Some(peer) => {
                         if let Ok(id) = Id::new(&peer) {
                             let _ = tx.send(Cmd::Send(IdBuf::from_id(id), text.to_string()));
@@ -241,7 +277,7 @@ fn network(
     mut s: Session,
     rx: Receiver<Cmd>,
     out: Out,
-    current: Arc<Mutex<Option<String>>>,
+    current: Arc<Mutex<Conversation>>,
     server: String,
     done: Sender<()>,
 ) {
@@ -337,8 +373,7 @@ fn network(
                     Event::Message { from, text, seed } => {
                         if let Some(f) = from {
                             if let Ok(mut c) = current.lock() {
-                                // The first person to write becomes the conversation.
-                                c.get_or_insert_with(|| f.as_str().to_string());
+                                c.offer(f.as_str());
                             }
                         }
                         say(&out, show::message(from.map(|f| f.as_str()), text, seed));
@@ -360,6 +395,22 @@ fn network(
                         if let Some(n) = show::notice(&e, &server) {
                             say(&out, n);
                         }
+                    }
+                    Event::NotDelivered {
+                        to,
+                        reason: Undelivered::NoSuchPeer,
+                        ..
+                    } => {
+                        let mut line = show::not_delivered(to.as_str(), &Undelivered::NoSuchPeer);
+                        if let Ok(mut c) = current.lock() {
+                            if c.nobody(to.as_str()) {
+                                line.push_str(&match &c.with {
+                                    Some(back) => format!("; plain lines go to {back} again"),
+                                    None => "; no conversation now".to_string(),
+                                });
+                            }
+                        }
+                        say(&out, line);
                     }
                     Event::RegistrationFailed(f) => {
                         say(
@@ -414,5 +465,29 @@ fn sign_off(s: &mut Session) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod conversation_tests {
+    use super::Conversation;
+
+    #[test]
+    fn a_msg_to_nobody_hands_plain_lines_back() {
+        let mut c = Conversation::default();
+        c.offer("carl");
+        assert_eq!(c.with.as_deref(), Some("carl"), "the first writer");
+        c.offer("dan");
+        assert_eq!(c.with.as_deref(), Some("carl"), "only when there is none");
+        c.switch("bob");
+        c.switch("bob");
+        c.switch("nobody");
+        assert!(!c.nobody("someone else"));
+        assert!(c.nobody("nobody"));
+        assert_eq!(c.with.as_deref(), Some("bob"));
+        // Only one step back is kept.
+        assert!(c.nobody("bob"));
+        assert_eq!(c.with, None);
+        assert!(!c.nobody("bob"));
     }
 }

@@ -45,6 +45,7 @@ OPTIONS:
 
 IN THE CHAT:
   /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
+                 (until the server says nobody by that id is online)
   /to ID         make ID the current conversation: plain lines go to it
   /who           who is online
   /lookup ID     where the server sees ID

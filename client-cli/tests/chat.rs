@@ -373,9 +373,12 @@ fn interactive_mode_driven_through_a_pipe() {
     ann.type_line("/msg nobody hello?");
     wait_line(
         &ann.out,
-        "! message to nobody not delivered: nobody with that id is online",
+        "! message to nobody not delivered: nobody with that id is online; plain lines go to bob again",
         T,
     );
+    // ...so a plain line after a /msg to nobody still reaches bob.
+    ann.type_line("back to bob");
+    assert_eq!(wait_line(&bob.out, "back to", T), "[ann] back to bob");
     ann.type_line("/frob");
     wait_line(&ann.out, "unknown command /frob", T);
     ann.type_line("/quit");
