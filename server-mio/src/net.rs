@@ -415,6 +415,35 @@ mod tests {
         assert_eq!(r.commit(dst, MAX_DATAGRAM + 1), Err(OutboxFull));
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn addresses_survive_the_trip_through_a_kernel_name() {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let zero = || -> libc::sockaddr_storage { unsafe { std::mem::zeroed() } };
+        for a in [
+            "127.0.0.1:9",
+            "10.1.2.3:65535",
+            "[::1]:9999",
+            "[2001:db8::7]:40001",
+            "[::ffff:127.0.0.1]:5",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut n = zero();
+            std_to_sockaddr(a, &mut n);
+            assert_eq!(sockaddr_to_std(&n), Some(a));
+        }
+        let v6 = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            7,
+            0x12345,
+            3,
+        ));
+        let mut n = zero();
+        std_to_sockaddr(v6, &mut n);
+        assert_eq!(sockaddr_to_std(&n), Some(v6), "flow info and scope kept");
+        assert_eq!(sockaddr_to_std(&zero()), None, "no family, no address");
+    }
+
     #[test]
     fn an_emptied_ring_starts_again_at_its_front() {
         let mut r = TxRing::new(256);
