@@ -361,16 +361,12 @@ impl Outbox for TxRing {
     }
 
     fn send(&mut self, dst: SocketAddr, payload: &[u8]) -> Result<(), OutboxFull> {
-        if self.len == self.slots.len() || payload.len() > MAX_DATAGRAM {
+        if payload.len() > MAX_DATAGRAM {
             return Err(OutboxFull);
         }
-        let i = (self.head + self.len) % self.slots.len();
-        let slot = &mut self.slots[i];
-        slot.dst = dst;
-        slot.len = payload.len() as u16;
-        slot.buf[..payload.len()].copy_from_slice(payload);
-        self.len += 1;
-        Ok(())
+        let buf = self.reserve().ok_or(OutboxFull)?;
+        buf[..payload.len()].copy_from_slice(payload);
+        self.commit(dst, payload.len())
     }
 }
 

@@ -557,13 +557,7 @@ impl<'a> Server<'a> {
             send_bytes(out, &mut self.stats, dst, &self.scratch[..n]);
             return;
         }
-        match out.commit(dst, n) {
-            Ok(()) => {
-                self.stats.datagrams_out += 1;
-                self.stats.bytes_out += n as u64;
-            }
-            Err(OutboxFull) => self.stats.drop_outbox_full += 1,
-        }
+        count_sent(&mut self.stats, out.commit(dst, n), n);
     }
 
     /// Send `ERR tx code` if the source's error budget allows it.
@@ -590,10 +584,15 @@ impl<'a> Server<'a> {
 
 /// Hand `bytes` to the outbox, counting what went and what did not.
 fn send_bytes(out: &mut impl Outbox, stats: &mut Stats, dst: SocketAddr, bytes: &[u8]) -> bool {
-    match out.send(dst, bytes) {
+    count_sent(stats, out.send(dst, bytes), bytes.len())
+}
+
+/// Count a datagram of `len` bytes the outbox took, or the drop if it did not.
+fn count_sent(stats: &mut Stats, queued: Result<(), OutboxFull>, len: usize) -> bool {
+    match queued {
         Ok(()) => {
             stats.datagrams_out += 1;
-            stats.bytes_out += bytes.len() as u64;
+            stats.bytes_out += len as u64;
             true
         }
         Err(OutboxFull) => {
