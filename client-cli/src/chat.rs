@@ -40,16 +40,7 @@ fn say(out: &Out, line: String) {
     }
 }
 
-const CHAT_HELP: &str = "\
-commands:
-  /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
-                 (until the server says nobody by that id is online)
-  /to ID         make ID the current conversation: plain lines go to it
-  /who           who is online
-  /lookup ID     where the server sees ID
-  /ping          round trip to the server
-  /help          this list
-  /quit          sign off and leave (Ctrl-D too)";
+const CHAT_HELP: &str = concat!("commands:\n", chat_commands!());
 
 /// `parley [--server HOST:PORT] [--id NAME]`.
 pub fn run(c: Common) -> Result<(), Fail> {

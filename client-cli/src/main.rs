@@ -4,6 +4,21 @@
 //! is `proto_core::client`; this binary adds the socket, the clock and the
 //! terminal: an interactive chat and scriptable subcommands.
 
+/// The chat's slash commands, one per line, for `--help` and the chat's
+/// `/help` (defined before `mod chat` so that it can use it too).
+macro_rules! chat_commands {
+    () => {
+        "  /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
+                 (until the server says nobody by that id is online)
+  /to ID         make ID the current conversation: plain lines go to it
+  /who           who is online
+  /lookup ID     where the server sees ID
+  /ping          round trip to the server
+  /help          this list
+  /quit          sign off and leave (Ctrl-D too)"
+    };
+}
+
 mod chat;
 mod script;
 mod session;
@@ -16,7 +31,8 @@ use std::time::Duration;
 
 use proto_core::wire::{Id, IdBuf};
 
-const HELP: &str = "\
+const HELP: &str = concat!(
+    "\
 parley: peer-to-peer chat through a Parley rendezvous server
 
 USAGE:
@@ -44,14 +60,9 @@ OPTIONS:
   -V, --version            print the version
 
 IN THE CHAT:
-  /msg ID TEXT   send TEXT to ID; ID becomes the current conversation
-                 (until the server says nobody by that id is online)
-  /to ID         make ID the current conversation: plain lines go to it
-  /who           who is online
-  /lookup ID     where the server sees ID
-  /ping          round trip to the server
-  /help          this list
-  /quit          sign off and leave (Ctrl-D too)
+",
+    chat_commands!(),
+    "
   Incoming messages appear above the line you are typing; a message that
   cannot be delivered is reported, never dropped silently.
 
@@ -64,7 +75,8 @@ EXIT STATUS:
   0 done; 1 failed (not delivered, unknown peer, no answer from the server,
   id taken, or a peer that never answered and got a seed `Message` without
   --seed: delivery unconfirmed); 2 bad command line.
-";
+",
+);
 
 /// What the command line asks for.
 pub struct Common {
