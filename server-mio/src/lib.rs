@@ -338,9 +338,11 @@ impl Runtime {
                     Received::Oversized => self.io.drop_oversized += 1,
                 }
             }
-            if self.tx.nearly_full() {
-                self.flush()?;
-            }
+            // Each batch's replies leave before the next batch is read: the
+            // clients get them, and send again, while the server works.
+            // Holding them until the queue filled starved both sides in
+            // turn (lookup +3% at 1M ids, 4 alternating pairs).
+            self.flush()?;
             // A short batch emptied the queue. Datagrams arriving after it
             // raise a new edge, so the usual empty read that would end in
             // `WouldBlock` can be skipped: one system call less per wake-up.

@@ -261,11 +261,6 @@ impl TxRing {
         self.len == 0
     }
 
-    /// Whether fewer than a batch of free slots are left.
-    pub fn nearly_full(&self) -> bool {
-        self.slots.len() - self.len < BATCH
-    }
-
     fn pop_front(&mut self, n: usize) {
         self.head = (self.head + n) % self.slots.len();
         self.len -= n;
