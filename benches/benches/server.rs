@@ -1,7 +1,7 @@
 //! The protocol core's cost per request, without the kernel: `LOOKUP` of
 //! random ids handled the way parley-server handles a received batch
-//! (`prefetch_batch` over the batch, then `Server::handle_planned` for
-//! each).
+//! (`Plans::plan` over the batch, then `Plans::take` and
+//! `Server::handle_planned` for each).
 //!
 //! `cargo bench -p benches --bench server`, in ns per request (divide the
 //! time of a batch by 48). The tables are sized as `benches/run` sizes the
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parley_loadgen::msg::{IdKind, IdRef, Req, write_req};
-use parley_server::prefetch::prefetch_batch;
+use parley_server::prefetch::Plans;
 use proto_core::Instant;
 use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
@@ -136,13 +136,15 @@ fn lookup(c: &mut Criterion) {
         let (mut server, cookie) = filled_server(capacity, filled, src);
         let batches = lookups(filled, cookie, 4096);
         let mut sink = Sink::default();
+        let mut plans = Plans::default();
         let mut k = 0;
         g.bench_function(name, |b| {
             b.iter(|| {
                 let batch = &batches[k % batches.len()];
                 k += 1;
-                let plans = prefetch_batch(&server, batch.iter().map(|d| Some(&d[..])));
-                for (d, plan) in batch.iter().zip(plans) {
+                plans.plan(&server, batch.iter().map(|d| Some(&d[..])));
+                for (i, d) in batch.iter().enumerate() {
+                    let plan = plans.take(&server, i);
                     server.handle_planned(Instant(2000), src, d, plan, &mut sink);
                 }
             })

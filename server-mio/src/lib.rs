@@ -34,6 +34,7 @@ use signal_hook_mio::v1_0::Signals;
 pub use cli::Options;
 use metrics::Metrics;
 use net::{Received, RxBatch, TxRing};
+use prefetch::Plans;
 pub use sockets::Sockets;
 
 const UDP: Token = Token(0);
@@ -152,6 +153,7 @@ struct Runtime {
     metrics: Option<Metrics>,
     server: Server<'static>,
     rx: RxBatch,
+    plans: Plans,
     tx: TxRing,
     io: IoStats,
     start: StdInstant,
@@ -294,6 +296,7 @@ impl Runtime {
             metrics,
             server,
             rx: RxBatch::new(),
+            plans: Plans::default(),
             tx: TxRing::new(TX_QUEUE),
             io: IoStats::default(),
             start: StdInstant::now(),
@@ -322,14 +325,15 @@ impl Runtime {
                 Err(e) => return Err(e),
             };
             let now = self.now();
-            let plans = prefetch::prefetch_batch(
+            self.plans.plan(
                 &self.server,
                 self.rx.iter().map(|d| match d {
                     Received::Datagram(_, bytes) => Some(bytes),
                     Received::Oversized => None,
                 }),
             );
-            for (d, plan) in self.rx.iter().zip(plans) {
+            for (i, d) in self.rx.iter().enumerate() {
+                let plan = self.plans.take(&self.server, i);
                 match d {
                     Received::Datagram(src, bytes) => {
                         self.server

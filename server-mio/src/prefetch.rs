@@ -1,38 +1,80 @@
-//! Prefetching a received batch before handling it.
+//! Prefetching a received batch while handling it.
 //!
 //! A lookup reads an index cell, then the slot it names: two dependent
-//! cache misses on a table larger than the caches. Asking for every
-//! datagram's cell first, then every slot, lets a batch's misses overlap
-//! rather than queue one behind another. It pays even with 10k ids: the
-//! kernel's own traffic through the caches evicts the tables between
-//! batches (lookup +3%, 7 alternating pairs; see benches/RESULTS.md).
+//! cache misses on a table larger than the caches. [`Plans::plan`] asks
+//! for every datagram's cell while it hashes the batch's ids; each slot
+//! is then asked for [`SLOT_AHEAD`] datagrams before its turn, in
+//! [`Plans::take`]. The misses overlap with each other and with the
+//! handling, rather than queueing one behind another. Asking for all
+//! the slots at once (two lines each) filled the core's line-fill
+//! buffers, and the prefetch instructions themselves stalled (perf, 1M
+//! ids). Prefetching pays even with 10k ids: the kernel's own traffic
+//! through the caches evicts the tables between batches (lookup +3%, 7
+//! alternating pairs; see benches/RESULTS.md).
 
 use proto_core::registry::Plan;
 use proto_core::server::Server;
 
 use crate::net::BATCH;
 
-/// Plan each datagram of a batch (`None` for a slot that holds none), then
-/// prefetch the index cells the plans name, then the slots those cells
-/// name. Returns the plans in batch order, for [`Server::handle_planned`].
-/// Datagrams beyond [`BATCH`] are not planned.
-pub fn prefetch_batch<'d>(
-    server: &Server<'_>,
-    batch: impl IntoIterator<Item = Option<&'d [u8]>>,
-) -> [Option<Plan>; BATCH] {
-    let mut plans = [None; BATCH];
-    for (plan, d) in plans.iter_mut().zip(batch) {
-        *plan = d.and_then(|d| server.plan(d));
-        if let Some(hint) = plan.and_then(|p| server.cell_hint(p)) {
-            hint.lines().for_each(prefetch);
+/// How many datagrams ahead of the one being handled its slot is asked
+/// for: enough handling time to cover a miss to memory, few enough lines
+/// in flight for the line-fill buffers.
+pub const SLOT_AHEAD: usize = 8;
+
+/// The plans of one batch, kept between batches so they are never copied.
+pub struct Plans {
+    plans: [Option<Plan>; BATCH],
+    len: usize,
+}
+
+impl Default for Plans {
+    fn default() -> Self {
+        Plans {
+            plans: [None; BATCH],
+            len: 0,
         }
     }
-    for plan in plans.iter().flatten() {
-        if let Some(hint) = server.slot_hint(*plan) {
-            hint.lines().for_each(prefetch);
+}
+
+impl Plans {
+    /// Plan each datagram of a batch (`None` for a slot that holds none)
+    /// and prefetch the index cell each plan names, then the slots of the
+    /// first [`SLOT_AHEAD`] datagrams. Datagrams beyond [`BATCH`] are not
+    /// planned.
+    pub fn plan<'d>(
+        &mut self,
+        server: &Server<'_>,
+        batch: impl IntoIterator<Item = Option<&'d [u8]>>,
+    ) {
+        self.len = 0;
+        for (plan, d) in self.plans.iter_mut().zip(batch) {
+            *plan = d.and_then(|d| server.plan(d));
+            if let Some(hint) = plan.and_then(|p| server.cell_hint(p)) {
+                hint.lines().for_each(prefetch);
+            }
+            self.len += 1;
+        }
+        for i in 0..SLOT_AHEAD.min(self.len) {
+            self.prefetch_slot(server, i);
         }
     }
-    plans
+
+    /// The plan of the batch's datagram `i`, for [`Server::handle_planned`],
+    /// once the slot of datagram `i + SLOT_AHEAD` has been asked for. Call
+    /// it for each datagram in turn, just before handling it.
+    pub fn take(&mut self, server: &Server<'_>, i: usize) -> Option<Plan> {
+        self.prefetch_slot(server, i + SLOT_AHEAD);
+        if i < self.len { self.plans[i] } else { None }
+    }
+
+    fn prefetch_slot(&self, server: &Server<'_>, i: usize) {
+        if i < self.len {
+            if let Some(hint) = self.plans[i].and_then(|p| server.slot_hint(p)) {
+                hint.lines().for_each(prefetch);
+            }
+        }
+    }
 }
 
 /// Bring the cache line at `p` in, without waiting for it.
@@ -71,11 +113,20 @@ mod tests {
             Some(b"HELLO 2"),
             Some(b"ID bob"),
         ];
-        let plans = prefetch_batch(&server, batch);
-        assert_eq!(plans[0], server.plan(b"LOOKUP 1 - alice"));
-        assert!(plans[0].is_some());
-        assert_eq!(plans[1..3], [None, None]);
-        assert_eq!(plans[3], server.plan(b"ID bob"));
-        assert!(plans[4..].iter().all(Option::is_none));
+        let mut plans = Plans::default();
+        plans.plan(&server, batch);
+        assert_eq!(plans.take(&server, 0), server.plan(b"LOOKUP 1 - alice"));
+        assert!(plans.take(&server, 0).is_some());
+        assert_eq!(plans.take(&server, 1), None);
+        assert_eq!(plans.take(&server, 2), None);
+        assert_eq!(plans.take(&server, 3), server.plan(b"ID bob"));
+        assert!(plans.take(&server, 3).is_some());
+        // Beyond the batch, and beyond BATCH: nothing, and no panic.
+        assert_eq!(plans.take(&server, 4), None);
+        assert_eq!(plans.take(&server, BATCH + SLOT_AHEAD), None);
+        // A shorter batch next leaves nothing of this one behind.
+        plans.plan(&server, [Some(&b"HELLO 3"[..])]);
+        assert_eq!(plans.take(&server, 0), None);
+        assert_eq!(plans.take(&server, 3), None);
     }
 }
