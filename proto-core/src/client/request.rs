@@ -169,7 +169,7 @@ impl Client {
         let req = match p.req {
             Req::Hello { .. } => Some(Request::Hello {
                 tx,
-                pad: (HELLO_LEN - "HELLO  ".len() - tx.as_str().len()) as u16,
+                pad: (HELLO_LEN - "HELLO  ".len() - tx.as_bytes().len()) as u16,
             }),
             Req::Register => me.map(|id| Request::Register {
                 h,

@@ -271,7 +271,7 @@ impl Server<'_> {
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::List);
         // Room for "PAGE <tx> <cursor>" and the ids after it.
-        let room = MAX_DATAGRAM - "PAGE  4294967295".len() - h.tx.as_str().len();
+        let room = MAX_DATAGRAM - "PAGE  4294967295".len() - h.tx.as_bytes().len();
         let mut ids = Line::new();
         // Slots past the span have never held an entry: a lightly used
         // table lists in one page however large its capacity.
@@ -365,7 +365,7 @@ impl Server<'_> {
         }
         // "STATS <tx> " comes before the counters; those that do not fit
         // are left out whole (the metrics endpoint has all of them).
-        let room = MAX_DATAGRAM - "STATS  ".len() - h.tx.as_str().len();
+        let room = MAX_DATAGRAM - "STATS  ".len() - h.tx.as_bytes().len();
         let mut body = Line::new();
         self.stats.for_each(|name, value| {
             let mut digits = [0u8; 20];

@@ -42,6 +42,12 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// Bytes a constructor checked to be ASCII, as text. The check cannot
+/// fail; its error arm keeps this panic-free without `unsafe`.
+fn ascii(b: &[u8]) -> &str {
+    core::str::from_utf8(b).unwrap_or("")
+}
+
 /// Whether `b` may appear in an id.
 pub const fn is_id_byte(b: u8) -> bool {
     matches!(b, 0x21..=0x7e) && b != b'\'' && b != b'"' && b != b'\\'
@@ -56,7 +62,12 @@ pub const fn is_id_byte(b: u8) -> bool {
 /// assert!(Id::new("").is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Id<'a>(&'a str);
+pub struct Id<'a>(
+    /// Id bytes only (all ASCII): held as bytes so that making an `Id`
+    /// from a datagram needs no UTF-8 check (two of them cost 0.6% of the
+    /// server's time at 500k lookups/s).
+    &'a [u8],
+);
 
 impl<'a> Id<'a> {
     /// Validate `s` as an id.
@@ -79,33 +90,29 @@ impl<'a> Id<'a> {
         if b.is_empty() || b.len() > MAX_ID_LEN {
             return Err(FieldError::BadId);
         }
-        // Every id byte is ASCII, so this cannot fail; the error arm keeps
-        // the function panic-free without `unsafe`.
-        core::str::from_utf8(b)
-            .map(Id)
-            .map_err(|_| FieldError::BadId)
+        Ok(Id(b))
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &'a str {
-        self.0
+        ascii(self.0)
     }
 
     /// The id as bytes.
     pub fn as_bytes(&self) -> &'a [u8] {
-        self.0.as_bytes()
+        self.0
     }
 }
 
 impl fmt::Debug for Id<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Id({})", self.0)
+        write!(f, "Id({})", self.as_str())
     }
 }
 
 impl fmt::Display for Id<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -159,7 +166,10 @@ impl fmt::Debug for IdBuf {
 
 /// A client-chosen transaction id, echoed in the reply to the request that carried it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TxId<'a>(&'a str);
+pub struct TxId<'a>(
+    /// ASCII letters and digits only, held as bytes as [`Id`]'s are.
+    &'a [u8],
+);
 
 impl<'a> TxId<'a> {
     /// Validate `s` as a transaction id.
@@ -181,44 +191,74 @@ impl<'a> TxId<'a> {
         if b.is_empty() || b.len() > MAX_TXID_LEN {
             return Err(FieldError::BadTxId);
         }
-        core::str::from_utf8(b)
-            .map(TxId)
-            .map_err(|_| FieldError::BadTxId)
+        Ok(TxId(b))
     }
 
     /// The transaction id as text.
     pub fn as_str(&self) -> &'a str {
+        ascii(self.0)
+    }
+
+    /// The transaction id as bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
         self.0
     }
 }
 
 impl fmt::Debug for TxId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TxId({})", self.0)
+        write!(f, "TxId({})", self.as_str())
     }
 }
 
 impl fmt::Display for TxId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(self.as_str())
     }
 }
 
 /// Parse exactly 16 lowercase hex digits.
 pub fn parse_hex64(b: &[u8]) -> Result<u64, FieldError> {
+    let (Some(hi), Some(lo)) = (b.first_chunk::<8>(), b.last_chunk::<8>()) else {
+        return Err(FieldError::BadHex);
+    };
     if b.len() != 16 {
         return Err(FieldError::BadHex);
     }
-    let mut v = 0u64;
-    for &c in b {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return Err(FieldError::BadHex),
-        };
-        v = (v << 4) | u64::from(d);
+    // Eight digits at a time (a cookie is checked on every request).
+    match (
+        hex32(u64::from_be_bytes(*hi)),
+        hex32(u64::from_be_bytes(*lo)),
+    ) {
+        (Some(h), Some(l)) => Ok(u64::from(h) << 32 | u64::from(l)),
+        _ => Err(FieldError::BadHex),
     }
-    Ok(v)
+}
+
+/// The value of eight lowercase hex digits, first digit in the top byte;
+/// `None` if any byte is not one.
+fn hex32(x: u64) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    if x & HIGH != 0 {
+        return None;
+    }
+    // For bytes below 0x80, adding 0x80 - lo sets a byte's top bit exactly
+    // when the byte is >= lo, and no carry crosses into the next byte.
+    let at_least = |lo: u8| (x + ONES * u64::from(0x80 - lo)) & HIGH;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    if digit | letter != HIGH {
+        return None;
+    }
+    // '0'..'9' are 0x30..0x39, 'a'..'f' are 0x61..0x66: the low nibble,
+    // plus 9 for letters (bit 6 set).
+    let v = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+    // Gather the eight nibbles, one per byte, into 32 bits.
+    let v = (v | (v >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v | (v >> 8)) & 0x0000_ffff_0000_ffff;
+    let v = (v | (v >> 16)) & 0x0000_0000_ffff_ffff;
+    Some(v as u32)
 }
 
 /// Write `v` as 16 lowercase hex digits.
@@ -298,6 +338,46 @@ mod tests {
         assert!(parse_hex64(b"DEADBEEF01234567").is_err());
         assert!(parse_hex64(b"0123").is_err());
         assert!(parse_hex64(b"012345678901234g").is_err());
+    }
+
+    /// The digit-by-digit reading the eight-at-a-time one must agree with.
+    fn reference_hex64(b: &[u8]) -> Option<u64> {
+        if b.len() != 16 {
+            return None;
+        }
+        b.iter().try_fold(0u64, |v, &c| {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            Some(v << 4 | u64::from(d))
+        })
+    }
+
+    #[test]
+    fn hex_agrees_with_the_digit_by_digit_reading_for_every_byte_in_every_place() {
+        let base = *b"0123456789abcdef";
+        for place in 0..16 {
+            for byte in 0..=255u8 {
+                let mut b = base;
+                b[place] = byte;
+                assert_eq!(parse_hex64(&b).ok(), reference_hex64(&b), "{b:?}");
+            }
+        }
+        for len in [0, 1, 8, 15, 17, 32] {
+            assert!(parse_hex64(&[b'a'; 32][..len]).is_err(), "length {len}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hex_agrees_with_the_digit_by_digit_reading(b in proptest::collection::vec(
+            proptest::prop_oneof![proptest::sample::select(b"0123456789abcdef".to_vec()), proptest::num::u8::ANY],
+            14..18,
+        )) {
+            proptest::prop_assert_eq!(parse_hex64(&b).ok(), reference_hex64(&b));
+        }
     }
 
     #[test]

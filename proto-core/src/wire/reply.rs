@@ -465,7 +465,7 @@ impl<'a> Reply<'a> {
 }
 
 fn tx<'t>(t: TxId<'t>) -> &'t [u8] {
-    t.as_str().as_bytes()
+    t.as_bytes()
 }
 
 fn utf8(b: &[u8]) -> Result<&str, ParseError> {

@@ -44,7 +44,7 @@ fn header<'w, 'b>(
     verb: &[u8],
     h: Header<'_>,
 ) -> Result<&'w mut Writer<'b>, EmitError> {
-    w.put(verb)?.field(h.tx.as_str().as_bytes())?;
+    w.put(verb)?.field(h.tx.as_bytes())?;
     match h.cookie {
         Some(c) => w.hex(c.0),
         None => w.field(b"-"),
@@ -262,7 +262,7 @@ impl<'a> Request<'a> {
         let mut w = Writer::new(buf);
         match *self {
             Request::Hello { tx, pad } => {
-                w.put(b"HELLO")?.field(tx.as_str().as_bytes())?;
+                w.put(b"HELLO")?.field(tx.as_bytes())?;
                 if pad > 0 {
                     w.put(b" ")?;
                     for _ in 0..pad {

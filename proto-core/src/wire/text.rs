@@ -199,7 +199,7 @@ impl<'b> Writer<'b> {
     pub fn put(&mut self, bytes: &[u8]) -> Result<&mut Self, EmitError> {
         let end = self.pos + bytes.len();
         let dst = self.buf.get_mut(self.pos..end).ok_or(EmitError::TooLong)?;
-        dst.copy_from_slice(bytes);
+        copy_short(dst, bytes);
         self.pos = end;
         Ok(self)
     }
@@ -244,6 +244,38 @@ impl<'b> Writer<'b> {
     }
 }
 
+/// `dst.copy_from_slice(src)` (same lengths) without a call to `memcpy`
+/// for the short fields replies are made of: two fixed-size copies that
+/// overlap cover any length from half their size to their size. The
+/// library call for each field, a dozen a reply, cost 1% of the server's
+/// time at 500k lookups/s (perf).
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    match n {
+        // Unequal lengths: let `copy_from_slice` report them.
+        _ if n != dst.len() => dst.copy_from_slice(src),
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        17..=32 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        }
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 impl fmt::Write for Writer<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.put(s.as_bytes()).map(|_| ()).map_err(|_| fmt::Error)
@@ -261,6 +293,17 @@ mod tests {
     extern crate std;
 
     use super::*;
+
+    #[test]
+    fn short_copies_copy_every_byte_and_nothing_more() {
+        let src: [u8; 40] = core::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=40 {
+            let mut dst = [0u8; 42];
+            copy_short(&mut dst[1..n + 1], &src[..n]);
+            assert_eq!(dst[1..n + 1], src[..n], "length {n}");
+            assert_eq!((dst[0], dst[n + 1]), (0, 0), "length {n}");
+        }
+    }
 
     #[test]
     fn fields_split_on_single_spaces() {
