@@ -264,6 +264,20 @@ mod tests {
         assert!(emit(a, false).1 <= MAX_ADDR_LEN);
     }
 
+    #[test]
+    fn every_octet_and_every_port_is_written_as_display_writes_it() {
+        for v in 0..=255u8 {
+            let a = SocketAddr::from(([v, 255 - v, v / 2, v % 7], u16::from(v)));
+            let (b, n) = emit(a, false);
+            assert_eq!(&b[..n], format!("{a}").as_bytes());
+        }
+        for p in 0..=u16::MAX {
+            let a = SocketAddr::from(([10, 0, 0, 1], p));
+            let (b, n) = emit(a, false);
+            assert_eq!(&b[..n], format!("{a}").as_bytes());
+        }
+    }
+
     /// An IPv4 address whose octets often sit on a digit-count boundary.
     fn v4() -> impl Strategy<Value = Ipv4Addr> {
         let octet = prop_oneof![
