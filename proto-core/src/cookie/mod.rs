@@ -116,6 +116,22 @@ mod tests {
     }
 
     #[test]
+    fn cookies_stay_what_earlier_servers_issued() {
+        // Values from the field-by-field hashing this replaced: a restarted
+        // server with the same key must accept what its predecessor issued.
+        let j = CookieJar::new(*b"0123456789abcdef", Millis::from_secs(120));
+        let now = Instant::from_secs(1000);
+        for (src, want) in [
+            ("192.0.2.1:4000", 0x77a1_1353_b6da_dc48),
+            ("127.0.0.1:9999", 0x45f6_4f64_0af0_4e78),
+            ("[2001:db8::1]:443", 0xdb4c_f21f_f456_d888),
+            ("[::ffff:10.0.0.1]:1", 0x2c97_7014_5010_b668),
+        ] {
+            assert_eq!(j.issue(now, a(src)).0, want, "{src}");
+        }
+    }
+
+    #[test]
     fn valid_in_its_window_and_the_next_only() {
         let j = jar();
         let src = a("203.0.113.5:5000");
