@@ -116,9 +116,10 @@ mod tests {
     }
 
     #[test]
-    fn cookies_stay_what_earlier_servers_issued() {
-        // Values from the field-by-field hashing this replaced: a restarted
-        // server with the same key must accept what its predecessor issued.
+    fn the_mac_is_pinned() {
+        // Pinned values: a change to what the MAC covers, or how, must be
+        // deliberate (docs/PROTOCOL.md's examples are replayed with a fixed
+        // key too).
         let j = CookieJar::new(*b"0123456789abcdef", Millis::from_secs(120));
         let now = Instant::from_secs(1000);
         for (src, want) in [
