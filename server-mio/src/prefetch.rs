@@ -1,16 +1,16 @@
 //! Prefetching a received batch while handling it.
 //!
 //! A lookup reads an index cell, then the slot it names: two dependent
-//! cache misses on a table larger than the caches. [`Plans::plan`] asks
-//! for every datagram's cell while it hashes the batch's ids; each slot
-//! is then asked for [`SLOT_AHEAD`] datagrams before its turn, in
-//! [`Plans::take`]. The misses overlap with each other and with the
-//! handling, rather than queueing one behind another. Asking for all
-//! the slots at once (two lines each) filled the core's line-fill
-//! buffers, and the prefetch instructions themselves stalled (perf, 1M
-//! ids). Prefetching pays even with 10k ids: the kernel's own traffic
-//! through the caches evicts the tables between batches (lookup +3%, 7
-//! alternating pairs; see benches/RESULTS.md).
+//! cache misses on a table larger than the caches. [`Plans::plan`] hashes
+//! the batch's ids; then, as each datagram is handled, [`Plans::take`] asks
+//! for the cell of the datagram [`CELL_AHEAD`] places on and the slot of
+//! the one [`SLOT_AHEAD`] places on (its cell has arrived by then). The
+//! misses overlap with each other and with the handling, and only a few
+//! are in flight at a time: asking for a whole batch's cells, then all its
+//! slots (two lines each), at once filled the core's line-fill buffers,
+//! and the prefetch instructions themselves stalled (perf, 1M ids). Each
+//! step paid at both table sizes (benches/RESULTS.md): the kernel's own
+//! traffic through the caches evicts even a 10k table between batches.
 
 use proto_core::registry::Plan;
 use proto_core::server::Server;
@@ -21,6 +21,11 @@ use crate::net::BATCH;
 /// for: enough handling time to cover a miss to memory, few enough lines
 /// in flight for the line-fill buffers.
 pub const SLOT_AHEAD: usize = 8;
+
+/// How many datagrams ahead of the one being handled its index cell is
+/// asked for: its slot is asked for `CELL_AHEAD - SLOT_AHEAD` datagrams
+/// later, when the cell has arrived.
+pub const CELL_AHEAD: usize = 16;
 
 /// The plans of one batch, kept between batches so they are never copied.
 pub struct Plans {
@@ -39,9 +44,9 @@ impl Default for Plans {
 
 impl Plans {
     /// Plan each datagram of a batch (`None` for a slot that holds none)
-    /// and prefetch the index cell each plan names, then the slots of the
-    /// first [`SLOT_AHEAD`] datagrams. Datagrams beyond [`BATCH`] are not
-    /// planned.
+    /// and prefetch the index cells of the first [`CELL_AHEAD`] datagrams,
+    /// then the slots of the first [`SLOT_AHEAD`]. Datagrams beyond
+    /// [`BATCH`] are not planned.
     pub fn plan<'d>(
         &mut self,
         server: &Server<'_>,
@@ -50,10 +55,10 @@ impl Plans {
         self.len = 0;
         for (plan, d) in self.plans.iter_mut().zip(batch) {
             *plan = d.and_then(|d| server.plan(d));
-            if let Some(hint) = plan.and_then(|p| server.cell_hint(p)) {
-                hint.lines().for_each(prefetch);
-            }
             self.len += 1;
+        }
+        for i in 0..CELL_AHEAD.min(self.len) {
+            self.prefetch_cell(server, i);
         }
         for i in 0..SLOT_AHEAD.min(self.len) {
             self.prefetch_slot(server, i);
@@ -61,11 +66,21 @@ impl Plans {
     }
 
     /// The plan of the batch's datagram `i`, for [`Server::handle_planned`],
-    /// once the slot of datagram `i + SLOT_AHEAD` has been asked for. Call
-    /// it for each datagram in turn, just before handling it.
+    /// once the cell of datagram `i + CELL_AHEAD` and the slot of datagram
+    /// `i + SLOT_AHEAD` have been asked for. Call it for each datagram in
+    /// turn, just before handling it.
     pub fn take(&mut self, server: &Server<'_>, i: usize) -> Option<Plan> {
+        self.prefetch_cell(server, i + CELL_AHEAD);
         self.prefetch_slot(server, i + SLOT_AHEAD);
         if i < self.len { self.plans[i] } else { None }
+    }
+
+    fn prefetch_cell(&self, server: &Server<'_>, i: usize) {
+        if i < self.len {
+            if let Some(hint) = self.plans[i].and_then(|p| server.cell_hint(p)) {
+                hint.lines().for_each(prefetch);
+            }
+        }
     }
 
     fn prefetch_slot(&self, server: &Server<'_>, i: usize) {

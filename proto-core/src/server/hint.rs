@@ -4,7 +4,9 @@
 //! index cell, prefetch them all, then ask for the slots those cells name,
 //! prefetch those, and only then handle the batch. On a table much larger
 //! than the caches the misses then overlap instead of queueing one behind
-//! the other. The hints are addresses only: this crate reads nothing
+//! the other. (parley-server runs the same steps a few datagrams ahead of
+//! the one it handles, so that only a few misses are in flight at once.)
+//! The hints are addresses only: this crate reads nothing
 //! through them and a wrong hint costs nothing but a wasted prefetch.
 
 use core::net::SocketAddr;
