@@ -209,18 +209,10 @@ impl<'b> Writer<'b> {
         self.put(b" ")?.put(bytes)
     }
 
-    pub fn u64(&mut self, mut v: u64) -> Result<&mut Self, EmitError> {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..])
+    pub fn u64(&mut self, v: u64) -> Result<&mut Self, EmitError> {
+        // Two digits a step (itoa): a port, a lease and a sequence number
+        // are in most replies.
+        self.put(itoa::Buffer::new().format(v).as_bytes())
     }
 
     /// A space, then `v` in decimal.
