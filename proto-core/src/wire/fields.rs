@@ -146,7 +146,9 @@ impl IdBuf {
 
     /// The stored id, or `None` for [`IdBuf::EMPTY`].
     pub fn as_id(&self) -> Option<Id<'_>> {
-        Id::from_bytes(self.as_bytes()).ok()
+        // Only `from_id` fills an `IdBuf`, with bytes `Id` checked: the
+        // length is all there is left to check.
+        Id::from_id_bytes(self.as_bytes()).ok()
     }
 
     /// Whether this holds `id`.
