@@ -180,6 +180,8 @@ pub enum Command {
         duration: Option<Duration>,
         /// Wait in epoll as parley-server does, rather than in `recvmmsg`.
         epoll: bool,
+        /// Send with the don't-fragment bit, as parley-server does.
+        df: bool,
     },
     /// Print the server's counters.
     Stats {
@@ -214,9 +216,10 @@ pub fn help() -> String {
 
 USAGE:
     parley-loadgen [run] [OPTIONS]        generate load against a server on loopback
-    parley-loadgen echo --bind ADDR [--duration SECS] [--epoll]
+    parley-loadgen echo --bind ADDR [--duration SECS] [--epoll] [--df]
                                           send every datagram back (the floor);
-                                          --epoll waits in epoll like parley-server
+                                          --epoll waits in epoll like parley-server,
+                                          --df sends with don't-fragment as it does
     parley-loadgen stats [--target ADDR]  print the server's STATS counters
     parley-loadgen table-cost N           bytes parley-server's tables take for --capacity N
 
@@ -356,11 +359,13 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
                 None => None,
             };
             let epoll = args.contains("--epoll");
+            let df = args.contains("--df");
             finish(args)?;
             Ok(Command::Echo {
                 bind,
                 duration,
                 epoll,
+                df,
             })
         }
         "stats" => {
@@ -684,10 +689,16 @@ mod tests {
                 bind,
                 duration,
                 epoll,
+                df,
             } => {
                 assert_eq!(bind.port(), 0);
-                assert_eq!((duration, epoll), (None, false));
+                assert_eq!((duration, epoll, df), (None, false, false));
             }
+            other => panic!("{other:?}"),
+        }
+        let args = ["echo", "--bind", "127.0.0.1:0", "--epoll", "--df"];
+        match parse(args.iter().map(|a| a.into()).collect()).unwrap() {
+            Command::Echo { epoll, df, .. } => assert_eq!((epoll, df), (true, true)),
             other => panic!("{other:?}"),
         }
         assert!(matches!(

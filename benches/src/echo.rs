@@ -186,9 +186,13 @@ pub fn run(
     duration: Option<Duration>,
     stop: Arc<AtomicBool>,
     wait: Wait,
+    df: bool,
 ) -> io::Result<EchoStats> {
     let sock = UdpSocket::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    if df {
+        crate::net::dont_fragment(&sock)?;
+    }
     eprintln!("echo listening on {}", sock.local_addr()?);
     serve_with(&sock, duration, &stop, wait)
 }

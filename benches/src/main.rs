@@ -30,13 +30,14 @@ fn main() -> ExitCode {
             bind,
             duration,
             epoll,
+            df,
         } => {
             let wait = if epoll {
                 echo::Wait::Epoll
             } else {
                 echo::Wait::Recv
             };
-            match echo::run(bind, duration, Arc::new(AtomicBool::new(false)), wait) {
+            match echo::run(bind, duration, Arc::new(AtomicBool::new(false)), wait, df) {
                 Ok(st) => {
                     eprintln!("echo: {} received, {} sent", st.received, st.sent);
                     ExitCode::SUCCESS
