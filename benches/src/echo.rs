@@ -191,7 +191,9 @@ pub fn run(
     let sock = UdpSocket::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
     if df {
-        crate::net::dont_fragment(&sock)?;
+        // The server's own setting, so this floor differs from it in
+        // nothing else.
+        parley_server::sockets::dont_fragment(&sock, sock.local_addr()?);
     }
     eprintln!("echo listening on {}", sock.local_addr()?);
     serve_with(&sock, duration, &stop, wait)

@@ -134,51 +134,18 @@ impl Batch {
 /// Set a socket's buffer sizes (the kernel caps them at its maximum).
 pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
     for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // A refusal leaves the default: the run goes on, as the server's does.
-        let _ = set_int(sock, libc::SOL_SOCKET, opt, bytes as libc::c_int);
+        let v = bytes as libc::c_int;
+        // SAFETY: a valid fd and a pointer to a c_int of the given size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
-}
-
-/// Send with the don't-fragment bit, as parley-server sends its replies
-/// (`IP_PMTUDISC_PROBE`): for `parley-loadgen echo --df`, a floor with the
-/// server's socket settings.
-pub fn dont_fragment(sock: &UdpSocket) -> io::Result<()> {
-    match sock.local_addr()? {
-        SocketAddr::V4(_) => set_int(
-            sock,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_PROBE,
-        ),
-        SocketAddr::V6(_) => set_int(
-            sock,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_PROBE,
-        ),
-    }
-}
-
-fn set_int(
-    sock: &UdpSocket,
-    level: libc::c_int,
-    name: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: a valid fd and a pointer to a c_int of the given size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The source address of lane `i`: `first + i` for IPv4 (all of 127/8 is

@@ -235,7 +235,7 @@ fn steer_to_first(sock: &socket2::Socket) -> io::Result<()> {
 /// shared, SipHash-keyed id table for each: that draw cost about 1% of the
 /// server's time (perf, lookup workload).
 #[cfg(target_os = "linux")]
-fn dont_fragment(sock: &impl std::os::fd::AsRawFd, local: SocketAddr) {
+pub fn dont_fragment(sock: &impl std::os::fd::AsRawFd, local: SocketAddr) {
     let v4 = (
         libc::IPPROTO_IP,
         libc::IP_MTU_DISCOVER,
@@ -282,8 +282,9 @@ fn set_int(
     Ok(())
 }
 
+/// Nothing, where the options are Linux's.
 #[cfg(not(target_os = "linux"))]
-fn dont_fragment<S>(_: &S, _: SocketAddr) {}
+pub fn dont_fragment<S>(_: &S, _: SocketAddr) {}
 
 #[derive(Clone, Copy, Debug)]
 enum Buffer {
