@@ -273,17 +273,6 @@ not found afterwards.
     )
 }
 
-fn pico(name: &str, e: pico_args::Error) -> CliError {
-    let what = match e {
-        pico_args::Error::Utf8ArgumentParsingFailed { value, cause } => {
-            format!("'{value}' is not valid: {cause}")
-        }
-        pico_args::Error::OptionWithoutAValue(_) => "needs a value".into(),
-        other => other.to_string(),
-    };
-    CliError(format!("{name}: {what}"))
-}
-
 fn opt<T: std::str::FromStr>(
     args: &mut pico_args::Arguments,
     name: &'static str,
@@ -291,7 +280,7 @@ fn opt<T: std::str::FromStr>(
 where
     T::Err: fmt::Display,
 {
-    args.opt_value_from_str(name).map_err(|e| pico(name, e))
+    parley_server::cli::opt_value(args, name).map_err(CliError)
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, CliError> {
@@ -376,7 +365,9 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
             Ok(Command::Stats { target, timeout })
         }
         "table-cost" => {
-            let n: usize = args.free_from_str().map_err(|e| pico("table-cost N", e))?;
+            let n: usize = args
+                .free_from_str()
+                .map_err(|e| CliError(parley_server::cli::arg_error("table-cost N", e)))?;
             finish(args)?;
             Ok(Command::TableCost(n))
         }

@@ -137,10 +137,6 @@ Send SIGINT or SIGTERM to stop; the server logs its counters and exits 0.
     )
 }
 
-fn bad(what: &str, e: impl fmt::Display) -> CliError {
-    CliError(format!("{what}: {e}"))
-}
-
 fn opt<T: std::str::FromStr>(
     args: &mut pico_args::Arguments,
     name: &'static str,
@@ -148,18 +144,33 @@ fn opt<T: std::str::FromStr>(
 where
     T::Err: fmt::Display,
 {
-    args.opt_value_from_str(name)
-        .map_err(|e| bad(name, pico_error(e)))
+    opt_value(args, name).map_err(CliError)
 }
 
-fn pico_error(e: pico_args::Error) -> String {
-    match e {
+/// The value of option `name`, if given; an error that reads as a sentence
+/// (`--capacity: 'x' is not valid: ...`) if it is not a `T`. Shared with
+/// `parley-loadgen`, whose options read the same way.
+pub fn opt_value<T: std::str::FromStr>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Option<T>, String>
+where
+    T::Err: fmt::Display,
+{
+    args.opt_value_from_str(name)
+        .map_err(|e| arg_error(name, e))
+}
+
+/// `name: what is wrong`, for a pico-args error about argument `name`.
+pub fn arg_error(name: &str, e: pico_args::Error) -> String {
+    let what = match e {
         pico_args::Error::Utf8ArgumentParsingFailed { value, cause } => {
             format!("'{value}' is not valid: {cause}")
         }
         pico_args::Error::OptionWithoutAValue(_) => "needs a value".into(),
         other => other.to_string(),
-    }
+    };
+    format!("{name}: {what}")
 }
 
 /// Parse the command line (without the program name).
