@@ -8,9 +8,9 @@
 //! misses overlap with each other and with the handling, and only a few
 //! are in flight at a time: asking for a whole batch's cells, then all its
 //! slots (two lines each), at once filled the core's line-fill buffers,
-//! and the prefetch instructions themselves stalled (perf, 1M ids). Each
-//! step paid at both table sizes (benches/RESULTS.md): the kernel's own
-//! traffic through the caches evicts even a 10k table between batches.
+//! and the prefetch instructions themselves stalled (perf, 1M ids).
+//! Prefetching pays at both table sizes (benches/RESULTS.md): the kernel's
+//! own traffic through the caches evicts even a 10k table between batches.
 
 use proto_core::registry::Plan;
 use proto_core::server::Server;
@@ -69,7 +69,7 @@ impl Plans {
     /// once the cell of datagram `i + CELL_AHEAD` and the slot of datagram
     /// `i + SLOT_AHEAD` have been asked for. Call it for each datagram in
     /// turn, just before handling it.
-    pub fn take(&mut self, server: &Server<'_>, i: usize) -> Option<Plan> {
+    pub fn take(&self, server: &Server<'_>, i: usize) -> Option<Plan> {
         self.prefetch_cell(server, i + CELL_AHEAD);
         self.prefetch_slot(server, i + SLOT_AHEAD);
         if i < self.len { self.plans[i] } else { None }
