@@ -232,8 +232,8 @@ fn steer_to_first(sock: &socket2::Socket) -> io::Result<()> {
 /// fragmented. `PROBE` sets the bit without consulting the kernel's cached
 /// path MTU, so an ICMP message cannot make sends fail. With the bit set,
 /// Linux gives IPv4 datagrams the id 0 instead of drawing one from its
-/// shared, SipHash-keyed id table for each: that draw cost about 1% of the
-/// server's time (perf, lookup workload).
+/// shared, SipHash-keyed id table for each: that draw cost 1.7% of the
+/// server's core (perf, lookup workload; benches/RESULTS.md).
 #[cfg(target_os = "linux")]
 pub fn dont_fragment(sock: &impl std::os::fd::AsRawFd, local: SocketAddr) {
     let v4 = (
