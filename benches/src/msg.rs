@@ -465,7 +465,7 @@ mod tests {
             }
         );
         assert_eq!(
-            classify(b"AT 3 lgp9 127.0.0.2:77"),
+            classify(b"AT 3 lgp9 127.0.0.2:77 -"),
             Rx::Answer {
                 tx: 3,
                 what: Answer::At(b"lgp9")

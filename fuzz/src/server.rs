@@ -919,7 +919,9 @@ impl Harness<'_> {
                 r => panic!("KEEP answered with {r:?}"),
             },
             Request::Lookup { id, .. } => match rep {
-                Some(Reply::At { tx, id: rid, addr }) => {
+                Some(Reply::At {
+                    tx, id: rid, addr, ..
+                }) => {
                     assert_eq!((tx, rid), (h.tx, id));
                     m.served(id.as_str(), addr, now, false);
                 }
@@ -933,7 +935,9 @@ impl Harness<'_> {
             Request::Introduce {
                 id, token, target, ..
             } => match rep {
-                Some(Reply::At { tx, id: rid, addr }) => {
+                Some(Reply::At {
+                    tx, id: rid, addr, ..
+                }) => {
                     assert_eq!((tx, rid), (h.tx, target));
                     m.owned_by(id.as_str(), token, now);
                     let s = m.id(id.as_str());
@@ -947,7 +951,9 @@ impl Harness<'_> {
                     let (dst, p) = &punches[0];
                     assert!(same_ext(*dst, addr), "PUNCH went to {dst}, not {addr}");
                     match Reply::parse(p.as_bytes()) {
-                        Ok(Reply::Punch { id: pid, addr: pa }) => {
+                        Ok(Reply::Punch {
+                            id: pid, addr: pa, ..
+                        }) => {
                             assert_eq!(pid, id);
                             assert!(same_ext(pa, src));
                         }

@@ -18,7 +18,7 @@ pub use table::{Full, Handle, Hint, Order, Plan, Registry, StorageError, index_l
 use core::net::SocketAddr;
 
 use crate::time::Instant;
-use crate::wire::{IdBuf, Token};
+use crate::wire::{IdBuf, PeerKind, Token};
 
 /// Sentinel for "no slot" in the intrusive lists and the index.
 pub const NIL: u32 = u32::MAX;
@@ -62,6 +62,16 @@ pub struct Entry {
     pub sub_seq: u32,
     /// When presence was last sent to this subscriber.
     pub sub_sent: Instant,
+}
+
+impl Entry {
+    /// What the server tells others about this entry's client.
+    pub fn kind(&self) -> PeerKind {
+        match self.owner {
+            Owner::Address => PeerKind::Seed,
+            Owner::Token(_) => PeerKind::Keyless,
+        }
+    }
 }
 
 /// One cell of registry storage.

@@ -223,10 +223,12 @@ impl Server<'_> {
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::Lookup);
         let slot = self.find_live(now, id).ok_or(ErrorCode::NoSuchId)?;
+        let e = self.reg.get(slot);
         let reply = Reply::At {
             tx: h.tx,
             id,
-            addr: self.reg.get(slot).addr,
+            addr: e.addr,
+            kind: e.kind(),
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())
@@ -249,13 +251,21 @@ impl Server<'_> {
         let me = self.owned(now, id, token)?;
         self.rebind(me, src)?;
         let there = self.find_live(now, target).ok_or(ErrorCode::NoSuchId)?;
-        let target_addr = self.reg.get(there).addr;
-        let punch = Reply::Punch { id, addr: src };
+        let (target_addr, target_kind) = {
+            let e = self.reg.get(there);
+            (e.addr, e.kind())
+        };
+        let punch = Reply::Punch {
+            id,
+            addr: src,
+            kind: self.reg.get(me).kind(),
+        };
         self.send_reply(out, target_addr, &punch, MAX_DATAGRAM);
         let reply = Reply::At {
             tx: h.tx,
             id: target,
             addr: target_addr,
+            kind: target_kind,
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())

@@ -277,7 +277,7 @@ fn extended_lifecycle() {
     let token = h.register(C120, "alice");
     let c = h.cookie(C150);
     let r = h.one_reply(C150, &format!("LOOKUP 7 {c} alice"));
-    assert_eq!(r, format!("AT 7 alice {C120}"));
+    assert_eq!(r, format!("AT 7 alice {C120} -"));
 
     let c120 = h.cookie(C120);
     let r = h.one_reply(C120, &format!("KEEP 8 {c120} alice {token}"));
@@ -318,7 +318,7 @@ fn only_the_token_owns_an_extended_id() {
         assert_eq!(err_code(&r), ErrorCode::NotOwner, "{verb}");
     }
     let r = h.one_reply(C150, &format!("LOOKUP 4 {c} alice"));
-    assert_eq!(r, format!("AT 4 alice {C120}"), "nothing moved");
+    assert_eq!(r, format!("AT 4 alice {C120} -"), "nothing moved");
     // The owner may renew from a new address (its NAT rebound).
     let r = h.one_reply(C150, &format!("REG 5 {c} alice 60 {token}"));
     assert_eq!(r, format!("REGD 5 alice 60 {C150} {token}"));
@@ -333,7 +333,7 @@ fn keepalive_follows_a_rebound_address() {
     let r = h.one_reply(moved, &format!("KEEP 1 {c} alice {token}"));
     assert!(r.starts_with(&format!("ALIVE 1 120 {moved} ")), "{r}");
     let r = h.one_reply(moved, &format!("LOOKUP 2 {c} alice"));
-    assert_eq!(r, format!("AT 2 alice {moved}"));
+    assert_eq!(r, format!("AT 2 alice {moved} -"));
 }
 
 #[test]
@@ -562,8 +562,8 @@ fn introduction_tells_both_sides() {
     h.register(C150, "b");
     let c = h.cookie(C120);
     h.send(C120, &format!("INTRO 5 {c} a {ta} b"));
-    assert_eq!(h.take_to(C150), [format!("PUNCH a {C120}")]);
-    assert_eq!(h.take_to(C120), [format!("AT 5 b {C150}")]);
+    assert_eq!(h.take_to(C150), [format!("PUNCH a {C120} -")]);
+    assert_eq!(h.take_to(C120), [format!("AT 5 b {C150} -")]);
     let r = h.one_reply(C120, &format!("INTRO 6 {c} a {ta} nobody"));
     assert_eq!(err_code(&r), ErrorCode::NoSuchId);
     let r = h.one_reply(C120, &format!("INTRO 7 {c} a {} b", Token(1)));
