@@ -15,7 +15,9 @@ use crate::registry::{Entry, Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
 use crate::wire::reply::{IdSeq, StatSeq};
 use crate::wire::request::Header;
-use crate::wire::{ErrorCode, FieldError, Id, IdBuf, ParseError, Reply, Request, Token, TxId};
+use crate::wire::{
+    ErrorCode, FieldError, Id, IdBuf, ParseError, PublicKey, Reply, Request, Token, TxId,
+};
 
 /// Slots a `LIST` may visit for one page, so a sparse table cannot make
 /// one request expensive; the cursor says where to go on.
@@ -85,8 +87,8 @@ impl Server<'_> {
                 id,
                 lease,
                 token,
-                ..
-            } => self.register(now, src, h, id, lease, token, out),
+                key,
+            } => self.register(now, src, h, id, lease, token, key, out),
             Request::Keepalive { h, id, token } => self.keepalive(now, src, h, id, token, out),
             Request::Lookup { h, id } => self.lookup(now, src, h, id, out),
             Request::Introduce {
@@ -128,6 +130,7 @@ impl Server<'_> {
         id: Id<'_>,
         lease: Option<u32>,
         token: Option<Token>,
+        key: Option<PublicKey>,
         out: &mut impl Outbox,
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::Reg);
@@ -147,6 +150,13 @@ impl Server<'_> {
                     (Owner::Token(t), None) if e.addr == src => t,
                     _ => return Err(ErrorCode::IdTaken),
                 };
+                // The key bound at registration holds for the whole lease,
+                // so a peer that learned it cannot be switched to another
+                // by whoever holds (or stole) the token. A REG without a
+                // key leaves it as it is.
+                if key.is_some_and(|k| e.key != Some(k)) {
+                    return Err(ErrorCode::KeyTaken);
+                }
                 self.rebind(slot, src)?;
                 let e = self.reg.get_mut(slot);
                 e.expires = expires;
@@ -162,6 +172,7 @@ impl Server<'_> {
                     expires,
                     lease,
                     owner: Owner::Token(token),
+                    key,
                     sub: Subscription::None,
                     sub_seq: 0,
                     sub_sent: NEVER,

@@ -97,6 +97,7 @@ impl Server<'_> {
             expires,
             lease: self.cfg.seed_lease,
             owner: Owner::Address,
+            key: None,
             sub: Subscription::SeedList,
             sub_seq: self.seed_version.wrapping_sub(1),
             sub_sent: NEVER,

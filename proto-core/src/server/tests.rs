@@ -857,3 +857,5 @@ fn replies_written_in_place_are_the_replies_sent_by_copy() {
     );
     assert_eq!(b.drop_amplification, 1);
 }
+
+mod keys;
