@@ -19,6 +19,11 @@
 //!   the model knows is registered);
 //! - an id is served at an address that may own it, a token-owned id is
 //!   never taken over or renewed without its token, no id is listed twice;
+//! - a registration's key never changes while it lives: a `REG` that
+//!   carries another key is never answered `REGD`, `key-taken` answers only
+//!   a `REG` that brings a key other than the live one, and `AT` and
+//!   `PUNCH` report the key the registration was made with (`seed` never
+//!   for a token-owned id);
 //! - a cookie not issued to the source, or stale, is refused, and a fresh
 //!   one is accepted;
 //! - fan-out never exceeds `fanout_per_sec` (a token bucket with a burst of
@@ -36,7 +41,9 @@ use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
 use proto_core::server::{Config, Layout, Server, Storage, VecOutbox};
 use proto_core::time::Millis;
-use proto_core::wire::{Cookie, ErrorCode, Reply, Request, SeedReply, SeedRequest, Token};
+use proto_core::wire::{
+    Cookie, ErrorCode, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token,
+};
 use proto_core::{Instant, MAX_DATAGRAM, SEED_MAX_LIST};
 
 use crate::make::{self, same_ext};
@@ -45,6 +52,8 @@ use crate::make::{self, same_ext};
 const MAX_STEPS: usize = 200;
 /// The admin token of configurations that have one.
 const ADMIN: Token = Token(0xad_0000_0000_00ad);
+/// The public keys templates register with.
+const KEYS: [PublicKey; 2] = [PublicKey([0x11; 32]), PublicKey([0x22; 32])];
 
 /// The sources: loopback and not, IPv4 and IPv6, two in one /64, an
 /// IPv4-mapped one, and one with a flow label and a scope id.
@@ -226,6 +235,10 @@ struct Model {
     cookies: BTreeMap<SocketAddr, Vec<(u64, Cookie)>>,
     /// Tokens the server handed out, by id.
     tokens: BTreeMap<String, Token>,
+    /// The kind of the registration each token (by value) was issued for: the server
+    /// never issues a token twice, and a registration's key never changes,
+    /// so a token names one kind for good.
+    kinds: BTreeMap<u64, PeerKind>,
     bytes_in: BTreeMap<SocketAddr, u64>,
     bytes_out: BTreeMap<SocketAddr, u64>,
     /// Sources that echoed a cookie the server accepted.
@@ -248,6 +261,7 @@ impl Model {
             ids: BTreeMap::new(),
             cookies: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            kinds: BTreeMap::new(),
             bytes_in: BTreeMap::new(),
             bytes_out: BTreeMap::new(),
             validated: BTreeSet::new(),
@@ -301,6 +315,26 @@ impl Model {
             .iter()
             .any(|&a| if exact { a == addr } else { same_ext(a, addr) });
         assert!(ok, "{id} served at {addr}, which never held it: {s:?}");
+    }
+
+    /// The kind the live registration of `id` must be reported with, if
+    /// the model knows it.
+    fn known_kind(&self, id: &str, now: Instant) -> Option<PeerKind> {
+        let s = self.ids.get(id).filter(|s| now.0 < s.sure_until)?;
+        self.kinds.get(&s.token?.0).copied()
+    }
+
+    /// `id` was reported (in `AT` or `PUNCH`) with `kind` at `now`.
+    fn reported(&self, id: &str, kind: PeerKind, now: Instant) {
+        if let Some(k) = self.known_kind(id, now) {
+            assert_eq!(kind, k, "{id} reported as {kind:?}, registered as {k:?}");
+        }
+        if kind == PeerKind::Seed {
+            assert!(
+                !self.surely_live(id, now),
+                "{id}, token-owned, reported as a seed client"
+            );
+        }
     }
 
     /// `id` was reported missing at `now`.
@@ -473,11 +507,13 @@ impl Harness<'_> {
                     format!("HELLO {tx} {}", ".".repeat(pad))
                 }
             }
-            2 | 3 => match u.int_in_range(0u8..=3)? {
+            2 | 3 => match u.int_in_range(0u8..=5)? {
                 0 => format!("REG {tx} {c} {id}"),
                 1 => format!("REG {tx} {c} {id} {}", u.int_in_range(0..=30)?),
                 2 => format!("REG {tx} {c} {id} - {t}"),
-                _ => format!("REG {tx} {c} {id} {} {t}", u.int_in_range(0..=30)?),
+                3 => format!("REG {tx} {c} {id} {} {t}", u.int_in_range(0..=30)?),
+                4 => format!("REG {tx} {c} {id} - - {}", u.choose(&KEYS)?),
+                _ => format!("REG {tx} {c} {id} - {t} {}", u.choose(&KEYS)?),
             },
             4 => format!("KEEP {tx} {c} {id} {t}"),
             5 => format!("LOOKUP {tx} {c} {id}"),
@@ -850,7 +886,11 @@ impl Harness<'_> {
         let err = |r: &Option<Reply<'_>>| matches!(r, None | Some(Reply::Error { .. }));
         match req {
             Request::Register {
-                id, lease, token, ..
+                id,
+                lease,
+                token,
+                key,
+                ..
             } => match rep {
                 Some(Reply::Registered {
                     tx,
@@ -893,9 +933,32 @@ impl Harness<'_> {
                             }
                         }
                     }
+                    // A token never seen names a new registration, which
+                    // takes the key it brings; an old one keeps its key.
+                    match (m.kinds.get(&t.0).copied(), key) {
+                        (None, k) => {
+                            m.kinds
+                                .insert(t.0, k.map_or(PeerKind::Keyless, PeerKind::Key));
+                        }
+                        (Some(was), Some(k)) => {
+                            assert_eq!(was, PeerKind::Key(k), "{id} renewed under another key")
+                        }
+                        (Some(_), None) => {}
+                    }
                     let until = now.0 + u64::from(l) * 1000;
                     m.definite(id.as_str(), src, until, t);
                     m.tokens.insert(id.as_str().to_owned(), t);
+                }
+                Some(Reply::Error {
+                    code: ErrorCode::KeyTaken,
+                    ..
+                }) => {
+                    let k = key.expect("key-taken for a REG without a key");
+                    assert_ne!(
+                        m.known_kind(id.as_str(), now),
+                        Some(PeerKind::Key(k)),
+                        "key-taken for {id}'s own key"
+                    );
                 }
                 ref r if err(r) => {}
                 r => panic!("REG answered with {r:?}"),
@@ -920,10 +983,14 @@ impl Harness<'_> {
             },
             Request::Lookup { id, .. } => match rep {
                 Some(Reply::At {
-                    tx, id: rid, addr, ..
+                    tx,
+                    id: rid,
+                    addr,
+                    kind,
                 }) => {
                     assert_eq!((tx, rid), (h.tx, id));
                     m.served(id.as_str(), addr, now, false);
+                    m.reported(id.as_str(), kind, now);
                 }
                 Some(Reply::Error {
                     code: ErrorCode::NoSuchId,
@@ -936,10 +1003,14 @@ impl Harness<'_> {
                 id, token, target, ..
             } => match rep {
                 Some(Reply::At {
-                    tx, id: rid, addr, ..
+                    tx,
+                    id: rid,
+                    addr,
+                    kind,
                 }) => {
                     assert_eq!((tx, rid), (h.tx, target));
                     m.owned_by(id.as_str(), token, now);
+                    m.reported(target.as_str(), kind, now);
                     let s = m.id(id.as_str());
                     s.addrs = BTreeSet::from([src]);
                     if id != target {
@@ -952,10 +1023,13 @@ impl Harness<'_> {
                     assert!(same_ext(*dst, addr), "PUNCH went to {dst}, not {addr}");
                     match Reply::parse(p.as_bytes()) {
                         Ok(Reply::Punch {
-                            id: pid, addr: pa, ..
+                            id: pid,
+                            addr: pa,
+                            kind: pk,
                         }) => {
                             assert_eq!(pid, id);
                             assert!(same_ext(pa, src));
+                            m.reported(id.as_str(), pk, now);
                         }
                         other => panic!("{other:?}"),
                     }
