@@ -33,12 +33,14 @@ mod hint;
 mod keys;
 mod outbox;
 mod seed;
+mod snapshot;
 mod stats;
 #[cfg(test)]
 mod tests;
 mod text;
 
 pub use outbox::VecOutbox;
+pub use snapshot::{Continuity, RestoreError, Restored};
 pub use stats::{Stats, VERBS};
 
 use core::net::SocketAddr;

@@ -859,3 +859,4 @@ fn replies_written_in_place_are_the_replies_sent_by_copy() {
 }
 
 mod keys;
+mod snapshot;
