@@ -31,6 +31,8 @@ pub struct Options {
     /// Receive and send on one socket, even where replies could leave
     /// from a socket of their own (see [`crate::sockets`]).
     pub one_socket: bool,
+    /// Where the table is saved on stop and loaded from on start.
+    pub state: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             log_level: "info".into(),
             metrics: None,
             one_socket: false,
+            state: None,
         }
     }
 }
@@ -114,11 +117,16 @@ OPTIONS:
     --one-socket              receive and reply on one UDP socket (on Linux replies otherwise
                               leave from a second socket on the same address, which spares
                               the receiving socket an epoll wake-up per reply)
+    --state FILE              on SIGINT or SIGTERM save the whole table (ids, addresses, leases,
+                              owners, keys, subscriptions, the secret behind cookies and tokens)
+                              to FILE, and load it on start, so a restart loses nobody; a file
+                              that cannot be read as a Parley state file stops the server
     --log-level LEVEL         error, warn, info, debug or trace [default: info]
     -h, --help                print this help
     -V, --version             print the version
 
-Send SIGINT or SIGTERM to stop; the server logs its counters and exits 0.
+Send SIGINT or SIGTERM to stop; the server logs its counters (and with --state saves
+the table) and exits 0.
 ",
         version = env!("CARGO_PKG_VERSION"),
         min = MIN_CAPACITY,
@@ -242,6 +250,7 @@ pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
         c.lease_min = c.lease_default.max(1);
     }
     o.metrics = opt(&mut args, "--metrics")?;
+    o.state = opt::<std::path::PathBuf>(&mut args, "--state")?;
     if let Some(v) = opt::<String>(&mut args, "--log-level")? {
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&v.as_str()) {
             return Err(CliError(format!(
@@ -291,6 +300,8 @@ mod tests {
             "--lease=60",
             "--admin-token",
             "00000000000000ff",
+            "--state",
+            "/var/lib/parley/state",
         ])
         .unwrap();
         assert_eq!(o.bind, "[::1]:7000".parse().unwrap());
@@ -298,6 +309,7 @@ mod tests {
         assert!(!o.config.limits && o.config.strict && o.one_socket);
         assert_eq!(o.config.lease_default, 60);
         assert_eq!(o.config.admin_token, Some(Token(0xff)));
+        assert_eq!(o.state, Some("/var/lib/parley/state".into()));
     }
 
     #[test]

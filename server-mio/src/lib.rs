@@ -17,6 +17,7 @@ mod metrics;
 pub mod net;
 pub mod prefetch;
 pub mod sockets;
+pub mod state;
 
 use std::io;
 use std::net::SocketAddr;
@@ -157,6 +158,11 @@ struct Runtime {
     tx: TxRing,
     io: IoStats,
     start: StdInstant,
+    /// The core's clock when `start` was taken: 0 on a first start, the
+    /// saved clock plus the downtime after a restart from `--state`.
+    base: u64,
+    /// The secret the core was built with, saved with `--state`.
+    entropy: [u8; 32],
     /// Whether the `Poll` waits for the send socket to be writable.
     writable_armed: bool,
 }
@@ -246,6 +252,15 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
     }
     let stats = rt.server.stats().clone();
     log::info!("stopping: {}", summary(&stats, &rt.io));
+    if let Some(path) = &opts.state {
+        let t = StdInstant::now();
+        let n = state::save(path, &rt.server, rt.now(), &rt.entropy)?;
+        log::info!(
+            "saved {n} ids to {} in {:.3} s",
+            path.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     Ok((stats, rt.io))
 }
 
@@ -287,8 +302,34 @@ impl Runtime {
             Some(addr) => Some(Metrics::bind(addr, &poll, METRICS, FIRST_CONN)?),
             None => None,
         };
-        let server = Server::new(opts.config.clone(), allocate(opts.capacity), entropy()?)
+        // A state file is read and checked before anything is allocated,
+        // and one that cannot be used stops the server here.
+        let loaded = match &opts.state {
+            Some(path) => state::load(path)?,
+            None => None,
+        };
+        let entropy = match &loaded {
+            Some(l) => l.entropy,
+            None => entropy()?,
+        };
+        let mut server = Server::new(opts.config.clone(), allocate(opts.capacity), entropy)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let start = StdInstant::now();
+        let mut base = 0;
+        if let (Some(l), Some(path)) = (&loaded, &opts.state) {
+            let wall = state::wall_ms();
+            let at = l.resume_at(wall);
+            let r = l.restore_into(&mut server, at, opts.capacity)?;
+            base = at.0;
+            log::info!(
+                "restored {} ids from {} ({} leases had ended; down for {:.1} s)",
+                r.live,
+                path.display(),
+                r.expired,
+                wall.saturating_sub(l.saved_wall_ms) as f64 / 1000.0
+            );
+        }
+        drop(loaded);
         Ok(Runtime {
             poll,
             sockets,
@@ -299,13 +340,15 @@ impl Runtime {
             plans: Plans::default(),
             tx: TxRing::new(TX_QUEUE),
             io: IoStats::default(),
-            start: StdInstant::now(),
+            start,
+            base,
+            entropy,
             writable_armed: false,
         })
     }
 
     fn now(&self) -> proto_core::Instant {
-        proto_core::Instant(self.start.elapsed().as_millis() as u64)
+        proto_core::Instant(self.base + self.start.elapsed().as_millis() as u64)
     }
 
     fn until(&self, deadline: proto_core::Instant) -> Duration {
