@@ -192,6 +192,13 @@ pub enum Command {
     },
     /// Print the bytes `parley-server --capacity N` takes for its tables.
     TableCost(usize),
+    /// Time `--state` saving and loading a full table of N ids.
+    StateCost {
+        /// Ids in the table.
+        ids: usize,
+        /// Where to write the file.
+        dir: std::path::PathBuf,
+    },
     /// Print this text and exit successfully.
     Exit(String),
 }
@@ -222,6 +229,8 @@ USAGE:
                                           --df sends with don't-fragment as it does
     parley-loadgen stats [--target ADDR]  print the server's STATS counters
     parley-loadgen table-cost N           bytes parley-server's tables take for --capacity N
+    parley-loadgen state-cost N [--dir D] time parley-server --state saving and loading N ids
+                                          (the file goes in D, default the temp dir, and is removed)
 
 WORKLOADS (--workload):
     register   fresh ids into the table; afterwards every acknowledged id is looked up
@@ -317,7 +326,7 @@ fn finish(args: pico_args::Arguments) -> Result<(), CliError> {
 pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
     let mut raw = raw;
     let sub = match raw.first().and_then(|a| a.to_str()) {
-        Some(s @ ("run" | "echo" | "stats" | "table-cost")) => {
+        Some(s @ ("run" | "echo" | "stats" | "table-cost" | "state-cost")) => {
             let s = s.to_string();
             raw.remove(0);
             s
@@ -370,6 +379,14 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
                 .map_err(|e| CliError(parley_server::cli::arg_error("table-cost N", e)))?;
             finish(args)?;
             Ok(Command::TableCost(n))
+        }
+        "state-cost" => {
+            let ids: usize = args
+                .free_from_str()
+                .map_err(|e| CliError(parley_server::cli::arg_error("state-cost N", e)))?;
+            let dir = opt(&mut args, "--dir")?.unwrap_or_else(std::env::temp_dir);
+            finish(args)?;
+            Ok(Command::StateCost { ids, dir })
         }
         _ => parse_run(args).map(|o| Command::Run(Box::new(o))),
     }
@@ -695,6 +712,10 @@ mod tests {
         assert!(matches!(
             parse(vec!["table-cost".into(), "1024".into()]).unwrap(),
             Command::TableCost(1024)
+        ));
+        assert!(matches!(
+            parse(vec!["state-cost".into(), "1000".into(), "--dir".into(), "/x".into()]).unwrap(),
+            Command::StateCost { ids: 1000, dir } if dir == std::path::Path::new("/x")
         ));
         assert!(matches!(
             parse(vec!["stats".into()]).unwrap(),
