@@ -136,7 +136,7 @@ pub fn run(ids: usize, dir: &Path) -> io::Result<StateCost> {
     let result = state::load(&path).and_then(|l| {
         let l =
             l.ok_or_else(|| state::StateError::Io(path.clone(), io::ErrorKind::NotFound.into()))?;
-        l.restore_into(&mut server, now, ids)
+        l.restore_into(&mut server, now, ids, 0)
     });
     let load = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&path);

@@ -305,7 +305,10 @@ impl Runtime {
         // A state file is read and checked before anything is allocated,
         // and one that cannot be used stops the server here.
         let loaded = match &opts.state {
-            Some(path) => state::load(path)?,
+            Some(path) => {
+                state::check_writable(path)?;
+                state::load(path)?
+            }
             None => None,
         };
         let entropy = match &loaded {
@@ -319,7 +322,9 @@ impl Runtime {
         if let (Some(l), Some(path)) = (&loaded, &opts.state) {
             let wall = state::wall_ms();
             let at = l.resume_at(wall);
-            let r = l.restore_into(&mut server, at, opts.capacity)?;
+            let fresh = self::entropy()?;
+            let jump = u64::from_le_bytes(fresh[..8].try_into().unwrap_or([1; 8]));
+            let r = l.restore_into(&mut server, at, opts.capacity, jump)?;
             base = at.0;
             log::info!(
                 "restored {} ids from {} ({} leases had ended; down for {:.1} s)",

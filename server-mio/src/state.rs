@@ -200,19 +200,10 @@ pub fn save(
     entropy: &[u8; 32],
 ) -> Result<usize, StateError> {
     let io_err = |e| StateError::Io(path.to_owned(), e);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        io_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path names no file",
-        ))
-    })?;
-    let mut tmp_name = name.to_owned();
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = temp_path(path, "tmp").map_err(io_err)?;
+    let dir = tmp
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
     let written = write_file(&tmp, server, now, entropy).and_then(|n| {
         fs::rename(&tmp, path)?;
         fs::File::open(&dir)?.sync_all()?;
@@ -422,6 +413,32 @@ fn decode(r: &[u8]) -> Result<Entry, &'static str> {
     })
 }
 
+/// Check at start that `path`'s directory takes new files, so a server
+/// that could not save on stop says so now, not when it is too late.
+pub fn check_writable(path: &Path) -> Result<(), StateError> {
+    let probe = temp_path(path, "probe").map_err(|e| StateError::Io(path.to_owned(), e))?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| StateError::Io(path.to_owned(), e))
+}
+
+/// `path`'s directory, and a file name beside `path` for this process.
+fn temp_path(path: &Path, what: &str) -> io::Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let mut tmp = name.to_owned();
+    tmp.push(format!(".{what}.{}", std::process::id()));
+    Ok(dir.join(tmp))
+}
+
 /// Read and check the state file at `path`: `Ok(None)` if there is none
 /// (a first start).
 pub fn load(path: &Path) -> Result<Option<Loaded>, StateError> {
@@ -545,11 +562,19 @@ impl Loaded {
 
     /// Fill `server` (new, built with [`Self::entropy`]) at `now` (from
     /// [`Self::resume_at`]). Returns the live and expired counts.
+    ///
+    /// `token_jump` (random, from the caller) moves the token counter on:
+    /// the file is the last clean stop's, so after a crash it is older
+    /// than the tokens issued since, and carrying on from its counter
+    /// would issue some of them again (perhaps for the same ids, in the
+    /// same order). Tokens already held are stored values, not recomputed,
+    /// so they stay valid.
     pub fn restore_into(
         &self,
         server: &mut Server<'_>,
         now: Instant,
         capacity: usize,
+        token_jump: u64,
     ) -> Result<proto_core::server::Restored, StateError> {
         // Every record is checked before anything is restored, and the
         // live ones counted, so a small table is refused with the number
@@ -568,8 +593,10 @@ impl Loaded {
         }
         // Decoding cannot fail now: it succeeded just above.
         let entries = self.records().filter_map(|r| decode(r).ok());
+        let mut c = self.continuity;
+        c.tokens_issued = c.tokens_issued.wrapping_add(token_jump);
         server
-            .restore(now, self.continuity, entries)
+            .restore(now, c, entries)
             .map_err(|e| StateError::Restore(self.path.clone(), e))
     }
 }
@@ -665,7 +692,7 @@ mod tests {
         let at = l.resume_at(l.saved_wall_ms + 5_000);
         assert_eq!(at, Instant::from_secs(55));
         let mut b = Server::new(Config::default(), storage(1024), l.entropy).unwrap();
-        let r = l.restore_into(&mut b, at, 1024).unwrap();
+        let r = l.restore_into(&mut b, at, 1024, 0).unwrap();
         assert_eq!((r.live, r.expired), (2, 0));
         let ids: Vec<String> = b.entries().map(|e| format!("{:?}", e.id)).collect();
         assert_eq!(ids, ["IdBuf(alice)", "IdBuf(bob)"]);
@@ -680,6 +707,14 @@ mod tests {
     fn no_file_is_a_first_start() {
         let d = dir();
         assert!(load(&d.join("none")).unwrap().is_none());
+        check_writable(&d.join("none")).unwrap();
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            0,
+            "the probe was removed"
+        );
+        let e = check_writable(&d.join("no-such-dir/state")).unwrap_err();
+        assert!(e.to_string().contains("no-such-dir"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -744,7 +779,7 @@ mod tests {
         save(&path, &a, Instant(1), &entropy).unwrap();
         let l = load(&path).unwrap().unwrap();
         let mut b = Server::new(Config::default(), storage(1024), l.entropy).unwrap();
-        let e = l.restore_into(&mut b, Instant(2), 1024).unwrap_err();
+        let e = l.restore_into(&mut b, Instant(2), 1024, 0).unwrap_err();
         assert!(e.to_string().contains("holds 1500 live"), "{e}");
         assert!(e.to_string().contains("--capacity 1500"), "{e}");
         fs::remove_dir_all(&d).unwrap();

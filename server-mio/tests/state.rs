@@ -218,3 +218,28 @@ fn leases_keep_running_while_the_server_is_down() {
     drop(srv);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn after_a_crash_no_token_is_issued_twice() {
+    let dir = scratch("crash");
+    let state = dir.join("parley.state");
+    let st = state.to_str().unwrap();
+    stop(Server::start(&["--state", st]));
+    // A token issued after the last save, then a crash (no save)...
+    let srv = Server::start(&["--state", st]);
+    let a = client();
+    let (_, lost) = common::register(&a, srv.addr, "alice");
+    let mut srv = srv;
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    drop(srv);
+    // ...and the same registration on the server restarted from the older file.
+    let srv = Server::start(&["--state", st]);
+    let (_, again) = common::register(&a, srv.addr, "alice");
+    assert_ne!(
+        again, lost,
+        "the token of a registration lost in the crash was issued again"
+    );
+    drop(srv);
+    fs::remove_dir_all(&dir).unwrap();
+}
