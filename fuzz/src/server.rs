@@ -29,6 +29,9 @@
 //! - fan-out never exceeds `fanout_per_sec` (a token bucket with a burst of
 //!   one second);
 //! - in strict mode no seed verb has any effect or reply;
+//! - an `ERR` reply, to any verb, or a seed refusal leaves every live
+//!   registration exactly as it was (address, lease, owner, subscription);
+//! - `ID2 ` from an address that holds no seed id starts no list round;
 //! - an address that never proved it receives (echoed its cookie; in
 //!   non-strict mode, or sent a seed verb) is sent at most 3x the bytes it
 //!   sent.
@@ -39,8 +42,10 @@ use std::net::{SocketAddr, SocketAddrV6};
 use arbitrary::{Result, Unstructured};
 use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
+use proto_core::registry::{Entry, Owner};
 use proto_core::server::{Config, Layout, Server, Storage, VecOutbox};
 use proto_core::time::Millis;
+use proto_core::wire::seed::Refusal;
 use proto_core::wire::{
     Cookie, ErrorCode, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token,
 };
@@ -692,6 +697,7 @@ impl Harness<'_> {
             } else {
                 match SeedReply::parse(&bytes) {
                     Ok(SeedReply::Message(_)) | Err(_) => panic!("the server sent {text:?}"),
+                    Ok(SeedReply::Refused(_)) => Sent::Seed(text),
                     Ok(SeedReply::List(_)) => {
                         assert!(bytes.len() <= SEED_MAX_LIST, "a {}-byte List", bytes.len());
                         Sent::Seed(text)
@@ -704,9 +710,24 @@ impl Harness<'_> {
         v
     }
 
+    /// The live registrations, by id: what an error must leave alone.
+    fn live_entries(&self) -> BTreeMap<String, Entry> {
+        self.server
+            .entries()
+            .filter(|e| e.expires > self.now)
+            .map(|e| (String::from_utf8_lossy(e.id.as_bytes()).into_owned(), *e))
+            .collect()
+    }
+
     fn deliver(&mut self, src: SocketAddr, d: &[u8]) {
         *self.model.bytes_in.entry(src).or_default() += d.len() as u64;
         let before = self.server.stats().clone();
+        let table_before = self.live_entries();
+        // Whether `src` holds a seed id: surely (a live one), or perhaps (an
+        // expired one the server has not reclaimed yet still counts).
+        let seed_holder = |e: &Entry| e.owner == Owner::Address && e.addr == src;
+        let holds_surely = table_before.values().any(seed_holder);
+        let holds_perhaps = self.server.entries().any(seed_holder);
         self.server.handle(self.now, src, d, &mut *self.out);
         let sent = self.drain();
         let is_seed = d.starts_with(b"ID ")
@@ -724,6 +745,34 @@ impl Harness<'_> {
         }
         assert!(to_src.len() <= 1, "{d:?} got {to_src:?}");
         let reply = to_src.pop();
+        let refused = reply.as_deref().is_some_and(|r| {
+            matches!(Reply::parse(r.as_bytes()), Ok(Reply::Error { .. }))
+                || matches!(SeedReply::parse(r.as_bytes()), Ok(SeedReply::Refused(_)))
+        });
+        if refused {
+            assert_eq!(
+                self.live_entries(),
+                table_before,
+                "{:?} from {src} was refused with {reply:?}, yet changed the table",
+                String::from_utf8_lossy(d)
+            );
+        }
+        let after = self.server.stats();
+        let taken = after.requests_of("seed_id2") > before.requests_of("seed_id2");
+        if taken && d.starts_with(b"ID2") {
+            // Refused (counted, no round) exactly when the sender holds no
+            // seed id; a wrong "holds" would need two hash collisions at once.
+            let refused = after.seed_refused > before.seed_refused;
+            if !holds_perhaps {
+                assert!(refused, "ID2 from {src}, which holds no seed id, was taken");
+            }
+            if holds_surely {
+                assert!(
+                    !refused,
+                    "ID2 from {src}, which holds a seed id, was refused"
+                );
+            }
+        }
         if is_seed {
             assert!(others.is_empty(), "a seed verb sent {others:?}");
             self.seed(src, d, reply.as_deref(), &before);
@@ -763,9 +812,19 @@ impl Harness<'_> {
         };
         match req {
             SeedRequest::Id(id) => {
-                assert_eq!(reply, None, "ID is never answered");
+                let refusal = reply.map(|r| match SeedReply::parse(r.as_bytes()) {
+                    Ok(SeedReply::Refused(why)) => why,
+                    other => panic!("ID answered with {other:?}"),
+                });
+                if let Some(Refusal::Taken(taken)) = refusal {
+                    assert_eq!(taken, id, "the refusal names the id asked for");
+                    assert!(
+                        self.model.live(id.as_str(), now).is_some(),
+                        "{id} refused as taken, but its lease had ended"
+                    );
+                }
                 let id = id.as_str();
-                if !self.model.surely_live(id, now) {
+                if refusal.is_none() && !self.model.surely_live(id, now) {
                     let until = now.0 + u64::from(self.model.cfg.seed_lease) * 1000;
                     let s = self.model.id(id);
                     s.addrs.insert(src);
@@ -1038,13 +1097,7 @@ impl Harness<'_> {
                         "PUNCH to {dst}, which never proved its address"
                     );
                 }
-                ref r if err(r) => {
-                    assert!(punches.is_empty());
-                    // The requester is rebound before the target is looked up.
-                    if m.live(id.as_str(), now).is_some() {
-                        m.id(id.as_str()).addrs.insert(src);
-                    }
-                }
+                ref r if err(r) => assert!(punches.is_empty()),
                 r => panic!("INTRO answered with {r:?}"),
             },
             Request::List { cursor, .. } => match rep {

@@ -2,8 +2,11 @@
 //!
 //! Order of checks, for every request but `HELLO`: parse, then the cookie
 //! (nothing changes and nothing larger than the request is sent until the
-//! source has echoed a cookie bound to its address), then ownership, then
-//! the table rules.
+//! source has echoed a cookie bound to its address), then the rate budget
+//! the cookie decides (traffic spoofed from an address cannot echo its
+//! cookie, so it never charges the budget of the client really there),
+//! then ownership, then the table rules. A request refused by any of them
+//! changes nothing.
 
 use core::net::SocketAddr;
 
@@ -43,6 +46,42 @@ fn parse_error_code(e: ParseError) -> ErrorCode {
 }
 
 impl Server<'_> {
+    /// Charge one request from `src` to the budget it is due: the one for
+    /// requests that echoed a valid cookie, or the one for those that did
+    /// not. Over budget, the request is dropped, and an extended client is
+    /// told to slow down within its error budget, in no more bytes than it
+    /// sent, so a spoofed flood gains nothing.
+    fn charge_request(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        validated: bool,
+        d: &[u8],
+        out: &mut impl Outbox,
+    ) -> bool {
+        if !self.cfg.limits {
+            return true;
+        }
+        let budget = if validated {
+            &mut self.cookie_limit
+        } else {
+            &mut self.req_limit
+        };
+        if budget.allow(now, src.ip()) {
+            return true;
+        }
+        self.stats.drop_rate_limited += 1;
+        self.send_error(
+            now,
+            out,
+            src,
+            salvage_tx(d),
+            ErrorCode::RateLimited,
+            d.len(),
+        );
+        false
+    }
+
     pub(super) fn handle_ext(
         &mut self,
         now: Instant,
@@ -56,11 +95,20 @@ impl Server<'_> {
         let req = match Request::parse(d) {
             Ok(req) => req,
             Err(e) => {
-                let code = parse_error_code(e);
-                self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                if self.charge_request(now, src, false, d, out) {
+                    let code = parse_error_code(e);
+                    self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                }
                 return;
             }
         };
+        let validated = req
+            .header()
+            .and_then(|h| h.cookie)
+            .is_some_and(|c| self.cookies.check(now, src, c));
+        if !self.charge_request(now, src, validated, d, out) {
+            return;
+        }
         let h = match req.header() {
             Some(h) => h,
             None => {
@@ -76,7 +124,7 @@ impl Server<'_> {
                 return;
             }
         };
-        if !h.cookie.is_some_and(|c| self.cookies.check(now, src, c)) {
+        if !validated {
             self.send_error(now, out, src, Some(h.tx), ErrorCode::BadCookie, unvalidated);
             return;
         }
@@ -178,9 +226,7 @@ impl Server<'_> {
                     sub_sent: NEVER,
                 };
                 let slot = self.reg.insert(entry).map_err(|_| {
-                    if self.cfg.limits {
-                        self.quota.release(src.ip());
-                    }
+                    self.release_quota(src);
                     ErrorCode::TableFull
                 })?;
                 self.joined(slot);
@@ -260,8 +306,9 @@ impl Server<'_> {
         // Only a registered requester may make the server send to a third
         // party, and the target learns who asked.
         let me = self.owned(now, id, token)?;
-        self.rebind(me, src)?;
         let there = self.find_live(now, target).ok_or(ErrorCode::NoSuchId)?;
+        // Only now that nothing can fail does the requester move.
+        self.rebind(me, src)?;
         let (target_addr, target_kind) = {
             let e = self.reg.get(there);
             (e.addr, e.kind())
