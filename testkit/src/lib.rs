@@ -1,0 +1,10 @@
+//! Parley's test kit (not published): what integration tests of several
+//! crates share.
+//!
+//! - [`natlab`]: a small internet in network namespaces with real kernel
+//!   NATs (iproute2 + nftables), for tests of hole punching, STUN and
+//!   `parley netcheck` against the NATs people actually sit behind.
+//! - [`bins`]: where the workspace's binaries were built.
+
+pub mod bins;
+pub mod natlab;
