@@ -34,6 +34,7 @@ mod keys;
 mod outbox;
 mod seed;
 mod stats;
+mod stun;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -120,6 +121,8 @@ pub struct Config {
     pub admin_token: Option<Token>,
     /// How long a cookie stays valid (it is accepted for one more window).
     pub cookie_window: Millis,
+    /// STUN Binding answers per second, all sources together (0: no STUN).
+    pub stun_per_sec: u32,
 }
 
 impl Default for Config {
@@ -139,6 +142,7 @@ impl Default for Config {
             strict: false,
             admin_token: None,
             cookie_window: Millis::from_secs(120),
+            stun_per_sec: 20_000,
         }
     }
 }
@@ -272,6 +276,7 @@ pub struct Server<'a> {
     /// on `ID2`; a seed subscriber whose `sub_seq` differs is owed a `List`.
     seed_version: u32,
     tokens: keys::TokenMint,
+    stun: stun::StunBudget,
     stats: Stats,
     /// When the clock hand last moved (`None` before the first tick).
     swept_at: Option<Instant>,
@@ -321,6 +326,7 @@ impl<'a> Server<'a> {
             cookies: CookieJar::new(keys.cookie, config.cookie_window),
             fanout: fanout::Fanout::new(config.fanout_per_sec),
             tokens: keys::TokenMint::new(keys.token),
+            stun: stun::StunBudget::new(config.stun_per_sec),
             cfg: config,
             reg,
             req_limit,
@@ -344,6 +350,9 @@ impl<'a> Server<'a> {
     ) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        if crate::wire::stun::is_stun(datagram) {
+            return self.handle_stun(now, src, datagram, out);
+        }
         let is_seed = seed::is_seed(datagram);
         if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
             self.stats.drop_rate_limited += 1;
