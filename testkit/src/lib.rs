@@ -5,6 +5,8 @@
 //!   NATs (iproute2 + nftables), for tests of hole punching, STUN and
 //!   `parley netcheck` against the NATs people actually sit behind.
 //! - [`bins`]: where the workspace's binaries were built.
+//! - [`python`]: third-party clients from PyPI in a virtual environment.
 
 pub mod bins;
 pub mod natlab;
+pub mod python;
