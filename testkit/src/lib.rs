@@ -5,8 +5,10 @@
 //!   NATs (iproute2 + nftables), for tests of hole punching, STUN and
 //!   `parley netcheck` against the NATs people actually sit behind.
 //! - [`bins`]: where the workspace's binaries were built.
+//! - [`parley`]: the real server and client processes inside lab nodes.
 //! - [`python`]: third-party clients from PyPI in a virtual environment.
 
 pub mod bins;
 pub mod natlab;
+pub mod parley;
 pub mod python;

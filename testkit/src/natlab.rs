@@ -10,7 +10,7 @@
 //!                 host a    router 3 (NAT behind a NAT), LAN 198.51.100.48/28 ...
 //! ```
 //!
-//! Every node is a namespace of its own named `<prefix><pid>-<node>`, the
+//! Every node is a namespace of its own named `pl-<tag>-<pid>-<n><node>`, the
 //! prefix chosen per test so that parallel tests never meet; a lab removes
 //! its namespaces (and ends the processes it started in them) when dropped,
 //! and on creation removes namespaces of its prefix whose creating process
@@ -324,7 +324,7 @@ impl Lab {
         remove_stale(&base);
         let prefix = format!("{base}{}-", std::process::id());
         let mut lab = Lab {
-            wan: format!("{prefix}wan"),
+            wan: format!("{prefix}0wan"),
             prefix,
             namespaces: Vec::new(),
             next_public: 10,
@@ -349,7 +349,8 @@ impl Lab {
     }
 
     fn add_ns(&mut self, node: &str) -> Result<String, LabError> {
-        let ns = format!("{}{node}", self.prefix);
+        // Numbered, so that names given twice still make two nodes.
+        let ns = format!("{}{}{node}", self.prefix, self.namespaces.len());
         ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
