@@ -172,8 +172,8 @@ impl World {
 pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String> {
     let (ida, idb) = (format!("a{n}"), format!("b{n}"));
     let text = format!("hello-{n}");
-    let mut listen = parley::client(&pair.b, &["--id", &idb, "listen", "--json"])
-        .map_err(|e| e.to_string())?;
+    let mut listen =
+        parley::client(&pair.b, &["--id", &idb, "listen", "--json"]).map_err(|e| e.to_string())?;
     listen.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = listen.spawn().map_err(|e| format!("parley listen: {e}"))?;
     let guard = KillOnDrop(&mut child);
@@ -207,14 +207,28 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     }
     let secs = limit.as_secs().max(1).to_string();
     let t0 = Instant::now();
-    let send = parley::client(&pair.a, &["--id", &ida, "--timeout", &secs, "send", "--to", &idb, &text])
-        .map_err(|e| e.to_string())?
-        .output()
-        .map_err(|e| format!("parley send: {e}"))?;
+    let send = parley::client(
+        &pair.a,
+        &[
+            "--id",
+            &ida,
+            "--timeout",
+            &secs,
+            "send",
+            "--to",
+            &idb,
+            &text,
+        ],
+    )
+    .map_err(|e| e.to_string())?
+    .output()
+    .map_err(|e| format!("parley send: {e}"))?;
     // The message may still be on its way to the listener's stdout.
     let mut got = None;
     let until = Instant::now() + Duration::from_millis(500);
-    while let Ok((at, line, is_out)) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+    while let Ok((at, line, is_out)) =
+        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+    {
         if is_out && line.contains(&text) {
             got = Some((at, line.contains("\"seed\":true")));
             break;
@@ -250,7 +264,11 @@ pub fn row(name: &str, outcomes: &[Outcome]) -> String {
     let mut paths: Vec<&str> = outcomes.iter().map(|o| o.path).collect();
     paths.sort_unstable();
     paths.dedup();
-    let mut times: Vec<Duration> = outcomes.iter().filter(|o| o.ok()).filter_map(|o| o.time).collect();
+    let mut times: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| o.ok())
+        .filter_map(|o| o.time)
+        .collect();
     times.sort();
     let median = times
         .get(times.len() / 2)
