@@ -18,6 +18,8 @@ pub enum Workload {
     Mixed,
     /// Like `mixed`, while `--subscribers` prefilled ids receive presence events.
     Presence,
+    /// STUN Binding requests (RFC 8489), answered with the mapped address.
+    Stun,
 }
 
 impl Workload {
@@ -29,6 +31,7 @@ impl Workload {
             Workload::Churn => "churn",
             Workload::Mixed => "mixed",
             Workload::Presence => "presence",
+            Workload::Stun => "stun",
         }
     }
 }
@@ -238,10 +241,11 @@ WORKLOADS (--workload):
     churn      register/quit cycles of lanes x window actors
     mixed      lookup:register:churn in the --mix ratio [default 80:10:10]
     presence   mixed [default 90:0:10] while --subscribers prefilled ids get presence events
+    stun       STUN Binding requests (RFC 8489), each answered with the sender's address
 
 RUN OPTIONS:
     --target ADDR         server address, loopback only [default: {target}]
-    --workload W          register, lookup, churn, mixed or presence [default: lookup]
+    --workload W          register, lookup, churn, mixed, presence or stun [default: lookup]
     --proto P             ext (extended protocol) or seed (ID/Peer/Quit) [default: ext]
     --table N             ids registered before the measured phase [default: 0]
     --subscribers N       prefilled ids subscribed to presence (presence) [default: 0]
@@ -405,9 +409,10 @@ fn parse_run(mut args: pico_args::Arguments) -> Result<RunOpts, CliError> {
             "churn" => Workload::Churn,
             "mixed" => Workload::Mixed,
             "presence" => Workload::Presence,
+            "stun" => Workload::Stun,
             _ => {
                 return Err(CliError(format!(
-                    "--workload: '{w}' is not one of register, lookup, churn, mixed, presence"
+                    "--workload: '{w}' is not one of register, lookup, churn, mixed, presence, stun"
                 )));
             }
         };

@@ -33,6 +33,8 @@ pub struct Options {
     pub one_socket: bool,
     /// Where the table is saved on stop and loaded from on start.
     pub state: Option<std::path::PathBuf>,
+    /// A second UDP port on the same address that answers STUN only.
+    pub stun_port2: Option<u16>,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             metrics: None,
             one_socket: false,
             state: None,
+            stun_port2: None,
         }
     }
 }
@@ -112,6 +115,10 @@ OPTIONS:
     --burst N                 requests per source in a burst [default: {burst}]
     --no-limits               turn quotas and rate limits off (benchmarks, load tests on one host)
     --strict                  refuse the seed's unauthenticated verbs (for internet-facing servers)
+    --stun-per-sec N          STUN Binding answers per second, all sources together;
+                              0 turns STUN off [default: {stun}]
+    --stun-port2 PORT         also answer STUN (only) on PORT of the --bind address, so that
+                              clients can tell whether their NAT maps per destination
     --admin-token HEX         16 hex digits that unlock STATS from other than loopback
     --metrics ADDR            serve Prometheus metrics over HTTP on this TCP address
     --one-socket              receive and reply on one UDP socket (on Linux replies otherwise
@@ -142,6 +149,7 @@ the table) and exits 0.
         quota = d.quota_per_source,
         rate = d.rate_per_sec,
         burst = d.rate_burst,
+        stun = d.stun_per_sec,
     )
 }
 
@@ -237,6 +245,10 @@ pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
         c.strict = true;
     }
     o.one_socket = args.contains("--one-socket");
+    if let Some(v) = opt(&mut args, "--stun-per-sec")? {
+        c.stun_per_sec = v;
+    }
+    o.stun_port2 = opt(&mut args, "--stun-port2")?;
     if let Some(v) = opt::<String>(&mut args, "--admin-token")? {
         let t = Token::parse(v.as_bytes()).map_err(|_| {
             CliError("--admin-token: must be exactly 16 lowercase hex digits".into())
@@ -302,6 +314,10 @@ mod tests {
             "00000000000000ff",
             "--state",
             "/var/lib/parley/state",
+            "--stun-per-sec",
+            "7",
+            "--stun-port2",
+            "3479",
         ])
         .unwrap();
         assert_eq!(o.bind, "[::1]:7000".parse().unwrap());
@@ -310,6 +326,7 @@ mod tests {
         assert_eq!(o.config.lease_default, 60);
         assert_eq!(o.config.admin_token, Some(Token(0xff)));
         assert_eq!(o.state, Some("/var/lib/parley/state".into()));
+        assert_eq!((o.config.stun_per_sec, o.stun_port2), (7, Some(3479)));
     }
 
     #[test]

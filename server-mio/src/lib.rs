@@ -18,6 +18,7 @@ pub mod net;
 pub mod prefetch;
 pub mod sockets;
 pub mod state;
+mod stun_port;
 
 use std::io;
 use std::net::SocketAddr;
@@ -43,6 +44,8 @@ const SIGNALS: Token = Token(1);
 const METRICS: Token = Token(2);
 /// The send socket, registered only while its buffer is full.
 const SEND: Token = Token(3);
+/// The STUN-only second port (`--stun-port2`).
+const STUN2: Token = Token(4);
 /// Tokens from here on are metrics connections.
 const FIRST_CONN: usize = 16;
 
@@ -165,6 +168,7 @@ struct Runtime {
     entropy: [u8; 32],
     /// Whether the `Poll` waits for the send socket to be writable.
     writable_armed: bool,
+    stun2: Option<stun_port::StunPort>,
 }
 
 /// Bind `opts.bind` and run the server until SIGINT, SIGTERM or
@@ -199,6 +203,11 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
             "the receiving socket"
         },
     );
+    if let Some(port) = opts.stun_port2 {
+        let p = stun_port::StunPort::bind(SocketAddr::new(bound.ip(), port), &rt.poll, STUN2)?;
+        log::info!("STUN only also on {}", p.local_addr()?);
+        rt.stun2 = Some(p);
+    }
     if let Some(f) = &hooks.on_ready {
         f(bound);
     }
@@ -232,6 +241,7 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
                 // The flush below, as after every wake-up, sends what waits.
                 SEND => {}
                 SIGNALS => stop |= rt.signalled(),
+                STUN2 => rt.drain_stun2()?,
                 METRICS => rt.accept_metrics(),
                 token => rt.metrics_event(token, event.is_readable(), event.is_writable()),
             }
@@ -349,7 +359,16 @@ impl Runtime {
             base,
             entropy,
             writable_armed: false,
+            stun2: None,
         })
+    }
+
+    fn drain_stun2(&mut self) -> io::Result<()> {
+        let now = self.now();
+        match &mut self.stun2 {
+            Some(p) => p.drain(&mut self.server, now),
+            None => Ok(()),
+        }
     }
 
     fn now(&self) -> proto_core::Instant {

@@ -35,6 +35,7 @@ mod outbox;
 mod seed;
 mod snapshot;
 mod stats;
+mod stun;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -49,7 +50,7 @@ use crate::MAX_DATAGRAM;
 use crate::cookie::CookieJar;
 use crate::limit::{Holders, NetLimits, NetQuota, Quota, QuotaCell, RateCell, RateLimiter};
 use crate::presence::ChangeLog;
-use crate::registry::{Entry, Handle, Registry, Slot};
+use crate::registry::{Handle, Registry, Slot};
 use crate::time::{Instant, Millis};
 use crate::wire::{ErrorCode, Reply, Token, TxId};
 
@@ -128,6 +129,8 @@ pub struct Config {
     pub admin_token: Option<Token>,
     /// How long a cookie stays valid (it is accepted for one more window).
     pub cookie_window: Millis,
+    /// STUN Binding answers per second, all sources together (0: no STUN).
+    pub stun_per_sec: u32,
 }
 
 impl Default for Config {
@@ -147,6 +150,7 @@ impl Default for Config {
             strict: false,
             admin_token: None,
             cookie_window: Millis::from_secs(120),
+            stun_per_sec: 20_000,
         }
     }
 }
@@ -296,6 +300,7 @@ pub struct Server<'a> {
     /// on `ID2`; a seed subscriber whose `sub_seq` differs is owed a `List`.
     seed_version: u32,
     tokens: keys::TokenMint,
+    stun: stun::StunBudget,
     stats: Stats,
     /// When the clock hand last moved (`None` before the first tick).
     swept_at: Option<Instant>,
@@ -359,6 +364,7 @@ impl<'a> Server<'a> {
             cookies: CookieJar::new(keys.cookie, config.cookie_window),
             fanout: fanout::Fanout::new(config.fanout_per_sec),
             tokens: keys::TokenMint::new(keys.token),
+            stun: stun::StunBudget::new(config.stun_per_sec),
             cfg: config,
             reg,
             req_limit,
@@ -387,6 +393,9 @@ impl<'a> Server<'a> {
     ) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        if crate::wire::stun::is_stun(datagram) {
+            return self.handle_stun(now, src, datagram, out);
+        }
         if seed::is_seed(datagram) {
             // The seed protocol has no cookie: its verbs are charged to the
             // budget of requests that prove nothing, and get no
@@ -462,13 +471,6 @@ impl<'a> Server<'a> {
             return Err("the occupancy gauge disagrees with the table");
         }
         Ok(())
-    }
-
-    /// Every registration the table holds, in registration order (expired
-    /// ones not yet reclaimed included). O(occupancy): for tests and
-    /// fuzzing, never for the hot path.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.reg.order().map(|(_, e)| e)
     }
 
     /// The configuration in force.

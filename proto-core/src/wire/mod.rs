@@ -13,6 +13,7 @@
 //! - [`request`]: the extended protocol's requests (client to server).
 //! - [`reply`]: the extended protocol's replies and unsolicited events.
 //! - [`peer`]: chat between clients (client to client).
+//! - [`stun`]: STUN Binding (RFC 8489), binary, on the same port as the text.
 //!
 //! Parsing never panics and never allocates; a malformed datagram gives a
 //! [`ParseError`] that says what was wrong. Emitting writes into `&mut [u8]`
@@ -24,6 +25,7 @@ pub mod peer;
 pub mod reply;
 pub mod request;
 pub mod seed;
+pub mod stun;
 #[cfg(test)]
 mod testgen;
 mod text;
