@@ -112,7 +112,8 @@ fn a_restart_keeps_ids_tokens_keys_and_cookies() {
     // Nobody else can take the ids.
     let r = ask(&b, srv.addr, &format!("REG 5 {cb} alice"));
     assert_eq!(r, "ERR 5 id-taken");
-    b.send_to(b"ID 120", srv.addr).unwrap();
+    let r = ask(&b, srv.addr, "ID 120");
+    assert_eq!(r, "Message parley-server: the id 120 is taken");
     let r = ask(&b, srv.addr, "Peer 120");
     assert_eq!(r, format!("Peer ('127.0.0.2', {})", seed_at.port()));
     stop(srv);
