@@ -81,14 +81,8 @@ impl Server<'_> {
         }
     }
 
-    /// Every stored registration, in registration order (the order seed
-    /// clients' lists show), expired ones not yet reclaimed included.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.reg.order().map(|(_, e)| e)
-    }
-
     /// Fill a new server with the registrations of a stopped one, in the
-    /// order [`Self::entries`] gave them, and carry on its counters.
+    /// order `Server::entries` gave them, and carry on its counters.
     /// Entries whose lease ended by `now` are left out. A lease longer than
     /// this server grants is cut to its longest. On an error the server
     /// may hold some of the entries: drop it.
@@ -126,10 +120,15 @@ impl Server<'_> {
                     capacity: self.reg.capacity(),
                 });
             }
-            // Ids already held are never evicted, so a quota smaller than
-            // before the restart only stops new registrations.
+            // Ids already held are never refused or evicted: a quota
+            // smaller than before the restart only stops new registrations.
+            // (A cell too full to count one more is as good as full.)
             if self.cfg.limits {
-                let _ = self.quota.try_acquire(e.addr.ip());
+                let ip = e.addr.ip();
+                let _ = self.quota.acquire_held(ip) && self.net_quota.acquire_held(ip);
+            }
+            if e.owner == Owner::Address {
+                self.seed_holders.add(e.addr);
             }
             done.live += 1;
         }

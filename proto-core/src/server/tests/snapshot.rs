@@ -170,3 +170,39 @@ fn an_id_saved_twice_is_refused() {
     let err = fresh.server.restore(now, c, saved).unwrap_err();
     assert_eq!(err, RestoreError::Duplicate);
 }
+
+#[test]
+fn restored_ids_count_against_quotas_and_seed_holders_keep_asking_for_lists() {
+    with_stack(quotas_and_holders);
+}
+
+/// A seed client on another address than C120's.
+const OTHER: &str = "127.0.0.2:10150";
+
+fn quotas_and_holders() {
+    let cfg = Config {
+        quota_per_source: 2,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1024, cfg.clone());
+    h.send(C120, "ID 120");
+    h.register(C120, "alice");
+    h.send(OTHER, "ID 150");
+    h.tick();
+    h.advance(2_000);
+    h.tick();
+    h.take();
+    let (mut n, r) = restart(&h, cfg, 1_000);
+    assert_eq!(r.live, 3);
+    // C120's address holds two ids, its quota: a third is refused.
+    let c = n.cookie(C120);
+    let r = n.one_reply(C120, &format!("REG 1 {c} bob"));
+    assert_eq!(r, "ERR 1 over-quota");
+    // 150 still holds a seed id, so its ID2 still asks for a list round.
+    n.advance(2_000);
+    n.send(OTHER, "ID2 ");
+    n.advance(200);
+    n.tick();
+    assert_eq!(n.take_to(OTHER), ["List ['120', 'alice', '150']"]);
+    assert_eq!(n.take_to(C120), ["List ['120', 'alice', '150']"]);
+}
