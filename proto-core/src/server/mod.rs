@@ -50,7 +50,7 @@ use crate::MAX_DATAGRAM;
 use crate::cookie::CookieJar;
 use crate::limit::{Holders, NetLimits, NetQuota, Quota, QuotaCell, RateCell, RateLimiter};
 use crate::presence::ChangeLog;
-use crate::registry::{Handle, Registry, Slot};
+use crate::registry::{Entry, Handle, Registry, Slot};
 use crate::time::{Instant, Millis};
 use crate::wire::{ErrorCode, Reply, Token, TxId};
 
@@ -471,6 +471,14 @@ impl<'a> Server<'a> {
             return Err("the occupancy gauge disagrees with the table");
         }
         Ok(())
+    }
+
+    /// Every registration the table holds, in registration order (the
+    /// order seed clients' lists show; expired ones not yet reclaimed
+    /// included). O(occupancy): for saving, tests and fuzzing, never for
+    /// the hot path.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.reg.order().map(|(_, e)| e)
     }
 
     /// The configuration in force.
