@@ -3,6 +3,11 @@
 //! straight into the send buffers, replies are parsed by `wire`'s parsers,
 //! so the generator knows no verb and no field order of its own.
 //!
+//! Every answer is parsed in full, addresses and keys included, so a reply
+//! the codec refuses is counted as unknown and a server that writes a
+//! malformed one shows in the report. The generator's core has room for
+//! that: it waits on the server's or the floor's core (benches/RESULTS.md).
+//!
 //! What is the generator's own is how it names things. The transaction id
 //! names the in-flight slot (`slot` in the low 16 bits, the slot's
 //! generation above), so matching a reply is one array index and one
