@@ -308,14 +308,9 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
         _ => "run".to_string(),
     };
     let mut args = pico_args::Arguments::from_vec(raw);
-    if args.contains(["-h", "--help"]) {
-        return Ok(Command::Exit(help()));
-    }
-    if args.contains(["-V", "--version"]) {
-        return Ok(Command::Exit(format!(
-            "parley-loadgen {}\n",
-            env!("CARGO_PKG_VERSION")
-        )));
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(text) = cli_args::help_or_version(&mut args, "parley-loadgen", version, help) {
+        return Ok(Command::Exit(text));
     }
     match sub.as_str() {
         "echo" => {

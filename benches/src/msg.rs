@@ -66,18 +66,8 @@ impl IdName {
     /// `prefix`, the kind's letter, the number in decimal; `None` if that
     /// is longer than an id may be.
     fn new(prefix: &[u8], id: IdRef) -> Option<IdName> {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        let mut v = id.n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        let digits = &digits[i..];
+        let mut number = itoa::Buffer::new();
+        let digits = number.format(id.n).as_bytes();
         let len = prefix.len() + 1 + digits.len();
         let mut buf = [0u8; MAX_ID_LEN];
         buf.get_mut(..prefix.len())?.copy_from_slice(prefix);

@@ -83,6 +83,23 @@ pub fn arg_error(name: &str, e: pico_args::Error) -> CliError {
     CliError(format!("{name}: {what}"))
 }
 
+/// The text to print before exiting successfully if `args` ask for
+/// `-h`/`--help` (`help()`) or `-V`/`--version` (`PROGRAM VERSION`).
+pub fn help_or_version(
+    args: &mut pico_args::Arguments,
+    program: &str,
+    version: &str,
+    help: impl FnOnce() -> String,
+) -> Option<String> {
+    if args.contains(["-h", "--help"]) {
+        return Some(help());
+    }
+    if args.contains(["-V", "--version"]) {
+        return Some(format!("{program} {version}\n"));
+    }
+    None
+}
+
 /// Refuse whatever is left once every option has been taken.
 pub fn finish(args: pico_args::Arguments) -> Result<(), CliError> {
     match args.finish().first() {
@@ -133,6 +150,16 @@ mod tests {
         assert_eq!(e.0, "table-cost N: is missing");
         let e = finish(args(&["--frobnicate"])).unwrap_err();
         assert_eq!(e.to_string(), "unexpected argument '--frobnicate'");
+    }
+
+    #[test]
+    fn help_and_version_are_answered_before_anything_else() {
+        let help = || "HELP".to_string();
+        let text = |a: &[&str]| help_or_version(&mut args(a), "prog", "1.2.3", help);
+        assert_eq!(text(&["--bind", "x", "-h"]), Some("HELP".into()));
+        assert_eq!(text(&["--version"]), Some("prog 1.2.3\n".into()));
+        assert_eq!(text(&["-V"]), Some("prog 1.2.3\n".into()));
+        assert_eq!(text(&["--bind", "x"]), None);
     }
 
     #[test]

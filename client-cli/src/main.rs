@@ -143,12 +143,9 @@ fn resolve(s: &str) -> Result<SocketAddr, Fail> {
 
 fn run(raw: Vec<OsString>) -> Result<(), Fail> {
     let mut args = pico_args::Arguments::from_vec(raw);
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return Ok(());
-    }
-    if args.contains(["-V", "--version"]) {
-        println!("parley {}", env!("CARGO_PKG_VERSION"));
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(text) = cli_args::help_or_version(&mut args, "parley", version, || HELP.into()) {
+        print!("{text}");
         return Ok(());
     }
     let opt =

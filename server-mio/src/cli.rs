@@ -147,14 +147,9 @@ the table) and exits 0.
 /// Parse the command line (without the program name).
 pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
     let mut args = pico_args::Arguments::from_vec(raw);
-    if args.contains(["-h", "--help"]) {
-        return Ok(Parsed::Exit(help()));
-    }
-    if args.contains(["-V", "--version"]) {
-        return Ok(Parsed::Exit(format!(
-            "parley-server {}\n",
-            env!("CARGO_PKG_VERSION")
-        )));
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(text) = cli_args::help_or_version(&mut args, "parley-server", version, help) {
+        return Ok(Parsed::Exit(text));
     }
     let mut o = Options::default();
     let c = &mut o.config;
