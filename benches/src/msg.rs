@@ -437,10 +437,15 @@ mod tests {
             Ok(Request::Hello { pad, .. }) if pad == HELLO_PAD
         ));
         // The longest COOKIE reply fits in what HELLO sent.
-        assert!(
-            "COOKIE 3 0123456789abcdef [ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".len()
-                <= hello.len()
-        );
+        let cookie = Reply::Cookie {
+            tx: TxId::new("3").unwrap(),
+            cookie: Cookie(0x0123_4567_89ab_cdef),
+            addr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+                .parse()
+                .unwrap(),
+        };
+        let mut b = [0u8; 256];
+        assert!(cookie.emit(&mut b).unwrap() <= hello.len());
         assert_eq!(
             SeedRequest::parse(text(Req::SeedPeer(id), 0).as_bytes()).unwrap(),
             SeedRequest::Peer(proto_core::wire::Id::new("lgp42").unwrap())
