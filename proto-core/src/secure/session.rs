@@ -179,7 +179,7 @@ mod tests {
         let (n, len) = b.seal(b"ad", b"x", &mut back).unwrap();
         assert_eq!(a.open(n, b"ad", &back[..len], &mut out), Ok(1));
         assert_eq!(
-            a.open(0, b"ad", &ct[0][..lens[0]], &mut out),
+            a.open(1, b"ad", &ct[1][..lens[1]], &mut out),
             Err(SecureError::Unauthenticated)
         );
     }
