@@ -361,7 +361,9 @@ fn network(
                     break;
                 };
                 match e {
-                    Event::Message { from, text, seed } => {
+                    Event::Message {
+                        from, text, seed, ..
+                    } => {
                         if let Some(f) = from {
                             if let Ok(mut c) = current.lock() {
                                 c.offer(f.as_str());

@@ -131,7 +131,9 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
         s.step(STEP);
         while let Some(e) = s.client().poll_event() {
             match e {
-                Event::Message { from, text, seed } => {
+                Event::Message {
+                    from, text, seed, ..
+                } => {
                     let from = from.map(|f| f.as_str());
                     let line = if json {
                         show::message_json(from, text, seed)

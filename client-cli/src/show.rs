@@ -88,6 +88,14 @@ pub fn notice(e: &Event<'_>, server: &str) -> Option<String> {
         Event::NotDelivered { to, reason, .. } => not_delivered(to.as_str(), reason),
         Event::SentUnconfirmed { to, .. } => unconfirmed(to.as_str()),
         Event::Bye => return None,
+        Event::KeyFirstSeen { .. } => return None,
+        Event::KeyChanged {
+            id,
+            pinned,
+            offered,
+        } => format!(
+            "! the key of {id} CHANGED (was {pinned}, now {offered}); messages to {id} are held"
+        ),
     })
 }
 
