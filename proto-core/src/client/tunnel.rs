@@ -585,6 +585,8 @@ impl Client {
             peer.cur = None;
             return false;
         };
+        #[cfg(test)]
+        super::tests::tap(&buf[..TRANSPORT_HEADER + len], inner);
         self.push_out(path, &buf[..TRANSPORT_HEADER + len]);
         true
     }
