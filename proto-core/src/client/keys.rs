@@ -44,10 +44,18 @@ impl Client {
         if let Some(p) = self.find_peer(&IdBuf::from_id(id)) {
             self.peers[p].held = None;
             // Sessions with another key end here.
-            if self.peers[p].cur.as_ref().is_some_and(|l| l.session.remote() != key) {
+            if self.peers[p]
+                .cur
+                .as_ref()
+                .is_some_and(|l| l.session.remote() != key)
+            {
                 self.peers[p].cur = None;
             }
-            if self.peers[p].prev.as_ref().is_some_and(|l| l.session.remote() != key) {
+            if self.peers[p]
+                .prev
+                .as_ref()
+                .is_some_and(|l| l.session.remote() != key)
+            {
                 self.peers[p].prev = None;
             }
             self.drive_peer(now, p);

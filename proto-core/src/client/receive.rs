@@ -7,9 +7,9 @@ use core::net::SocketAddr;
 use crate::time::{Instant, Millis};
 use crate::wire::peer::{Chat, PeerMsg, Text};
 
-use super::{Client, MAX_INCOMING};
 use super::chat::SlotState;
 use super::event::Rec;
+use super::{Client, MAX_INCOMING};
 
 /// A partial incoming message that got no new fragment for this long is
 /// dropped (its sender retransmits far more often, or gave up).
@@ -59,9 +59,7 @@ impl Client {
             .peers
             .iter()
             .enumerate()
-            .find(|(i, p)| {
-                (p.path == Some(src) || p.cands.contains(&src)) && !self.keyed(*i)
-            })
+            .find(|(i, p)| (p.path == Some(src) || p.cands.contains(&src)) && !self.keyed(*i))
             .map(|(_, p)| p.id);
         // The text is carried verbatim; one typed by hand (`nc -u`) ends in
         // a newline, which is not part of what was said.
@@ -69,7 +67,11 @@ impl Client {
         let text = text.strip_suffix('\r').unwrap_or(text);
         let Some(text) = Text::new(text) else { return };
         // Unauthenticated senders share the same bound as one peer.
-        let held = self.slots.iter().filter(|s| s.state != SlotState::Free && s.seed).count();
+        let held = self
+            .slots
+            .iter()
+            .filter(|s| s.state != SlotState::Free && s.seed)
+            .count();
         if held >= SLOTS_PER_SENDER {
             return;
         }

@@ -214,7 +214,14 @@ impl Client {
                 receiver,
                 counter,
                 ciphertext,
-            } => self.on_transport(now, src, receiver, counter, &d[..TRANSPORT_HEADER], ciphertext),
+            } => self.on_transport(
+                now,
+                src,
+                receiver,
+                counter,
+                &d[..TRANSPORT_HEADER],
+                ciphertext,
+            ),
         };
         if !ok {
             self.stats.unauthenticated += 1;

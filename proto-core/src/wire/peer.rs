@@ -29,10 +29,10 @@
 //! [`crate::MAX_DATAGRAM`].
 
 use super::fields::{Id, parse_hex64};
+use super::sealed::MAX_PLAINTEXT;
 use super::seed::{MAX_SEED_DATAGRAM, SeedReply};
 use super::text::{Fields, Writer, parse_u32, verb_and_rest};
 use super::{EmitError, ParseError};
-use super::sealed::MAX_PLAINTEXT;
 use crate::MAX_DATAGRAM;
 
 /// Most fragments one chat message may be split into.

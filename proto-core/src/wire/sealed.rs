@@ -136,7 +136,10 @@ impl<'a> Sealed<'a> {
                 })
             }
             RESPONSE => {
-                let noise = d.get(9..).filter(|n| !n.is_empty()).ok_or(ParseError::Malformed)?;
+                let noise = d
+                    .get(9..)
+                    .filter(|n| !n.is_empty())
+                    .ok_or(ParseError::Malformed)?;
                 Ok(Sealed::Response {
                     sender: u32_at(d, 1)?,
                     receiver: u32_at(d, 5)?,
@@ -144,7 +147,10 @@ impl<'a> Sealed<'a> {
                 })
             }
             CONFIRM => {
-                let noise = d.get(5..).filter(|n| !n.is_empty()).ok_or(ParseError::Malformed)?;
+                let noise = d
+                    .get(5..)
+                    .filter(|n| !n.is_empty())
+                    .ok_or(ParseError::Malformed)?;
                 Ok(Sealed::Confirm {
                     receiver: u32_at(d, 1)?,
                     noise,
@@ -303,12 +309,35 @@ mod tests {
 
     #[test]
     fn every_kind_roundtrips() {
-        rt(Sealed::Initiation { pattern: 1, sender: 7, noise: &[1; 100] });
-        rt(Sealed::Initiation { pattern: 2, sender: u32::MAX, noise: &[2; 300] });
-        rt(Sealed::Response { sender: 1, receiver: 2, noise: &[3; 48] });
-        rt(Sealed::Confirm { receiver: 2, noise: &[3; 64] });
-        rt(Sealed::Transport { receiver: 9, counter: 1 << 40, ciphertext: &[4; 16] });
-        let h = Hello { id: Id::new("alice").unwrap(), session: 5, counter: 6 };
+        rt(Sealed::Initiation {
+            pattern: 1,
+            sender: 7,
+            noise: &[1; 100],
+        });
+        rt(Sealed::Initiation {
+            pattern: 2,
+            sender: u32::MAX,
+            noise: &[2; 300],
+        });
+        rt(Sealed::Response {
+            sender: 1,
+            receiver: 2,
+            noise: &[3; 48],
+        });
+        rt(Sealed::Confirm {
+            receiver: 2,
+            noise: &[3; 64],
+        });
+        rt(Sealed::Transport {
+            receiver: 9,
+            counter: 1 << 40,
+            ciphertext: &[4; 16],
+        });
+        let h = Hello {
+            id: Id::new("alice").unwrap(),
+            session: 5,
+            counter: 6,
+        };
         let mut buf = [0u8; HELLO_MAX];
         let n = h.emit(&mut buf).unwrap();
         assert_eq!(Hello::parse(&buf[..n]), Ok(h));
@@ -317,7 +346,11 @@ mod tests {
 
     #[test]
     fn initiations_are_padded_past_any_response() {
-        let s = Sealed::Initiation { pattern: 2, sender: 1, noise: &[1; 32] };
+        let s = Sealed::Initiation {
+            pattern: 2,
+            sender: 1,
+            noise: &[1; 32],
+        };
         assert_eq!(s.len(), INITIATION_MIN);
         assert!(INITIATION_MIN >= RESPONSE_MAX);
         let mut buf = [0u8; MAX_DATAGRAM];

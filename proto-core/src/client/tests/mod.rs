@@ -22,6 +22,7 @@ use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
 mod chat;
 mod fuzz;
 mod path;
+mod secure;
 mod server;
 
 const SERVER: &str = "10.0.0.1:9999";
@@ -144,8 +145,10 @@ std::thread_local! {
 /// Called by the client (test builds only) for every datagram it seals.
 pub(super) fn tap(datagram: &[u8], inner: &[u8]) {
     SEALED.with(|m| {
-        m.borrow_mut()
-            .insert(datagram.to_vec(), String::from_utf8_lossy(inner).into_owned())
+        m.borrow_mut().insert(
+            datagram.to_vec(),
+            String::from_utf8_lossy(inner).into_owned(),
+        )
     });
 }
 

@@ -21,7 +21,10 @@ fn chat_goes_through_intro_punch_and_probes_then_is_acked() {
     // Nothing readable crosses the wire between them.
     for ((_, s, d, _), raw) in net.log.iter().zip(&net.raw) {
         if [a, b].contains(s) && [a, b].contains(d) {
-            assert!(raw.windows(6).all(|w| w != b"hi bob"), "plain text on the wire");
+            assert!(
+                raw.windows(6).all(|w| w != b"hi bob"),
+                "plain text on the wire"
+            );
         }
     }
     let chats = net.sent(a, "CHAT alice ");
