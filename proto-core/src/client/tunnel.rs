@@ -50,6 +50,8 @@ pub(super) struct Responding {
     pub(super) state: RespState,
 }
 
+// No allocator to box the handshake into; the table holds a few of these.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum RespState {
     /// XX: waiting for the initiator's third message.
     Xx(Handshake),
