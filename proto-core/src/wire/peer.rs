@@ -288,6 +288,7 @@ mod tests {
     use std::string::String;
 
     use super::*;
+    use crate::MAX_DATAGRAM;
     use proptest::prelude::*;
 
     fn id(s: &str) -> Id<'_> {
