@@ -212,7 +212,9 @@ impl Client {
     /// Nobody answered at any candidate: a seed client (or gone). Messages
     /// waiting for it go as seed `Message`s.
     fn probes_unanswered(&mut self, now: Instant, p: usize) {
-        if self.peers[p].kind == Kind::Parley && self.peers[p].path.is_some() {
+        // A new handshake on a live session (a rekey) went unanswered:
+        // the session still carries chat, and chat's own timers decide.
+        if self.has_session(now, p) {
             return;
         }
         let id = self.peers[p].id;

@@ -416,3 +416,25 @@ fn the_client_fits_in_fixed_memory() {
     // accident, not a target.
     assert!(size < 192 * 1024, "{size}");
 }
+
+#[test]
+fn a_message_after_the_session_expired_ends_in_an_event_when_the_peer_is_gone() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    // Bob's host vanishes (still registered); alice's session ages out.
+    net.cut.push(b);
+    net.run(200_000);
+    let m = net.send_message(a, id("bob"), "still there?").unwrap();
+    net.run(30_000);
+    assert_eq!(
+        net.take(a),
+        [format!(
+            "not delivered bob #{m}: the peer never acknowledged it"
+        )]
+    );
+    assert_eq!(net.client(a).in_flight(), 0);
+}
