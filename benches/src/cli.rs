@@ -18,6 +18,8 @@ pub enum Workload {
     Mixed,
     /// Like `mixed`, while `--subscribers` prefilled ids receive presence events.
     Presence,
+    /// STUN Binding requests (RFC 8489), answered with the mapped address.
+    Stun,
 }
 
 impl Workload {
@@ -29,6 +31,7 @@ impl Workload {
             Workload::Churn => "churn",
             Workload::Mixed => "mixed",
             Workload::Presence => "presence",
+            Workload::Stun => "stun",
         }
     }
 }
@@ -192,6 +195,13 @@ pub enum Command {
     },
     /// Print the bytes `parley-server --capacity N` takes for its tables.
     TableCost(usize),
+    /// Time `--state` saving and loading a full table of N ids.
+    StateCost {
+        /// Ids in the table.
+        ids: usize,
+        /// Where to write the file.
+        dir: std::path::PathBuf,
+    },
     /// Print this text and exit successfully.
     Exit(String),
 }
@@ -222,6 +232,8 @@ USAGE:
                                           --df sends with don't-fragment as it does
     parley-loadgen stats [--target ADDR]  print the server's STATS counters
     parley-loadgen table-cost N           bytes parley-server's tables take for --capacity N
+    parley-loadgen state-cost N [--dir D] time parley-server --state saving and loading N ids
+                                          (the file goes in D, default the temp dir, and is removed)
 
 WORKLOADS (--workload):
     register   fresh ids into the table; afterwards every acknowledged id is looked up
@@ -229,10 +241,11 @@ WORKLOADS (--workload):
     churn      register/quit cycles of lanes x window actors
     mixed      lookup:register:churn in the --mix ratio [default 80:10:10]
     presence   mixed [default 90:0:10] while --subscribers prefilled ids get presence events
+    stun       STUN Binding requests (RFC 8489), each answered with the sender's address
 
 RUN OPTIONS:
     --target ADDR         server address, loopback only [default: {target}]
-    --workload W          register, lookup, churn, mixed or presence [default: lookup]
+    --workload W          register, lookup, churn, mixed, presence or stun [default: lookup]
     --proto P             ext (extended protocol) or seed (ID/Peer/Quit) [default: ext]
     --table N             ids registered before the measured phase [default: 0]
     --subscribers N       prefilled ids subscribed to presence (presence) [default: 0]
@@ -317,7 +330,7 @@ fn finish(args: pico_args::Arguments) -> Result<(), CliError> {
 pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
     let mut raw = raw;
     let sub = match raw.first().and_then(|a| a.to_str()) {
-        Some(s @ ("run" | "echo" | "stats" | "table-cost")) => {
+        Some(s @ ("run" | "echo" | "stats" | "table-cost" | "state-cost")) => {
             let s = s.to_string();
             raw.remove(0);
             s
@@ -371,6 +384,14 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
             finish(args)?;
             Ok(Command::TableCost(n))
         }
+        "state-cost" => {
+            let ids: usize = args
+                .free_from_str()
+                .map_err(|e| CliError(parley_server::cli::arg_error("state-cost N", e)))?;
+            let dir = opt(&mut args, "--dir")?.unwrap_or_else(std::env::temp_dir);
+            finish(args)?;
+            Ok(Command::StateCost { ids, dir })
+        }
         _ => parse_run(args).map(|o| Command::Run(Box::new(o))),
     }
 }
@@ -388,9 +409,10 @@ fn parse_run(mut args: pico_args::Arguments) -> Result<RunOpts, CliError> {
             "churn" => Workload::Churn,
             "mixed" => Workload::Mixed,
             "presence" => Workload::Presence,
+            "stun" => Workload::Stun,
             _ => {
                 return Err(CliError(format!(
-                    "--workload: '{w}' is not one of register, lookup, churn, mixed, presence"
+                    "--workload: '{w}' is not one of register, lookup, churn, mixed, presence, stun"
                 )));
             }
         };
@@ -695,6 +717,10 @@ mod tests {
         assert!(matches!(
             parse(vec!["table-cost".into(), "1024".into()]).unwrap(),
             Command::TableCost(1024)
+        ));
+        assert!(matches!(
+            parse(vec!["state-cost".into(), "1000".into(), "--dir".into(), "/x".into()]).unwrap(),
+            Command::StateCost { ids: 1000, dir } if dir == std::path::Path::new("/x")
         ));
         assert!(matches!(
             parse(vec!["stats".into()]).unwrap(),

@@ -35,6 +35,8 @@ enum Op {
     ActorCheck(u32),
     Verify(u32),
     Stats,
+    /// A STUN Binding request.
+    Stun,
 }
 
 #[derive(Clone, Copy)]
@@ -639,6 +641,11 @@ impl Engine {
                 _ if no_such => self.verify.failed += 1,
                 _ => self.verify.other += 1,
             },
+            Op::Stun => match what {
+                Answer::Mapped => self.c.found += 1,
+                Answer::Echo => {}
+                _ => self.c.wrong += 1,
+            },
             Op::Stats => {
                 if let Answer::Stats(body) = what {
                     self.stats_body = Some(
@@ -685,7 +692,7 @@ impl Engine {
                         self.retire(a);
                         self.idle.push_back(a);
                     }
-                    Op::Lookup(..) | Op::Fresh(_) | Op::Stats => {}
+                    Op::Lookup(..) | Op::Fresh(_) | Op::Stats | Op::Stun => {}
                 }
             }
         }
@@ -836,6 +843,7 @@ impl Engine {
             Op::Verify(n) if seed => Req::SeedPeer(fresh(n)),
             Op::Verify(n) => Req::Lookup(fresh(n)),
             Op::Stats => Req::Stats,
+            Op::Stun => Req::Stun,
         };
         let i = self.batch.tx_n;
         let Some(len) = msg::write_req(&mut self.batch.tx[i], prefix.as_bytes(), req, tx, cookie)
@@ -917,6 +925,7 @@ impl Engine {
             Workload::Lookup => Kind::Lookup,
             Workload::Register => Kind::Register,
             Workload::Churn => Kind::Churn,
+            Workload::Stun => return Some(Next::Slot(Op::Stun)),
             Workload::Mixed | Workload::Presence => {
                 let m = self.o.mix;
                 let r = (self.rand() % u64::from(m.total())) as u32;

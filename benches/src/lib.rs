@@ -8,4 +8,5 @@ pub mod engine;
 pub mod msg;
 pub mod net;
 pub mod report;
+pub mod statecost;
 pub mod stats;

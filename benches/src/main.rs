@@ -26,6 +26,16 @@ fn main() -> ExitCode {
             println!("{}", Layout::for_capacity(n).bytes());
             ExitCode::SUCCESS
         }
+        Command::StateCost { ids, dir } => match parley_loadgen::statecost::run(ids, &dir) {
+            Ok(r) => {
+                println!("{r}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("parley-loadgen: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Echo {
             bind,
             duration,

@@ -13,6 +13,7 @@
 //! ```
 
 use proto_core::wire::fields::{hex64, parse_hex64};
+use proto_core::wire::stun::{self, BindingRequest};
 
 /// What kind of id: prefilled, freshly registered, or a churn actor's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +177,8 @@ pub enum Req {
     SeedPeer(IdRef),
     /// Seed `Quit id` (no reply).
     SeedQuit(IdRef),
+    /// A STUN Binding request; the transaction id carries `tx`.
+    Stun,
 }
 
 /// The 32-byte public key the generator registers `id` with, as four
@@ -199,6 +202,11 @@ pub const HELLO_PAD: usize = 80;
 
 /// Write `req` with transaction id `tx` and `cookie` into `buf`.
 pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) -> Option<usize> {
+    if let Req::Stun = req {
+        let mut transaction = [0u8; 12];
+        transaction[4..].copy_from_slice(&tx.to_be_bytes());
+        return BindingRequest { transaction }.emit(buf).ok();
+    }
     let mut w = W::new(buf);
     let head = |w: &mut W<'_>, verb: &[u8]| {
         w.put(verb).put(b" ").hex(tx).put(b" ").hex16(cookie);
@@ -240,6 +248,7 @@ pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) 
         Req::SeedQuit(id) => {
             w.put(b"Quit").id(prefix, id);
         }
+        Req::Stun => {}
     }
     w.written()
 }
@@ -285,12 +294,28 @@ pub enum Answer<'a> {
     Error(&'a [u8]),
     /// Our own request, sent back by an echo server.
     Echo,
+    /// A STUN Binding success (its address is not checked: on loopback
+    /// it is the lane's own).
+    Mapped,
     /// Another reply we do not use (`ALIVE`, `PAGE`...).
     Other,
 }
 
 /// Read a datagram from the server (or from an echo server).
 pub fn classify<'a>(d: &'a [u8]) -> Rx<'a> {
+    if stun::is_stun(d) {
+        let mut tx = [0u8; 8];
+        tx.copy_from_slice(&d[12..20]);
+        let what = match (d[0], d[1]) {
+            (0x00, 0x01) => Answer::Echo,
+            (0x01, 0x01) => Answer::Mapped,
+            _ => Answer::Other,
+        };
+        return Rx::Answer {
+            tx: u64::from_be_bytes(tx),
+            what,
+        };
+    }
     let mut words = d.splitn(3, |&b| b == b' ');
     let verb = words.next().unwrap_or_default();
     match verb {

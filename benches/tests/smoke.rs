@@ -200,3 +200,17 @@ fn a_server_that_goes_away_is_an_error_not_a_hang() {
     assert!(e.to_string().contains("stopped answering"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn stun_bindings_are_all_answered_with_a_mapped_address() {
+    let s = Server::start(1024);
+    let r = run(opts(s.addr, Workload::Stun));
+    assert!(r.c.replies > 100, "{}", r.text());
+    assert_eq!(r.c.found, r.c.replies, "{}", r.text());
+    assert_eq!(
+        (r.c.lost, r.c.wrong, r.c.unknown),
+        (0, 0, 0),
+        "{}",
+        r.text()
+    );
+}

@@ -20,6 +20,7 @@ macro_rules! chat_commands {
 }
 
 mod chat;
+mod netcheck;
 mod script;
 mod session;
 mod show;
@@ -42,6 +43,8 @@ USAGE:
   parley who                                        list who is online
   parley lookup ID                                  show where the server sees ID
   parley ping                                       round-trip time and the address the server sees
+  parley netcheck [PORT2] [--json]                  what the NAT does (STUN to the server, and to its
+                                                    --stun-port2 PORT2): public address, mapping, round trip
 
 OPTIONS:
   -s, --server HOST:PORT   the rendezvous server (default 127.0.0.1:9999)
@@ -253,6 +256,7 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             no_extra(&rest)?;
             script::ping(common)
         }
+        Some("netcheck") => netcheck::run(common, &rest, json),
         Some(other) => Err(Fail::usage(format!(
             "unknown command {other:?}: use send, listen, who, lookup or ping (see parley --help)"
         ))),

@@ -23,7 +23,7 @@ use proto_core::wire::request::{Header, MAX_LEASE_SECS};
 use proto_core::wire::sealed::{
     INITIATION_MIN, MAX_INITIATION_NOISE, RESPONSE_MAX, Sealed, hex_decode, hex_encode,
 };
-use proto_core::wire::seed::{SeedList, emit_list};
+use proto_core::wire::seed::{Refusal, SeedList, emit_list};
 use proto_core::wire::{
     Cookie, ErrorCode, Id, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token, TxId,
 };
@@ -353,10 +353,19 @@ fn seed_reply(u: &mut Unstructured<'_>) -> Result<()> {
     }
     let msg: String = chars.into_iter().collect();
     let a = make::addr(u, true)?;
-    let rep = match u.int_in_range(0u8..=3)? {
+    let taken = make::id(u)?;
+    let rep = match u.int_in_range(0u8..=4)? {
         0 => SeedReply::List(SeedList::new(&inner).expect("generated list is valid")),
         1 => SeedReply::Peer(a),
         2 => SeedReply::NoPeer,
+        3 => SeedReply::Refused(match u.int_in_range(0u8..=2)? {
+            0 => Refusal::Taken(Id::new(&taken).expect("generated id is valid")),
+            1 => Refusal::TableFull,
+            _ => Refusal::OverQuota,
+        }),
+        // A peer's text that reads as a server's refusal parses as one (the
+        // seed client cannot tell them apart either): not a round trip.
+        _ if msg.starts_with("parley-server: ") => return Ok(()),
         _ => SeedReply::Message(&msg),
     };
     let natural = emitted_len(|b| rep.emit(b)).expect("emits into a big buffer");

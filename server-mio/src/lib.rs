@@ -17,6 +17,8 @@ mod metrics;
 pub mod net;
 pub mod prefetch;
 pub mod sockets;
+pub mod state;
+mod stun_port;
 
 use std::io;
 use std::net::SocketAddr;
@@ -42,6 +44,8 @@ const SIGNALS: Token = Token(1);
 const METRICS: Token = Token(2);
 /// The send socket, registered only while its buffer is full.
 const SEND: Token = Token(3);
+/// The STUN-only second port (`--stun-port2`).
+const STUN2: Token = Token(4);
 /// Tokens from here on are metrics connections.
 const FIRST_CONN: usize = 16;
 
@@ -157,8 +161,14 @@ struct Runtime {
     tx: TxRing,
     io: IoStats,
     start: StdInstant,
+    /// The core's clock when `start` was taken: 0 on a first start, the
+    /// saved clock plus the downtime after a restart from `--state`.
+    base: u64,
+    /// The secret the core was built with, saved with `--state`.
+    entropy: [u8; 32],
     /// Whether the `Poll` waits for the send socket to be writable.
     writable_armed: bool,
+    stun2: Option<stun_port::StunPort>,
 }
 
 /// Bind `opts.bind` and run the server until SIGINT, SIGTERM or
@@ -193,6 +203,14 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
             "the receiving socket"
         },
     );
+    if let Some(warning) = cli::exposure_warning(bound, opts.config.strict) {
+        log::warn!("{warning}");
+    }
+    if let Some(port) = opts.stun_port2 {
+        let p = stun_port::StunPort::bind(SocketAddr::new(bound.ip(), port), &rt.poll, STUN2)?;
+        log::info!("STUN only also on {}", p.local_addr()?);
+        rt.stun2 = Some(p);
+    }
     if let Some(f) = &hooks.on_ready {
         f(bound);
     }
@@ -226,6 +244,7 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
                 // The flush below, as after every wake-up, sends what waits.
                 SEND => {}
                 SIGNALS => stop |= rt.signalled(),
+                STUN2 => rt.drain_stun2()?,
                 METRICS => rt.accept_metrics(),
                 token => rt.metrics_event(token, event.is_readable(), event.is_writable()),
             }
@@ -234,6 +253,10 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
         if now >= deadline || now.since(last_tick) >= TICK_EVERY.0 {
             deadline = rt.tick();
             last_tick = now;
+            // The loop wakes at least once a second (MAX_SLEEP), so idle
+            // metrics connections are closed on time even when nothing
+            // else happens, and those waiting in the backlog let in.
+            rt.expire_metrics();
         } else {
             // Datagrams handled since the last tick may owe presence
             // updates: tick again within TICK_EVERY.
@@ -246,6 +269,15 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
     }
     let stats = rt.server.stats().clone();
     log::info!("stopping: {}", summary(&stats, &rt.io));
+    if let Some(path) = &opts.state {
+        let t = StdInstant::now();
+        let n = state::save(path, &rt.server, rt.now(), &rt.entropy)?;
+        log::info!(
+            "saved {n} ids to {} in {:.3} s",
+            path.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     Ok((stats, rt.io))
 }
 
@@ -287,8 +319,39 @@ impl Runtime {
             Some(addr) => Some(Metrics::bind(addr, &poll, METRICS, FIRST_CONN)?),
             None => None,
         };
-        let server = Server::new(opts.config.clone(), allocate(opts.capacity), entropy()?)
+        // A state file is read and checked before anything is allocated,
+        // and one that cannot be used stops the server here.
+        let loaded = match &opts.state {
+            Some(path) => {
+                state::check_writable(path)?;
+                state::load(path)?
+            }
+            None => None,
+        };
+        let entropy = match &loaded {
+            Some(l) => l.entropy,
+            None => entropy()?,
+        };
+        let mut server = Server::new(opts.config.clone(), allocate(opts.capacity), entropy)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let start = StdInstant::now();
+        let mut base = 0;
+        if let (Some(l), Some(path)) = (&loaded, &opts.state) {
+            let wall = state::wall_ms();
+            let at = l.resume_at(wall);
+            let fresh = self::entropy()?;
+            let jump = u64::from_le_bytes(fresh[..8].try_into().unwrap_or([1; 8]));
+            let r = l.restore_into(&mut server, at, opts.capacity, jump)?;
+            base = at.0;
+            log::info!(
+                "restored {} ids from {} ({} leases had ended; down for {:.1} s)",
+                r.live,
+                path.display(),
+                r.expired,
+                wall.saturating_sub(l.saved_wall_ms) as f64 / 1000.0
+            );
+        }
+        drop(loaded);
         Ok(Runtime {
             poll,
             sockets,
@@ -299,13 +362,24 @@ impl Runtime {
             plans: Plans::default(),
             tx: TxRing::new(TX_QUEUE),
             io: IoStats::default(),
-            start: StdInstant::now(),
+            start,
+            base,
+            entropy,
             writable_armed: false,
+            stun2: None,
         })
     }
 
+    fn drain_stun2(&mut self) -> io::Result<()> {
+        let now = self.now();
+        match &mut self.stun2 {
+            Some(p) => p.drain(&mut self.server, now),
+            None => Ok(()),
+        }
+    }
+
     fn now(&self) -> proto_core::Instant {
-        proto_core::Instant(self.start.elapsed().as_millis() as u64)
+        proto_core::Instant(self.base + self.start.elapsed().as_millis() as u64)
     }
 
     fn until(&self, deadline: proto_core::Instant) -> Duration {
@@ -415,6 +489,12 @@ impl Runtime {
     fn accept_metrics(&mut self) {
         if let Some(m) = &mut self.metrics {
             m.accept(&self.poll);
+        }
+    }
+
+    fn expire_metrics(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.expire(&self.poll);
         }
     }
 

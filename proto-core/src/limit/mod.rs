@@ -191,6 +191,15 @@ impl<'a> Quota<'a> {
         self.try_acquire_all(&[(h, self.max)])
     }
 
+    /// Count one more id for `ip` however many it holds already: for the
+    /// ids a restarted server takes back, which are never refused or
+    /// evicted. `false` (nothing counted) only if a cell is too full to
+    /// count it, as for [`Self::try_acquire`].
+    pub fn acquire_held(&mut self, ip: IpAddr) -> bool {
+        let h = source_hash(self.key, ip);
+        self.try_acquire_all(&[(h, u16::MAX)])
+    }
+
     /// Count one id fewer for `ip`: undo exactly one earlier successful
     /// [`Self::try_acquire`] for the same source. Releasing what was never
     /// acquired would lower counts that colliding sources share.
@@ -341,6 +350,15 @@ impl<'a> NetQuota<'a> {
     /// counted) if any of them holds its limit.
     pub fn try_acquire(&mut self, ip: IpAddr) -> bool {
         let (nets, n) = self.networks(ip);
+        self.sketch.try_acquire_all(&nets[..n])
+    }
+
+    /// [`Quota::acquire_held`] for every network of `ip`.
+    pub fn acquire_held(&mut self, ip: IpAddr) -> bool {
+        let (mut nets, n) = self.networks(ip);
+        for net in nets.iter_mut() {
+            net.1 = u16::MAX;
+        }
         self.sketch.try_acquire_all(&nets[..n])
     }
 

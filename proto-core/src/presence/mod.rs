@@ -76,6 +76,15 @@ impl ChangeLog {
         }
     }
 
+    /// An empty log whose latest change was `seq` (a restarted server's):
+    /// a subscriber that had seen it is up to date, any other must list again.
+    pub const fn resumed_at(seq: u32) -> Self {
+        ChangeLog {
+            ring: Deque::new(),
+            latest: seq,
+        }
+    }
+
     /// The sequence number of the latest change (0 before any).
     pub fn latest(&self) -> u32 {
         self.latest

@@ -52,6 +52,16 @@ impl TokenMint {
         TokenMint { key, counter: 0 }
     }
 
+    /// How many tokens this mint has made.
+    pub fn issued(&self) -> u64 {
+        self.counter
+    }
+
+    /// Carry on after `issued` tokens (a restart), so none is made twice.
+    pub fn resume(&mut self, issued: u64) {
+        self.counter = issued;
+    }
+
     pub fn next(&mut self) -> Token {
         self.counter = self.counter.wrapping_add(1);
         let mut h = siphasher::sip::SipHasher24::new_with_key(&self.key);

@@ -33,12 +33,15 @@ mod hint;
 mod keys;
 mod outbox;
 mod seed;
+mod snapshot;
 mod stats;
+mod stun;
 #[cfg(test)]
 mod tests;
 mod text;
 
 pub use outbox::VecOutbox;
+pub use snapshot::{Continuity, RestoreError, Restored};
 pub use stats::{Stats, VERBS};
 
 use core::net::SocketAddr;
@@ -126,6 +129,8 @@ pub struct Config {
     pub admin_token: Option<Token>,
     /// How long a cookie stays valid (it is accepted for one more window).
     pub cookie_window: Millis,
+    /// STUN Binding answers per second, all sources together (0: no STUN).
+    pub stun_per_sec: u32,
 }
 
 impl Default for Config {
@@ -145,6 +150,7 @@ impl Default for Config {
             strict: false,
             admin_token: None,
             cookie_window: Millis::from_secs(120),
+            stun_per_sec: 20_000,
         }
     }
 }
@@ -294,6 +300,7 @@ pub struct Server<'a> {
     /// on `ID2`; a seed subscriber whose `sub_seq` differs is owed a `List`.
     seed_version: u32,
     tokens: keys::TokenMint,
+    stun: stun::StunBudget,
     stats: Stats,
     /// When the clock hand last moved (`None` before the first tick).
     swept_at: Option<Instant>,
@@ -357,6 +364,7 @@ impl<'a> Server<'a> {
             cookies: CookieJar::new(keys.cookie, config.cookie_window),
             fanout: fanout::Fanout::new(config.fanout_per_sec),
             tokens: keys::TokenMint::new(keys.token),
+            stun: stun::StunBudget::new(config.stun_per_sec),
             cfg: config,
             reg,
             req_limit,
@@ -385,6 +393,9 @@ impl<'a> Server<'a> {
     ) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        if crate::wire::stun::is_stun(datagram) {
+            return self.handle_stun(now, src, datagram, out);
+        }
         if seed::is_seed(datagram) {
             // The seed protocol has no cookie: its verbs are charged to the
             // budget of requests that prove nothing, and get no
@@ -462,9 +473,10 @@ impl<'a> Server<'a> {
         Ok(())
     }
 
-    /// Every registration the table holds, in registration order (expired
-    /// ones not yet reclaimed included). O(occupancy): for tests and
-    /// fuzzing, never for the hot path.
+    /// Every registration the table holds, in registration order (the
+    /// order seed clients' lists show; expired ones not yet reclaimed
+    /// included). O(occupancy): for saving, tests and fuzzing, never for
+    /// the hot path.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.reg.order().map(|(_, e)| e)
     }

@@ -33,6 +33,13 @@ pub struct Stats {
     pub seed_refused: u64,
     /// New registrations.
     pub registrations: u64,
+    /// STUN Binding successes sent.
+    pub stun_answered: u64,
+    /// STUN datagrams not answered: not a clean Binding request, from
+    /// port 0, STUN turned off, or text on the STUN-only port.
+    pub drop_stun: u64,
+    /// STUN Binding requests not answered because the global budget was spent.
+    pub drop_stun_budget: u64,
     /// Leases that ran out and were reclaimed.
     pub expired: u64,
     /// Presence datagrams sent to subscribers.
@@ -171,6 +178,7 @@ impl Stats {
         f("drop_outbox_full", self.drop_outbox_full);
         f("seed_refused", self.seed_refused);
         f("registrations", self.registrations);
+
         f("expired", self.expired);
         f("fanout_sent", self.fanout_sent);
         f("fanout_deferred", self.fanout_deferred);
@@ -178,6 +186,9 @@ impl Stats {
         f("occupancy", self.occupancy);
         f("capacity", self.capacity);
         f("subscribers", self.subscribers);
+        f("stun_answered", self.stun_answered);
+        f("drop_stun", self.drop_stun);
+        f("drop_stun_budget", self.drop_stun_budget);
     }
 }
 

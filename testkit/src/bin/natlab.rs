@@ -1,0 +1,55 @@
+//! `cargo run -p testkit --bin natlab [TRIES] [PAIR-FILTER]`: the NAT
+//! matrix, printed as a Markdown table (see `testkit::matrix`). Needs
+//! root, iproute2 and nftables, and the workspace's binaries built
+//! (`cargo build --bins`). Not part of the pass/fail suite: today's
+//! client fails many pairs, which is the point of printing them.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use testkit::matrix::{World, row, try_pair};
+use testkit::natlab::Lab;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let tries: u32 = match args.next().map(|s| s.parse()) {
+        None => 3,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("natlab: TRIES must be a whole number above 0");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = args.next().unwrap_or_default();
+    for b in ["parley-server", "parley"] {
+        if let Err(why) = testkit::bins::require(b) {
+            eprintln!("natlab: {why}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let world = match Lab::new("matrix").and_then(World::build) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("natlab: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("| pair (sender -> receiver) | delivered | paths | median time to first message |");
+    println!("| --- | --- | --- | --- |");
+    let mut n = 0;
+    for pair in world.pairs() {
+        if !pair.name.contains(&filter) {
+            continue;
+        }
+        let mut outcomes = Vec::new();
+        for _ in 0..tries {
+            n += 1;
+            match try_pair(&pair, n, Duration::from_secs(15)) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => eprintln!("natlab: {e}"),
+            }
+        }
+        println!("{}", row(&pair.name, &outcomes));
+    }
+    ExitCode::SUCCESS
+}

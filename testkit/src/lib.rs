@@ -1,0 +1,16 @@
+//! Parley's test kit (not published): what integration tests of several
+//! crates share.
+//!
+//! - [`natlab`]: a small internet in network namespaces with real kernel
+//!   NATs (iproute2 + nftables), for tests of hole punching, STUN and
+//!   `parley netcheck` against the NATs people actually sit behind.
+//! - [`matrix`]: the NAT matrix (`cargo run -p testkit --bin natlab`).
+//! - [`bins`]: where the workspace's binaries were built.
+//! - [`parley`]: the real server and client processes inside lab nodes.
+//! - [`python`]: third-party clients from PyPI in a virtual environment.
+
+pub mod bins;
+pub mod matrix;
+pub mod natlab;
+pub mod parley;
+pub mod python;

@@ -1,0 +1,281 @@
+//! The NAT matrix: for each pair of places (no NAT, each NAT kind, a NAT
+//! behind a NAT, two hosts behind one router), a real `parley send` from
+//! one to a real `parley listen` at the other, through the real
+//! `parley-server`: delivered or not, over which path, how fast.
+//!
+//! The path is what can be told from outside the client: `direct` (chat
+//! acknowledged by the peer; over the LAN for two hosts behind one
+//! router, which does not hairpin), `seed-fallback` (the sender gave up
+//! and sent the peer a plain seed `Message`: a Parley peer downgraded,
+//! which issue 13 forbids), or `none`.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::natlab::{Lab, LabError, Nat, Node};
+use crate::parley;
+
+/// Where a host sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// On the public segment, no NAT.
+    Public,
+    /// Behind a router of this kind.
+    Behind(Nat),
+    /// Behind a masquerade router that is itself behind a masquerade router.
+    Double,
+}
+
+impl Place {
+    /// Every place, in the matrix's order.
+    pub fn all() -> Vec<Place> {
+        let mut v = vec![Place::Public];
+        v.extend(Nat::ALL.iter().map(|n| Place::Behind(*n)));
+        v.push(Place::Double);
+        v
+    }
+
+    /// A short name for the matrix.
+    pub fn name(self) -> String {
+        match self {
+            Place::Public => "public".into(),
+            Place::Behind(n) => n.name().into(),
+            Place::Double => "double-nat".into(),
+        }
+    }
+}
+
+/// A pair of hosts to connect.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    /// A name for the matrix row.
+    pub name: String,
+    /// The sender.
+    pub a: Node,
+    /// The receiver.
+    pub b: Node,
+    /// Both behind one router.
+    pub same_router: bool,
+}
+
+/// What one try gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// `direct`, `lan`, `seed-fallback` or `none`.
+    pub path: &'static str,
+    /// From the start of `parley send` (which registers first) to the
+    /// listener printing the message.
+    pub time: Option<Duration>,
+}
+
+impl Outcome {
+    /// Delivered as Parley chat (not downgraded, not lost).
+    pub fn ok(&self) -> bool {
+        matches!(self.path, "direct" | "lan")
+    }
+}
+
+/// A lab with the server running, and a host in every place (two routers
+/// of each kind, so a pair of one kind crosses two NATs of that kind).
+pub struct World {
+    /// The lab; dropping it ends everything.
+    pub lab: Lab,
+    _server: crate::natlab::Spawned,
+    hosts: Vec<(Place, Node, Node)>,
+    lan: (Node, Node),
+}
+
+impl World {
+    /// Build the world in a lab named `tag`.
+    pub fn build(mut lab: Lab) -> Result<World, LabError> {
+        let server = lab.server()?;
+        let srv = parley::start_server(&lab, &server, &[])?;
+        let mut hosts = Vec::new();
+        for place in Place::all() {
+            let mut two = Vec::new();
+            for side in ["a", "b"] {
+                let node = match place {
+                    Place::Public => lab.public_host(side)?,
+                    Place::Behind(nat) => {
+                        let mut r = lab.router("r", nat)?;
+                        lab.host_behind(&mut r, side)?
+                    }
+                    Place::Double => {
+                        let mut outer = lab.router("outer", Nat::Masquerade)?;
+                        let mut inner = lab.router_behind(&mut outer, "inner", Nat::Masquerade)?;
+                        lab.host_behind(&mut inner, side)?
+                    }
+                };
+                two.push(node);
+            }
+            let b = two.pop().ok_or_else(|| LabError::Io("no host".into()))?;
+            let a = two.pop().ok_or_else(|| LabError::Io("no host".into()))?;
+            hosts.push((place, a, b));
+        }
+        let mut r = lab.router("lan", Nat::Masquerade)?;
+        let lan = (lab.host_behind(&mut r, "a")?, lab.host_behind(&mut r, "b")?);
+        Ok(World {
+            lab,
+            _server: srv,
+            hosts,
+            lan,
+        })
+    }
+
+    fn host(&self, place: Place, second: bool) -> Option<Node> {
+        self.hosts
+            .iter()
+            .find(|(p, _, _)| *p == place)
+            .map(|(_, a, b)| if second { b.clone() } else { a.clone() })
+    }
+
+    /// Every unordered pair of places, then the two hosts behind one router.
+    pub fn pairs(&self) -> Vec<Pair> {
+        let places = Place::all();
+        let mut v = Vec::new();
+        for (i, x) in places.iter().enumerate() {
+            for y in &places[i..] {
+                if let (Some(a), Some(b)) = (self.host(*x, false), self.host(*y, true)) {
+                    v.push(Pair {
+                        name: format!("{} -> {}", x.name(), y.name()),
+                        a,
+                        b,
+                        same_router: false,
+                    });
+                }
+            }
+        }
+        v.push(Pair {
+            name: "same router (no hairpin)".into(),
+            a: self.lan.0.clone(),
+            b: self.lan.1.clone(),
+            same_router: true,
+        });
+        v
+    }
+
+    /// The pair from `x` to `y`.
+    pub fn pair(&self, x: Place, y: Place) -> Option<Pair> {
+        Some(Pair {
+            name: format!("{} -> {}", x.name(), y.name()),
+            a: self.host(x, false)?,
+            b: self.host(y, true)?,
+            same_router: false,
+        })
+    }
+}
+
+/// One try: `parley listen --id <b>` on `pair.b`, then `parley send` from
+/// `pair.a`, giving up after `limit`. `n` makes the ids unique.
+pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String> {
+    let (ida, idb) = (format!("a{n}"), format!("b{n}"));
+    let text = format!("hello-{n}");
+    let mut listen =
+        parley::client(&pair.b, &["--id", &idb, "listen", "--json"]).map_err(|e| e.to_string())?;
+    listen.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = listen.spawn().map_err(|e| format!("parley listen: {e}"))?;
+    let guard = KillOnDrop(&mut child);
+    let (tx, rx) = mpsc::channel::<(Instant, String, bool)>();
+    let stderr = guard.0.stderr.take().ok_or("no stderr")?;
+    let stdout = guard.0.stdout.take().ok_or("no stdout")?;
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx2.send((Instant::now(), line, false)).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line, true)).is_err() {
+                return;
+            }
+        }
+    });
+    // Registered?
+    let registered = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = registered.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((_, line, false)) if line.starts_with("listening as") => break,
+            Ok(_) => {}
+            Err(_) => return Err(format!("{}: the listener did not register", pair.name)),
+        }
+    }
+    let secs = limit.as_secs().max(1).to_string();
+    let t0 = Instant::now();
+    let send = parley::client(
+        &pair.a,
+        &[
+            "--id",
+            &ida,
+            "--timeout",
+            &secs,
+            "send",
+            "--to",
+            &idb,
+            &text,
+        ],
+    )
+    .map_err(|e| e.to_string())?
+    .output()
+    .map_err(|e| format!("parley send: {e}"))?;
+    // The message may still be on its way to the listener's stdout.
+    let mut got = None;
+    let until = Instant::now() + Duration::from_millis(500);
+    while let Ok((at, line, is_out)) =
+        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+    {
+        if is_out && line.contains(&text) {
+            got = Some((at, line.contains("\"seed\":true")));
+            break;
+        }
+    }
+    let path = match got {
+        None => "none",
+        Some((_, true)) => "seed-fallback",
+        Some((_, false)) if send.status.success() && pair.same_router => "lan",
+        Some((_, false)) if send.status.success() => "direct",
+        // Shown as chat, but the sender never saw the acknowledgement.
+        Some((_, false)) => "one-way",
+    };
+    Ok(Outcome {
+        path,
+        time: got.map(|(at, _)| at.duration_since(t0)),
+    })
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A row of the matrix: the pair, how many tries delivered, the paths
+/// seen and the median time of the delivered ones.
+pub fn row(name: &str, outcomes: &[Outcome]) -> String {
+    let ok = outcomes.iter().filter(|o| o.ok()).count();
+    let mut paths: Vec<&str> = outcomes.iter().map(|o| o.path).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let mut times: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| o.ok())
+        .filter_map(|o| o.time)
+        .collect();
+    times.sort();
+    let median = times
+        .get(times.len() / 2)
+        .map_or("-".to_string(), |t| format!("{} ms", t.as_millis()));
+    format!(
+        "| {name} | {ok}/{} | {} | {median} |",
+        outcomes.len(),
+        paths.join(", ")
+    )
+}

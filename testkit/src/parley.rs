@@ -1,0 +1,112 @@
+//! The real `parley-server` and `parley` processes, inside lab nodes.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::bins;
+use crate::natlab::{Lab, LabError, Node, SERVER_IP, Spawned};
+
+/// The server's port in the lab.
+pub const PORT: u16 = 9999;
+/// Its STUN-only second port.
+pub const PORT2: u16 = 3479;
+
+/// The server's address in the lab.
+pub fn server_addr() -> SocketAddr {
+    SocketAddr::from((SERVER_IP, PORT))
+}
+
+/// Start `parley-server` on `node` at [`SERVER_IP`]:[`PORT`], with the
+/// STUN-only port [`PORT2`] and `extra` options; returns once it listens.
+pub fn start_server(lab: &Lab, node: &Node, extra: &[&str]) -> Result<Spawned, LabError> {
+    let bin = bins::require("parley-server").map_err(LabError::Unavailable)?;
+    let mut cmd = node.command(&bin.to_string_lossy());
+    cmd.args([
+        "--bind",
+        &server_addr().to_string(),
+        "--stun-port2",
+        &PORT2.to_string(),
+    ])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut p = lab.spawn(&mut cmd)?;
+    let stderr = p
+        .child
+        .stderr
+        .take()
+        .ok_or_else(|| LabError::Io("no stderr".into()))?;
+    let (tx, rx) = mpsc::channel();
+    // Keep reading, so that the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("STUN only also on") => return Ok(p),
+            Ok(_) => {}
+            Err(_) => return Err(LabError::Io("parley-server did not start".into())),
+        }
+    }
+}
+
+/// `parley --server <lab server> args...` to run on `node`.
+pub fn client(node: &Node, args: &[&str]) -> Result<Command, LabError> {
+    let bin = bins::require("parley").map_err(LabError::Unavailable)?;
+    let mut cmd = node.command(&bin.to_string_lossy());
+    cmd.args(["--server", &server_addr().to_string()])
+        .args(args);
+    Ok(cmd)
+}
+
+/// What `parley netcheck --json` said, the fields the lab checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Netcheck {
+    /// `"public"`.
+    pub public: SocketAddr,
+    /// `"mapping"`: none, endpoint-independent, endpoint-dependent, unknown.
+    pub mapping: String,
+    /// `"nat"`.
+    pub nat: bool,
+    /// The whole line.
+    pub json: String,
+}
+
+fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}'])?;
+    Some(rest[..end].trim_matches('"'))
+}
+
+/// Run `parley netcheck PORT2 --json` on `node`.
+pub fn netcheck(node: &Node) -> Result<Netcheck, String> {
+    let out = client(
+        node,
+        &["--timeout", "10", "netcheck", &PORT2.to_string(), "--json"],
+    )
+    .map_err(|e| e.to_string())?
+    .output()
+    .map_err(|e| format!("parley netcheck did not start: {e}"))?;
+    let json = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        return Err(format!(
+            "parley netcheck failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let bad = || format!("parley netcheck printed {json:?}");
+    Ok(Netcheck {
+        public: field(&json, "public")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(bad)?,
+        mapping: field(&json, "mapping").ok_or_else(bad)?.to_string(),
+        nat: field(&json, "nat").ok_or_else(bad)? == "true",
+        json,
+    })
+}

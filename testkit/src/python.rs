@@ -1,0 +1,73 @@
+//! Third-party Python clients (from PyPI) in a virtual environment, to
+//! check Parley against code that is not Parley's own.
+//!
+//! The environment is made once per directory and reused. Where Python,
+//! `venv` or PyPI cannot be had the caller skips, unless [`REQUIRE_ENV`]
+//! is `1` (CI), when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// Set (to `1`) where the PyPI clients must be installable: then their
+/// absence fails the test instead of skipping it.
+pub const REQUIRE_ENV: &str = "PARLEY_REQUIRE_PYPI";
+
+/// The pinned STUN/ICE client: aioice (the ICE agent of aiortc).
+pub const AIOICE: &str = "aioice==0.13.0";
+
+static MAKING: Mutex<()> = Mutex::new(());
+
+fn ok(c: &mut Command) -> bool {
+    c.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Python of a venv in `dir` in which `import module` works, after
+/// `pip install spec` if needed; `Err` says why not.
+pub fn venv_with(dir: &Path, module: &str, spec: &str) -> Result<PathBuf, String> {
+    let _guard = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let python = dir.join("bin/python");
+    let imports = |p: &Path| ok(Command::new(p).args(["-c", &format!("import {module}")]));
+    if python.is_file() && imports(&python) {
+        return Ok(python);
+    }
+    if !ok(Command::new("python3").args(["-m", "venv", &dir.to_string_lossy()])) {
+        return Err("`python3 -m venv` failed (install python3 and python3-venv)".into());
+    }
+    let out = Command::new(dir.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check", spec])
+        .output()
+        .map_err(|e| format!("pip did not start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`pip install {spec}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    if !imports(&python) {
+        return Err(format!("{spec} installed but `import {module}` fails"));
+    }
+    Ok(python)
+}
+
+/// [`venv_with`], or `None` after printing why (a skip), or a panic if
+/// [`REQUIRE_ENV`] is `1`.
+pub fn venv_or_skip(dir: &Path, module: &str, spec: &str) -> Option<PathBuf> {
+    match venv_with(dir, module, spec) {
+        Ok(p) => Some(p),
+        Err(why) if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") => panic!("{why}"),
+        Err(why) => {
+            eprintln!("skipping: {why} (set {REQUIRE_ENV}=1 to fail instead)");
+            None
+        }
+    }
+}
+
+/// The aioice client script shipped with the kit
+/// (`testkit/scripts/aioice_client.py`).
+pub fn aioice_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/aioice_client.py")
+}

@@ -1,0 +1,111 @@
+//! `parley netcheck` names each NAT kind of the lab correctly, against
+//! the real `parley-server` and `parley` binaries.
+
+use std::net::IpAddr;
+
+use testkit::natlab::{Nat, lab_or_skip, required};
+use testkit::{bins, parley};
+
+fn binaries_or_skip() -> bool {
+    for b in ["parley-server", "parley"] {
+        if let Err(why) = bins::require(b) {
+            assert!(!required(), "{why}");
+            eprintln!("skipping: {why}");
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn netcheck_names_every_nat_kind() {
+    if !binaries_or_skip() {
+        return;
+    }
+    let Some(mut lab) = lab_or_skip("netcheck") else {
+        return;
+    };
+    let server = lab.server().unwrap();
+    let _srv = parley::start_server(&lab, &server, &[]).unwrap();
+
+    let open = lab.public_host("open").unwrap();
+    let r = parley::netcheck(&open).unwrap();
+    assert_eq!((r.nat, r.mapping.as_str()), (false, "none"), "{}", r.json);
+    assert_eq!(r.public.ip(), IpAddr::V4(open.ip));
+
+    for nat in Nat::ALL {
+        let mut router = lab.router("r", nat).unwrap();
+        let host = lab.host_behind(&mut router, "h").unwrap();
+        let r = parley::netcheck(&host).unwrap_or_else(|e| panic!("{nat}: {e}"));
+        let want = if nat.endpoint_independent_mapping() {
+            "endpoint-independent"
+        } else {
+            "endpoint-dependent"
+        };
+        assert!(r.nat, "{nat}: {}", r.json);
+        assert_eq!(r.mapping, want, "{nat}: {}", r.json);
+        assert_eq!(
+            r.public.ip(),
+            IpAddr::V4(router.node.ip),
+            "{nat}: {}",
+            r.json
+        );
+    }
+
+    // A NAT behind a NAT: the outer router's address, and the mapping of
+    // the two together (symmetric if either is).
+    for (outer, inner, want) in [
+        (Nat::Masquerade, Nat::Masquerade, "endpoint-independent"),
+        (Nat::Masquerade, Nat::Symmetric, "endpoint-dependent"),
+        (Nat::Symmetric, Nat::Masquerade, "endpoint-dependent"),
+    ] {
+        let mut o = lab.router("outer", outer).unwrap();
+        let mut i = lab.router_behind(&mut o, "inner", inner).unwrap();
+        let host = lab.host_behind(&mut i, "h").unwrap();
+        let r = parley::netcheck(&host).unwrap();
+        assert_eq!(r.mapping, want, "{outer} over {inner}: {}", r.json);
+        assert_eq!(r.public.ip(), IpAddr::V4(o.node.ip), "{}", r.json);
+    }
+}
+
+/// A third-party ICE agent (aioice, from PyPI) behind each NAT kind
+/// gathers a server-reflexive candidate from the server: the router's
+/// public address, related to the host's own.
+#[test]
+fn an_ice_agent_behind_a_nat_gathers_its_public_candidate() {
+    if !binaries_or_skip() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-aioice");
+    let Some(python) = testkit::python::venv_or_skip(&dir, "aioice", testkit::python::AIOICE)
+    else {
+        return;
+    };
+    let Some(mut lab) = lab_or_skip("ice") else {
+        return;
+    };
+    let server = lab.server().unwrap();
+    let _srv = parley::start_server(&lab, &server, &[]).unwrap();
+    for nat in [Nat::Masquerade, Nat::Symmetric] {
+        let mut router = lab.router("r", nat).unwrap();
+        let host = lab.host_behind(&mut router, "h").unwrap();
+        let out = host
+            .command(&python.to_string_lossy())
+            .arg(testkit::python::aioice_script())
+            .args(["gather", "203.0.113.1", &parley::PORT.to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{nat}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "srflx HOST PORT related HOST PORT"
+        let w: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(w.len(), 6, "{text}");
+        assert_eq!(w[0], "srflx");
+        assert_eq!(w[1], router.node.ip.to_string(), "{nat}: {text}");
+        assert_eq!(w[4], host.ip.to_string(), "{nat}: {text}");
+    }
+}
