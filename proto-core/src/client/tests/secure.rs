@@ -438,3 +438,88 @@ fn a_message_after_the_session_expired_ends_in_an_event_when_the_peer_is_gone() 
     );
     assert_eq!(net.client(a).in_flight(), 0);
 }
+
+mod tampering {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What an attacker on the path does with a datagram it saw.
+    #[derive(Clone, Debug)]
+    enum Mangle {
+        Replay,
+        Flip(usize, u8),
+        Truncate(usize),
+        Extend(Vec<u8>),
+        FromElsewhere,
+    }
+
+    fn mangle() -> impl Strategy<Value = (usize, Mangle)> {
+        (
+            any::<usize>(),
+            prop_oneof![
+                Just(Mangle::Replay),
+                (any::<usize>(), 1u8..=255).prop_map(|(i, b)| Mangle::Flip(i, b)),
+                any::<usize>().prop_map(Mangle::Truncate),
+                proptest::collection::vec(any::<u8>(), 1..20).prop_map(Mangle::Extend),
+                Just(Mangle::FromElsewhere),
+            ],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever is done to the datagrams between them, bob shows only
+        /// what alice wrote, each once, and only as verified from alice.
+        #[test]
+        fn only_what_alice_wrote_is_shown(attacks in proptest::collection::vec(mangle(), 1..40)) {
+            let mut net = Net::new();
+            let (a, b) = two(&mut net);
+            let mut sent = Vec::new();
+            for i in 0..3 {
+                let t = format!("message {i}");
+                net.send_message(a, id("bob"), &t).unwrap();
+                sent.push(format!("msg alice: {t}"));
+                net.run(300);
+            }
+            let seen: Vec<(SocketAddr, Vec<u8>)> = net
+                .log
+                .iter()
+                .zip(&net.raw)
+                .filter(|((_, s, d, _), _)| *s == a && *d == b)
+                .map(|((_, s, _, _), r)| (*s, r.clone()))
+                .collect();
+            prop_assume!(!seen.is_empty());
+            let elsewhere = addr("10.0.0.66:1");
+            for (pick, m) in attacks {
+                let (src, mut d) = seen[pick % seen.len()].clone();
+                let mut from = src;
+                match m {
+                    Mangle::Replay => {}
+                    Mangle::Flip(i, x) => {
+                        let i = i % d.len();
+                        d[i] ^= x;
+                    }
+                    Mangle::Truncate(n) => d.truncate(n % d.len()),
+                    Mangle::Extend(tail) => d.extend(tail),
+                    Mangle::FromElsewhere => from = elsewhere,
+                }
+                net.put(from, b, &d);
+            }
+            net.run(3000);
+            let shown: Vec<String> = net
+                .take(b)
+                .into_iter()
+                .filter(|e| e.starts_with("msg"))
+                .collect();
+            prop_assert_eq!(shown, sent);
+            // Bob still answers alice where she is, not where the attacker is.
+            net.send_message(b, id("alice"), "ok").unwrap();
+            net.run(2000);
+            prop_assert!(net.take(a).contains(&"msg bob: ok".to_string()));
+            prop_assert!(
+                net.log.iter().all(|(_, s, d, _)| !(*s == b && *d == elsewhere)),
+                "nothing to the attacker's address"
+            );
+        }
+    }
+}
