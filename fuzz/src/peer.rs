@@ -132,9 +132,8 @@ pub fn check(data: &[u8]) {
     w.settle(0);
     let written: HashSet<&str> = ["hello bob"].into_iter().collect();
 
-    let mut ops = data.chunks(3);
     let mut raw = data;
-    while let Some(op) = ops.next() {
+    for op in data.chunks(3) {
         let [kind, pick, arg] = [op[0], *op.get(1).unwrap_or(&0), *op.get(2).unwrap_or(&0)];
         let from_mallory = kind & 0x80 != 0;
         let src = if from_mallory {

@@ -22,7 +22,7 @@ const SLOTS_PER_SENDER: usize = MAX_INCOMING / 2;
 impl Client {
     /// A peer message that opened under peer `p`'s session. The sender is
     /// peer `p`, whatever id the message names.
-    pub(super) fn on_peer(&mut self, now: Instant, src: SocketAddr, p: usize, msg: PeerMsg<'_>) {
+    pub(super) fn on_peer(&mut self, now: Instant, p: usize, msg: PeerMsg<'_>) {
         match msg {
             PeerMsg::Probe { nonce, .. } => {
                 let Some(me) = self.cfg.id else { return };
@@ -34,7 +34,7 @@ impl Client {
             PeerMsg::Ack {
                 session, seq, frag, ..
             } => self.on_ack(now, p, session, seq, frag),
-            PeerMsg::Chat(c) => self.on_chat(now, src, p, c),
+            PeerMsg::Chat(c) => self.on_chat(now, p, c),
             // Inside a session, only Parley messages make sense.
             PeerMsg::Seed(_) => {}
         }
@@ -86,8 +86,7 @@ impl Client {
         }
     }
 
-    fn on_chat(&mut self, now: Instant, src: SocketAddr, p: usize, c: Chat<'_>) {
-        let _ = src;
+    fn on_chat(&mut self, now: Instant, p: usize, c: Chat<'_>) {
         let from = self.peers[p].id;
         let Some(me) = self.cfg.id else { return };
         let Some(me) = me.as_id() else { return };

@@ -548,7 +548,7 @@ impl Client {
         let Ok(msg) = PeerMsg::parse(&plain[..n]) else {
             return true;
         };
-        self.on_peer(now, src, p, msg);
+        self.on_peer(now, p, msg);
         true
     }
 
