@@ -114,6 +114,8 @@ OPTIONS:
     --strict                  refuse the seed's unauthenticated verbs (for internet-facing servers)
     --stun-per-sec N          STUN Binding answers per second, all sources together;
                               0 turns STUN off [default: {stun}]
+    --relay-bytes-per-sec N   octets per second all relay sessions together forward;
+                              0 turns relaying off [default: {relay}]
     --stun-port2 PORT         also answer STUN (only) on PORT of the --bind address, so that
                               clients can tell whether their NAT maps per destination
     --admin-token HEX         16 hex digits that unlock STATS from other than loopback
@@ -142,6 +144,7 @@ Send SIGINT or SIGTERM to stop; the server logs its counters and exits 0.
         rate = d.rate_per_sec,
         burst = d.rate_burst,
         stun = d.stun_per_sec,
+        relay = d.relay_bytes_per_sec,
     )
 }
 
@@ -241,6 +244,9 @@ pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
         c.stun_per_sec = v;
     }
     o.stun_port2 = opt(&mut args, "--stun-port2")?;
+    if let Some(v) = opt(&mut args, "--relay-bytes-per-sec")? {
+        c.relay_bytes_per_sec = v;
+    }
     if let Some(v) = opt::<String>(&mut args, "--admin-token")? {
         let t = Token::parse(v.as_bytes()).map_err(|_| {
             CliError("--admin-token: must be exactly 16 lowercase hex digits".into())

@@ -32,6 +32,7 @@ mod fanout;
 mod hint;
 mod keys;
 mod outbox;
+mod relay;
 mod seed;
 mod stats;
 mod stun;
@@ -123,6 +124,8 @@ pub struct Config {
     pub cookie_window: Millis,
     /// STUN Binding answers per second, all sources together (0: no STUN).
     pub stun_per_sec: u32,
+    /// Octets per second all relay sessions together may forward (0: no relay).
+    pub relay_bytes_per_sec: u32,
 }
 
 impl Default for Config {
@@ -143,6 +146,7 @@ impl Default for Config {
             admin_token: None,
             cookie_window: Millis::from_secs(120),
             stun_per_sec: 20_000,
+            relay_bytes_per_sec: 20_000_000,
         }
     }
 }
@@ -277,6 +281,7 @@ pub struct Server<'a> {
     seed_version: u32,
     tokens: keys::TokenMint,
     stun: stun::StunBudget,
+    relay: relay::Relay,
     stats: Stats,
     /// When the clock hand last moved (`None` before the first tick).
     swept_at: Option<Instant>,
@@ -327,6 +332,7 @@ impl<'a> Server<'a> {
             fanout: fanout::Fanout::new(config.fanout_per_sec),
             tokens: keys::TokenMint::new(keys.token),
             stun: stun::StunBudget::new(config.stun_per_sec),
+            relay: relay::Relay::new(&entropy, config.relay_bytes_per_sec),
             cfg: config,
             reg,
             req_limit,
@@ -353,6 +359,10 @@ impl<'a> Server<'a> {
         if crate::wire::stun::is_stun(datagram) {
             return self.handle_stun(now, src, datagram, out);
         }
+        // Relayed data has its own per-session and global budgets.
+        if crate::wire::relay::is_frame(datagram) {
+            return self.handle_relay_frame(now, src, datagram, out);
+        }
         let is_seed = seed::is_seed(datagram);
         if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
             self.stats.drop_rate_limited += 1;
@@ -364,6 +374,9 @@ impl<'a> Server<'a> {
                 self.send_error(now, out, src, tx, ErrorCode::RateLimited, datagram.len());
             }
             return;
+        }
+        if crate::wire::relay::is_request(datagram) {
+            return self.handle_relay_request(now, src, datagram, out);
         }
         if is_seed {
             if self.cfg.strict {
