@@ -1042,6 +1042,9 @@ impl Harness<'_> {
         if let Err(e) = self.server.audit(self.now) {
             panic!("audit at {:?}: {e}", self.now);
         }
+        if let Err(e) = self.server.audit_relay() {
+            panic!("relay audit at {:?}: {e}", self.now);
+        }
         let stats = self.server.stats();
         assert!(
             stats.occupancy as usize <= self.model.capacity,
