@@ -14,6 +14,7 @@
 //! - [`reply`]: the extended protocol's replies and unsolicited events.
 //! - [`peer`]: chat between clients (client to client).
 //! - [`stun`]: STUN Binding (RFC 8489), binary, on the same port as the text.
+//! - [`relay`]: relaying between two peers (`RELAY`, `RELAYD`, binary frames).
 //!
 //! Parsing never panics and never allocates; a malformed datagram gives a
 //! [`ParseError`] that says what was wrong. Emitting writes into `&mut [u8]`
@@ -22,6 +23,7 @@
 pub mod addr;
 pub mod fields;
 pub mod peer;
+pub mod relay;
 pub mod reply;
 pub mod request;
 pub mod seed;
