@@ -13,7 +13,12 @@
 //! ```
 
 use proto_core::wire::fields::{hex64, parse_hex64};
+use proto_core::wire::relay::{self, Frame};
 use proto_core::wire::stun::{self, BindingRequest};
+
+/// Payload octets of a relay frame in the relay workload: the size of a
+/// short encrypted chat datagram.
+pub const RELAY_PAYLOAD: usize = 64;
 
 /// What kind of id: prefilled, freshly registered, or a churn actor's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +29,10 @@ pub enum IdKind {
     Fresh,
     /// Registered and quit over and over by a churn actor.
     Actor,
+    /// End 0 of a lane's relay session (relay workload).
+    RelayA,
+    /// End 1 of a lane's relay session.
+    RelayB,
 }
 
 impl IdKind {
@@ -32,6 +41,8 @@ impl IdKind {
             IdKind::Prefill => b'p',
             IdKind::Fresh => b'f',
             IdKind::Actor => b'c',
+            IdKind::RelayA => b'x',
+            IdKind::RelayB => b'y',
         }
     }
 }
@@ -179,6 +190,10 @@ pub enum Req {
     SeedQuit(IdRef),
     /// A STUN Binding request; the transaction id carries `tx`.
     Stun,
+    /// `RELAY me token peer`.
+    Relay(IdRef, u64, IdRef),
+    /// A relay frame on a channel; the payload starts with `tx`.
+    Frame(u64),
 }
 
 /// The 32-byte public key the generator registers `id` with, as four
@@ -206,6 +221,16 @@ pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) 
         let mut transaction = [0u8; 12];
         transaction[4..].copy_from_slice(&tx.to_be_bytes());
         return BindingRequest { transaction }.emit(buf).ok();
+    }
+    if let Req::Frame(channel) = req {
+        let mut payload = [0u8; RELAY_PAYLOAD];
+        payload[..8].copy_from_slice(&tx.to_be_bytes());
+        return Frame {
+            channel,
+            payload: &payload,
+        }
+        .emit(buf)
+        .ok();
     }
     let mut w = W::new(buf);
     let head = |w: &mut W<'_>, verb: &[u8]| {
@@ -248,7 +273,11 @@ pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) 
         Req::SeedQuit(id) => {
             w.put(b"Quit").id(prefix, id);
         }
-        Req::Stun => {}
+        Req::Relay(me, token, peer) => {
+            head(&mut w, b"RELAY");
+            w.id(prefix, me).put(b" ").hex16(token).id(prefix, peer);
+        }
+        Req::Stun | Req::Frame(_) => {}
     }
     w.written()
 }
@@ -297,12 +326,24 @@ pub enum Answer<'a> {
     /// A STUN Binding success (its address is not checked: on loopback
     /// it is the lane's own).
     Mapped,
+    /// `RELAYD`: the session's channel.
+    RelayChannel(u64),
+    /// A relay frame came back (from the server, or from an echo server).
+    Relayed,
     /// Another reply we do not use (`ALIVE`, `PAGE`...).
     Other,
 }
 
 /// Read a datagram from the server (or from an echo server).
 pub fn classify<'a>(d: &'a [u8]) -> Rx<'a> {
+    if relay::is_frame(d) && d.len() >= relay::FRAME_HEADER + 8 {
+        let mut tx = [0u8; 8];
+        tx.copy_from_slice(&d[relay::FRAME_HEADER..relay::FRAME_HEADER + 8]);
+        return Rx::Answer {
+            tx: u64::from_be_bytes(tx),
+            what: Answer::Relayed,
+        };
+    }
     if stun::is_stun(d) {
         let mut tx = [0u8; 8];
         tx.copy_from_slice(&d[12..20]);
@@ -349,6 +390,10 @@ pub fn classify<'a>(d: &'a [u8]) -> Rx<'a> {
         b"BYE" => Answer::Bye,
         b"SUBD" => Answer::Subscribed,
         b"STATS" => Answer::Stats(rest),
+        b"RELAYD" => match rest.split(|&b| b == b' ').nth(1).map(parse_hex64) {
+            Some(Ok(ch)) => Answer::RelayChannel(ch),
+            _ => return Rx::Unknown,
+        },
         b"ERR" => Answer::Error(rest),
         b"HELLO" | b"REG" | b"LOOKUP" | b"QUIT" | b"SUB" => Answer::Echo,
         _ => Answer::Other,

@@ -130,6 +130,8 @@ OPTIONS:
                               without it, a bind to other than loopback logs a warning)
     --stun-per-sec N          STUN Binding answers per second, all sources together;
                               0 turns STUN off [default: {stun}]
+    --relay-bytes-per-sec N   octets per second all relay sessions together forward;
+                              0 turns relaying off [default: {relay}]
     --stun-port2 PORT         also answer STUN (only) on PORT of the --bind address, so that
                               clients can tell whether their NAT maps per destination
     --admin-token-file PATH   read the admin token (16 hex digits) that unlocks STATS from
@@ -169,6 +171,7 @@ the table) and exits 0.
         rate = d.rate_per_sec,
         burst = d.rate_burst,
         stun = d.stun_per_sec,
+        relay = d.relay_bytes_per_sec,
     )
 }
 
@@ -277,6 +280,9 @@ pub fn parse_with_env(
         c.stun_per_sec = v;
     }
     o.stun_port2 = opt(&mut args, "--stun-port2")?;
+    if let Some(v) = opt(&mut args, "--relay-bytes-per-sec")? {
+        c.relay_bytes_per_sec = v;
+    }
     let on_line = opt::<String>(&mut args, "--admin-token")?;
     let file = opt::<PathBuf>(&mut args, "--admin-token-file")?;
     c.admin_token = admin_token(on_line, file, env(ADMIN_TOKEN_ENV))?;

@@ -17,6 +17,7 @@
 //!   [`peer`] messages between Parley clients (a text initiation, then
 //!   binary datagrams told apart from text by their first byte).
 //! - [`stun`]: STUN Binding (RFC 8489), binary, on the same port as the text.
+//! - [`relay`]: relaying between two peers (`RELAY`, `RELAYD`, binary frames).
 //!
 //! Parsing never panics and never allocates; a malformed datagram gives a
 //! [`ParseError`] that says what was wrong. Emitting writes into `&mut [u8]`
@@ -25,6 +26,7 @@
 pub mod addr;
 pub mod fields;
 pub mod peer;
+pub mod relay;
 pub mod reply;
 pub mod request;
 pub mod sealed;
