@@ -16,8 +16,8 @@ use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 
 use crate::session::Session;
-use crate::show;
 use crate::{Common, Fail};
+use crate::{identity, show};
 
 /// How long leaving waits for messages in flight to be acknowledged.
 const QUIT_GRACE: Duration = Duration::from_secs(20);
@@ -55,6 +55,8 @@ pub fn run(c: Common) -> Result<(), Fail> {
         .ok_or_else(|| Fail::usage("bad id"))?
         .as_str()
         .to_string();
+    let ident = c.identity()?;
+    let _known = c.known_peers()?;
     let mut cfg: Config = c.config(Some(id));
     cfg.subscribe = true;
     let mut s = Session::open(cfg, c.bind).map_err(|e| Fail::run(e.to_string()))?;
@@ -81,7 +83,11 @@ pub fn run(c: Common) -> Result<(), Fail> {
         thread::spawn(move || network(s, rx, out, current, server, done_tx))
     };
     let _ = tx.send(Cmd::Who);
-    let r = editor(&mut rl, &tx, &out, &current, &done_rx);
+    let whoami = format!(
+        "* you are {me}, key fingerprint {} (the server sees you as {seen})",
+        identity::fingerprint(&ident.public())
+    );
+    let r = editor(&mut rl, &tx, &out, &current, &done_rx, &whoami);
     if !net.is_finished() {
         let _ = tx.send(Cmd::Quit);
         // The network thread signs off (QUIT, up to two seconds for BYE).
@@ -176,6 +182,7 @@ fn editor(
     out: &Out,
     current: &Arc<Mutex<Conversation>>,
     done: &Receiver<()>,
+    whoami: &str,
 ) -> Result<(), Fail> {
     loop {
         if done.try_recv().is_ok() {
@@ -210,6 +217,7 @@ fn editor(
         match word {
             "/quit" | "/exit" => return Ok(()),
             "/help" => say(out, CHAT_HELP.to_string()),
+            "/whoami" => say(out, whoami.to_string()),
             "/who" => {
                 let _ = tx.send(Cmd::Who);
             }

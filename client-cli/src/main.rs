@@ -14,22 +14,30 @@ macro_rules! chat_commands {
   /who           who is online
   /lookup ID     where the server sees ID
   /ping          round trip to the server
+  /whoami        your id and your key's fingerprint
   /help          this list
   /quit          sign off and leave (Ctrl-D too)"
     };
 }
 
 mod chat;
+mod files;
+mod identity;
+mod known_peers;
 mod script;
 mod session;
 mod show;
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use proto_core::wire::{Id, IdBuf};
+
+use identity::Identity;
+use known_peers::KnownPeers;
 
 const HELP: &str = concat!(
     "\
@@ -42,6 +50,7 @@ USAGE:
   parley who                                        list who is online
   parley lookup ID                                  show where the server sees ID
   parley ping                                       round-trip time and the address the server sees
+  parley whoami [--id ME]                           your key's fingerprint (the key is made if there is none)
 
 OPTIONS:
   -s, --server HOST:PORT   the rendezvous server (default 127.0.0.1:9999)
@@ -56,6 +65,12 @@ OPTIONS:
       --timeout SECS       (send, who, lookup, ping) give up after SECS (default 60)
       --keepalive SECS     refresh the registration about every SECS seconds
                            (default: every 15 to 25 s, inside common NAT timeouts)
+      --identity FILE      your long-term key pair (default
+                           $XDG_CONFIG_HOME/parley/identity, else
+                           ~/.config/parley/identity; made, mode 0600, the
+                           first time parley runs)
+      --known-peers FILE   the keys seen for your peers (default: known_peers
+                           beside the identity file)
   -h, --help               print this help
   -V, --version            print the version
 
@@ -70,6 +85,11 @@ TWO PEOPLE, TWO TERMINALS:
   parley-server                      # or point --server at a running one
   parley --id alice                  # terminal 1
   parley --id bob                    # terminal 2, then type: /msg alice hi
+
+KEYS:
+  Each parley has a key pair; the first key seen for a peer is kept in the
+  known-peers file, as SSH keeps hosts' keys, and a peer that later shows
+  another key is warned about, never trusted silently.
 
 EXIT STATUS:
   0 done; 1 failed (not delivered, unknown peer, no answer from the server,
@@ -92,6 +112,10 @@ pub struct Common {
     pub timeout: Duration,
     /// Keepalive interval, if not the default.
     pub keepalive: Option<u64>,
+    /// `--identity`, if given.
+    pub identity: Option<PathBuf>,
+    /// `--known-peers`, if given.
+    pub known_peers: Option<PathBuf>,
 }
 
 impl Common {
@@ -105,6 +129,37 @@ impl Common {
             cfg.keepalive_max = proto_core::time::Millis(ms);
         }
         cfg
+    }
+
+    /// Where the identity file is.
+    pub fn identity_path(&self) -> Result<PathBuf, Fail> {
+        match &self.identity {
+            Some(p) => Ok(p.clone()),
+            None => identity::default_path().map_err(|e| Fail::run(e.to_string())),
+        }
+    }
+
+    /// This client's identity, made (and said so on stderr) the first time.
+    pub fn identity(&self) -> Result<Identity, Fail> {
+        let path = self.identity_path()?;
+        let (id, made) = Identity::load_or_create(&path).map_err(|e| Fail::run(e.to_string()))?;
+        if made {
+            eprintln!(
+                "parley: made a new identity in {} (fingerprint {})",
+                path.display(),
+                identity::fingerprint(&id.public())
+            );
+        }
+        Ok(id)
+    }
+
+    /// The known-peers file: `--known-peers`, else `known_peers` beside the identity.
+    pub fn known_peers(&self) -> Result<KnownPeers, Fail> {
+        let path = match &self.known_peers {
+            Some(p) => p.clone(),
+            None => self.identity_path()?.with_file_name("known_peers"),
+        };
+        KnownPeers::load(&path).map_err(|e| Fail::run(e.to_string()))
     }
 }
 
@@ -190,6 +245,8 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             }
         },
     };
+    let identity = opt(&mut args, &["--identity"])?.map(PathBuf::from);
+    let known_peers = opt(&mut args, &["--known-peers"])?.map(PathBuf::from);
     let to = opt(&mut args, &["--to"])?;
     let seed = args.contains("--seed");
     let json = args.contains("--json");
@@ -200,6 +257,8 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
         bind,
         timeout,
         keepalive,
+        identity,
+        known_peers,
     };
     let sub = args.subcommand().map_err(|e| Fail::usage(e.to_string()))?;
     let rest: Vec<String> = args
@@ -253,8 +312,12 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             no_extra(&rest)?;
             script::ping(common)
         }
+        Some("whoami") => {
+            no_extra(&rest)?;
+            script::whoami(common)
+        }
         Some(other) => Err(Fail::usage(format!(
-            "unknown command {other:?}: use send, listen, who, lookup or ping (see parley --help)"
+            "unknown command {other:?}: use send, listen, who, lookup, ping or whoami (see parley --help)"
         ))),
     }
 }

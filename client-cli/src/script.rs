@@ -10,8 +10,8 @@ use proto_core::client::{Config, Event};
 use proto_core::wire::{Id, IdBuf};
 
 use crate::session::Session;
-use crate::show;
 use crate::{Common, Fail};
+use crate::{identity, show};
 
 const STEP: Duration = Duration::from_millis(200);
 
@@ -73,6 +73,8 @@ fn sign_off(s: &mut Session) {
 /// `parley send --id ME --to PEER TEXT`.
 pub fn send(c: Common, to: IdBuf, text: &str, seed: bool) -> Result<(), Fail> {
     let me = need_id(&c)?;
+    let _ident = c.identity()?;
+    let _known = c.known_peers()?;
     let to_id = to.as_id().ok_or_else(|| Fail::usage("bad --to id"))?;
     let mut s =
         Session::open(config(&c, Some(me)), c.bind).map_err(|e| Fail::run(e.to_string()))?;
@@ -113,6 +115,8 @@ pub fn send(c: Common, to: IdBuf, text: &str, seed: bool) -> Result<(), Fail> {
 /// `parley listen --id ME [--json]`: until SIGINT or SIGTERM.
 pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
     let me = need_id(&c)?;
+    let _ident = c.identity()?;
+    let _known = c.known_peers()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| Fail::run(e.to_string()))?;
@@ -225,5 +229,22 @@ pub fn ping(c: Common) -> Result<(), Fail> {
         _ => None,
     })?;
     println!("{line}");
+    Ok(())
+}
+
+/// `parley whoami [--id ME]`: the id, the key's fingerprint, the key and
+/// where it is kept, one `name: value` a line.
+pub fn whoami(c: Common) -> Result<(), Fail> {
+    let me = c.identity()?;
+    let path = c.identity_path()?;
+    if let Some(id) = c.id.as_ref().and_then(IdBuf::as_id) {
+        println!("id: {id}");
+    }
+    let key = me.public();
+    println!("fingerprint: {}", identity::fingerprint(&key));
+    let mut hex = String::new();
+    crate::files::push_hex(&mut hex, &key);
+    println!("key: {hex}");
+    println!("identity: {}", path.display());
     Ok(())
 }

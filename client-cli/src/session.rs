@@ -1,8 +1,6 @@
 //! The socket and the clock around the sans-IO [`Client`]: a std UDP
 //! socket with a read timeout set to the client's next deadline.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant};
@@ -18,22 +16,13 @@ pub struct Session {
     buf: Box<[u8; 2048]>,
 }
 
-/// 32 bytes nobody else can guess: std's hasher keys are drawn from the
-/// operating system's random source once per process.
-fn entropy() -> [u8; 32] {
+/// 32 bytes from the operating system's random source, for the client's
+/// session number, nonces, transaction ids and jitter.
+fn entropy() -> io::Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
-        let mut h = RandomState::new().build_hasher();
-        h.write_usize(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    out
+    getrandom::fill(&mut out)
+        .map_err(|e| io::Error::other(format!("the operating system gave no random bytes: {e}")))?;
+    Ok(out)
 }
 
 impl Session {
@@ -47,7 +36,7 @@ impl Session {
         let sock = UdpSocket::bind(local)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {local}: {e}")))?;
         let epoch = StdInstant::now();
-        let client = Box::new(Client::new(cfg, Instant(0), entropy()));
+        let client = Box::new(Client::new(cfg, Instant(0), entropy()?));
         let mut s = Session {
             sock,
             client,

@@ -1,0 +1,151 @@
+//! The identity and the known-peers file, with real `parley` processes:
+//! made once, kept private, reused, and refused when damaged.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// The `name: value` line of `whoami`'s output.
+fn field<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+        .unwrap_or_else(|| panic!("no {name:?} in {out:?}"))
+}
+
+#[test]
+fn made_private_on_first_run_and_reused() {
+    let cfg = tempfile::tempdir().unwrap();
+    let path = cfg.path().join("parley").join("identity");
+    let first = parley_at(cfg.path(), &["whoami", "--id", "alice"], T);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("made a new identity"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(field(&first.stdout, "id"), "alice");
+    assert_eq!(field(&first.stdout, "identity"), path.to_str().unwrap());
+    let fp = field(&first.stdout, "fingerprint");
+    assert!(fp.starts_with("SHA256:") && fp.len() == 7 + 43, "{fp}");
+    assert_eq!(field(&first.stdout, "key").len(), 64);
+    let bytes = fs::read(&path).unwrap();
+
+    let again = parley_at(cfg.path(), &["whoami"], T);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(!again.stderr.contains("made a new identity"));
+    assert_eq!(field(&again.stdout, "fingerprint"), fp, "stable");
+    assert_eq!(fs::read(&path).unwrap(), bytes, "not rewritten");
+
+    // Another file is another identity.
+    let other = cfg.path().join("elsewhere").join("me.key");
+    let o = parley_at(
+        cfg.path(),
+        &["whoami", "--identity", other.to_str().unwrap()],
+        T,
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_ne!(field(&o.stdout, "fingerprint"), fp);
+    assert_eq!(mode(&other), 0o600);
+}
+
+#[test]
+fn without_xdg_config_home_it_lives_in_home_dot_config() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(PARLEY)
+        .arg("whoami")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let path = home.path().join(".config/parley/identity");
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(
+        field(&String::from_utf8_lossy(&out.stdout), "identity"),
+        path.to_str().unwrap()
+    );
+}
+
+#[test]
+fn a_damaged_or_exposed_identity_is_refused_with_a_sentence() {
+    let cfg = tempfile::tempdir().unwrap();
+    let path = cfg.path().join("parley").join("identity");
+    let r = parley_at(cfg.path(), &["whoami"], T);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = parley_at(cfg.path(), &["whoami"], T);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.starts_with("parley: identity file ")
+            && r.stderr.contains("can be read by others (mode 0644)")
+            && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
+
+    fs::write(&path, "not a key\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    // Every command that uses the key refuses, before it talks to anyone.
+    let srv = Server::start();
+    let server = srv.addr.to_string();
+    for args in [
+        &["whoami"][..],
+        &["listen", "--server", &server, "--id", "bob"],
+        &[
+            "send", "--server", &server, "--id", "al", "--to", "bob", "hi",
+        ],
+        &["--server", &server, "--id", "al"],
+    ] {
+        let r = parley_at(cfg.path(), args, T);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("is not a parley identity")
+                && r.stderr.contains("first line")
+                && !r.stderr.contains("panicked"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // The damaged file is left as it was, for its owner to look at.
+    assert_eq!(fs::read_to_string(&path).unwrap(), "not a key\n");
+    let r = parley(&["lookup", "--server", &server, "bob"], T);
+    assert_eq!(r.code, Some(1), "bob never registered: {}", r.stdout);
+}
+
+#[test]
+fn a_damaged_known_peers_file_is_refused_with_its_line() {
+    let cfg = tempfile::tempdir().unwrap();
+    let known = cfg.path().join("parley").join("known_peers");
+    fs::create_dir_all(known.parent().unwrap()).unwrap();
+    fs::write(&known, format!("alice {}\nbob xyz\n", "00".repeat(32))).unwrap();
+    let srv = Server::start();
+    let server = srv.addr.to_string();
+    let r = parley_at(
+        cfg.path(),
+        &[
+            "send", "--server", &server, "--id", "al", "--to", "bob", "hi",
+        ],
+        T,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("known_peers line 2 is not `ID KEY`"),
+        "{}",
+        r.stderr
+    );
+}
