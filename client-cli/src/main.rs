@@ -60,7 +60,8 @@ OPTIONS:
       --seed               (send) PEER runs the seed's Python client: send a
                            plain `Message <text>`, which it cannot acknowledge
       --json               (listen) one JSON object per message:
-                           {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false}
+                           {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false,
+                            \"authenticated\":true}
       --bind ADDR          local UDP address (default: an ephemeral port)
       --timeout SECS       (send, who, lookup, ping) give up after SECS (default 60)
       --keepalive SECS     refresh the registration about every SECS seconds

@@ -4,24 +4,28 @@ use std::fmt::Write;
 
 use proto_core::client::{Event, Failure, Undelivered, What};
 
-/// A message line as people read it: `[alice] hello`.
+/// A message line as people read it: `[alice] hello`. A seed client's
+/// plain `Message` proves nothing about who sent it, and says so: the id
+/// shown is only whoever the server last said was at that address.
 pub fn message(from: Option<&str>, text: &str, seed: bool) -> String {
     match (from, seed) {
         (Some(f), false) => format!("[{f}] {}", clean(text)),
-        (Some(f), true) => format!("[{f} (seed client)] {}", clean(text)),
-        (None, _) => format!("[someone (seed client)] {}", clean(text)),
+        (Some(f), true) => format!("[{f} (unverified, seed client)] {}", clean(text)),
+        (None, _) => format!("[someone (unverified, seed client)] {}", clean(text)),
     }
 }
 
-/// A message as one JSON object on one line.
+/// A message as one JSON object on one line; `authenticated` is false
+/// for a seed client's plain text, whose sender nothing proves.
 pub fn message_json(from: Option<&str>, text: &str, seed: bool) -> String {
     let from = match from {
         Some(f) => json_str(f),
         None => "null".into(),
     };
     format!(
-        "{{\"from\":{from},\"text\":{},\"seed\":{seed}}}",
-        json_str(text)
+        "{{\"from\":{from},\"text\":{},\"seed\":{seed},\"authenticated\":{}}}",
+        json_str(text),
+        !seed
     )
 }
 
@@ -124,11 +128,11 @@ mod tests {
         assert_eq!(json_str("a\"b\\c\u{1}"), r#""a\"b\\c\u0001""#);
         assert_eq!(
             message_json(Some("al"), "hi", false),
-            r#"{"from":"al","text":"hi","seed":false}"#
+            r#"{"from":"al","text":"hi","seed":false,"authenticated":true}"#
         );
         assert_eq!(
             message_json(None, "x", true),
-            r#"{"from":null,"text":"x","seed":true}"#
+            r#"{"from":null,"text":"x","seed":true,"authenticated":false}"#
         );
     }
 
@@ -136,5 +140,9 @@ mod tests {
     fn control_characters_cannot_reach_the_terminal() {
         assert_eq!(clean("a\u{1b}[2Jb"), "a\u{fffd}[2Jb");
         assert_eq!(message(Some("x"), "hi", false), "[x] hi");
+        assert_eq!(
+            message(Some("x"), "hi", true),
+            "[x (unverified, seed client)] hi"
+        );
     }
 }

@@ -294,15 +294,25 @@ pub struct Relay {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A change the relay makes to what the server sends: the new bytes, or
+/// `None` to pass the datagram on as it is.
+pub type Rewrite = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
 impl Relay {
     pub fn start(server: SocketAddr, f: Faults) -> Relay {
+        Relay::start_rewriting(server, f, None)
+    }
+
+    /// A relay that also passes every datagram from the server through
+    /// `rewrite`: a rogue server's stand-in.
+    pub fn start_rewriting(server: SocketAddr, f: Faults, rewrite: Option<Rewrite>) -> Relay {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(RelayStats::default()));
         let first = UdpSocket::bind("127.0.0.1:0").unwrap();
         first.set_nonblocking(true).unwrap();
         let front = first.local_addr().unwrap();
         let (s2, st2) = (stop.clone(), stats.clone());
-        let thread = thread::spawn(move || relay_loop(first, server, f, s2, st2));
+        let thread = thread::spawn(move || relay_loop(first, server, f, rewrite, s2, st2));
         Relay {
             front,
             stop,
@@ -334,6 +344,7 @@ fn relay_loop(
     first: UdpSocket,
     server: SocketAddr,
     f: Faults,
+    rewrite: Option<Rewrite>,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<RelayStats>>,
 ) {
@@ -364,6 +375,10 @@ fn relay_loop(
                         faces.len() - 1
                     }
                 };
+                let bytes = match &rewrite {
+                    Some(r) if from == server => r(&buf[..n]).unwrap_or_else(|| buf[..n].to_vec()),
+                    _ => buf[..n].to_vec(),
+                };
                 let mut st = stats.lock().unwrap();
                 if dice.percent(f.loss) {
                     st.dropped += 1;
@@ -385,7 +400,7 @@ fn relay_loop(
                         Instant::now() + Duration::from_millis(delay),
                         out,
                         to,
-                        buf[..n].to_vec(),
+                        bytes.clone(),
                     ));
                 }
             }
