@@ -25,6 +25,7 @@ pub mod cookie;
 pub mod limit;
 pub mod presence;
 pub mod registry;
+pub mod secure;
 pub mod server;
 pub mod time;
 pub mod wire;
