@@ -17,8 +17,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use proto_core::secure::{Keypair, PublicKey, safety_number};
 use sha2::{Digest, Sha256};
-use x25519_dalek::{PublicKey, StaticSecret};
+use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
 use crate::files;
@@ -28,7 +29,7 @@ const MAGIC: &str = "parley identity v1";
 /// A long-term key pair.
 pub struct Identity {
     secret: StaticSecret,
-    public: PublicKey,
+    public: x25519_dalek::PublicKey,
 }
 
 /// Why an identity could not be loaded or made.
@@ -99,7 +100,7 @@ impl Identity {
 
     fn from_secret(bytes: [u8; 32]) -> Identity {
         let secret = StaticSecret::from(bytes);
-        let public = PublicKey::from(&secret);
+        let public = x25519_dalek::PublicKey::from(&secret);
         Identity { secret, public }
     }
 
@@ -175,6 +176,16 @@ impl Identity {
     pub fn secret(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.secret.to_bytes())
     }
+
+    /// The key pair as the protocol core takes it.
+    pub fn keypair(&self) -> Keypair {
+        Keypair::from_secret(*self.secret())
+    }
+}
+
+/// The safety number of `mine` and a peer's key, as a line to read aloud.
+pub fn safety_line(mine: &[u8; 32], theirs: &[u8; 32]) -> String {
+    safety_number(&PublicKey(*mine), &PublicKey(*theirs)).to_string()
 }
 
 /// The secret key in an identity file's text.
@@ -319,6 +330,12 @@ mod tests {
                 None => std::env::remove_var("HOME"),
             }
         }
+    }
+
+    #[test]
+    fn the_core_derives_the_same_public_key() {
+        let a = Identity::generate().unwrap();
+        assert_eq!(a.keypair().public().0, a.public());
     }
 
     #[test]

@@ -51,6 +51,7 @@ USAGE:
   parley lookup ID                                  show where the server sees ID
   parley ping                                       round-trip time and the address the server sees
   parley whoami [--id ME]                           your key's fingerprint (the key is made if there is none)
+  parley verify ID                                  the safety number of your key and ID's, to compare by voice
 
 OPTIONS:
   -s, --server HOST:PORT   the rendezvous server (default 127.0.0.1:9999)
@@ -317,8 +318,14 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             no_extra(&rest)?;
             script::whoami(common)
         }
+        Some("verify") => {
+            let [id] = rest.as_slice() else {
+                return Err(Fail::usage("verify needs exactly one ID"));
+            };
+            script::verify(common, parse_id(id)?)
+        }
         Some(other) => Err(Fail::usage(format!(
-            "unknown command {other:?}: use send, listen, who, lookup, ping or whoami (see parley --help)"
+            "unknown command {other:?}: use send, listen, who, lookup, ping, whoami or verify (see parley --help)"
         ))),
     }
 }

@@ -248,3 +248,23 @@ pub fn whoami(c: Common) -> Result<(), Fail> {
     println!("identity: {}", path.display());
     Ok(())
 }
+
+/// `parley verify ID`: the safety number of our key and the one pinned
+/// for ID, for the two people to compare by voice. Offline: it reads the
+/// identity and the known-peers file only.
+pub fn verify(c: Common, peer: IdBuf) -> Result<(), Fail> {
+    let peer = peer.as_id().ok_or_else(|| Fail::usage("bad id"))?;
+    let me = c.identity()?;
+    let known = c.known_peers()?;
+    let theirs = known.get(peer.as_str()).ok_or_else(|| {
+        Fail::run(format!(
+            "no key is known for {peer} yet (none in {}): exchange a message first",
+            known.path().display()
+        ))
+    })?;
+    println!("{}", identity::safety_line(&me.public(), &theirs));
+    eprintln!(
+        "parley: compare these digits with {peer}'s `parley verify` (or /verify) for you, by voice or in person; if they differ, someone is in between"
+    );
+    Ok(())
+}

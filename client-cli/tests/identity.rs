@@ -149,3 +149,46 @@ fn a_damaged_known_peers_file_is_refused_with_its_line() {
         r.stderr
     );
 }
+
+#[test]
+fn verify_gives_both_sides_the_same_number_and_a_swapped_key_another() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let key = |dir: &Path| {
+        let r = parley_at(dir, &["whoami"], T);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        field(&r.stdout, "key").to_string()
+    };
+    let (ka, kb) = (key(a.path()), key(b.path()));
+    let known = |dir: &Path, text: String| fs::write(dir.join("parley/known_peers"), text).unwrap();
+    known(a.path(), format!("bob {kb}\n"));
+    known(b.path(), format!("alice {ka}\n"));
+    let verify = |dir: &Path, peer: &str| parley_at(dir, &["verify", peer], T);
+    let at_a = verify(a.path(), "bob");
+    let at_b = verify(b.path(), "alice");
+    assert_eq!(at_a.code, Some(0), "{}", at_a.stderr);
+    assert_eq!(at_b.code, Some(0), "{}", at_b.stderr);
+    let groups: Vec<&str> = at_a.stdout.split(' ').collect();
+    assert_eq!(groups.len(), 12, "{}", at_a.stdout);
+    assert!(
+        groups
+            .iter()
+            .all(|g| g.len() == 5 && g.bytes().all(|c| c.is_ascii_digit()))
+    );
+    assert_eq!(at_a.stdout, at_b.stdout, "both people read the same digits");
+    assert!(at_a.stderr.contains("compare these digits with bob"));
+
+    // Someone gave alice another key for bob: the numbers no longer agree.
+    let other = tempfile::tempdir().unwrap();
+    known(a.path(), format!("bob {}\n", key(other.path())));
+    let swapped = verify(a.path(), "bob");
+    assert_eq!(swapped.code, Some(0));
+    assert_ne!(swapped.stdout, at_b.stdout);
+
+    let r = verify(a.path(), "carol");
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("no key is known for carol yet"),
+        "{}",
+        r.stderr
+    );
+}

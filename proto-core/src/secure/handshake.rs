@@ -27,7 +27,8 @@ impl rand_core::RngCore for EphemeralGiven {
     }
     fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_core::Error> {
         Err(rand_core::Error::from(
-            core::num::NonZeroU32::new(rand_core::Error::CUSTOM_START).unwrap_or(core::num::NonZeroU32::MIN),
+            core::num::NonZeroU32::new(rand_core::Error::CUSTOM_START)
+                .unwrap_or(core::num::NonZeroU32::MIN),
         ))
     }
 }
@@ -86,7 +87,12 @@ impl Handshake {
         Handshake::with(false, me, ephemeral, None, pattern)
     }
 
-    fn new(initiator: bool, me: &Keypair, ephemeral: &Keypair, peer: Option<PublicKey>) -> Handshake {
+    fn new(
+        initiator: bool,
+        me: &Keypair,
+        ephemeral: &Keypair,
+        peer: Option<PublicKey>,
+    ) -> Handshake {
         let pattern = if initiator && peer.is_none() {
             Pattern::XX
         } else {
@@ -144,7 +150,9 @@ impl Handshake {
 
     /// Bytes the next message adds to its payload.
     pub fn overhead(&self) -> usize {
-        self.hs.get_next_message_overhead().unwrap_or(usize::MAX / 2)
+        self.hs
+            .get_next_message_overhead()
+            .unwrap_or(usize::MAX / 2)
     }
 
     /// Write the next handshake message with `payload` into `out`.
@@ -209,7 +217,11 @@ mod tests {
         let m = r.read(&buf[..n], &mut pay).unwrap();
         assert_eq!(&pay[..m], b"alice");
         if i.pattern() == Pattern::IK {
-            assert_eq!(r.remote_static(), Some(a.public()), "IK names the initiator at once");
+            assert_eq!(
+                r.remote_static(),
+                Some(a.public()),
+                "IK names the initiator at once"
+            );
         }
         let n = r.write(b"", &mut buf).unwrap();
         assert_eq!(i.read(&buf[..n], &mut pay).unwrap(), 0);
@@ -246,7 +258,10 @@ mod tests {
         let mut pay = [0u8; 512];
         let n = i.write(b"alice", &mut buf).unwrap();
         let mut r = Handshake::responder(&mallory, &kp(12), Pattern::IK);
-        assert_eq!(r.read(&buf[..n], &mut pay), Err(SecureError::Unauthenticated));
+        assert_eq!(
+            r.read(&buf[..n], &mut pay),
+            Err(SecureError::Unauthenticated)
+        );
     }
 
     #[test]

@@ -112,7 +112,9 @@ impl Keypair {
         &self.secret
     }
 
-    fn to_clatter(&self) -> clatter::KeyPair<[u8; 32], clatter::bytearray::SensitiveByteArray<[u8; 32]>> {
+    fn to_clatter(
+        &self,
+    ) -> clatter::KeyPair<[u8; 32], clatter::bytearray::SensitiveByteArray<[u8; 32]>> {
         clatter::KeyPair::new(
             self.public.0,
             clatter::bytearray::SensitiveByteArray::new(self.secret),
@@ -240,7 +242,11 @@ mod tests {
         assert_ne!(ab, safety_number(&a, &c));
         let shown = format!("{ab}");
         assert_eq!(shown.len(), 12 * 5 + 11);
-        assert!(shown.split(' ').all(|g| g.len() == 5 && g.bytes().all(|d| d.is_ascii_digit())));
+        assert!(
+            shown
+                .split(' ')
+                .all(|g| g.len() == 5 && g.bytes().all(|d| d.is_ascii_digit()))
+        );
         assert_eq!(ab.digits().len(), 60);
     }
 }
