@@ -15,6 +15,10 @@ macro_rules! chat_commands {
   /lookup ID     where the server sees ID
   /ping          round trip to the server
   /whoami        your id and your key's fingerprint
+  /verify ID     the safety number of your key and ID's: read it to ID by
+                 voice; if the digits differ, someone is in between
+  /accept ID     after a warning that ID's key changed: take the new key
+                 (only once ID confirmed it) and send what was held
   /help          this list
   /quit          sign off and leave (Ctrl-D too)"
     };
@@ -45,7 +49,8 @@ parley: peer-to-peer chat through a Parley rendezvous server
 
 USAGE:
   parley [--server HOST:PORT] [--id NAME]           chat interactively
-  parley send --id ME --to PEER [--seed] TEXT...    send one message and wait for its acknowledgement
+  parley send --id ME --to PEER [--seed] [--accept-new-key] TEXT...
+                                                    send one message and wait for its acknowledgement
   parley listen --id ME [--json]                    print each incoming message as a line
   parley who                                        list who is online
   parley lookup ID                                  show where the server sees ID
@@ -60,6 +65,8 @@ OPTIONS:
       --to PEER            (send) who gets the message
       --seed               (send) PEER runs the seed's Python client: send a
                            plain `Message <text>`, which it cannot acknowledge
+      --accept-new-key     (send) if PEER's key is not the one kept for it,
+                           take the new one (without this: exit 1, nothing sent)
       --json               (listen) one JSON object per message:
                            {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false,
                             \"authenticated\":true}
@@ -95,8 +102,9 @@ KEYS:
 
 EXIT STATUS:
   0 done; 1 failed (not delivered, unknown peer, no answer from the server,
-  id taken, or a peer that never answered and got a seed `Message` without
-  --seed: delivery unconfirmed); 2 bad command line.
+  id taken, a peer whose key changed (without --accept-new-key), a damaged
+  identity or known-peers file, or a peer that never answered and got a
+  seed `Message` without --seed: delivery unconfirmed); 2 bad command line.
 ",
 );
 
@@ -251,6 +259,7 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
     let known_peers = opt(&mut args, &["--known-peers"])?.map(PathBuf::from);
     let to = opt(&mut args, &["--to"])?;
     let seed = args.contains("--seed");
+    let accept_new_key = args.contains("--accept-new-key");
     let json = args.contains("--json");
     let common = Common {
         server,
@@ -294,7 +303,7 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             if rest.is_empty() {
                 return Err(Fail::usage("send needs the TEXT to send"));
             }
-            script::send(common, to, &rest.join(" "), seed)
+            script::send(common, to, &rest.join(" "), seed, accept_new_key)
         }
         Some("listen") => {
             no_extra(&rest)?;

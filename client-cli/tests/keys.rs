@@ -4,7 +4,10 @@
 
 mod common;
 
+use std::fs;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -67,7 +70,6 @@ impl Mallory {
 /// and a `PROBE`. Neither is shown, and bob's next message to alice goes
 /// to alice, never to the third host.
 #[test]
-#[ignore = "fails until the noise branch's authenticated peer messages are merged (it shows the forgery)"]
 fn a_forged_chat_from_a_third_host_is_not_shown_and_steers_nothing() {
     let srv = Server::start();
     let server = srv.addr.to_string();
@@ -117,11 +119,19 @@ fn a_forged_chat_from_a_third_host_is_not_shown_and_steers_nothing() {
 /// The rogue server's stand-in: every `AT` and `PUNCH` that gives `id`'s
 /// key gives `fake` instead; nothing else changes.
 fn swap_key(id: &'static str, fake: [u8; 32]) -> Rewrite {
+    swap_key_when(Arc::new(AtomicBool::new(true)), id, fake)
+}
+
+/// `swap_key`, only while `on` is set.
+fn swap_key_when(on: Arc<AtomicBool>, id: &'static str, fake: [u8; 32]) -> Rewrite {
     let mut hex = String::new();
     for b in fake {
         hex.push_str(&format!("{b:02x}"));
     }
     Arc::new(move |d: &[u8]| {
+        if !on.load(Ordering::Relaxed) {
+            return None;
+        }
         let text = std::str::from_utf8(d).ok()?;
         let fields: Vec<&str> = text.split(' ').collect();
         let named = match *fields.first()? {
@@ -163,4 +173,137 @@ fn the_rogue_stand_in_swaps_only_the_named_key() {
     ] {
         assert_eq!(swap(same.as_bytes()), None, "{same}");
     }
+}
+
+/// `parley whoami`'s key in `config`.
+fn key_of(config: &Path) -> String {
+    let r = parley_at(config, &["whoami"], T);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    r.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .expect("a key line")
+        .to_string()
+}
+
+/// The key pinned for `id` in `config`'s known-peers file.
+fn pinned(config: &Path, id: &str) -> Option<String> {
+    let text = fs::read_to_string(config.join("parley/known_peers")).ok()?;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(&format!("{id} ")))
+        .map(str::to_string)
+}
+
+/// Issue 12's rogue server: after a first honest contact, the server (a
+/// stand-in that rewrites its replies) says bob has another key. The
+/// pinned key differs, so the warning shows, `parley send` refuses,
+/// nothing reaches bob until the person accepts, and the safety numbers
+/// the two people would read each other differ.
+#[test]
+#[ignore = "needs the keys branch: the server's AT and PUNCH carrying keys"]
+fn a_rogue_server_swapping_bobs_key_is_caught() {
+    let srv = Server::start();
+    let rogue = Arc::new(AtomicBool::new(false));
+    let relay = Relay::start_rewriting(
+        srv.addr,
+        Faults {
+            loss: 0,
+            dup: 0,
+            delay_ms: 0,
+            seed: 1,
+        },
+        Some(swap_key_when(rogue.clone(), "bob", [0x66; 32])),
+    );
+    let front = relay.front().to_string();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (a.path(), b.path());
+    let (alice_key, bob_key) = (key_of(a), key_of(b));
+    let (bob, _) = Parley::listen_in(Some(b), relay.front(), "bob", &[]);
+
+    // First contact, through an honest server: each pins the other's key.
+    let send = |text: &str, extra: &[&str]| {
+        let mut args = vec!["send", "--server", &front, "--id", "alice", "--to", "bob"];
+        args.extend_from_slice(extra);
+        args.push(text);
+        parley_at(a, &args, T)
+    };
+    let r = send("hello bob", &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(wait_line(&bob.out, "hello", T), "[alice] hello bob");
+    assert_eq!(pinned(a, "bob"), Some(bob_key.clone()));
+    assert_eq!(pinned(b, "alice"), Some(alice_key.clone()));
+    let number = |config: &Path, peer: &str| {
+        let r = parley_at(config, &["verify", peer], T);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        r.stdout
+    };
+    let bobs_number = number(b, "alice");
+    assert_eq!(number(a, "bob"), bobs_number, "honest: the same digits");
+
+    rogue.store(true, Ordering::Relaxed);
+    // A script refuses, with a sentence, and sends nothing.
+    let r = send("are you there?", &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("bob's key has changed") && r.stderr.contains("--accept-new-key"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pinned(a, "bob"), Some(bob_key.clone()), "the pin stays");
+
+    // The chat: a warning nobody can miss, and the line is held.
+    let mut alice = Parley::spawn_at(a, &["--server", &front, "--id", "alice"]);
+    wait_line(&alice.out, "You are alice", T);
+    alice.type_line("/msg bob the password is hunter2");
+    wait_line(&alice.out, "bob's KEY HAS CHANGED", T);
+    alice.type_line("/verify bob");
+    let pinned_line = wait_line(&alice.out, "safety number with bob", T);
+    let offered_line = wait_line(&alice.out, "NEW key bob offers", T);
+    assert!(pinned_line.ends_with(bobs_number.trim()), "{pinned_line}");
+    assert!(
+        !offered_line.contains(bobs_number.trim()),
+        "the swapped key's number differs from bob's: {offered_line} vs {bobs_number}"
+    );
+    thread::sleep(Duration::from_secs(3));
+    let bob_saw = bob.out_seen.lock().unwrap().join("\n");
+    assert!(
+        !bob_saw.contains("hunter2") && !bob_saw.contains("are you there"),
+        "{bob_saw}"
+    );
+    // Accepting updates the file (and sends to the new key's holder,
+    // which bob is not: it still never reaches bob).
+    alice.type_line("/accept bob");
+    wait_line(&alice.out, "accepted bob's new key", T);
+    assert_eq!(pinned(a, "bob"), Some("66".repeat(32)));
+    thread::sleep(Duration::from_secs(2));
+    let bob_saw = bob.out_seen.lock().unwrap().join("\n");
+    assert!(!bob_saw.contains("hunter2"), "{bob_saw}");
+    drop(alice);
+
+    // The server is honest again, so bob's real key now differs from the
+    // accepted one: a script told to accept takes it and delivers.
+    rogue.store(false, Ordering::Relaxed);
+    let r = parley_at(
+        a,
+        &[
+            "send",
+            "--server",
+            &front,
+            "--id",
+            "alice2",
+            "--to",
+            "bob",
+            "--accept-new-key",
+            "it is really you",
+        ],
+        T,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("accepted bob's new key"), "{}", r.stderr);
+    assert_eq!(
+        wait_line(&bob.out, "really", T),
+        "[alice2] it is really you"
+    );
+    assert_eq!(pinned(a, "bob"), Some(bob_key));
 }

@@ -23,8 +23,11 @@ impl Client {
                 }
                 if let Some(p) = self.peer_index(now, id) {
                     self.add_candidate(p, addr);
-                    if self.peers[p].kind != Kind::Seed && self.peers[p].probe.is_none() {
-                        self.start_probe(now, p);
+                    // The peer wants to talk: open our side of the path
+                    // (the initiation is the hole punch) unless a session
+                    // already exists.
+                    if self.peers[p].kind != Kind::Seed && !self.has_session(now, p) {
+                        self.start_handshake(now, p);
                     }
                 }
                 return;
@@ -138,9 +141,11 @@ impl Client {
                     self.peers[i].resolved = Some(now);
                     self.add_candidate(i, addr);
                     let moved = self.peers[i].path.is_some_and(|p| p != addr);
-                    if moved && self.peers[i].kind != Kind::Seed && self.peers[i].probe.is_none() {
-                        // The peer may have moved: find out which address answers.
-                        self.start_probe(now, i);
+                    if moved && self.peers[i].kind != Kind::Seed {
+                        // The peer may have moved: find out which address
+                        // answers (the path itself moves only on an
+                        // authenticated datagram).
+                        self.start_handshake(now, i);
                     }
                     self.drive_peer(now, i);
                 }

@@ -13,6 +13,9 @@
 //! - [`request`]: the extended protocol's requests (client to server).
 //! - [`reply`]: the extended protocol's replies and unsolicited events.
 //! - [`peer`]: chat between clients (client to client).
+//! - [`sealed`]: the binary Noise handshake and transport datagrams that
+//!   carry [`peer`] messages between Parley clients, told apart from text
+//!   by their first byte.
 //!
 //! Parsing never panics and never allocates; a malformed datagram gives a
 //! [`ParseError`] that says what was wrong. Emitting writes into `&mut [u8]`
@@ -23,6 +26,7 @@ pub mod fields;
 pub mod peer;
 pub mod reply;
 pub mod request;
+pub mod sealed;
 pub mod seed;
 #[cfg(test)]
 mod testgen;

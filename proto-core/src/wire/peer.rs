@@ -29,6 +29,7 @@
 //! [`crate::MAX_DATAGRAM`].
 
 use super::fields::{Id, parse_hex64};
+use super::sealed::MAX_PLAINTEXT;
 use super::seed::{MAX_SEED_DATAGRAM, SeedReply};
 use super::text::{Fields, Writer, parse_u32, verb_and_rest};
 use super::{EmitError, ParseError};
@@ -40,8 +41,9 @@ pub const MAX_FRAGMENTS: u8 = 16;
 /// Longest `CHAT` header: `CHAT ` id, session, seq, `16/16` and the spaces.
 pub const MAX_CHAT_HEADER: usize = 5 + 32 + 1 + 16 + 1 + 10 + 1 + 5 + 1;
 
-/// Longest text one `CHAT` fragment can carry whatever the sender's id.
-pub const MAX_FRAGMENT_TEXT: usize = MAX_DATAGRAM - MAX_CHAT_HEADER;
+/// Longest text one `CHAT` fragment can carry whatever the sender's id,
+/// sealed in a transport datagram ([`super::sealed::MAX_PLAINTEXT`]).
+pub const MAX_FRAGMENT_TEXT: usize = MAX_PLAINTEXT - MAX_CHAT_HEADER;
 
 /// Longest text one seed `Message` can carry (the seed reads 1024 bytes).
 pub const MAX_SEED_TEXT: usize = MAX_SEED_DATAGRAM - "Message ".len();
@@ -227,7 +229,7 @@ impl<'a> PeerMsg<'a> {
                     .put(b"/")?
                     .u64(u64::from(c.count))?
                     .field(c.text.as_str().as_bytes())?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Ack {
                 from,
@@ -409,7 +411,7 @@ mod tests {
             text: Text::new(&big).unwrap(),
         };
         let mut buf = [0u8; 2 * MAX_DATAGRAM];
-        assert_eq!(PeerMsg::Chat(c).emit(&mut buf), Ok(MAX_DATAGRAM));
+        assert_eq!(PeerMsg::Chat(c).emit(&mut buf), Ok(MAX_PLAINTEXT));
         let bigger = "x".repeat(MAX_FRAGMENT_TEXT + 1);
         let c = Chat {
             text: Text::new(&bigger).unwrap(),

@@ -75,7 +75,12 @@ fn bad_commands_are_refused_at_once() {
         c.send_message(now, id("bob"), "x").unwrap();
     }
     assert_eq!(c.send_message(now, id("bob"), "x"), Err(CommandError::Busy));
-    let mut anon = Client::new(Config::new(addr(SERVER), None), now, [9; 32]);
+    let mut anon = Client::new(
+        Config::new(addr(SERVER), None),
+        now,
+        [9; 32],
+        Keypair::from_secret([9; 32]),
+    );
     assert_eq!(
         anon.send_message(now, id("bob"), "x"),
         Err(CommandError::NoId)

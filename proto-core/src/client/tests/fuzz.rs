@@ -61,7 +61,7 @@ proptest! {
         ds in proptest::collection::vec(datagram(), 0..60),
         sends in proptest::collection::vec(0u8..4, 0..6),
     ) {
-        let mut c = Box::new(Client::new(Net::config("alice"), Instant(0), [1; 32]));
+        let mut c = Box::new(Client::new(Net::config("alice"), Instant(0), [1; 32], Keypair::from_secret([1; 32])));
         for (k, s) in sends.iter().enumerate() {
             let to = ["bob", "carol", "dan", "bob"][usize::from(*s)];
             let _ = c.send_message(Instant(k as u64), id(to), "hello");

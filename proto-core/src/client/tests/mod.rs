@@ -16,6 +16,7 @@ use core::net::SocketAddr;
 use super::*;
 use crate::limit::{QuotaCell, RateCell};
 use crate::registry::Slot;
+use crate::secure::Keypair;
 use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
 
 mod chat;
@@ -62,10 +63,20 @@ fn show(e: &Event<'_>) -> String {
         Event::Joined(i) => format!("joined {i}"),
         Event::Left(i) => format!("left {i}"),
         Event::Resync => "resync".into(),
-        Event::Message { from, text, seed } => match from {
-            Some(f) => format!("msg {f}{}: {text}", if *seed { " (seed)" } else { "" }),
-            None => format!("msg ?{}: {text}", if *seed { " (seed)" } else { "" }),
-        },
+        Event::Message {
+            from,
+            text,
+            seed,
+            verified,
+        } => {
+            assert_eq!(*verified, !*seed, "only sealed chat is verified");
+            match from {
+                Some(f) => format!("msg {f}{}: {text}", if *seed { " (seed)" } else { "" }),
+                None => format!("msg ?{}: {text}", if *seed { " (seed)" } else { "" }),
+            }
+        }
+        Event::KeyFirstSeen { id, .. } => format!("key first seen {id}"),
+        Event::KeyChanged { id, .. } => format!("key changed {id}"),
         Event::Delivered { to, msg } => format!("delivered {to} #{msg}"),
         Event::NotDelivered { to, msg, reason } => format!("not delivered {to} #{msg}: {reason}"),
         Event::SentUnconfirmed { to, msg } => format!("unconfirmed {to} #{msg}"),
@@ -113,6 +124,20 @@ struct Net {
     /// Datagrams that reached addresses with no client (seed stand-ins).
     inbox: Vec<(SocketAddr, SocketAddr, String)>,
     next_entropy: u8,
+    /// `KeyFirstSeen` events, per client.
+    first_seen: BTreeMap<SocketAddr, Vec<String>>,
+}
+
+/// A datagram as the log shows it: text as text, sealed ones by kind.
+fn label(bytes: &[u8]) -> String {
+    use crate::wire::sealed;
+    match bytes.first() {
+        Some(&sealed::INITIATION) => format!("[init {}]", bytes.len()),
+        Some(&sealed::RESPONSE) => format!("[resp {}]", bytes.len()),
+        Some(&sealed::CONFIRM) => format!("[confirm {}]", bytes.len()),
+        Some(&sealed::TRANSPORT) => format!("[data {}]", bytes.len()),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 impl Net {
@@ -135,6 +160,7 @@ impl Net {
             cut: Vec::new(),
             inbox: Vec::new(),
             next_entropy: 1,
+            first_seen: BTreeMap::new(),
         }
     }
 
@@ -145,7 +171,12 @@ impl Net {
     fn add(&mut self, at: &str, cfg: Config) -> SocketAddr {
         let a = addr(at);
         self.next_entropy += 1;
-        let c = Box::new(Client::new(cfg, self.now, [self.next_entropy; 32]));
+        let c = Box::new(Client::new(
+            cfg,
+            self.now,
+            [self.next_entropy; 32],
+            Keypair::from_secret([self.next_entropy.wrapping_add(100); 32]),
+        ));
         self.clients.insert(a, c);
         self.events.insert(a, Vec::new());
         self.flush();
@@ -178,12 +209,7 @@ impl Net {
 
     /// Put a datagram on the wire, with the network's faults.
     fn put(&mut self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
-        self.log.push((
-            self.now,
-            src,
-            dst,
-            String::from_utf8_lossy(bytes).into_owned(),
-        ));
+        self.log.push((self.now, src, dst, label(bytes)));
         if self.cut.contains(&src) || self.cut.contains(&dst) {
             return;
         }
@@ -223,7 +249,14 @@ impl Net {
                 let c = self.clients.get_mut(&a).unwrap();
                 let Some(e) = c.poll_event() else { break };
                 let s = show(&e);
-                self.events.get_mut(&a).unwrap().push(s);
+                // First sight of a key comes with every first contact:
+                // kept apart so that the chat's events read as before.
+                let list = if s.starts_with("key first seen") {
+                    self.first_seen.entry(a).or_default()
+                } else {
+                    self.events.get_mut(&a).unwrap()
+                };
+                list.push(s);
             }
         }
         while let Some((dst, bytes)) = self.out.pop() {
@@ -262,8 +295,7 @@ impl Net {
                 } else if let Some(c) = self.clients.get_mut(&dst) {
                     c.handle(self.now, src, &bytes);
                 } else {
-                    self.inbox
-                        .push((src, dst, String::from_utf8_lossy(&bytes).into_owned()));
+                    self.inbox.push((src, dst, label(&bytes)));
                 }
             }
             if let Some(s) = self.server.as_mut() {

@@ -1,0 +1,384 @@
+//! Sealed datagrams between Parley clients: the Noise handshake and the
+//! encrypted transport that carries every [`super::peer`] message.
+//!
+//! ```text
+//! sealed      = initiation / response / confirm / transport
+//! initiation  = %xF8 pattern sender length noise *%x00   ; padded to INITIATION_MIN
+//! response    = %xF9 sender receiver noise
+//! confirm     = %xFB receiver noise                      ; XX's third message
+//! transport   = %xFA receiver counter ciphertext
+//! pattern     = %x01 / %x02                              ; IK / XX
+//! sender      = 4OCTET    ; u32, big-endian: the sender's index for this handshake
+//! receiver    = 4OCTET    ; u32, big-endian: the index the receiver chose
+//! length      = 2OCTET    ; u16, big-endian: bytes of noise that follow
+//! counter     = 8OCTET    ; u64, big-endian: the AEAD nonce, never reused
+//! noise       = 1*OCTET   ; a Noise_{IK,XX}_25519_ChaChaPoly_BLAKE2s message
+//! ciphertext  = 16*OCTET  ; ChaCha20-Poly1305 of a peer message, the header as AD
+//! hello       = id-length id session counter ; the initiator's payload (IK: msg 1, XX: msg 3)
+//! ```
+//!
+//! The first byte of every sealed datagram is one that never starts UTF-8
+//! (nor a STUN message, 0x00/0x01), so a receiver tells them from text by
+//! one byte. Indices work as WireGuard's: each side names a session by a
+//! random index of its own, so a transport datagram finds its keys without
+//! naming anyone. An initiation is padded to [`INITIATION_MIN`] bytes so
+//! that the response (at most [`RESPONSE_MAX`]) is never larger than what
+//! provoked it: a spoofed initiation cannot make a client an amplifier.
+
+use super::fields::Id;
+use super::{EmitError, ParseError};
+use crate::MAX_DATAGRAM;
+
+/// First byte of an initiation.
+pub const INITIATION: u8 = 0xF8;
+/// First byte of a response.
+pub const RESPONSE: u8 = 0xF9;
+/// First byte of a transport datagram.
+pub const TRANSPORT: u8 = 0xFA;
+/// First byte of XX's third message.
+pub const CONFIRM: u8 = 0xFB;
+
+/// Bytes before the ciphertext of a transport datagram (the AEAD's AD).
+pub const TRANSPORT_HEADER: usize = 1 + 4 + 8;
+/// Bytes the AEAD adds.
+pub const TAG: usize = 16;
+/// The longest peer message a transport datagram carries.
+pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - TRANSPORT_HEADER - TAG;
+/// Every initiation is at least this long (see the module doc).
+pub const INITIATION_MIN: usize = 192;
+/// The longest response: header, XX's `e, ee, s, es` and an empty payload.
+pub const RESPONSE_MAX: usize = 1 + 4 + 4 + 32 + 48 + 16;
+/// The longest hello: an id of 32 bytes, its length, session and counter.
+pub const HELLO_MAX: usize = 1 + 32 + 8 + 8;
+
+/// A sealed datagram, borrowed from the bytes it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sealed<'a> {
+    /// The first handshake message.
+    Initiation {
+        /// 1: IK, 2: XX.
+        pattern: u8,
+        /// The initiator's index.
+        sender: u32,
+        /// Noise message 1.
+        noise: &'a [u8],
+    },
+    /// The second handshake message.
+    Response {
+        /// The responder's index.
+        sender: u32,
+        /// The initiator's index.
+        receiver: u32,
+        /// Noise message 2.
+        noise: &'a [u8],
+    },
+    /// XX's third handshake message.
+    Confirm {
+        /// The responder's index.
+        receiver: u32,
+        /// Noise message 3.
+        noise: &'a [u8],
+    },
+    /// A sealed peer message.
+    Transport {
+        /// The receiver's index.
+        receiver: u32,
+        /// The AEAD counter.
+        counter: u64,
+        /// The ciphertext with its tag.
+        ciphertext: &'a [u8],
+    },
+}
+
+fn u32_at(b: &[u8], at: usize) -> Result<u32, ParseError> {
+    let s = b.get(at..at + 4).ok_or(ParseError::Malformed)?;
+    Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Whether `datagram` is sealed (rather than text): its first byte says.
+pub fn is_sealed(datagram: &[u8]) -> bool {
+    matches!(
+        datagram.first(),
+        Some(&(INITIATION | RESPONSE | TRANSPORT | CONFIRM))
+    )
+}
+
+impl<'a> Sealed<'a> {
+    /// Parse one sealed datagram.
+    pub fn parse(d: &'a [u8]) -> Result<Sealed<'a>, ParseError> {
+        if d.len() > MAX_DATAGRAM {
+            return Err(ParseError::TooLong);
+        }
+        let (&kind, _) = d.split_first().ok_or(ParseError::Empty)?;
+        match kind {
+            INITIATION => {
+                if d.len() < INITIATION_MIN {
+                    return Err(ParseError::Malformed);
+                }
+                let pattern = d[1];
+                if !(1..=2).contains(&pattern) {
+                    return Err(ParseError::Malformed);
+                }
+                let sender = u32_at(d, 2)?;
+                let len = usize::from(u16::from_be_bytes([d[6], d[7]]));
+                let noise = d.get(8..8 + len).ok_or(ParseError::Malformed)?;
+                // Exactly as long as emitted: one canonical form.
+                if noise.is_empty()
+                    || d.len() != (8 + len).max(INITIATION_MIN)
+                    || d[8 + len..].iter().any(|&b| b != 0)
+                {
+                    return Err(ParseError::Malformed);
+                }
+                Ok(Sealed::Initiation {
+                    pattern,
+                    sender,
+                    noise,
+                })
+            }
+            RESPONSE => {
+                let noise = d
+                    .get(9..)
+                    .filter(|n| !n.is_empty())
+                    .ok_or(ParseError::Malformed)?;
+                Ok(Sealed::Response {
+                    sender: u32_at(d, 1)?,
+                    receiver: u32_at(d, 5)?,
+                    noise,
+                })
+            }
+            CONFIRM => {
+                let noise = d
+                    .get(5..)
+                    .filter(|n| !n.is_empty())
+                    .ok_or(ParseError::Malformed)?;
+                Ok(Sealed::Confirm {
+                    receiver: u32_at(d, 1)?,
+                    noise,
+                })
+            }
+            TRANSPORT => {
+                let ciphertext = d
+                    .get(TRANSPORT_HEADER..)
+                    .filter(|c| c.len() >= TAG)
+                    .ok_or(ParseError::Malformed)?;
+                let c = &d[5..13];
+                Ok(Sealed::Transport {
+                    receiver: u32_at(d, 1)?,
+                    counter: u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+                    ciphertext,
+                })
+            }
+            _ => Err(ParseError::UnknownVerb),
+        }
+    }
+
+    /// The datagram's length when emitted.
+    pub fn len(&self) -> usize {
+        match self {
+            Sealed::Initiation { noise, .. } => (8 + noise.len()).max(INITIATION_MIN),
+            Sealed::Response { noise, .. } => 9 + noise.len(),
+            Sealed::Confirm { noise, .. } => 5 + noise.len(),
+            Sealed::Transport { ciphertext, .. } => TRANSPORT_HEADER + ciphertext.len(),
+        }
+    }
+
+    /// Never: every sealed datagram has a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Write the datagram into `buf`; returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
+        let n = self.len();
+        if n > buf.len() || n > MAX_DATAGRAM {
+            return Err(EmitError::TooLong);
+        }
+        let out = &mut buf[..n];
+        match *self {
+            Sealed::Initiation {
+                pattern,
+                sender,
+                noise,
+            } => {
+                let len = u16::try_from(noise.len()).map_err(|_| EmitError::TooLong)?;
+                out[0] = INITIATION;
+                out[1] = pattern;
+                out[2..6].copy_from_slice(&sender.to_be_bytes());
+                out[6..8].copy_from_slice(&len.to_be_bytes());
+                out[8..8 + noise.len()].copy_from_slice(noise);
+                out[8 + noise.len()..].fill(0);
+            }
+            Sealed::Response {
+                sender,
+                receiver,
+                noise,
+            } => {
+                out[0] = RESPONSE;
+                out[1..5].copy_from_slice(&sender.to_be_bytes());
+                out[5..9].copy_from_slice(&receiver.to_be_bytes());
+                out[9..].copy_from_slice(noise);
+            }
+            Sealed::Confirm { receiver, noise } => {
+                out[0] = CONFIRM;
+                out[1..5].copy_from_slice(&receiver.to_be_bytes());
+                out[5..].copy_from_slice(noise);
+            }
+            Sealed::Transport {
+                receiver,
+                counter,
+                ciphertext,
+            } => {
+                out[..TRANSPORT_HEADER].copy_from_slice(&transport_header(receiver, counter));
+                out[TRANSPORT_HEADER..].copy_from_slice(ciphertext);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The header of a transport datagram, which is also its AEAD's AD.
+pub fn transport_header(receiver: u32, counter: u64) -> [u8; TRANSPORT_HEADER] {
+    let mut h = [0u8; TRANSPORT_HEADER];
+    h[0] = TRANSPORT;
+    h[1..5].copy_from_slice(&receiver.to_be_bytes());
+    h[5..].copy_from_slice(&counter.to_be_bytes());
+    h
+}
+
+/// What an initiator says about itself inside the handshake (encrypted
+/// and authenticated with its static key): its id, its session (random per
+/// start) and a counter that grows with every initiation of the session,
+/// so a responder refuses an initiation replayed within one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello<'a> {
+    /// The initiator's id.
+    pub id: Id<'a>,
+    /// The initiator's session.
+    pub session: u64,
+    /// Initiations sent in that session so far.
+    pub counter: u64,
+}
+
+impl<'a> Hello<'a> {
+    /// Parse a hello payload.
+    pub fn parse(b: &'a [u8]) -> Result<Hello<'a>, ParseError> {
+        let (&n, rest) = b.split_first().ok_or(ParseError::Empty)?;
+        let n = usize::from(n);
+        if rest.len() != n + 16 {
+            return Err(ParseError::Malformed);
+        }
+        let id = core::str::from_utf8(&rest[..n]).map_err(|_| ParseError::NotUtf8)?;
+        let id = Id::new(id)?;
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&rest[n..n + 8]);
+        let mut c = [0u8; 8];
+        c.copy_from_slice(&rest[n + 8..]);
+        Ok(Hello {
+            id,
+            session: u64::from_be_bytes(s),
+            counter: u64::from_be_bytes(c),
+        })
+    }
+
+    /// Write it into `buf`; returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
+        let id = self.id.as_bytes();
+        let n = 1 + id.len() + 16;
+        let out = buf.get_mut(..n).ok_or(EmitError::TooLong)?;
+        out[0] = id.len() as u8;
+        out[1..1 + id.len()].copy_from_slice(id);
+        out[1 + id.len()..9 + id.len()].copy_from_slice(&self.session.to_be_bytes());
+        out[9 + id.len()..].copy_from_slice(&self.counter.to_be_bytes());
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rt(s: Sealed<'_>) {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = s.emit(&mut buf).unwrap();
+        assert_eq!(n, s.len());
+        assert!(is_sealed(&buf[..n]));
+        assert_eq!(Sealed::parse(&buf[..n]), Ok(s));
+    }
+
+    #[test]
+    fn every_kind_roundtrips() {
+        rt(Sealed::Initiation {
+            pattern: 1,
+            sender: 7,
+            noise: &[1; 100],
+        });
+        rt(Sealed::Initiation {
+            pattern: 2,
+            sender: u32::MAX,
+            noise: &[2; 300],
+        });
+        rt(Sealed::Response {
+            sender: 1,
+            receiver: 2,
+            noise: &[3; 48],
+        });
+        rt(Sealed::Confirm {
+            receiver: 2,
+            noise: &[3; 64],
+        });
+        rt(Sealed::Transport {
+            receiver: 9,
+            counter: 1 << 40,
+            ciphertext: &[4; 16],
+        });
+        let h = Hello {
+            id: Id::new("alice").unwrap(),
+            session: 5,
+            counter: 6,
+        };
+        let mut buf = [0u8; HELLO_MAX];
+        let n = h.emit(&mut buf).unwrap();
+        assert_eq!(Hello::parse(&buf[..n]), Ok(h));
+        assert!(Hello::parse(&buf[..n - 1]).is_err());
+    }
+
+    #[test]
+    fn initiations_are_padded_past_any_response() {
+        let s = Sealed::Initiation {
+            pattern: 2,
+            sender: 1,
+            noise: &[1; 32],
+        };
+        assert_eq!(s.len(), INITIATION_MIN);
+        assert!(INITIATION_MIN >= RESPONSE_MAX);
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = s.emit(&mut buf).unwrap();
+        // Unpadded, or with junk in the padding: refused.
+        assert!(Sealed::parse(&buf[..n - 1]).is_err());
+        buf[n - 1] = 1;
+        assert!(Sealed::parse(&buf[..n]).is_err());
+    }
+
+    #[test]
+    fn text_is_never_sealed() {
+        assert!(!is_sealed(b"CHAT a 0123456789abcdef 1 1/1 hi"));
+        assert!(!is_sealed(b"Message hi"));
+        assert!(!is_sealed(&[0x00, 0x01]));
+        assert_eq!(Sealed::parse(&[TRANSPORT; 20]), Err(ParseError::Malformed));
+        assert_eq!(Sealed::parse(b"x"), Err(ParseError::UnknownVerb));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            if let Ok(s) = Sealed::parse(&bytes) {
+                let mut buf = [0u8; MAX_DATAGRAM];
+                let n = s.emit(&mut buf).unwrap();
+                prop_assert_eq!(&buf[..n], &bytes[..]);
+            }
+            let _ = Hello::parse(&bytes);
+        }
+    }
+}
