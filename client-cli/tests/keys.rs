@@ -307,3 +307,69 @@ fn a_rogue_server_swapping_bobs_key_is_caught() {
     );
     assert_eq!(pinned(a, "bob"), Some(bob_key));
 }
+
+/// Bob comes back with another key (a new laptop, or someone who took the
+/// id after bob left) and writes to alice. Alice's chat refuses the
+/// session, shows the warning, shows nothing the new key sent, holds what
+/// she writes to bob, and `/verify bob` gives her the pinned key's number,
+/// which differs from the one the new bob reads; `/accept bob` takes the
+/// new key, keeps it in the file, and lets the held line go.
+#[test]
+fn a_peer_with_a_new_key_is_held_until_accepted() {
+    let srv = Server::start();
+    let server = srv.addr.to_string();
+    let (a, b1, b2) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (a, b1, b2) = (a.path(), b1.path(), b2.path());
+    let (old_key, new_key) = (key_of(b1), key_of(b2));
+
+    let mut alice = Parley::spawn_at(a, &["--server", &server, "--id", "alice"]);
+    wait_line(&alice.out, "You are alice", T);
+    let (mut bob, _) = Parley::listen_in(Some(b1), srv.addr, "bob", &[]);
+    alice.type_line("/msg bob hello bob");
+    assert_eq!(wait_line(&bob.out, "hello", T), "[alice] hello bob");
+    wait_line(&alice.out, "first contact with bob", T);
+    assert_eq!(pinned(a, "bob"), Some(old_key.clone()));
+    bob.interrupt();
+    assert_eq!(bob.wait_exit(T), Some(0));
+
+    let mut bob2 = Parley::spawn_at(b2, &["--server", &server, "--id", "bob"]);
+    wait_line(&bob2.out, "You are bob", T);
+    bob2.type_line("/msg alice it is bob, on a new laptop");
+    wait_line(&alice.out, "bob's KEY HAS CHANGED", T);
+    let alice_saw = alice.out_seen.lock().unwrap().join("\n");
+    assert!(!alice_saw.contains("new laptop"), "{alice_saw}");
+
+    alice.type_line("/msg bob the password is hunter2");
+    alice.type_line("/verify bob");
+    let pinned_line = wait_line(&alice.out, "safety number with bob", T);
+    let offered_line = wait_line(&alice.out, "NEW key bob offers", T);
+    let r = parley_at(b2, &["verify", "alice"], T);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let new_bobs = r.stdout.trim().to_string();
+    assert!(
+        !pinned_line.contains(&new_bobs),
+        "the pinned key's number is not the new bob's: {pinned_line} / {new_bobs}"
+    );
+    assert!(
+        offered_line.ends_with(&new_bobs),
+        "{offered_line} / {new_bobs}"
+    );
+    thread::sleep(Duration::from_secs(2));
+    let bob2_saw = bob2.out_seen.lock().unwrap().join("\n");
+    assert!(!bob2_saw.contains("hunter2"), "held: {bob2_saw}");
+    assert_eq!(pinned(a, "bob"), Some(old_key), "nothing changes by itself");
+
+    alice.type_line("/accept bob");
+    wait_line(&alice.out, "accepted bob's new key", T);
+    assert_eq!(pinned(a, "bob"), Some(new_key));
+    assert_eq!(
+        wait_line(&bob2.out, "hunter2", T),
+        "[alice] the password is hunter2"
+    );
+    alice.type_line("/accept bob");
+    wait_line(&alice.out, "nothing to accept", T);
+}
