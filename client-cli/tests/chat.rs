@@ -397,6 +397,14 @@ fn help_and_version() {
         "/msg ID TEXT",
         "/quit",
         "--server HOST:PORT",
+        "parley whoami",
+        "parley verify ID",
+        "/whoami",
+        "/verify ID",
+        "/accept ID",
+        "--identity FILE",
+        "--known-peers FILE",
+        "--accept-new-key",
     ] {
         assert!(r.stdout.contains(needle), "{needle}");
     }

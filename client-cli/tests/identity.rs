@@ -192,3 +192,30 @@ fn verify_gives_both_sides_the_same_number_and_a_swapped_key_another() {
         r.stderr
     );
 }
+
+#[test]
+fn the_chat_s_whoami_and_help() {
+    let cfg = tempfile::tempdir().unwrap();
+    let r = parley_at(cfg.path(), &["whoami"], T);
+    let fp = field(&r.stdout, "fingerprint").to_string();
+    let srv = Server::start();
+    let server = srv.addr.to_string();
+    let mut p = Parley::spawn_at(cfg.path(), &["--server", &server, "--id", "ann"]);
+    wait_line(&p.out, "You are ann", T);
+    p.type_line("/whoami");
+    let line = wait_line(&p.out, "you are ann", T);
+    assert!(
+        line.contains(&format!("key fingerprint {fp}")),
+        "{line} / {fp}"
+    );
+    p.type_line("/help");
+    for needle in ["/whoami", "/verify ID", "/accept ID"] {
+        wait_line(&p.out, needle, T);
+    }
+    p.type_line("/verify zed");
+    wait_line(&p.out, "no key is known for zed yet", T);
+    p.type_line("/accept zed");
+    wait_line(&p.out, "zed's key has not changed", T);
+    p.type_line("/quit");
+    assert_eq!(p.wait_exit(T), Some(0));
+}
