@@ -373,3 +373,62 @@ fn a_peer_with_a_new_key_is_held_until_accepted() {
     alice.type_line("/accept bob");
     wait_line(&alice.out, "nothing to accept", T);
 }
+
+/// `parley send` to a peer whose key is not the pinned one: exit 1 with a
+/// sentence and nothing sent; with `--accept-new-key`, the key is taken,
+/// kept in the file, and the message delivered. (The new key shows when
+/// bob's program, not knowing alice's, starts a handshake with her.)
+#[test]
+fn send_exits_1_on_a_changed_key_unless_told_to_accept() {
+    let srv = Server::start();
+    let server = srv.addr.to_string();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (a.path(), b.path());
+    let bob_key = key_of(b);
+    key_of(a);
+    let wrong = "66".repeat(32);
+    fs::write(a.join("parley/known_peers"), format!("bob {wrong}\n")).unwrap();
+
+    let send = |extra: &[&str], text: &str| {
+        let mut args = vec!["send", "--server", &server, "--id", "alice", "--to", "bob"];
+        args.extend_from_slice(extra);
+        args.push(text);
+        Parley::spawn_at(a, &args)
+    };
+    for accept in [false, true] {
+        let mut bob = Parley::spawn_at(b, &["--server", &server, "--id", "bob"]);
+        wait_line(&bob.out, "You are bob", T);
+        let mut alice = if accept {
+            send(&["--accept-new-key"], "it is you after all")
+        } else {
+            send(&[], "are you there?")
+        };
+        wait_line(&bob.out, "* alice joined", T);
+        bob.type_line("/msg alice hi alice");
+        if !accept {
+            assert_eq!(alice.wait_exit(T), Some(1));
+            thread::sleep(Duration::from_millis(100));
+            let err = alice.err_seen.lock().unwrap().join("\n");
+            assert!(
+                err.contains("bob's key has changed")
+                    && err.contains("nothing was sent")
+                    && err.contains("--accept-new-key"),
+                "{err}"
+            );
+            assert_eq!(pinned(a, "bob"), Some(wrong.clone()), "the pin stays");
+            let bob_saw = bob.out_seen.lock().unwrap().join("\n");
+            assert!(!bob_saw.contains("are you there"), "{bob_saw}");
+        } else {
+            assert_eq!(alice.wait_exit(T), Some(0));
+            assert_eq!(
+                wait_line(&bob.out, "after all", T),
+                "[alice] it is you after all"
+            );
+            let err = alice.err_seen.lock().unwrap().join("\n");
+            assert!(err.contains("accepted bob's new key"), "{err}");
+            assert_eq!(pinned(a, "bob"), Some(bob_key.clone()));
+        }
+        bob.type_line("/quit");
+        bob.wait_exit(T);
+    }
+}
