@@ -50,6 +50,8 @@ pub(super) struct Responding {
     pub(super) state: RespState,
 }
 
+// No allocator to box the handshake into; the table holds a few of these.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum RespState {
     /// XX: waiting for the initiator's third message.
     Xx(Handshake),
@@ -592,6 +594,8 @@ impl Client {
             peer.cur = None;
             return false;
         };
+        #[cfg(test)]
+        super::tests::tap(&buf[..TRANSPORT_HEADER + len], inner);
         self.push_out(path, &buf[..TRANSPORT_HEADER + len]);
         true
     }

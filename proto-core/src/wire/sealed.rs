@@ -48,6 +48,11 @@ pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - TRANSPORT_HEADER - TAG;
 pub const INITIATION_MIN: usize = 192;
 /// The longest response: header, XX's `e, ee, s, es` and an empty payload.
 pub const RESPONSE_MAX: usize = 1 + 4 + 4 + 32 + 48 + 16;
+const _: () = assert!(
+    INITIATION_MIN >= RESPONSE_MAX,
+    "a response never outgrows its initiation"
+);
+
 /// The longest hello: an id of 32 bytes, its length, session and counter.
 pub const HELLO_MAX: usize = 1 + 32 + 8 + 8;
 
@@ -352,7 +357,6 @@ mod tests {
             noise: &[1; 32],
         };
         assert_eq!(s.len(), INITIATION_MIN);
-        assert!(INITIATION_MIN >= RESPONSE_MAX);
         let mut buf = [0u8; MAX_DATAGRAM];
         let n = s.emit(&mut buf).unwrap();
         // Unpadded, or with junk in the padding: refused.

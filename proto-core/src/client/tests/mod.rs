@@ -22,6 +22,7 @@ use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
 mod chat;
 mod fuzz;
 mod path;
+mod secure;
 mod server;
 
 const SERVER: &str = "10.0.0.1:9999";
@@ -119,8 +120,14 @@ struct Net {
     faults: Faults,
     /// Every datagram put on the wire: (time, src, dst, text).
     log: Vec<(Instant, SocketAddr, SocketAddr, String)>,
+    /// The bytes of each datagram in `log`, in the same order.
+    raw: Vec<Vec<u8>>,
+    /// Clients whose events are left unread (the application is busy).
+    unread: Vec<SocketAddr>,
     /// Addresses whose traffic (both ways) is dropped.
     cut: Vec<SocketAddr>,
+    /// Addresses whose outgoing traffic is dropped.
+    mute: Vec<SocketAddr>,
     /// Datagrams that reached addresses with no client (seed stand-ins).
     inbox: Vec<(SocketAddr, SocketAddr, String)>,
     next_entropy: u8,
@@ -128,9 +135,36 @@ struct Net {
     first_seen: BTreeMap<SocketAddr, Vec<String>>,
 }
 
-/// A datagram as the log shows it: text as text, sealed ones by kind.
+std::thread_local! {
+    /// Sealed transport datagrams and the peer message inside each, as
+    /// the sender sealed them: the test's view through the encryption.
+    static SEALED: core::cell::RefCell<BTreeMap<Vec<u8>, String>> =
+        const { core::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Called by the client (test builds only) for every datagram it seals.
+pub(super) fn tap(datagram: &[u8], inner: &[u8]) {
+    SEALED.with(|m| {
+        m.borrow_mut().insert(
+            datagram.to_vec(),
+            String::from_utf8_lossy(inner).into_owned(),
+        )
+    });
+}
+
+/// What a sealed transport datagram carries, if a client sealed it.
+fn inside(datagram: &[u8]) -> Option<String> {
+    SEALED.with(|m| m.borrow().get(datagram).cloned())
+}
+
+/// A datagram as the log shows it: text as text, a sealed transport
+/// datagram as the peer message inside it (the test sees through the
+/// encryption; [`Net::raw`] has the bytes on the wire), handshakes by kind.
 fn label(bytes: &[u8]) -> String {
     use crate::wire::sealed;
+    if let Some(inner) = inside(bytes) {
+        return inner;
+    }
     match bytes.first() {
         Some(&sealed::INITIATION) => format!("[init {}]", bytes.len()),
         Some(&sealed::RESPONSE) => format!("[resp {}]", bytes.len()),
@@ -157,7 +191,10 @@ impl Net {
             dice: Dice(0x2545_f491_4f6c_dd1d),
             faults: Faults::default(),
             log: Vec::new(),
+            raw: Vec::new(),
+            unread: Vec::new(),
             cut: Vec::new(),
+            mute: Vec::new(),
             inbox: Vec::new(),
             next_entropy: 1,
             first_seen: BTreeMap::new(),
@@ -210,7 +247,8 @@ impl Net {
     /// Put a datagram on the wire, with the network's faults.
     fn put(&mut self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
         self.log.push((self.now, src, dst, label(bytes)));
-        if self.cut.contains(&src) || self.cut.contains(&dst) {
+        self.raw.push(bytes.to_vec());
+        if self.cut.contains(&src) || self.cut.contains(&dst) || self.mute.contains(&src) {
             return;
         }
         let f = self.faults;
@@ -245,7 +283,7 @@ impl Net {
                 let Some(t) = t else { break };
                 self.put(a, t.dst, &t.payload);
             }
-            loop {
+            while !self.unread.contains(&a) {
                 let c = self.clients.get_mut(&a).unwrap();
                 let Some(e) = c.poll_event() else { break };
                 let s = show(&e);
@@ -328,6 +366,16 @@ impl Net {
 
     fn take(&mut self, at: SocketAddr) -> Vec<String> {
         core::mem::take(self.events.get_mut(&at).unwrap())
+    }
+
+    /// The bytes of the datagrams sent by `src` whose text starts with `prefix`.
+    fn sent_raw(&self, src: SocketAddr, prefix: &str) -> Vec<Vec<u8>> {
+        self.log
+            .iter()
+            .zip(&self.raw)
+            .filter(|((_, s, _, t), _)| *s == src && t.starts_with(prefix))
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// Datagrams sent by `src` whose text starts with `prefix`.
