@@ -96,9 +96,13 @@ TWO PEOPLE, TWO TERMINALS:
   parley --id bob                    # terminal 2, then type: /msg alice hi
 
 KEYS:
-  Each parley has a key pair; the first key seen for a peer is kept in the
-  known-peers file, as SSH keeps hosts' keys, and a peer that later shows
-  another key is warned about, never trusted silently.
+  Each parley has a key pair, and chat between parleys is encrypted and
+  authenticated with it. The first key seen for a peer is kept in the
+  known-peers file, as SSH keeps hosts' keys; a peer that later shows
+  another key is warned about and nothing is sent to it until you accept,
+  never trusted silently. To be sure nobody sat in between even the first
+  time, compare safety numbers (/verify ID) by voice. The seed's Python
+  client has no key: its messages are shown as (unverified, seed client).
 
 EXIT STATUS:
   0 done; 1 failed (not delivered, unknown peer, no answer from the server,
