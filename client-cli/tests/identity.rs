@@ -219,3 +219,26 @@ fn the_chat_s_whoami_and_help() {
     p.type_line("/quit");
     assert_eq!(p.wait_exit(T), Some(0));
 }
+
+#[test]
+fn parleys_started_together_agree_on_one_identity() {
+    let cfg = tempfile::tempdir().unwrap();
+    let runs: Vec<Parley> = (0..6)
+        .map(|_| Parley::spawn_at(cfg.path(), &["whoami"]))
+        .collect();
+    let mut fps = Vec::new();
+    for mut p in runs {
+        assert_eq!(p.wait_exit(T), Some(0));
+        std::thread::sleep(Duration::from_millis(50));
+        let out = p.out_seen.lock().unwrap().join("\n");
+        fps.push(field(&out, "fingerprint").to_string());
+    }
+    fps.sort();
+    fps.dedup();
+    assert_eq!(fps.len(), 1, "one identity for all: {fps:?}");
+    let names: Vec<_> = fs::read_dir(cfg.path().join("parley"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["identity"], "no temporary file left behind");
+}
