@@ -52,7 +52,7 @@ const REPLIES: &[(&str, &str)] = &[
     ("cookie", "COOKIE 16 0123456789abcdef 127.0.0.1:10520"),
     ("regd", "REGD 17 alice 120 127.0.0.1:10520 00000000deadbeef"),
     ("alive", "ALIVE 18 120 [2001:db8::1]:10520 4711"),
-    ("at", "AT 19 alice 127.0.0.1:10520"),
+    ("at", "AT 19 alice 127.0.0.1:10520 -"),
     ("subd", "SUBD 22 4711"),
     ("unsubd", "UNSUBD 23"),
     ("bye", "BYE 24 alice"),
@@ -61,7 +61,7 @@ const REPLIES: &[(&str, &str)] = &[
         "STATS 25 datagrams_in=123456 datagrams_out=123450 occupancy=1000000",
     ),
     ("err", "ERR 19 no-such-id"),
-    ("punch", "PUNCH alice 127.0.0.1:10520"),
+    ("punch", "PUNCH alice 127.0.0.1:10520 -"),
     ("events", "EVENTS 4700 4711 +carol +dave -dave -erin +frank"),
     ("resync", "RESYNC 4711"),
 ];

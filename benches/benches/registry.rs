@@ -31,6 +31,7 @@ fn entry(id: &IdBuf, i: usize, expires: Instant) -> Entry {
         expires,
         lease: 120,
         owner: Owner::Token(Token(i as u64)),
+        key: Some(proto_core::wire::PublicKey([i as u8; 32])),
         sub: Subscription::None,
         sub_seq: 0,
         sub_sent: Instant(0),

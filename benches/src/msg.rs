@@ -159,7 +159,8 @@ impl<'a> W<'a> {
 pub enum Req {
     /// `HELLO`, padded so the server may answer.
     Hello,
-    /// `REG id lease`.
+    /// `REG id lease - key`: every registration brings a public key, so the
+    /// table holds keys and lookups answer with them, as for Parley clients.
     Reg(IdRef, u32),
     /// `LOOKUP id`.
     Lookup(IdRef),
@@ -175,6 +176,21 @@ pub enum Req {
     SeedPeer(IdRef),
     /// Seed `Quit id` (no reply).
     SeedQuit(IdRef),
+}
+
+/// The 32-byte public key the generator registers `id` with, as four
+/// 64-bit words (distinct per id; any 32 bytes will do for the server).
+pub fn key_of(id: IdRef) -> [u64; 4] {
+    let mut x =
+        (u64::from(id.n) << 8 | u64::from(id.kind.letter())).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    core::array::from_fn(|_| {
+        // SplitMix64 steps.
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
 }
 
 /// Padding after `HELLO`: the `COOKIE` reply must not be longer than the
@@ -196,7 +212,11 @@ pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) 
         }
         Req::Reg(id, lease) => {
             head(&mut w, b"REG");
-            w.id(prefix, id).put(b" ").dec(u64::from(lease));
+            w.id(prefix, id).put(b" ").dec(u64::from(lease)).put(b" -");
+            w.put(b" ");
+            for part in key_of(id) {
+                w.hex16(part);
+            }
         }
         Req::Lookup(id) => {
             head(&mut w, b"LOOKUP");
@@ -392,14 +412,21 @@ mod tests {
             Ok(Request::Lookup { id, .. }) if id.as_str() == "lgp42"
         ));
         let s = text(Req::Reg(id, 3600), 5);
+        let want: Vec<u8> = key_of(id).iter().flat_map(|w| w.to_be_bytes()).collect();
         assert!(matches!(
             Request::parse(s.as_bytes()),
             Ok(Request::Register {
                 lease: Some(3600),
                 token: None,
+                key: Some(k),
                 ..
-            })
+            }) if k.0[..] == want[..]
         ));
+        let other = IdRef {
+            kind: IdKind::Prefill,
+            n: 43,
+        };
+        assert_ne!(key_of(id), key_of(other));
         let s = text(Req::Quit(id, 0xff), 5);
         assert!(s.ends_with(" lgp42 00000000000000ff"), "{s}");
         assert!(matches!(
@@ -465,7 +492,7 @@ mod tests {
             }
         );
         assert_eq!(
-            classify(b"AT 3 lgp9 127.0.0.2:77"),
+            classify(b"AT 3 lgp9 127.0.0.2:77 -"),
             Rx::Answer {
                 tx: 3,
                 what: Answer::At(b"lgp9")

@@ -22,7 +22,7 @@ use proto_core::wire::reply::{ChangeSeq, IdSeq, StatSeq};
 use proto_core::wire::request::{Header, MAX_LEASE_SECS};
 use proto_core::wire::seed::{SeedList, emit_list};
 use proto_core::wire::{
-    Cookie, ErrorCode, Id, Reply, Request, SeedReply, SeedRequest, Token, TxId,
+    Cookie, ErrorCode, Id, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token, TxId,
 };
 use proto_core::{MAX_DATAGRAM, SEED_MAX_LIST};
 
@@ -123,6 +123,11 @@ fn request(u: &mut Unstructured<'_>) -> Result<()> {
                 None
             },
             token: if u.arbitrary()? { Some(m.token) } else { None },
+            key: if u.arbitrary()? {
+                Some(PublicKey(u.arbitrary()?))
+            } else {
+                None
+            },
         },
         2 => Request::Keepalive {
             h,
@@ -211,6 +216,15 @@ fn counter(u: &mut Unstructured<'_>) -> Result<String> {
     Ok(format!("{key}={v}"))
 }
 
+/// A peer's kind: a key, a seed client or neither.
+fn kind(u: &mut Unstructured<'_>) -> Result<PeerKind> {
+    Ok(match u.int_in_range(0u8..=2)? {
+        0 => PeerKind::Seed,
+        1 => PeerKind::Keyless,
+        _ => PeerKind::Key(PublicKey(u.arbitrary()?)),
+    })
+}
+
 /// A reply fits 1200 bytes and parses back whole, or `emit` refuses it.
 fn reply(u: &mut Unstructured<'_>) -> Result<()> {
     let m = Material::new(u)?;
@@ -238,7 +252,12 @@ fn reply(u: &mut Unstructured<'_>) -> Result<()> {
             addr: a,
             seq: m.n2,
         },
-        3 => Reply::At { tx, id, addr: a },
+        3 => Reply::At {
+            tx,
+            id,
+            addr: a,
+            kind: kind(u)?,
+        },
         4 => Reply::Page {
             tx,
             next: m.n1,
@@ -255,7 +274,11 @@ fn reply(u: &mut Unstructured<'_>) -> Result<()> {
             tx: if u.arbitrary()? { Some(tx) } else { None },
             code: *u.choose(&ErrorCode::ALL)?,
         },
-        10 => Reply::Punch { id, addr: a },
+        10 => Reply::Punch {
+            id,
+            addr: a,
+            kind: kind(u)?,
+        },
         11 if !changes.is_empty() => Reply::Events {
             first: m.n1,
             last: m.n2,

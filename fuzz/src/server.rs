@@ -19,11 +19,19 @@
 //!   the model knows is registered);
 //! - an id is served at an address that may own it, a token-owned id is
 //!   never taken over or renewed without its token, no id is listed twice;
+//! - a registration's key never changes while it lives: a `REG` that
+//!   carries another key is never answered `REGD`, `key-taken` answers only
+//!   a `REG` that brings a key other than the live one, and `AT` and
+//!   `PUNCH` report the key the registration was made with (`seed` never
+//!   for a token-owned id);
 //! - a cookie not issued to the source, or stale, is refused, and a fresh
 //!   one is accepted;
 //! - fan-out never exceeds `fanout_per_sec` (a token bucket with a burst of
 //!   one second);
 //! - in strict mode no seed verb has any effect or reply;
+//! - an `ERR` reply, to any verb, or a seed refusal leaves every live
+//!   registration exactly as it was (address, lease, owner, subscription);
+//! - `ID2 ` from an address that holds no seed id starts no list round;
 //! - an address that never proved it receives (echoed its cookie; in
 //!   non-strict mode, or sent a seed verb) is sent at most 3x the bytes it
 //!   sent.
@@ -34,9 +42,13 @@ use std::net::{SocketAddr, SocketAddrV6};
 use arbitrary::{Result, Unstructured};
 use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
+use proto_core::registry::{Entry, Owner};
 use proto_core::server::{Config, Layout, Server, Storage, VecOutbox};
 use proto_core::time::Millis;
-use proto_core::wire::{Cookie, ErrorCode, Reply, Request, SeedReply, SeedRequest, Token};
+use proto_core::wire::seed::Refusal;
+use proto_core::wire::{
+    Cookie, ErrorCode, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token,
+};
 use proto_core::{Instant, MAX_DATAGRAM, SEED_MAX_LIST};
 
 use crate::make::{self, same_ext};
@@ -45,6 +57,8 @@ use crate::make::{self, same_ext};
 const MAX_STEPS: usize = 200;
 /// The admin token of configurations that have one.
 const ADMIN: Token = Token(0xad_0000_0000_00ad);
+/// The public keys templates register with.
+const KEYS: [PublicKey; 2] = [PublicKey([0x11; 32]), PublicKey([0x22; 32])];
 
 /// The sources: loopback and not, IPv4 and IPv6, two in one /64, an
 /// IPv4-mapped one, and one with a flow label and a scope id.
@@ -226,6 +240,10 @@ struct Model {
     cookies: BTreeMap<SocketAddr, Vec<(u64, Cookie)>>,
     /// Tokens the server handed out, by id.
     tokens: BTreeMap<String, Token>,
+    /// The kind of the registration each token (by value) was issued for: the server
+    /// never issues a token twice, and a registration's key never changes,
+    /// so a token names one kind for good.
+    kinds: BTreeMap<u64, PeerKind>,
     bytes_in: BTreeMap<SocketAddr, u64>,
     bytes_out: BTreeMap<SocketAddr, u64>,
     /// Sources that echoed a cookie the server accepted.
@@ -248,6 +266,7 @@ impl Model {
             ids: BTreeMap::new(),
             cookies: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            kinds: BTreeMap::new(),
             bytes_in: BTreeMap::new(),
             bytes_out: BTreeMap::new(),
             validated: BTreeSet::new(),
@@ -301,6 +320,26 @@ impl Model {
             .iter()
             .any(|&a| if exact { a == addr } else { same_ext(a, addr) });
         assert!(ok, "{id} served at {addr}, which never held it: {s:?}");
+    }
+
+    /// The kind the live registration of `id` must be reported with, if
+    /// the model knows it.
+    fn known_kind(&self, id: &str, now: Instant) -> Option<PeerKind> {
+        let s = self.ids.get(id).filter(|s| now.0 < s.sure_until)?;
+        self.kinds.get(&s.token?.0).copied()
+    }
+
+    /// `id` was reported (in `AT` or `PUNCH`) with `kind` at `now`.
+    fn reported(&self, id: &str, kind: PeerKind, now: Instant) {
+        if let Some(k) = self.known_kind(id, now) {
+            assert_eq!(kind, k, "{id} reported as {kind:?}, registered as {k:?}");
+        }
+        if kind == PeerKind::Seed {
+            assert!(
+                !self.surely_live(id, now),
+                "{id}, token-owned, reported as a seed client"
+            );
+        }
     }
 
     /// `id` was reported missing at `now`.
@@ -473,11 +512,13 @@ impl Harness<'_> {
                     format!("HELLO {tx} {}", ".".repeat(pad))
                 }
             }
-            2 | 3 => match u.int_in_range(0u8..=3)? {
+            2 | 3 => match u.int_in_range(0u8..=5)? {
                 0 => format!("REG {tx} {c} {id}"),
                 1 => format!("REG {tx} {c} {id} {}", u.int_in_range(0..=30)?),
                 2 => format!("REG {tx} {c} {id} - {t}"),
-                _ => format!("REG {tx} {c} {id} {} {t}", u.int_in_range(0..=30)?),
+                3 => format!("REG {tx} {c} {id} {} {t}", u.int_in_range(0..=30)?),
+                4 => format!("REG {tx} {c} {id} - - {}", u.choose(&KEYS)?),
+                _ => format!("REG {tx} {c} {id} - {t} {}", u.choose(&KEYS)?),
             },
             4 => format!("KEEP {tx} {c} {id} {t}"),
             5 => format!("LOOKUP {tx} {c} {id}"),
@@ -656,6 +697,7 @@ impl Harness<'_> {
             } else {
                 match SeedReply::parse(&bytes) {
                     Ok(SeedReply::Message(_)) | Err(_) => panic!("the server sent {text:?}"),
+                    Ok(SeedReply::Refused(_)) => Sent::Seed(text),
                     Ok(SeedReply::List(_)) => {
                         assert!(bytes.len() <= SEED_MAX_LIST, "a {}-byte List", bytes.len());
                         Sent::Seed(text)
@@ -668,9 +710,24 @@ impl Harness<'_> {
         v
     }
 
+    /// The live registrations, by id: what an error must leave alone.
+    fn live_entries(&self) -> BTreeMap<String, Entry> {
+        self.server
+            .entries()
+            .filter(|e| e.expires > self.now)
+            .map(|e| (String::from_utf8_lossy(e.id.as_bytes()).into_owned(), *e))
+            .collect()
+    }
+
     fn deliver(&mut self, src: SocketAddr, d: &[u8]) {
         *self.model.bytes_in.entry(src).or_default() += d.len() as u64;
         let before = self.server.stats().clone();
+        let table_before = self.live_entries();
+        // Whether `src` holds a seed id: surely (a live one), or perhaps (an
+        // expired one the server has not reclaimed yet still counts).
+        let seed_holder = |e: &Entry| e.owner == Owner::Address && e.addr == src;
+        let holds_surely = table_before.values().any(seed_holder);
+        let holds_perhaps = self.server.entries().any(seed_holder);
         self.server.handle(self.now, src, d, &mut *self.out);
         let sent = self.drain();
         let is_seed = d.starts_with(b"ID ")
@@ -688,6 +745,34 @@ impl Harness<'_> {
         }
         assert!(to_src.len() <= 1, "{d:?} got {to_src:?}");
         let reply = to_src.pop();
+        let refused = reply.as_deref().is_some_and(|r| {
+            matches!(Reply::parse(r.as_bytes()), Ok(Reply::Error { .. }))
+                || matches!(SeedReply::parse(r.as_bytes()), Ok(SeedReply::Refused(_)))
+        });
+        if refused {
+            assert_eq!(
+                self.live_entries(),
+                table_before,
+                "{:?} from {src} was refused with {reply:?}, yet changed the table",
+                String::from_utf8_lossy(d)
+            );
+        }
+        let after = self.server.stats();
+        let taken = after.requests_of("seed_id2") > before.requests_of("seed_id2");
+        if taken && d.starts_with(b"ID2") {
+            // Refused (counted, no round) exactly when the sender holds no
+            // seed id; a wrong "holds" would need two hash collisions at once.
+            let refused = after.seed_refused > before.seed_refused;
+            if !holds_perhaps {
+                assert!(refused, "ID2 from {src}, which holds no seed id, was taken");
+            }
+            if holds_surely {
+                assert!(
+                    !refused,
+                    "ID2 from {src}, which holds a seed id, was refused"
+                );
+            }
+        }
         if is_seed {
             assert!(others.is_empty(), "a seed verb sent {others:?}");
             self.seed(src, d, reply.as_deref(), &before);
@@ -727,9 +812,19 @@ impl Harness<'_> {
         };
         match req {
             SeedRequest::Id(id) => {
-                assert_eq!(reply, None, "ID is never answered");
+                let refusal = reply.map(|r| match SeedReply::parse(r.as_bytes()) {
+                    Ok(SeedReply::Refused(why)) => why,
+                    other => panic!("ID answered with {other:?}"),
+                });
+                if let Some(Refusal::Taken(taken)) = refusal {
+                    assert_eq!(taken, id, "the refusal names the id asked for");
+                    assert!(
+                        self.model.live(id.as_str(), now).is_some(),
+                        "{id} refused as taken, but its lease had ended"
+                    );
+                }
                 let id = id.as_str();
-                if !self.model.surely_live(id, now) {
+                if refusal.is_none() && !self.model.surely_live(id, now) {
                     let until = now.0 + u64::from(self.model.cfg.seed_lease) * 1000;
                     let s = self.model.id(id);
                     s.addrs.insert(src);
@@ -850,7 +945,11 @@ impl Harness<'_> {
         let err = |r: &Option<Reply<'_>>| matches!(r, None | Some(Reply::Error { .. }));
         match req {
             Request::Register {
-                id, lease, token, ..
+                id,
+                lease,
+                token,
+                key,
+                ..
             } => match rep {
                 Some(Reply::Registered {
                     tx,
@@ -893,9 +992,32 @@ impl Harness<'_> {
                             }
                         }
                     }
+                    // A token never seen names a new registration, which
+                    // takes the key it brings; an old one keeps its key.
+                    match (m.kinds.get(&t.0).copied(), key) {
+                        (None, k) => {
+                            m.kinds
+                                .insert(t.0, k.map_or(PeerKind::Keyless, PeerKind::Key));
+                        }
+                        (Some(was), Some(k)) => {
+                            assert_eq!(was, PeerKind::Key(k), "{id} renewed under another key")
+                        }
+                        (Some(_), None) => {}
+                    }
                     let until = now.0 + u64::from(l) * 1000;
                     m.definite(id.as_str(), src, until, t);
                     m.tokens.insert(id.as_str().to_owned(), t);
+                }
+                Some(Reply::Error {
+                    code: ErrorCode::KeyTaken,
+                    ..
+                }) => {
+                    let k = key.expect("key-taken for a REG without a key");
+                    assert_ne!(
+                        m.known_kind(id.as_str(), now),
+                        Some(PeerKind::Key(k)),
+                        "key-taken for {id}'s own key"
+                    );
                 }
                 ref r if err(r) => {}
                 r => panic!("REG answered with {r:?}"),
@@ -919,9 +1041,15 @@ impl Harness<'_> {
                 r => panic!("KEEP answered with {r:?}"),
             },
             Request::Lookup { id, .. } => match rep {
-                Some(Reply::At { tx, id: rid, addr }) => {
+                Some(Reply::At {
+                    tx,
+                    id: rid,
+                    addr,
+                    kind,
+                }) => {
                     assert_eq!((tx, rid), (h.tx, id));
                     m.served(id.as_str(), addr, now, false);
+                    m.reported(id.as_str(), kind, now);
                 }
                 Some(Reply::Error {
                     code: ErrorCode::NoSuchId,
@@ -933,9 +1061,15 @@ impl Harness<'_> {
             Request::Introduce {
                 id, token, target, ..
             } => match rep {
-                Some(Reply::At { tx, id: rid, addr }) => {
+                Some(Reply::At {
+                    tx,
+                    id: rid,
+                    addr,
+                    kind,
+                }) => {
                     assert_eq!((tx, rid), (h.tx, target));
                     m.owned_by(id.as_str(), token, now);
+                    m.reported(target.as_str(), kind, now);
                     let s = m.id(id.as_str());
                     s.addrs = BTreeSet::from([src]);
                     if id != target {
@@ -947,9 +1081,14 @@ impl Harness<'_> {
                     let (dst, p) = &punches[0];
                     assert!(same_ext(*dst, addr), "PUNCH went to {dst}, not {addr}");
                     match Reply::parse(p.as_bytes()) {
-                        Ok(Reply::Punch { id: pid, addr: pa }) => {
+                        Ok(Reply::Punch {
+                            id: pid,
+                            addr: pa,
+                            kind: pk,
+                        }) => {
                             assert_eq!(pid, id);
                             assert!(same_ext(pa, src));
+                            m.reported(id.as_str(), pk, now);
                         }
                         other => panic!("{other:?}"),
                     }
@@ -958,13 +1097,7 @@ impl Harness<'_> {
                         "PUNCH to {dst}, which never proved its address"
                     );
                 }
-                ref r if err(r) => {
-                    assert!(punches.is_empty());
-                    // The requester is rebound before the target is looked up.
-                    if m.live(id.as_str(), now).is_some() {
-                        m.id(id.as_str()).addrs.insert(src);
-                    }
-                }
+                ref r if err(r) => assert!(punches.is_empty()),
                 r => panic!("INTRO answered with {r:?}"),
             },
             Request::List { cursor, .. } => match rep {

@@ -129,11 +129,17 @@ fn is_seed_request(d: &str) -> bool {
 }
 
 fn is_seed_reply(d: &str) -> bool {
-    d.starts_with("List ") || d.starts_with("Peer ") || d == "NoPeer"
+    d.starts_with("List ") || d.starts_with("Peer ") || d == "NoPeer" || is_refusal(d)
 }
 
+/// A seed `Message` from the server: an `ID` refused.
+fn is_refusal(d: &str) -> bool {
+    matches!(SeedReply::parse(d.as_bytes()), Ok(SeedReply::Refused(_)))
+}
+
+/// A seed `Message` from another client (the server never sees it).
 fn is_message(d: &str) -> bool {
-    d.starts_with("Message ")
+    d.starts_with("Message ") && !is_refusal(d)
 }
 
 // Kinds, numbered by exhaustive matches: a new variant does not compile
@@ -142,7 +148,7 @@ const REQUEST_KINDS: [&str; 14] = [
     "HELLO", "REG", "KEEP", "LOOKUP", "INTRO", "LIST", "SUB", "UNSUB", "QUIT", "STATS", "ID",
     "Peer", "Quit", "ID2",
 ];
-const REPLY_KINDS: [&str; 17] = [
+const REPLY_KINDS: [&str; 18] = [
     "COOKIE",
     "REGD",
     "ALIVE",
@@ -160,6 +166,7 @@ const REPLY_KINDS: [&str; 17] = [
     "Peer (tuple)",
     "NoPeer",
     "Message",
+    "Message (refusal)",
 ];
 
 fn request_kind(r: &Request<'_>) -> usize {
@@ -210,6 +217,7 @@ fn seed_reply_kind(r: &SeedReply<'_>) -> usize {
         SeedReply::Peer(_) => 14,
         SeedReply::NoPeer => 15,
         SeedReply::Message(_) => 16,
+        SeedReply::Refused(_) => 17,
     }
 }
 

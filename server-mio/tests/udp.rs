@@ -38,15 +38,15 @@ fn extended_verbs_end_to_end() {
     let b_addr = b.local_addr().unwrap();
     assert_eq!(
         ask(&b, srv.addr, &format!("LOOKUP 1 {cb} alice")),
-        format!("AT 1 alice {a_addr}")
+        format!("AT 1 alice {a_addr} -")
     );
     let r = ask(&a, srv.addr, &format!("KEEP 2 {ca} alice {ta}"));
     assert!(r.starts_with(&format!("ALIVE 2 120 {a_addr} ")), "{r}");
     // Introduction: bob hears of alice, alice learns where bob is.
     a.send_to(format!("INTRO 3 {ca} alice {ta} bob").as_bytes(), srv.addr)
         .unwrap();
-    assert_eq!(recv(&b).unwrap(), format!("PUNCH alice {a_addr}"));
-    assert_eq!(recv(&a).unwrap(), format!("AT 3 bob {b_addr}"));
+    assert_eq!(recv(&b).unwrap(), format!("PUNCH alice {a_addr} -"));
+    assert_eq!(recv(&a).unwrap(), format!("AT 3 bob {b_addr} -"));
     // Presence: bob subscribes, carol arrives.
     let r = ask(&b, srv.addr, &format!("SUB 4 {cb} bob {tb}"));
     assert!(r.starts_with("SUBD 4 "), "{r}");
@@ -229,7 +229,7 @@ fn ipv6_loopback_works() {
     let (c, _) = register(&s, srv.addr, "v6");
     assert_eq!(
         ask(&s, srv.addr, &format!("LOOKUP 1 {c} v6")),
-        format!("AT 1 v6 [::1]:{port}")
+        format!("AT 1 v6 [::1]:{port} -")
     );
 }
 

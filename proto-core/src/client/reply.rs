@@ -16,7 +16,7 @@ use super::{Client, MAX_REQUESTS};
 impl Client {
     pub(super) fn on_reply(&mut self, now: Instant, reply: Reply<'_>) {
         match reply {
-            Reply::Punch { id, addr } => {
+            Reply::Punch { id, addr, .. } => {
                 self.server_answered();
                 if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
                     return;

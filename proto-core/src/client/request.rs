@@ -176,6 +176,7 @@ impl Client {
                 id,
                 lease: self.cfg.lease,
                 token: self.token,
+                key: None,
             }),
             Req::Keep => me.map(|id| Request::Keepalive { h, id, token }),
             Req::Subscribe => me.map(|id| Request::Subscribe { h, id, token }),

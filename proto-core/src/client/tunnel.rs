@@ -11,7 +11,8 @@ use crate::secure::{Handshake, Pattern, Session};
 use crate::time::{Instant, Millis};
 use crate::wire::peer::PeerMsg;
 use crate::wire::sealed::{
-    HELLO_MAX, Hello, MAX_PLAINTEXT, Sealed, TRANSPORT_HEADER, transport_header,
+    HELLO_MAX, Hello, MAX_INITIATION_NOISE, MAX_PLAINTEXT, Sealed, TRANSPORT_HEADER, hex_decode,
+    hex_encode, transport_header,
 };
 use crate::wire::{Id, IdBuf};
 
@@ -172,10 +173,14 @@ impl Client {
             return;
         };
         let local = self.new_index();
+        let mut hex = [0u8; 2 * MAX_INITIATION_NOISE];
+        let Ok(hex) = hex_encode(&noise[..n], &mut hex) else {
+            return;
+        };
         let d = Sealed::Initiation {
             pattern: hs.pattern().code(),
             sender: local,
-            noise: &noise[..n],
+            hex,
         };
         let mut targets = self.peers[p].cands.clone();
         if let Some(path) = self.peers[p].path {
@@ -204,8 +209,14 @@ impl Client {
             Sealed::Initiation {
                 pattern,
                 sender,
-                noise,
-            } => self.on_initiation(now, src, pattern, sender, noise),
+                hex,
+            } => {
+                let mut noise = [0u8; MAX_INITIATION_NOISE];
+                match hex_decode(hex, &mut noise) {
+                    Ok(n) => self.on_initiation(now, src, pattern, sender, &noise[..n]),
+                    Err(_) => false,
+                }
+            }
             Sealed::Response {
                 sender,
                 receiver,

@@ -9,7 +9,7 @@
 //! refusal need two collisions at once.
 
 use core::hash::Hasher;
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use siphasher::sip::SipHasher13;
 
@@ -142,6 +142,17 @@ impl<'a> RateLimiter<'a> {
             false
         }
     }
+
+    /// Give `ip` back the token an [`Self::allow`] took for something that
+    /// was not done after all (never beyond the burst).
+    pub fn refund(&mut self, ip: IpAddr) {
+        if self.cells.is_empty() {
+            return;
+        }
+        let i = source_hash(self.key, ip) as usize % self.cells.len();
+        let c = &mut self.cells[i];
+        c.tokens_milli = c.tokens_milli.saturating_add(1000).min(self.burst_milli);
+    }
 }
 
 /// How many ids each source holds, in fixed memory.
@@ -174,8 +185,21 @@ impl<'a> Quota<'a> {
         }
     }
 
-    fn cells_of(&self, ip: IpAddr) -> (usize, usize) {
+    /// Count one more id for `ip`; `false` (and nothing counted) if it holds `max`.
+    pub fn try_acquire(&mut self, ip: IpAddr) -> bool {
         let h = source_hash(self.key, ip);
+        self.try_acquire_all(&[(h, self.max)])
+    }
+
+    /// Count one id fewer for `ip`: undo exactly one earlier successful
+    /// [`Self::try_acquire`] for the same source. Releasing what was never
+    /// acquired would lower counts that colliding sources share.
+    pub fn release(&mut self, ip: IpAddr) {
+        let h = source_hash(self.key, ip);
+        self.release_all(&[h]);
+    }
+
+    fn cells_of(&self, h: u64) -> (usize, usize) {
         let n = self.cells.len();
         let a = (h as u32 as usize) % n;
         let mut b = ((h >> 32) as usize) % n;
@@ -185,35 +209,219 @@ impl<'a> Quota<'a> {
         (a, b)
     }
 
-    /// Count one more id for `ip`; `false` (and nothing counted) if it holds `max`.
-    pub fn try_acquire(&mut self, ip: IpAddr) -> bool {
+    /// The count-min estimate for the key hashed to `h`.
+    fn count(&self, h: u64) -> u16 {
+        let (a, b) = self.cells_of(h);
+        self.cells[a].0.min(self.cells[b].0)
+    }
+
+    /// Count one more for every `(hash, max)` in `keys`, or for none of
+    /// them if any is at its `max`.
+    fn try_acquire_all(&mut self, keys: &[(u64, u16)]) -> bool {
         if self.cells.len() < 2 {
             return true;
         }
-        let (a, b) = self.cells_of(ip);
-        if self.cells[a].0.min(self.cells[b].0) >= self.max {
-            return false;
+        for &(h, max) in keys {
+            if self.count(h) >= max {
+                return false;
+            }
+            // A cell that cannot count every increment of this call would
+            // make the matching release undo something never done: refuse.
+            let (a, b) = self.cells_of(h);
+            let room = u16::MAX - 2 * keys.len() as u16;
+            if self.cells[a].0 > room || self.cells[b].0 > room {
+                return false;
+            }
         }
-        // A cell that cannot count one more would make the matching release
-        // undo something this acquire never did: refuse instead.
-        if self.cells[a].0 == u16::MAX || self.cells[b].0 == u16::MAX {
-            return false;
+        for &(h, _) in keys {
+            let (a, b) = self.cells_of(h);
+            self.cells[a].0 += 1;
+            self.cells[b].0 += 1;
         }
-        self.cells[a].0 += 1;
-        self.cells[b].0 += 1;
         true
     }
 
-    /// Count one id fewer for `ip`: undo exactly one earlier successful
-    /// [`Self::try_acquire`] for the same source. Releasing what was never
-    /// acquired would lower counts that colliding sources share.
-    pub fn release(&mut self, ip: IpAddr) {
+    fn release_all(&mut self, keys: &[u64]) {
         if self.cells.len() < 2 {
             return;
         }
-        let (a, b) = self.cells_of(ip);
-        self.cells[a].0 = self.cells[a].0.saturating_sub(1);
-        self.cells[b].0 = self.cells[b].0.saturating_sub(1);
+        for &h in keys {
+            let (a, b) = self.cells_of(h);
+            self.cells[a].0 = self.cells[a].0.saturating_sub(1);
+            self.cells[b].0 = self.cells[b].0.saturating_sub(1);
+        }
+    }
+}
+
+/// The most ids each network may hold, by prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetLimits {
+    /// Per IPv4 /24.
+    pub v4_24: u16,
+    /// Per IPv6 /56 (a typical customer's delegation).
+    pub v6_56: u16,
+    /// Per IPv6 /48 (a typical site's).
+    pub v6_48: u16,
+}
+
+impl NetLimits {
+    /// The limits for a table of `capacity` ids whose sources may each hold
+    /// `per_source`: an IPv4 /24 and an IPv6 /48 an eighth of the table, an
+    /// IPv6 /56 a thirty-second, and never less than one source may hold.
+    /// No one network can fill the table, however many addresses it has.
+    pub fn for_capacity(capacity: usize, per_source: u16) -> NetLimits {
+        let share = |div: usize| {
+            (capacity / div).clamp(usize::from(per_source), usize::from(u16::MAX)) as u16
+        };
+        NetLimits {
+            v4_24: share(8),
+            v6_56: share(32),
+            v6_48: share(8),
+        }
+    }
+}
+
+/// How many ids each network holds (IPv4 /24s, IPv6 /56s and /48s), in
+/// fixed memory: the per-source [`Quota`] bounds one address or /64, this
+/// bounds the networks around it, so a holder of many addresses cannot
+/// fill the table either. Ids already held are never evicted.
+///
+/// ```
+/// use proto_core::limit::{NetLimits, NetQuota, QuotaCell};
+/// let mut cells = [QuotaCell::EMPTY; 64];
+/// let limits = NetLimits { v4_24: 8, v6_56: 2, v6_48: 3 };
+/// let mut q = NetQuota::new(&mut cells, [0; 16], limits);
+/// let in_56 = |i: u16| std::net::IpAddr::from([0x2001, 0xdb8, 0, i, 0, 0, 0, 1]);
+/// assert!(q.try_acquire(in_56(1)) && q.try_acquire(in_56(2)));
+/// assert!(!q.try_acquire(in_56(3)), "the /56 holds two");
+/// assert!(q.try_acquire(in_56(0x100)), "another /56 of the /48");
+/// assert!(!q.try_acquire(in_56(0x200)), "the /48 holds three");
+/// ```
+pub struct NetQuota<'a> {
+    sketch: Quota<'a>,
+    limits: NetLimits,
+}
+
+impl<'a> NetQuota<'a> {
+    /// Resets `cells`; with fewer than two cells every network is admitted.
+    pub fn new(cells: &'a mut [QuotaCell], key: [u8; 16], limits: NetLimits) -> Self {
+        NetQuota {
+            sketch: Quota::new(cells, key, u16::MAX),
+            limits,
+        }
+    }
+
+    /// The networks `ip` belongs to, hashed, with their limits.
+    fn networks(&self, ip: IpAddr) -> ([(u64, u16); 2], usize) {
+        let l = self.limits;
+        let hash = |tag: u8, prefix: &[u8]| {
+            let mut h = SipHasher13::new_with_keys(self.sketch.key.0, self.sketch.key.1);
+            h.write_u8(tag);
+            h.write(prefix);
+            h.finish()
+        };
+        let v4 = match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        };
+        match (v4, ip) {
+            (Some(v4), _) => ([(hash(24, &v4.octets()[..3]), l.v4_24), (0, 0)], 1),
+            (None, IpAddr::V6(v6)) => {
+                let o = v6.octets();
+                (
+                    [(hash(56, &o[..7]), l.v6_56), (hash(48, &o[..6]), l.v6_48)],
+                    2,
+                )
+            }
+            (None, IpAddr::V4(_)) => unreachable!("an IPv4 address is its own IPv4 address"),
+        }
+    }
+
+    /// Count one more id for every network of `ip`; `false` (and nothing
+    /// counted) if any of them holds its limit.
+    pub fn try_acquire(&mut self, ip: IpAddr) -> bool {
+        let (nets, n) = self.networks(ip);
+        self.sketch.try_acquire_all(&nets[..n])
+    }
+
+    /// Undo exactly one earlier successful [`Self::try_acquire`] for `ip`
+    /// (or any address in the same networks).
+    pub fn release(&mut self, ip: IpAddr) {
+        let (nets, n) = self.networks(ip);
+        let hashes = [nets[0].0, nets[1].0];
+        self.sketch.release_all(&hashes[..n]);
+    }
+}
+
+/// Which source addresses (address and port) hold an id of some kind, in
+/// fixed memory: a counting sketch, so a wrong "holds one" needs two
+/// collisions at once with a keyed hash the sender cannot aim.
+///
+/// ```
+/// use proto_core::limit::{Holders, QuotaCell};
+/// let mut cells = [QuotaCell::EMPTY; 64];
+/// let mut h = Holders::new(&mut cells, [0; 16]);
+/// let a = "192.0.2.1:10520".parse().unwrap();
+/// let b = "192.0.2.1:10521".parse().unwrap();
+/// h.add(a);
+/// assert!(h.holds(a) && !h.holds(b));
+/// h.remove(a);
+/// assert!(!h.holds(a));
+/// ```
+pub struct Holders<'a> {
+    sketch: Quota<'a>,
+}
+
+impl<'a> Holders<'a> {
+    /// Resets `cells`; with fewer than two cells everyone holds one.
+    pub fn new(cells: &'a mut [QuotaCell], key: [u8; 16]) -> Self {
+        Holders {
+            sketch: Quota::new(cells, key, u16::MAX),
+        }
+    }
+
+    fn hash(&self, a: SocketAddr) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.sketch.key.0, self.sketch.key.1);
+        let ip = match a.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        h.write(&ip.octets());
+        h.write_u16(a.port());
+        h.finish()
+    }
+
+    /// `a` holds one more. Saturated cells count no further (the matching
+    /// [`Self::remove`] then leaves `a` counted: a wrong "holds", never a
+    /// wrong "does not").
+    pub fn add(&mut self, a: SocketAddr) {
+        let h = self.hash(a);
+        if self.sketch.cells.len() < 2 {
+            return;
+        }
+        let (x, y) = self.sketch.cells_of(h);
+        self.sketch.cells[x].0 = self.sketch.cells[x].0.saturating_add(1);
+        self.sketch.cells[y].0 = self.sketch.cells[y].0.saturating_add(1);
+    }
+
+    /// `a` holds one fewer: undo exactly one earlier [`Self::add`].
+    pub fn remove(&mut self, a: SocketAddr) {
+        let h = self.hash(a);
+        if self.sketch.cells.len() < 2 {
+            return;
+        }
+        let (x, y) = self.sketch.cells_of(h);
+        for c in [x, y] {
+            // A saturated cell no longer knows its count: leave it.
+            if self.sketch.cells[c].0 != u16::MAX {
+                self.sketch.cells[c].0 = self.sketch.cells[c].0.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Whether `a` may hold one (never `false` for one that does).
+    pub fn holds(&self, a: SocketAddr) -> bool {
+        self.sketch.cells.len() < 2 || self.sketch.count(self.hash(a)) > 0
     }
 }
 
@@ -431,6 +639,78 @@ mod tests {
         assert!(q.try_acquire(ip("2001:db8:0:1::2")));
         assert!(!q.try_acquire(ip("2001:db8:0:1:ffff::3")), "same /64");
         assert!(q.try_acquire(ip("2001:db8:0:2::1")), "another /64");
+    }
+
+    #[test]
+    fn net_limits_scale_with_the_capacity_and_never_undercut_a_source() {
+        let l = NetLimits::for_capacity(1024, 64);
+        assert_eq!((l.v4_24, l.v6_56, l.v6_48), (128, 64, 128));
+        let l = NetLimits::for_capacity(65_536, 64);
+        assert_eq!((l.v4_24, l.v6_56, l.v6_48), (8192, 2048, 8192));
+        let l = NetLimits::for_capacity(16, 4);
+        assert_eq!((l.v4_24, l.v6_56, l.v6_48), (4, 4, 4));
+        let l = NetLimits::for_capacity(1 << 22, 64);
+        assert_eq!(l.v4_24, u16::MAX);
+    }
+
+    #[test]
+    fn net_quota_counts_v4_24s_and_mapped_addresses_alike() {
+        let mut cells = [QuotaCell::EMPTY; 4096];
+        let limits = NetLimits {
+            v4_24: 2,
+            v6_56: 9,
+            v6_48: 9,
+        };
+        let mut q = NetQuota::new(&mut cells, [5; 16], limits);
+        assert!(q.try_acquire(ip("198.51.100.1")));
+        assert!(q.try_acquire(ip("::ffff:198.51.100.200")));
+        assert!(!q.try_acquire(ip("198.51.100.7")), "same /24");
+        assert!(q.try_acquire(ip("198.51.101.7")), "another /24");
+        q.release(ip("198.51.100.1"));
+        assert!(q.try_acquire(ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn net_quota_refusal_at_one_level_counts_at_none() {
+        let mut cells = [QuotaCell::EMPTY; 4096];
+        let limits = NetLimits {
+            v4_24: 1,
+            v6_56: 5,
+            v6_48: 1,
+        };
+        let mut q = NetQuota::new(&mut cells, [5; 16], limits);
+        assert!(q.try_acquire(ip("2001:db8:1:1::1")));
+        let before = cells_snapshot(&q.sketch);
+        // The /56 has room, the /48 has not: nothing is counted anywhere.
+        assert!(!q.try_acquire(ip("2001:db8:1:1::2")));
+        assert_eq!(cells_snapshot(&q.sketch), before);
+        q.release(ip("2001:db8:1:1::1"));
+        assert!(q.sketch.cells.iter().all(|c| *c == QuotaCell::EMPTY));
+    }
+
+    fn cells_snapshot(q: &Quota<'_>) -> Vec<QuotaCell> {
+        q.cells.to_vec()
+    }
+
+    #[test]
+    fn holders_are_per_address_and_port_and_forget_exactly() {
+        let mut cells = [QuotaCell::EMPTY; 4096];
+        let mut h = Holders::new(&mut cells, [9; 16]);
+        let a: SocketAddr = "127.0.0.1:10520".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:10520".parse().unwrap();
+        h.add(a);
+        h.add(a);
+        assert!(h.holds(a) && h.holds(mapped));
+        let strangers = (1..200u16)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], 10520 + p)))
+            .filter(|s| h.holds(*s))
+            .count();
+        assert_eq!(strangers, 0, "a wrong hold needs two collisions");
+        h.remove(a);
+        assert!(h.holds(a), "it still holds one");
+        h.remove(a);
+        assert!(!h.holds(a));
+        assert!(h.sketch.cells.iter().all(|c| *c == QuotaCell::EMPTY));
     }
 
     fn source() -> impl Strategy<Value = IpAddr> {

@@ -1,4 +1,5 @@
-//! The id table: id -> (observed address, lease expiry, owner, subscription),
+//! The id table: id -> (observed address, lease expiry, owner, public key,
+//! subscription),
 //! in fixed storage the caller hands in once.
 //!
 //! Layout: a slab of [`Slot`]s, an open-addressing hash index (`u32` slot
@@ -18,7 +19,7 @@ pub use table::{Full, Handle, Hint, Order, Plan, Registry, StorageError, index_l
 use core::net::SocketAddr;
 
 use crate::time::Instant;
-use crate::wire::{IdBuf, Token};
+use crate::wire::{IdBuf, PeerKind, PublicKey, Token};
 
 /// Sentinel for "no slot" in the intrusive lists and the index.
 pub const NIL: u32 = u32::MAX;
@@ -56,12 +57,26 @@ pub struct Entry {
     pub lease: u32,
     /// Who may change it.
     pub owner: Owner,
+    /// The public key the registration was made with; it never changes
+    /// while the lease lives. Always `None` for a seed (`ID`) entry.
+    pub key: Option<PublicKey>,
     /// Presence delivery for this entry.
     pub sub: Subscription,
     /// The last presence sequence number sent to this subscriber.
     pub sub_seq: u32,
     /// When presence was last sent to this subscriber.
     pub sub_sent: Instant,
+}
+
+impl Entry {
+    /// What the server tells others about this entry's client.
+    pub fn kind(&self) -> PeerKind {
+        match (self.owner, self.key) {
+            (Owner::Address, _) => PeerKind::Seed,
+            (Owner::Token(_), Some(k)) => PeerKind::Key(k),
+            (Owner::Token(_), None) => PeerKind::Keyless,
+        }
+    }
 }
 
 /// One cell of registry storage.

@@ -21,6 +21,7 @@ fn entry(id: &str, expires: u64) -> Entry {
         expires: Instant(expires),
         lease: 60,
         owner: Owner::Address,
+        key: None,
         sub: Subscription::None,
         sub_seq: 0,
         sub_sent: Instant(0),

@@ -2,8 +2,11 @@
 //!
 //! Order of checks, for every request but `HELLO`: parse, then the cookie
 //! (nothing changes and nothing larger than the request is sent until the
-//! source has echoed a cookie bound to its address), then ownership, then
-//! the table rules.
+//! source has echoed a cookie bound to its address), then the rate budget
+//! the cookie decides (traffic spoofed from an address cannot echo its
+//! cookie, so it never charges the budget of the client really there),
+//! then ownership, then the table rules. A request refused by any of them
+//! changes nothing.
 
 use core::net::SocketAddr;
 
@@ -15,7 +18,9 @@ use crate::registry::{Entry, Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
 use crate::wire::reply::{IdSeq, StatSeq};
 use crate::wire::request::Header;
-use crate::wire::{ErrorCode, FieldError, Id, IdBuf, ParseError, Reply, Request, Token, TxId};
+use crate::wire::{
+    ErrorCode, FieldError, Id, IdBuf, ParseError, PublicKey, Reply, Request, Token, TxId,
+};
 
 /// Slots a `LIST` may visit for one page, so a sparse table cannot make
 /// one request expensive; the cursor says where to go on.
@@ -41,6 +46,42 @@ fn parse_error_code(e: ParseError) -> ErrorCode {
 }
 
 impl Server<'_> {
+    /// Charge one request from `src` to the budget it is due: the one for
+    /// requests that echoed a valid cookie, or the one for those that did
+    /// not. Over budget, the request is dropped, and an extended client is
+    /// told to slow down within its error budget, in no more bytes than it
+    /// sent, so a spoofed flood gains nothing.
+    fn charge_request(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        validated: bool,
+        d: &[u8],
+        out: &mut impl Outbox,
+    ) -> bool {
+        if !self.cfg.limits {
+            return true;
+        }
+        let budget = if validated {
+            &mut self.cookie_limit
+        } else {
+            &mut self.req_limit
+        };
+        if budget.allow(now, src.ip()) {
+            return true;
+        }
+        self.stats.drop_rate_limited += 1;
+        self.send_error(
+            now,
+            out,
+            src,
+            salvage_tx(d),
+            ErrorCode::RateLimited,
+            d.len(),
+        );
+        false
+    }
+
     pub(super) fn handle_ext(
         &mut self,
         now: Instant,
@@ -54,11 +95,20 @@ impl Server<'_> {
         let req = match Request::parse(d) {
             Ok(req) => req,
             Err(e) => {
-                let code = parse_error_code(e);
-                self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                if self.charge_request(now, src, false, d, out) {
+                    let code = parse_error_code(e);
+                    self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                }
                 return;
             }
         };
+        let validated = req
+            .header()
+            .and_then(|h| h.cookie)
+            .is_some_and(|c| self.cookies.check(now, src, c));
+        if !self.charge_request(now, src, validated, d, out) {
+            return;
+        }
         let h = match req.header() {
             Some(h) => h,
             None => {
@@ -74,7 +124,7 @@ impl Server<'_> {
                 return;
             }
         };
-        if !h.cookie.is_some_and(|c| self.cookies.check(now, src, c)) {
+        if !validated {
             self.send_error(now, out, src, Some(h.tx), ErrorCode::BadCookie, unvalidated);
             return;
         }
@@ -85,8 +135,8 @@ impl Server<'_> {
                 id,
                 lease,
                 token,
-                ..
-            } => self.register(now, src, h, id, lease, token, out),
+                key,
+            } => self.register(now, src, h, id, lease, token, key, out),
             Request::Keepalive { h, id, token } => self.keepalive(now, src, h, id, token, out),
             Request::Lookup { h, id } => self.lookup(now, src, h, id, out),
             Request::Introduce {
@@ -128,6 +178,7 @@ impl Server<'_> {
         id: Id<'_>,
         lease: Option<u32>,
         token: Option<Token>,
+        key: Option<PublicKey>,
         out: &mut impl Outbox,
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::Reg);
@@ -147,6 +198,13 @@ impl Server<'_> {
                     (Owner::Token(t), None) if e.addr == src => t,
                     _ => return Err(ErrorCode::IdTaken),
                 };
+                // The key bound at registration holds for the whole lease,
+                // so a peer that learned it cannot be switched to another
+                // by whoever holds (or stole) the token. A REG without a
+                // key leaves it as it is.
+                if key.is_some_and(|k| e.key != Some(k)) {
+                    return Err(ErrorCode::KeyTaken);
+                }
                 self.rebind(slot, src)?;
                 let e = self.reg.get_mut(slot);
                 e.expires = expires;
@@ -162,14 +220,13 @@ impl Server<'_> {
                     expires,
                     lease,
                     owner: Owner::Token(token),
+                    key,
                     sub: Subscription::None,
                     sub_seq: 0,
                     sub_sent: NEVER,
                 };
                 let slot = self.reg.insert(entry).map_err(|_| {
-                    if self.cfg.limits {
-                        self.quota.release(src.ip());
-                    }
+                    self.release_quota(src);
                     ErrorCode::TableFull
                 })?;
                 self.joined(slot);
@@ -223,10 +280,12 @@ impl Server<'_> {
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::Lookup);
         let slot = self.find_live(now, id).ok_or(ErrorCode::NoSuchId)?;
+        let e = self.reg.get(slot);
         let reply = Reply::At {
             tx: h.tx,
             id,
-            addr: self.reg.get(slot).addr,
+            addr: e.addr,
+            kind: e.kind(),
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())
@@ -247,15 +306,24 @@ impl Server<'_> {
         // Only a registered requester may make the server send to a third
         // party, and the target learns who asked.
         let me = self.owned(now, id, token)?;
-        self.rebind(me, src)?;
         let there = self.find_live(now, target).ok_or(ErrorCode::NoSuchId)?;
-        let target_addr = self.reg.get(there).addr;
-        let punch = Reply::Punch { id, addr: src };
+        // Only now that nothing can fail does the requester move.
+        self.rebind(me, src)?;
+        let (target_addr, target_kind) = {
+            let e = self.reg.get(there);
+            (e.addr, e.kind())
+        };
+        let punch = Reply::Punch {
+            id,
+            addr: src,
+            kind: self.reg.get(me).kind(),
+        };
         self.send_reply(out, target_addr, &punch, MAX_DATAGRAM);
         let reply = Reply::At {
             tx: h.tx,
             id: target,
             addr: target_addr,
+            kind: target_kind,
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())

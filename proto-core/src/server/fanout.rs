@@ -51,6 +51,12 @@ impl Fanout {
         self.remaining = self.remaining.max(subscribers);
     }
 
+    /// Take one datagram's worth of the global budget for something other
+    /// than a presence datagram (a seed refusal); `false` if there is none.
+    pub fn take_budget(&mut self, now: Instant) -> bool {
+        self.budget.take(now)
+    }
+
     fn defer(&mut self, at: Instant) {
         self.again = true;
         self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));

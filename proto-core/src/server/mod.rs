@@ -45,9 +45,9 @@ use core::net::SocketAddr;
 
 use crate::MAX_DATAGRAM;
 use crate::cookie::CookieJar;
-use crate::limit::{Quota, QuotaCell, RateCell, RateLimiter};
+use crate::limit::{Holders, NetLimits, NetQuota, Quota, QuotaCell, RateCell, RateLimiter};
 use crate::presence::ChangeLog;
-use crate::registry::{Handle, Registry, Slot};
+use crate::registry::{Entry, Handle, Registry, Slot};
 use crate::time::{Instant, Millis};
 use crate::wire::{ErrorCode, Reply, Token, TxId};
 
@@ -104,11 +104,17 @@ pub struct Config {
     pub presence_interval: Millis,
     /// Presence datagrams per second, for all subscribers together.
     pub fanout_per_sec: u32,
-    /// Ids one source may hold (per IPv4 address, per IPv6 /64).
+    /// Ids one source may hold (per IPv4 address, per IPv6 /64). The
+    /// networks around a source have quotas of their own, sized from the
+    /// capacity: see [`NetLimits::for_capacity`].
     pub quota_per_source: u16,
-    /// Requests per second one source may send, sustained.
+    /// Requests per second one source may send, sustained. Requests that
+    /// echo a valid cookie and those that do not (seed verbs, `HELLO`,
+    /// anything with a bad cookie) have budgets of this size each, so
+    /// traffic spoofed from an address cannot use up the budget of the
+    /// client that really has it.
     pub rate_per_sec: u32,
-    /// Requests one source may send in a burst.
+    /// Requests one source may send in a burst (each budget).
     pub rate_burst: u32,
     /// Error replies per second one source may receive.
     pub error_rate_per_sec: u32,
@@ -187,9 +193,10 @@ pub struct Layout {
     pub slots: usize,
     /// Hash index cells (a power of two).
     pub index: usize,
-    /// Rate-limit cells: two limiters (requests, error replies) share them.
+    /// Rate-limit cells: three limiters (requests without a valid cookie,
+    /// requests with one, error replies) share them.
     pub rate: usize,
-    /// Quota cells.
+    /// Quota cells: three sketches (sources, networks, seed holders) share them.
     pub quota: usize,
 }
 
@@ -199,8 +206,8 @@ impl Layout {
         Layout {
             slots: capacity,
             index: crate::registry::index_len_for(capacity),
-            rate: 2 * crate::limit::rate_cells_for(capacity),
-            quota: crate::limit::quota_cells_for(capacity),
+            rate: 3 * crate::limit::rate_cells_for(capacity),
+            quota: 3 * crate::limit::quota_cells_for(capacity),
         }
     }
 
@@ -257,15 +264,30 @@ const SWEEP_ROUND: Millis = Millis(10_000);
 const SWEEP_MAX_PER_TICK: u64 = 1 << 16;
 /// Extra slots a registration into a full table may search for an expired lease.
 const SWEEP_WHEN_FULL: usize = 64;
+/// List rounds that no change caused (`ID2 `, an `ID` that renews) start at
+/// most this often across the whole server; one asked for sooner starts
+/// when this has passed, so a seed client still gets the list it waits for.
+const RELIST_INTERVAL: Millis = Millis(1000);
 
 /// The rendezvous server, without I/O.
 pub struct Server<'a> {
     cfg: Config,
     reg: Registry<'a>,
     cookies: CookieJar,
+    /// Requests that do not echo a valid cookie, by source.
     req_limit: RateLimiter<'a>,
+    /// Requests that echo a valid cookie, by source: spoofed traffic
+    /// cannot charge this one.
+    cookie_limit: RateLimiter<'a>,
     err_limit: RateLimiter<'a>,
     quota: Quota<'a>,
+    net_quota: NetQuota<'a>,
+    /// Addresses that hold a seed id: only they may ask for a list round.
+    seed_holders: Holders<'a>,
+    /// When the last list round that no change caused started.
+    relisted_at: Option<Instant>,
+    /// A list round was asked for too soon after the last one.
+    relist_owed: bool,
     fanout: fanout::Fanout,
     log: ChangeLog,
     /// Bumped on every change a seed subscriber would see in its `List`, and
@@ -294,14 +316,22 @@ impl<'a> Server<'a> {
             rate,
             quota,
         } = storage;
-        if rate.len() < 2 || quota.is_empty() {
+        if rate.len() < 3 || quota.len() < 3 {
             return Err(ConfigError::BadStorage);
         }
         let capacity = slots.len();
         let reg = Registry::new(slots, index, keys.index).map_err(|_| ConfigError::BadStorage)?;
-        let (req_cells, err_cells) = rate.split_at_mut(rate.len() / 2);
+        let third = rate.len() / 3;
+        let (req_cells, rest) = rate.split_at_mut(third);
+        let (cookie_cells, err_cells) = rest.split_at_mut(third);
         let req_limit = RateLimiter::new(
             req_cells,
+            keys.limit,
+            config.rate_per_sec,
+            config.rate_burst.max(1),
+        );
+        let cookie_limit = RateLimiter::new(
+            cookie_cells,
             keys.limit,
             config.rate_per_sec,
             config.rate_burst.max(1),
@@ -312,7 +342,13 @@ impl<'a> Server<'a> {
             config.error_rate_per_sec.max(1),
             config.error_rate_per_sec.max(1),
         );
-        let quota = Quota::new(quota, keys.quota, config.quota_per_source);
+        let third = quota.len() / 3;
+        let (source_cells, rest) = quota.split_at_mut(third);
+        let (net_cells, holder_cells) = rest.split_at_mut(third);
+        let quota = Quota::new(source_cells, keys.quota, config.quota_per_source);
+        let net_limits = NetLimits::for_capacity(capacity, config.quota_per_source);
+        let net_quota = NetQuota::new(net_cells, keys.quota, net_limits);
+        let seed_holders = Holders::new(holder_cells, keys.quota);
         let stats = Stats {
             capacity: capacity as u64,
             ..Stats::default()
@@ -324,8 +360,13 @@ impl<'a> Server<'a> {
             cfg: config,
             reg,
             req_limit,
+            cookie_limit,
             err_limit,
             quota,
+            net_quota,
+            seed_holders,
+            relisted_at: None,
+            relist_owed: false,
             log: ChangeLog::new(),
             seed_version: 0,
             stats,
@@ -344,19 +385,14 @@ impl<'a> Server<'a> {
     ) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
-        let is_seed = seed::is_seed(datagram);
-        if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
-            self.stats.drop_rate_limited += 1;
-            // An extended client is told to slow down, within the per-source
-            // error budget and never with more bytes than it sent, so a
-            // spoofed flood gains nothing; the seed protocol has no such reply.
-            if !is_seed {
-                let tx = ext::salvage_tx(datagram);
-                self.send_error(now, out, src, tx, ErrorCode::RateLimited, datagram.len());
+        if seed::is_seed(datagram) {
+            // The seed protocol has no cookie: its verbs are charged to the
+            // budget of requests that prove nothing, and get no
+            // rate-limited reply (the seed client would not understand one).
+            if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
+                self.stats.drop_rate_limited += 1;
+                return;
             }
-            return;
-        }
-        if is_seed {
             if self.cfg.strict {
                 self.stats.drop_strict += 1;
             } else {
@@ -373,11 +409,13 @@ impl<'a> Server<'a> {
     pub fn tick(&mut self, now: Instant, out: &mut impl Outbox) -> Option<Instant> {
         let budget = self.sweep_budget(now);
         self.reclaim(now, budget);
+        let relist_due = self.relist_due(now);
         let fanout_due = self.fan_out(now, out);
         // Leases are reclaimed lazily on lookup as well, so the sweep only
         // has to keep memory honest: once a second is plenty.
         let sweep_due = now + Millis(1000);
-        Some(fanout_due.map_or(sweep_due, |t| t.min(sweep_due)))
+        let due = fanout_due.map_or(sweep_due, |t| t.min(sweep_due));
+        Some(relist_due.map_or(due, |t| t.min(due)))
     }
 
     /// The counters.
@@ -422,6 +460,13 @@ impl<'a> Server<'a> {
             return Err("the occupancy gauge disagrees with the table");
         }
         Ok(())
+    }
+
+    /// Every registration the table holds, in registration order (expired
+    /// ones not yet reclaimed included). O(occupancy): for tests and
+    /// fuzzing, never for the hot path.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.reg.order().map(|(_, e)| e)
     }
 
     /// The configuration in force.
@@ -469,8 +514,9 @@ impl<'a> Server<'a> {
     /// Remove a registration and tell presence about it.
     fn remove(&mut self, h: Handle) {
         let e = self.reg.remove(h);
-        if self.cfg.limits {
-            self.quota.release(e.addr.ip());
+        self.release_quota(e.addr);
+        if e.owner == crate::registry::Owner::Address {
+            self.seed_holders.remove(e.addr);
         }
         if let Some(id) = e.id.as_id() {
             self.log.push(false, id);
@@ -489,10 +535,30 @@ impl<'a> Server<'a> {
                 return Err(ErrorCode::TableFull);
             }
         }
-        if self.cfg.limits && !self.quota.try_acquire(src.ip()) {
+        self.acquire_quota(src)
+    }
+
+    /// Count one more id for `src`'s address and networks, or refuse.
+    fn acquire_quota(&mut self, src: SocketAddr) -> Result<(), ErrorCode> {
+        if !self.cfg.limits {
+            return Ok(());
+        }
+        if !self.quota.try_acquire(src.ip()) {
+            return Err(ErrorCode::OverQuota);
+        }
+        if !self.net_quota.try_acquire(src.ip()) {
+            self.quota.release(src.ip());
             return Err(ErrorCode::OverQuota);
         }
         Ok(())
+    }
+
+    /// Undo one [`Self::acquire_quota`] for `src`.
+    fn release_quota(&mut self, src: SocketAddr) {
+        if self.cfg.limits {
+            self.quota.release(src.ip());
+            self.net_quota.release(src.ip());
+        }
     }
 
     /// Tell presence that `h` joined.
@@ -512,11 +578,14 @@ impl<'a> Server<'a> {
         if old == src {
             return Ok(());
         }
-        if self.cfg.limits && old.ip() != src.ip() {
-            if !self.quota.try_acquire(src.ip()) {
-                return Err(ErrorCode::OverQuota);
+        if old.ip() != src.ip() {
+            // Release first, so a move inside a network at its limit stays
+            // possible; a refused move takes the old count back.
+            self.release_quota(old);
+            if let Err(e) = self.acquire_quota(src) {
+                let _ = self.acquire_quota(old);
+                return Err(e);
             }
-            self.quota.release(old.ip());
         }
         self.reg.get_mut(h).addr = src;
         Ok(())
@@ -578,6 +647,10 @@ impl<'a> Server<'a> {
         self.send_reply(out, dst, &Reply::Error { tx, code }, limit);
         if self.stats.datagrams_out != before {
             self.stats.count_error(code);
+        } else if self.cfg.limits {
+            // Not sent (too large for an unvalidated source, or no room):
+            // the budget pays only for errors that leave.
+            self.err_limit.refund(dst.ip());
         }
     }
 }

@@ -1,16 +1,26 @@
 //! The seed's verbs: `ID`, `Peer`, `Quit`, `ID2`.
 //!
 //! The seed protocol has no error message and no authentication: an id is
-//! owned by the source address that registered it, a refused request gets
-//! no reply (the seed client would not understand one) and is counted in
-//! `seed_refused`. `--strict` servers drop these verbs altogether.
+//! owned by the source address that registered it. A refused `ID` is
+//! answered with a `Message` the seed client prints (it would otherwise
+//! wait for a list forever), within the sender's error budget and the
+//! global fan-out budget, since the seed protocol cannot prove the sender
+//! is at its address; other refusals get no reply. Every refusal is counted
+//! in `seed_refused`.
+//!
+//! A list round that no change caused (`ID2 `, an `ID` that renews) makes
+//! the server send a datagram to every seed client: only an address that
+//! holds a seed id may ask for one, and such rounds start at most once per
+//! [`RELIST_INTERVAL`] across the server. `--strict` servers drop these
+//! verbs altogether.
 
 use core::net::SocketAddr;
 
-use super::{Outbox, Server, send_bytes, stats::Verb};
+use super::{Outbox, RELIST_INTERVAL, Server, send_bytes, stats::Verb};
 use crate::registry::{Entry, Owner, Subscription};
 use crate::time::{Instant, Millis};
-use crate::wire::{Id, IdBuf, SeedReply, SeedRequest};
+use crate::wire::seed::Refusal;
+use crate::wire::{ErrorCode, Id, IdBuf, SeedReply, SeedRequest};
 
 /// Whether a datagram is one of the seed's verbs (they are mixed case; the
 /// extended protocol's are upper case, so a prefix decides).
@@ -39,7 +49,10 @@ impl Server<'_> {
         match req {
             SeedRequest::Id(id) => {
                 self.stats.count_request(Verb::SeedId);
-                self.seed_register(now, src, id);
+                if let Err(refusal) = self.seed_register(now, src, id) {
+                    self.stats.seed_refused += 1;
+                    self.seed_refuse(now, src, refusal, out);
+                }
             }
             SeedRequest::Peer(id) => {
                 self.stats.count_request(Verb::SeedPeer);
@@ -61,9 +74,13 @@ impl Server<'_> {
             SeedRequest::Id2 => {
                 self.stats.count_request(Verb::SeedId2);
                 // The seed client sends `ID2 ` after chatting so that every
-                // client is shown the list again; the fan-out budget bounds it.
-                self.seed_version = self.seed_version.wrapping_add(1);
-                self.fanout.changed(self.reg.subscriber_count());
+                // client is shown the list again. Four bytes that make the
+                // server write to every seed client: only a holder may ask.
+                if self.seed_holders.holds(src) {
+                    self.relist(now);
+                } else {
+                    self.stats.seed_refused += 1;
+                }
             }
         }
     }
@@ -74,41 +91,105 @@ impl Server<'_> {
         e.owner == Owner::Address && e.addr == src
     }
 
-    fn seed_register(&mut self, now: Instant, src: SocketAddr, id: Id<'_>) {
+    fn seed_register<'i>(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        id: Id<'i>,
+    ) -> Result<(), Refusal<'i>> {
         let expires = now + Millis::from_secs(u64::from(self.cfg.seed_lease));
         if let Some(h) = self.find_live(now, id) {
-            if self.seed_owns(h, src) {
-                // Registering again is how a seed client asks for the list.
-                self.reg.get_mut(h).expires = expires;
-                self.seed_version = self.seed_version.wrapping_add(1);
-                self.fanout.changed(self.reg.subscriber_count());
-            } else {
-                self.stats.seed_refused += 1;
+            if !self.seed_owns(h, src) {
+                return Err(Refusal::Taken(id));
             }
-            return;
+            // Registering again is how a seed client asks for the list.
+            self.reg.get_mut(h).expires = expires;
+            self.relist(now);
+            return Ok(());
         }
-        if self.admit(now, src).is_err() {
-            self.stats.seed_refused += 1;
-            return;
-        }
+        self.admit(now, src).map_err(|code| match code {
+            ErrorCode::OverQuota => Refusal::OverQuota,
+            _ => Refusal::TableFull,
+        })?;
         let entry = Entry {
             id: IdBuf::from_id(id),
             addr: src,
             expires,
             lease: self.cfg.seed_lease,
             owner: Owner::Address,
+            key: None,
             sub: Subscription::SeedList,
             sub_seq: self.seed_version.wrapping_sub(1),
             sub_sent: NEVER,
         };
         match self.reg.insert(entry) {
-            Ok(h) => self.joined(h),
+            Ok(h) => {
+                self.seed_holders.add(src);
+                self.joined(h);
+                Ok(())
+            }
             Err(_) => {
-                if self.cfg.limits {
-                    self.quota.release(src.ip());
-                }
-                self.stats.seed_refused += 1;
+                self.release_quota(src);
+                Err(Refusal::TableFull)
             }
         }
+    }
+
+    /// Tell a seed client why its `ID` was refused, if both the sender's
+    /// error budget and the global fan-out budget allow: the sender may be
+    /// spoofed, so neither one address nor many can turn refusals into a
+    /// flood. Only a refusal that leaves spends the sender's budget.
+    fn seed_refuse(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        refusal: Refusal<'_>,
+        out: &mut impl Outbox,
+    ) {
+        if self.cfg.limits && !self.err_limit.allow(now, src.ip()) {
+            self.stats.drop_error_limited += 1;
+            return;
+        }
+        let sent = self.fanout.take_budget(now)
+            && SeedReply::Refused(refusal)
+                .emit(&mut self.scratch)
+                .is_ok_and(|n| send_bytes(out, &mut self.stats, src, &self.scratch[..n]));
+        if !sent {
+            self.stats.drop_error_limited += 1;
+            if self.cfg.limits {
+                self.err_limit.refund(src.ip());
+            }
+        }
+    }
+
+    /// Send every seed client the list again, now or, if a round that no
+    /// change caused started less than [`RELIST_INTERVAL`] ago, once that
+    /// has passed (one round then answers every request in between).
+    pub(super) fn relist(&mut self, now: Instant) {
+        match self.relisted_at {
+            Some(at) if now.since(at) < RELIST_INTERVAL.0 => self.relist_owed = true,
+            _ => self.start_relist(now),
+        }
+    }
+
+    fn start_relist(&mut self, now: Instant) {
+        self.relisted_at = Some(now);
+        self.relist_owed = false;
+        self.seed_version = self.seed_version.wrapping_add(1);
+        self.fanout.changed(self.reg.subscriber_count());
+    }
+
+    /// Start an owed list round if its time has come; returns when the one
+    /// still owed is due.
+    pub(super) fn relist_due(&mut self, now: Instant) -> Option<Instant> {
+        if !self.relist_owed {
+            return None;
+        }
+        let due = self.relisted_at.map_or(now, |at| at + RELIST_INTERVAL);
+        if due <= now {
+            self.start_relist(now);
+            return None;
+        }
+        Some(due)
     }
 }

@@ -115,6 +115,7 @@ const ERROR_NAMES: [&str; ErrorCode::ALL.len()] = [
     "errors_no_such_id",
     "errors_over_quota",
     "errors_forbidden",
+    "errors_key_taken",
 ];
 
 impl Stats {

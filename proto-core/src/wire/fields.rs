@@ -6,6 +6,8 @@
 //! txid    = 1*16 (ALPHA / DIGIT)
 //! cookie  = 16 LOWHEX            ; 64 bits, big-endian
 //! token   = 16 LOWHEX            ; 64 bits, big-endian
+//! pubkey  = 64 LOWHEX            ; a 32-byte X25519 static public key, byte order as stored
+//! kind    = pubkey / "seed" / "-" ; what the server knows of a peer's key
 //! ```
 //!
 //! The id alphabet is chosen so that Python's `repr` of an id is exactly
@@ -28,6 +30,9 @@ pub enum FieldError {
     BadTxId,
     /// A cookie or token was not exactly 16 lowercase hex digits.
     BadHex,
+    /// A public key was not exactly 64 lowercase hex digits, or a peer's
+    /// kind was neither a key nor `seed` nor `-`.
+    BadKey,
 }
 
 impl fmt::Display for FieldError {
@@ -38,6 +43,9 @@ impl fmt::Display for FieldError {
             }
             FieldError::BadTxId => "the transaction id must be 1 to 16 letters or digits",
             FieldError::BadHex => "the value must be exactly 16 lowercase hex digits",
+            FieldError::BadKey => {
+                "the public key must be exactly 64 lowercase hex digits (a peer's kind may also be `seed` or `-`)"
+            }
         })
     }
 }
@@ -303,6 +311,83 @@ macro_rules! hex_field {
 hex_field!(Cookie);
 hex_field!(Token);
 
+/// Bytes of a public key.
+pub const PUBKEY_LEN: usize = 32;
+
+/// A client's long-term X25519 static public key, as a registration
+/// carries it and the server hands it to peers. The server only stores and
+/// repeats it; what it proves is the clients' business (Noise).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(pub [u8; PUBKEY_LEN]);
+
+impl PublicKey {
+    /// Parse exactly 64 lowercase hex digits.
+    pub fn parse(b: &[u8]) -> Result<Self, FieldError> {
+        if b.len() != 2 * PUBKEY_LEN {
+            return Err(FieldError::BadKey);
+        }
+        let mut out = [0u8; PUBKEY_LEN];
+        for (digits, bytes) in b.chunks_exact(16).zip(out.chunks_exact_mut(8)) {
+            let v = parse_hex64(digits).map_err(|_| FieldError::BadKey)?;
+            bytes.copy_from_slice(&v.to_be_bytes());
+        }
+        Ok(PublicKey(out))
+    }
+
+    /// The 64 lowercase hex digits of this key.
+    pub fn to_hex(&self) -> [u8; 2 * PUBKEY_LEN] {
+        let mut out = [0u8; 2 * PUBKEY_LEN];
+        for (bytes, digits) in self.0.chunks_exact(8).zip(out.chunks_exact_mut(16)) {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(bytes);
+            digits.copy_from_slice(&hex64(u64::from_be_bytes(v)));
+        }
+        out
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(ascii(&self.to_hex()))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+/// What the server says about the client behind an id, in `AT` and `PUNCH`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerKind {
+    /// A Parley client that registered this key with `REG`.
+    Key(PublicKey),
+    /// A seed client (registered with `ID`): it has no key and speaks plain text.
+    Seed,
+    /// Registered with `REG` without a key.
+    Keyless,
+}
+
+impl PeerKind {
+    /// Parse a `kind` field: a key, `seed` or `-`.
+    pub fn parse(b: &[u8]) -> Result<Self, FieldError> {
+        match b {
+            b"seed" => Ok(PeerKind::Seed),
+            b"-" => Ok(PeerKind::Keyless),
+            _ => PublicKey::parse(b).map(PeerKind::Key),
+        }
+    }
+
+    /// The key, if the peer registered one.
+    pub fn key(&self) -> Option<PublicKey> {
+        match self {
+            PeerKind::Key(k) => Some(*k),
+            PeerKind::Seed | PeerKind::Keyless => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +425,24 @@ mod tests {
         assert!(parse_hex64(b"DEADBEEF01234567").is_err());
         assert!(parse_hex64(b"0123").is_err());
         assert!(parse_hex64(b"012345678901234g").is_err());
+    }
+
+    #[test]
+    fn public_keys_are_64_lowercase_hex_digits() {
+        let k = PublicKey(core::array::from_fn(|i| (i * 37 + 5) as u8));
+        let hex = k.to_hex();
+        assert_eq!(&hex[..6], b"052a4f");
+        assert_eq!(PublicKey::parse(&hex), Ok(k));
+        let mut upper = hex;
+        upper[3] = b'A';
+        assert_eq!(PublicKey::parse(&upper), Err(FieldError::BadKey));
+        assert_eq!(PublicKey::parse(&hex[..63]), Err(FieldError::BadKey));
+        assert_eq!(PublicKey::parse(b"seed"), Err(FieldError::BadKey));
+        assert_eq!(PeerKind::parse(&hex), Ok(PeerKind::Key(k)));
+        assert_eq!(PeerKind::parse(b"seed"), Ok(PeerKind::Seed));
+        assert_eq!(PeerKind::parse(b"-"), Ok(PeerKind::Keyless));
+        assert_eq!(PeerKind::parse(b"Seed"), Err(FieldError::BadKey));
+        assert_eq!(PeerKind::parse(b""), Err(FieldError::BadKey));
     }
 
     /// The digit-by-digit reading the eight-at-a-time one must agree with.

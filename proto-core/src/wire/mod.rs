@@ -7,7 +7,7 @@
 //! seed `Message`, which is carried verbatim. The grammar of each family sits
 //! at the top of its module; `docs/PROTOCOL.md` has all of it with examples.
 //!
-//! - [`fields`]: ids, transaction ids, cookies, tokens, addresses.
+//! - [`fields`]: ids, transaction ids, cookies, tokens, public keys, addresses.
 //! - [`seed`]: the verbs of the seed system (`ID`, `Peer`, `Quit`, `ID2`,
 //!   `List`, `NoPeer`, `Message`), byte for byte.
 //! - [`request`]: the extended protocol's requests (client to server).
@@ -32,7 +32,7 @@ pub mod seed;
 mod testgen;
 mod text;
 
-pub use fields::{Cookie, FieldError, Id, IdBuf, Token, TxId};
+pub use fields::{Cookie, FieldError, Id, IdBuf, PeerKind, PublicKey, Token, TxId};
 pub use reply::{ErrorCode, Reply};
 pub use request::Request;
 pub use seed::{SeedReply, SeedRequest};

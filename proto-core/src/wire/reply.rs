@@ -7,7 +7,7 @@
 //! cookie-r = "COOKIE" SP txid SP cookie SP addr
 //! regd    = "REGD" SP txid SP id SP lease SP addr SP token
 //! alive   = "ALIVE" SP txid SP lease SP addr SP seq
-//! at      = "AT" SP txid SP id SP addr                 ; LOOKUP and INTRO
+//! at      = "AT" SP txid SP id SP addr SP kind         ; LOOKUP and INTRO
 //! page    = "PAGE" SP txid SP cursor *(SP id)          ; cursor 0: last page
 //! subd    = "SUBD" SP txid SP seq
 //! unsubd  = "UNSUBD" SP txid
@@ -16,18 +16,19 @@
 //! err     = "ERR" SP (txid / "-") SP code
 //! code    = "malformed" / "unknown-verb" / "bad-id" / "table-full" / "id-taken"
 //!         / "not-owner" / "rate-limited" / "bad-cookie" / "no-such-id"
-//!         / "over-quota" / "forbidden"
-//! punch   = "PUNCH" SP id SP addr                      ; id wants to reach you at addr
+//!         / "over-quota" / "forbidden" / "key-taken"
+//! punch   = "PUNCH" SP id SP addr SP kind              ; id wants to reach you at addr
 //! events  = "EVENTS" SP seq SP seq 1*(SP ("+" / "-") id) ; first and last change included
 //! resync  = "RESYNC" SP seq                            ; events were lost: LIST again
 //! addr    = IPv4 ":" port / "[" IPv6 "]" ":" port      ; as Rust's SocketAddr prints it
 //! seq     = 1*10DIGIT                                  ; u32, wraps
+//! kind    = pubkey / "seed" / "-"                      ; the peer's key, a seed client, no key
 //! ```
 
 use core::fmt;
 use core::net::SocketAddr;
 
-use super::fields::{Cookie, Id, Token, TxId, parse_hex64};
+use super::fields::{Cookie, Id, PeerKind, Token, TxId, parse_hex64};
 use super::text::{Fields, Writer, verb_and_rest};
 use super::{EmitError, ParseError};
 use crate::MAX_DATAGRAM;
@@ -57,11 +58,13 @@ pub enum ErrorCode {
     OverQuota,
     /// The request needs loopback or the admin token.
     Forbidden,
+    /// The id is live under another public key; it keeps that key until its lease ends.
+    KeyTaken,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::Malformed,
         ErrorCode::UnknownVerb,
         ErrorCode::BadId,
@@ -73,6 +76,7 @@ impl ErrorCode {
         ErrorCode::NoSuchId,
         ErrorCode::OverQuota,
         ErrorCode::Forbidden,
+        ErrorCode::KeyTaken,
     ];
 
     /// The code as it appears on the wire.
@@ -89,6 +93,7 @@ impl ErrorCode {
             ErrorCode::NoSuchId => "no-such-id",
             ErrorCode::OverQuota => "over-quota",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::KeyTaken => "key-taken",
         }
     }
 
@@ -117,6 +122,9 @@ impl fmt::Display for ErrorCode {
             ErrorCode::NoSuchId => "nobody with that id is online",
             ErrorCode::OverQuota => "this address already holds as many ids as the server allows",
             ErrorCode::Forbidden => "that request needs the admin token",
+            ErrorCode::KeyTaken => {
+                "that id is registered under another key until its lease ends"
+            }
         })
     }
 }
@@ -221,6 +229,8 @@ pub enum Reply<'a> {
         id: Id<'a>,
         /// Where it is.
         addr: SocketAddr,
+        /// Its public key, or that it is a seed client or has no key.
+        kind: PeerKind,
     },
     /// The answer to `LIST`.
     Page {
@@ -270,6 +280,8 @@ pub enum Reply<'a> {
         id: Id<'a>,
         /// Where it is.
         addr: SocketAddr,
+        /// Its public key, or that it has none.
+        kind: PeerKind,
     },
     /// Unsolicited: presence changes `first..=last` for a subscriber.
     Events {
@@ -321,6 +333,7 @@ impl<'a> Reply<'a> {
                 tx: f.tx()?,
                 id: f.id()?,
                 addr: f.addr()?,
+                kind: PeerKind::parse(f.raw()?)?,
             },
             b"PAGE" => Reply::Page {
                 tx: f.tx()?,
@@ -350,6 +363,7 @@ impl<'a> Reply<'a> {
             b"PUNCH" => Reply::Punch {
                 id: f.id()?,
                 addr: f.addr()?,
+                kind: PeerKind::parse(f.raw()?)?,
             },
             b"EVENTS" => {
                 let first = f.u32()?;
@@ -408,11 +422,17 @@ impl<'a> Reply<'a> {
                     .addr(addr)?
                     .num(seq)?;
             }
-            Reply::At { tx: t, id, addr } => {
+            Reply::At {
+                tx: t,
+                id,
+                addr,
+                kind,
+            } => {
                 w.put(b"AT")?
                     .field(tx(t))?
                     .field(id.as_bytes())?
                     .addr(addr)?;
+                put_kind(&mut w, kind)?;
             }
             Reply::Page { tx: t, next, ids } => {
                 w.put(b"PAGE")?.field(tx(t))?.num(next)?;
@@ -440,8 +460,9 @@ impl<'a> Reply<'a> {
                     .field(t.map_or(&b"-"[..], tx))?
                     .field(code.as_str().as_bytes())?;
             }
-            Reply::Punch { id, addr } => {
+            Reply::Punch { id, addr, kind } => {
                 w.put(b"PUNCH")?.field(id.as_bytes())?.addr(addr)?;
+                put_kind(&mut w, kind)?;
             }
             Reply::Events {
                 first,
@@ -462,6 +483,16 @@ impl<'a> Reply<'a> {
         }
         Ok(w.finish())
     }
+}
+
+/// A space, then a peer's kind.
+fn put_kind(w: &mut Writer<'_>, kind: PeerKind) -> Result<(), EmitError> {
+    match kind {
+        PeerKind::Key(k) => w.field(&k.to_hex())?,
+        PeerKind::Seed => w.field(b"seed")?,
+        PeerKind::Keyless => w.field(b"-")?,
+    };
+    Ok(())
 }
 
 fn tx<'t>(t: TxId<'t>) -> &'t [u8] {
@@ -568,7 +599,8 @@ mod tests {
     fn every_reply_in_its_canonical_form() {
         let a: SocketAddr = "127.0.0.1:51234".parse().unwrap();
         let v6: SocketAddr = "[::1]:9".parse().unwrap();
-        let cases: [(Reply<'_>, &[u8]); 15] = [
+        let k = crate::wire::PublicKey(core::array::from_fn(|i| 0xa0 + i as u8));
+        let cases: [(Reply<'_>, &[u8]); 18] = [
             (
                 Reply::Cookie {
                     tx: tx("1"),
@@ -601,8 +633,27 @@ mod tests {
                     tx: tx("3"),
                     id: id("bob"),
                     addr: a,
+                    kind: PeerKind::Keyless,
                 },
-                b"AT 3 bob 127.0.0.1:51234",
+                b"AT 3 bob 127.0.0.1:51234 -",
+            ),
+            (
+                Reply::At {
+                    tx: tx("3"),
+                    id: id("bob"),
+                    addr: a,
+                    kind: PeerKind::Seed,
+                },
+                b"AT 3 bob 127.0.0.1:51234 seed",
+            ),
+            (
+                Reply::At {
+                    tx: tx("3"),
+                    id: id("bob"),
+                    addr: v6,
+                    kind: PeerKind::Key(k),
+                },
+                b"AT 3 bob [::1]:9 a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
             ),
             (
                 Reply::Page {
@@ -660,8 +711,17 @@ mod tests {
                 Reply::Punch {
                     id: id("bob"),
                     addr: a,
+                    kind: PeerKind::Keyless,
                 },
-                b"PUNCH bob 127.0.0.1:51234",
+                b"PUNCH bob 127.0.0.1:51234 -",
+            ),
+            (
+                Reply::Punch {
+                    id: id("bob"),
+                    addr: a,
+                    kind: PeerKind::Key(k),
+                },
+                b"PUNCH bob 127.0.0.1:51234 a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
             ),
             (
                 Reply::Events {
@@ -696,13 +756,18 @@ mod tests {
 
     #[test]
     fn malformed_replies_fail() {
-        let bad: [&[u8]; 9] = [
+        let bad: [&[u8]; 14] = [
             b"EVENTS 1 2",
             b"EVENTS 1 2 bob",
             b"PAGE 1 0 it's",
             b"STATS 1 ids=01",
             b"STATS 1 ids",
-            b"AT 1 bob 127.0.0.01:5",
+            b"AT 1 bob 127.0.0.01:5 -",
+            b"AT 1 bob 127.0.0.1:5",
+            b"AT 1 bob 127.0.0.1:5 SEED",
+            b"AT 1 bob 127.0.0.1:5 - -",
+            b"PUNCH bob 127.0.0.1:5",
+            b"PUNCH bob 127.0.0.1:5 abcd",
             b"ERR 1 on-fire",
             b"COOKIE 1 xyz 127.0.0.1:5",
             b"BYE 1",
@@ -728,6 +793,7 @@ mod tests {
         addr: SocketAddr,
         nums: (u32, u32, u64),
         code: usize,
+        peer: (u8, [u8; 32]),
     }
 
     fn parts() -> impl Strategy<Value = Parts> {
@@ -740,17 +806,21 @@ mod tests {
             testgen::addr(),
             any::<(u32, u32, u64)>(),
             0..ErrorCode::ALL.len(),
+            (0u8..3, any::<[u8; 32]>()),
         )
-            .prop_map(|(kind, tx, ids, joins, stats, addr, nums, code)| Parts {
-                kind,
-                tx,
-                ids,
-                joins,
-                stats,
-                addr,
-                nums,
-                code,
-            })
+            .prop_map(
+                |(kind, tx, ids, joins, stats, addr, nums, code, peer)| Parts {
+                    kind,
+                    tx,
+                    ids,
+                    joins,
+                    stats,
+                    addr,
+                    nums,
+                    code,
+                    peer,
+                },
+            )
     }
 
     /// The texts of the run fields, joined as the wire has them.
@@ -776,6 +846,11 @@ mod tests {
         let t = TxId::new(&p.tx).unwrap();
         let one = Id::new(&p.ids[0]).unwrap();
         let (a, b, c) = p.nums;
+        let kind = match p.peer.0 {
+            0 => PeerKind::Seed,
+            1 => PeerKind::Keyless,
+            _ => PeerKind::Key(crate::wire::PublicKey(p.peer.1)),
+        };
         match p.kind {
             0 => Reply::Cookie {
                 tx: t,
@@ -799,6 +874,7 @@ mod tests {
                 tx: t,
                 id: one,
                 addr: p.addr,
+                kind,
             },
             4 => Reply::Page {
                 tx: t,
@@ -819,6 +895,7 @@ mod tests {
             10 => Reply::Punch {
                 id: one,
                 addr: p.addr,
+                kind,
             },
             11 => Reply::Events {
                 first: a,

@@ -3,7 +3,7 @@
 //! ```text
 //! request = hello / reg / keep / lookup / intro / list / sub / unsub / quit / stats
 //! hello   = "HELLO" SP txid [SP padding]           ; padding = 1*%x21-7E
-//! reg     = "REG" SP txid SP cookie SP id [SP (lease / "-") [SP token]]
+//! reg     = "REG" SP txid SP cookie SP id [SP (lease / "-") [SP (token / "-") [SP pubkey]]]
 //! keep    = "KEEP" SP txid SP cookie SP id SP token
 //! lookup  = "LOOKUP" SP txid SP cookie SP id
 //! intro   = "INTRO" SP txid SP cookie SP id SP token SP id   ; me, my token, target
@@ -20,9 +20,11 @@
 //! Fields are separated by exactly one space. Verbs are upper case, which
 //! keeps them apart from the seed's mixed-case verbs (`Quit` vs `QUIT`).
 //! Canonical form: `HELLO` padding is emitted as `pad` dots; numbers have no
-//! leading zeros; a `REG` with a token but no lease writes `-` for the lease.
+//! leading zeros; a `REG` writes `-` for a missing lease or token only to
+//! hold its place before a field that follows (`-` as the last field is
+//! refused).
 
-use super::fields::{Cookie, Id, Token, TxId, parse_hex64};
+use super::fields::{Cookie, Id, PublicKey, Token, TxId, parse_hex64};
 use super::text::{Fields, Writer, parse_u32, verb_and_rest};
 use super::{EmitError, ParseError};
 use crate::MAX_DATAGRAM;
@@ -72,7 +74,8 @@ pub enum Request<'a> {
         pad: u16,
     },
     /// Register `id` for `lease` seconds (server default if absent). With
-    /// `token`, renew a live registration that this token owns.
+    /// `token`, renew a live registration that this token owns. With `key`,
+    /// bind the id to that public key for as long as the lease lives.
     Register {
         /// Transaction id and cookie.
         h: Header<'a>,
@@ -82,6 +85,8 @@ pub enum Request<'a> {
         lease: Option<u32>,
         /// The owner token of an earlier registration of `id`.
         token: Option<Token>,
+        /// The client's static public key.
+        key: Option<PublicKey>,
     },
     /// Refresh the lease of `id` and learn the observed address.
     Keepalive {
@@ -200,11 +205,22 @@ impl<'a> Request<'a> {
                     None | Some(b"-") => None,
                     Some(w) => Some(parse_lease(w)?),
                 };
-                // `-` holds the lease's place only when a token follows.
-                let dash = lease_field == Some(b"-");
-                let token = match f.opt_raw()? {
-                    None if dash => return Err(ParseError::Malformed),
+                let token_field = f.opt_raw()?;
+                let key = match f.opt_raw()? {
                     None => None,
+                    Some(w) => Some(PublicKey::parse(w)?),
+                };
+                // `-` holds a place only when a field follows it.
+                let dash_last = match (token_field, key) {
+                    (None, _) => lease_field == Some(b"-"),
+                    (Some(w), None) => w == b"-",
+                    (Some(_), Some(_)) => false,
+                };
+                if dash_last {
+                    return Err(ParseError::Malformed);
+                }
+                let token = match token_field {
+                    None | Some(b"-") => None,
                     Some(w) => Some(Token(parse_hex64(w)?)),
                 };
                 Request::Register {
@@ -212,6 +228,7 @@ impl<'a> Request<'a> {
                     id,
                     lease,
                     token,
+                    key,
                 }
             }
             b"KEEP" => Request::Keepalive {
@@ -275,19 +292,29 @@ impl<'a> Request<'a> {
                 id,
                 lease,
                 token,
+                key,
             } => {
                 header(&mut w, b"REG", h)?.field(id.as_bytes())?;
-                match (lease, token) {
+                match (lease, token.is_some() || key.is_some()) {
                     (Some(l), _) => {
                         w.num(l)?;
+                    }
+                    (None, true) => {
+                        w.field(b"-")?;
+                    }
+                    (None, false) => {}
+                }
+                match (token, key) {
+                    (Some(t), _) => {
+                        w.hex(t.0)?;
                     }
                     (None, Some(_)) => {
                         w.field(b"-")?;
                     }
                     (None, None) => {}
                 }
-                if let Some(t) = token {
-                    w.hex(t.0)?;
+                if let Some(k) = key {
+                    w.field(&k.to_hex())?;
                 }
             }
             Request::Keepalive { h, id, token } => {
@@ -398,7 +425,8 @@ mod tests {
     fn every_verb_in_its_canonical_form() {
         let c = Some(0x5f0c_2a1b_9d8e_7f60);
         let t = Token(0x8c1d_2e3f_4a5b_6c7d);
-        let cases: [(Request<'_>, &[u8]); 12] = [
+        let k = PublicKey(core::array::from_fn(|i| i as u8));
+        let cases: [(Request<'_>, &[u8]); 15] = [
             (
                 Request::Hello {
                     tx: TxId::new("1").unwrap(),
@@ -419,8 +447,29 @@ mod tests {
                     id: id("alice"),
                     lease: None,
                     token: None,
+                    key: None,
                 },
                 b"REG 2 5f0c2a1b9d8e7f60 alice",
+            ),
+            (
+                Request::Register {
+                    h: h("2", c),
+                    id: id("alice"),
+                    lease: None,
+                    token: None,
+                    key: Some(k),
+                },
+                b"REG 2 5f0c2a1b9d8e7f60 alice - - 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            ),
+            (
+                Request::Register {
+                    h: h("2", c),
+                    id: id("alice"),
+                    lease: Some(60),
+                    token: Some(t),
+                    key: Some(k),
+                },
+                b"REG 2 5f0c2a1b9d8e7f60 alice 60 8c1d2e3f4a5b6c7d 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
             ),
             (
                 Request::Register {
@@ -428,6 +477,17 @@ mod tests {
                     id: id("alice"),
                     lease: None,
                     token: Some(t),
+                    key: Some(k),
+                },
+                b"REG 2 - alice - 8c1d2e3f4a5b6c7d 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            ),
+            (
+                Request::Register {
+                    h: h("2", None),
+                    id: id("alice"),
+                    lease: None,
+                    token: Some(t),
+                    key: None,
                 },
                 b"REG 2 - alice - 8c1d2e3f4a5b6c7d",
             ),
@@ -437,6 +497,7 @@ mod tests {
                     id: id("alice"),
                     lease: Some(60),
                     token: None,
+                    key: None,
                 },
                 b"REG 2 5f0c2a1b9d8e7f60 alice 60",
             ),
@@ -509,7 +570,7 @@ mod tests {
 
     #[test]
     fn malformed_requests_say_what_is_wrong() {
-        let bad: [(&[u8], ParseError); 12] = [
+        let bad: [(&[u8], ParseError); 16] = [
             (b"", ParseError::Empty),
             (b"FETCH 1 - x", ParseError::UnknownVerb),
             (b"lookup 1 - x", ParseError::UnknownVerb),
@@ -524,6 +585,16 @@ mod tests {
             (b"LOOKUP 1 -", ParseError::Malformed),
             (b"REG 1 - alice 86401", ParseError::Malformed),
             (b"REG 1 - alice -", ParseError::Malformed),
+            (b"REG 1 - alice - -", ParseError::Malformed),
+            (b"REG 1 - alice 60 -", ParseError::Malformed),
+            (
+                b"REG 1 - alice - - 0123",
+                ParseError::Field(FieldError::BadKey),
+            ),
+            (
+                b"REG 1 - alice - - 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f x",
+                ParseError::Malformed,
+            ),
             (b"LIST 1 - 007", ParseError::Malformed),
         ];
         for (wire, err) in bad {
@@ -548,6 +619,7 @@ mod tests {
         target: std::string::String,
         lease: Option<u32>,
         token: Option<u64>,
+        key: Option<[u8; 32]>,
         cursor: u32,
         pad: u16,
     }
@@ -561,11 +633,12 @@ mod tests {
             testgen::id(),
             proptest::option::of(0..=MAX_LEASE_SECS),
             any::<Option<u64>>(),
+            any::<Option<[u8; 32]>>(),
             any::<u32>(),
             0u16..1100,
         )
             .prop_map(
-                |(verb, tx, cookie, id, target, lease, token, cursor, pad)| Parts {
+                |(verb, tx, cookie, id, target, lease, token, key, cursor, pad)| Parts {
                     verb,
                     tx,
                     cookie,
@@ -573,6 +646,7 @@ mod tests {
                     target,
                     lease,
                     token,
+                    key,
                     cursor,
                     pad,
                 },
@@ -594,6 +668,7 @@ mod tests {
                 id,
                 lease: p.lease,
                 token: p.token.map(Token),
+                key: p.key.map(PublicKey),
             },
             2 => Request::Keepalive { h, id, token },
             3 => Request::Lookup { h, id },

@@ -3,23 +3,29 @@
 //!
 //! ```text
 //! sealed      = initiation / response / confirm / transport
-//! initiation  = %xF8 pattern sender length noise *%x00   ; padded to INITIATION_MIN
+//! initiation  = "NOISE" SP pattern SP sender-hex SP noise-hex [SP *"."]
+//!                                         ; dots pad it to INITIATION_MIN
+//! pattern     = "IK" / "XX"
+//! sender-hex  = 8LOWHEX                   ; the initiator's index
+//! noise-hex   = 1*(2LOWHEX)               ; Noise message 1, in hex
 //! response    = %xF9 sender receiver noise
 //! confirm     = %xFB receiver noise                      ; XX's third message
 //! transport   = %xFA receiver counter ciphertext
-//! pattern     = %x01 / %x02                              ; IK / XX
 //! sender      = 4OCTET    ; u32, big-endian: the sender's index for this handshake
 //! receiver    = 4OCTET    ; u32, big-endian: the index the receiver chose
-//! length      = 2OCTET    ; u16, big-endian: bytes of noise that follow
 //! counter     = 8OCTET    ; u64, big-endian: the AEAD nonce, never reused
 //! noise       = 1*OCTET   ; a Noise_{IK,XX}_25519_ChaChaPoly_BLAKE2s message
 //! ciphertext  = 16*OCTET  ; ChaCha20-Poly1305 of a peer message, the header as AD
 //! hello       = id-length id session counter ; the initiator's payload (IK: msg 1, XX: msg 3)
 //! ```
 //!
-//! The first byte of every sealed datagram is one that never starts UTF-8
-//! (nor a STUN message, 0x00/0x01), so a receiver tells them from text by
-//! one byte. Indices work as WireGuard's: each side names a session by a
+//! The initiation is text: it goes to every address known for a peer
+//! before anyone knows whether a Parley client or the seed's client is
+//! there, and the seed's client decodes every datagram it gets as UTF-8
+//! (a binary one would kill its receiving thread); it ignores a line it
+//! does not know. Everything after it goes only to a peer that answered
+//! as a Parley client, and is binary: its first byte is one that never
+//! starts UTF-8 (nor a STUN message, 0x00/0x01). Indices work as WireGuard's: each side names a session by a
 //! random index of its own, so a transport datagram finds its keys without
 //! naming anyone. An initiation is padded to [`INITIATION_MIN`] bytes so
 //! that the response (at most [`RESPONSE_MAX`]) is never larger than what
@@ -29,8 +35,8 @@ use super::fields::Id;
 use super::{EmitError, ParseError};
 use crate::MAX_DATAGRAM;
 
-/// First byte of an initiation.
-pub const INITIATION: u8 = 0xF8;
+/// How an initiation starts.
+pub const INITIATION: &[u8] = b"NOISE ";
 /// First byte of a response.
 pub const RESPONSE: u8 = 0xF9;
 /// First byte of a transport datagram.
@@ -46,6 +52,10 @@ pub const TAG: usize = 16;
 pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - TRANSPORT_HEADER - TAG;
 /// Every initiation is at least this long (see the module doc).
 pub const INITIATION_MIN: usize = 192;
+/// The longest Noise message an initiation carries (IK's message 1 with
+/// the longest hello), so that the initiation stays below the 1024 bytes
+/// the seed's client reads.
+pub const MAX_INITIATION_NOISE: usize = 32 + 48 + HELLO_MAX + 16;
 /// The longest response: header, XX's `e, ee, s, es` and an empty payload.
 pub const RESPONSE_MAX: usize = 1 + 4 + 4 + 32 + 48 + 16;
 const _: () = assert!(
@@ -65,8 +75,8 @@ pub enum Sealed<'a> {
         pattern: u8,
         /// The initiator's index.
         sender: u32,
-        /// Noise message 1.
-        noise: &'a [u8],
+        /// Noise message 1, in lower-case hex ([`hex_decode`] gives the bytes).
+        hex: &'a [u8],
     },
     /// The second handshake message.
     Response {
@@ -100,12 +110,77 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, ParseError> {
     Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-/// Whether `datagram` is sealed (rather than text): its first byte says.
+/// Whether `datagram` is one of these (rather than another peer message).
 pub fn is_sealed(datagram: &[u8]) -> bool {
-    matches!(
-        datagram.first(),
-        Some(&(INITIATION | RESPONSE | TRANSPORT | CONFIRM))
-    )
+    datagram.starts_with(INITIATION)
+        || matches!(datagram.first(), Some(&(RESPONSE | TRANSPORT | CONFIRM)))
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Lower-case hex of `bytes` into `out`; returns the hex.
+pub fn hex_encode<'o>(bytes: &[u8], out: &'o mut [u8]) -> Result<&'o [u8], EmitError> {
+    let out = out.get_mut(..2 * bytes.len()).ok_or(EmitError::TooLong)?;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    }
+    Ok(out)
+}
+
+/// The bytes of lower-case `hex` into `out`; returns how many.
+pub fn hex_decode(hex: &[u8], out: &mut [u8]) -> Result<usize, ParseError> {
+    if hex.len() % 2 != 0 || hex.len() / 2 > out.len() {
+        return Err(ParseError::Malformed);
+    }
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        let hi = hex_digit(pair[0]).ok_or(ParseError::Malformed)?;
+        let lo = hex_digit(pair[1]).ok_or(ParseError::Malformed)?;
+        out[i] = hi << 4 | lo;
+    }
+    Ok(hex.len() / 2)
+}
+
+fn parse_initiation(d: &[u8]) -> Result<Sealed<'_>, ParseError> {
+    let rest = d.strip_prefix(INITIATION).ok_or(ParseError::UnknownVerb)?;
+    let mut f = rest.splitn(4, |&b| b == b' ');
+    let pattern = match f.next() {
+        Some(b"IK") => 1,
+        Some(b"XX") => 2,
+        _ => return Err(ParseError::Malformed),
+    };
+    let sender = f.next().ok_or(ParseError::Malformed)?;
+    let mut idx = [0u8; 4];
+    if sender.len() != 8 || hex_decode(sender, &mut idx)? != 4 {
+        return Err(ParseError::Malformed);
+    }
+    let hex = f.next().ok_or(ParseError::Malformed)?;
+    let mut scratch = [0u8; MAX_INITIATION_NOISE];
+    if hex.is_empty() || hex_decode(hex, &mut scratch).is_err() {
+        return Err(ParseError::Malformed);
+    }
+    if let Some(pad) = f.next() {
+        if pad.iter().any(|&b| b != b'.') {
+            return Err(ParseError::Malformed);
+        }
+    }
+    let s = Sealed::Initiation {
+        pattern,
+        sender: u32::from_be_bytes(idx),
+        hex,
+    };
+    // Exactly as long as emitted: one canonical form.
+    if s.len() != d.len() {
+        return Err(ParseError::Malformed);
+    }
+    Ok(s)
 }
 
 impl<'a> Sealed<'a> {
@@ -115,31 +190,10 @@ impl<'a> Sealed<'a> {
             return Err(ParseError::TooLong);
         }
         let (&kind, _) = d.split_first().ok_or(ParseError::Empty)?;
+        if d.starts_with(INITIATION) {
+            return parse_initiation(d);
+        }
         match kind {
-            INITIATION => {
-                if d.len() < INITIATION_MIN {
-                    return Err(ParseError::Malformed);
-                }
-                let pattern = d[1];
-                if !(1..=2).contains(&pattern) {
-                    return Err(ParseError::Malformed);
-                }
-                let sender = u32_at(d, 2)?;
-                let len = usize::from(u16::from_be_bytes([d[6], d[7]]));
-                let noise = d.get(8..8 + len).ok_or(ParseError::Malformed)?;
-                // Exactly as long as emitted: one canonical form.
-                if noise.is_empty()
-                    || d.len() != (8 + len).max(INITIATION_MIN)
-                    || d[8 + len..].iter().any(|&b| b != 0)
-                {
-                    return Err(ParseError::Malformed);
-                }
-                Ok(Sealed::Initiation {
-                    pattern,
-                    sender,
-                    noise,
-                })
-            }
             RESPONSE => {
                 let noise = d
                     .get(9..)
@@ -180,7 +234,14 @@ impl<'a> Sealed<'a> {
     /// The datagram's length when emitted.
     pub fn len(&self) -> usize {
         match self {
-            Sealed::Initiation { noise, .. } => (8 + noise.len()).max(INITIATION_MIN),
+            Sealed::Initiation { hex, .. } => {
+                let base = INITIATION.len() + 3 + 9 + hex.len();
+                if base >= INITIATION_MIN {
+                    base
+                } else {
+                    INITIATION_MIN
+                }
+            }
             Sealed::Response { noise, .. } => 9 + noise.len(),
             Sealed::Confirm { noise, .. } => 5 + noise.len(),
             Sealed::Transport { ciphertext, .. } => TRANSPORT_HEADER + ciphertext.len(),
@@ -203,15 +264,30 @@ impl<'a> Sealed<'a> {
             Sealed::Initiation {
                 pattern,
                 sender,
-                noise,
+                hex,
             } => {
-                let len = u16::try_from(noise.len()).map_err(|_| EmitError::TooLong)?;
-                out[0] = INITIATION;
-                out[1] = pattern;
-                out[2..6].copy_from_slice(&sender.to_be_bytes());
-                out[6..8].copy_from_slice(&len.to_be_bytes());
-                out[8..8 + noise.len()].copy_from_slice(noise);
-                out[8 + noise.len()..].fill(0);
+                if hex.len() > 2 * MAX_INITIATION_NOISE || hex.len() % 2 != 0 {
+                    return Err(EmitError::TooLong);
+                }
+                let name: &[u8] = match pattern {
+                    1 => b"IK ",
+                    2 => b"XX ",
+                    _ => return Err(EmitError::TooLong),
+                };
+                let mut at = 0;
+                for part in [INITIATION, name] {
+                    out[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+                hex_encode(&sender.to_be_bytes(), &mut out[at..at + 8])?;
+                out[at + 8] = b' ';
+                at += 9;
+                out[at..at + hex.len()].copy_from_slice(hex);
+                at += hex.len();
+                if at < n {
+                    out[at] = b' ';
+                    out[at + 1..].fill(b'.');
+                }
             }
             Sealed::Response {
                 sender,
@@ -314,15 +390,16 @@ mod tests {
 
     #[test]
     fn every_kind_roundtrips() {
+        let long = [b'a'; 2 * MAX_INITIATION_NOISE];
         rt(Sealed::Initiation {
             pattern: 1,
             sender: 7,
-            noise: &[1; 100],
+            hex: b"00ff",
         });
         rt(Sealed::Initiation {
             pattern: 2,
             sender: u32::MAX,
-            noise: &[2; 300],
+            hex: &long,
         });
         rt(Sealed::Response {
             sender: 1,
@@ -350,19 +427,34 @@ mod tests {
     }
 
     #[test]
-    fn initiations_are_padded_past_any_response() {
+    fn initiations_are_text_padded_past_any_response() {
         let s = Sealed::Initiation {
             pattern: 2,
-            sender: 1,
-            noise: &[1; 32],
+            sender: 0xab,
+            hex: b"0102",
         };
         assert_eq!(s.len(), INITIATION_MIN);
         let mut buf = [0u8; MAX_DATAGRAM];
         let n = s.emit(&mut buf).unwrap();
-        // Unpadded, or with junk in the padding: refused.
+        let text = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(text.starts_with("NOISE XX 000000ab 0102 ...."), "{text}");
+        // Unpadded, or with junk in the padding, or upper-case hex: refused.
         assert!(Sealed::parse(&buf[..n - 1]).is_err());
-        buf[n - 1] = 1;
+        buf[n - 1] = b'x';
         assert!(Sealed::parse(&buf[..n]).is_err());
+        assert!(Sealed::parse(b"NOISE XX 000000AB 0102").is_err());
+        // The longest one still fits what the seed's client reads.
+        let mut hex = [0u8; 2 * MAX_INITIATION_NOISE];
+        let hex = hex_encode(&[0xee; MAX_INITIATION_NOISE], &mut hex).unwrap();
+        let s = Sealed::Initiation {
+            pattern: 1,
+            sender: 1,
+            hex,
+        };
+        assert!(s.len() <= crate::SEED_MAX_LIST);
+        let mut back = [0u8; MAX_INITIATION_NOISE];
+        assert_eq!(hex_decode(hex, &mut back), Ok(MAX_INITIATION_NOISE));
+        assert_eq!(back, [0xee; MAX_INITIATION_NOISE]);
     }
 
     #[test]
@@ -370,6 +462,7 @@ mod tests {
         assert!(!is_sealed(b"CHAT a 0123456789abcdef 1 1/1 hi"));
         assert!(!is_sealed(b"Message hi"));
         assert!(!is_sealed(&[0x00, 0x01]));
+        assert!(is_sealed(b"NOISE "));
         assert_eq!(Sealed::parse(&[TRANSPORT; 20]), Err(ParseError::Malformed));
         assert_eq!(Sealed::parse(b"x"), Err(ParseError::UnknownVerb));
     }

@@ -8,11 +8,16 @@
 //! quit-req = "Quit" SP id
 //! id2-req  = "ID2" SP *OCTET           ; the seed client sends "ID2 "
 //! ; server to client
-//! seed-rep = list / peer-rep / nopeer
+//! seed-rep = list / peer-rep / nopeer / refusal
 //! list     = "List" SP "[" [ "'" id "'" *( "," SP "'" id "'" ) ] "]"   ; Python's str(list)
 //! peer-rep = "Peer" SP "(" "'" host "'" "," SP port [ "," SP flow "," SP scope ] ")"
 //!                                      ; Python's repr of the recvfrom address
 //! nopeer   = "NoPeer"
+//! refusal  = "Message parley-server: " ( "the id " id " is taken"
+//!                                      / "the table is full"
+//!                                      / "your network holds too many ids" )
+//!                                      ; an ID refused: the seed client
+//!                                      ; prints a Message's text
 //! ; client to client
 //! message  = "Message" SP text         ; text: any UTF-8, verbatim (a
 //!                                      ; trailing newline is part of it)
@@ -70,8 +75,56 @@ pub enum SeedReply<'a> {
     Peer(SocketAddr),
     /// `NoPeer`: nobody has that id.
     NoPeer,
+    /// `Message parley-server: ...`: the server refused an `ID`.
+    Refused(Refusal<'a>),
     /// `Message <text>`: chat text from a peer.
     Message(&'a str),
+}
+
+/// Why the server refused a seed `ID`, told as a `Message` because that is
+/// the one thing the seed client prints whatever state it is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal<'a> {
+    /// Another address holds the id.
+    Taken(Id<'a>),
+    /// Every slot is held.
+    TableFull,
+    /// The sender's address or one of its networks holds its quota.
+    OverQuota,
+}
+
+/// What every refusal's text starts with.
+const REFUSAL: &str = "parley-server: ";
+const TAKEN: (&str, &str) = ("the id ", " is taken");
+const FULL: &str = "the table is full";
+const OVER_QUOTA: &str = "your network holds too many ids";
+
+impl<'a> Refusal<'a> {
+    /// The refusal a `Message` text says, if it is one, exactly.
+    fn from_text(text: &'a str) -> Option<Self> {
+        let rest = text.strip_prefix(REFUSAL)?;
+        match rest {
+            FULL => Some(Refusal::TableFull),
+            OVER_QUOTA => Some(Refusal::OverQuota),
+            _ => {
+                let id = rest.strip_prefix(TAKEN.0)?.strip_suffix(TAKEN.1)?;
+                Id::new(id).ok().map(Refusal::Taken)
+            }
+        }
+    }
+
+    fn write(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
+        w.put(REFUSAL.as_bytes())?;
+        match self {
+            Refusal::Taken(id) => w
+                .put(TAKEN.0.as_bytes())?
+                .put(id.as_bytes())?
+                .put(TAKEN.1.as_bytes())?,
+            Refusal::TableFull => w.put(FULL.as_bytes())?,
+            Refusal::OverQuota => w.put(OVER_QUOTA.as_bytes())?,
+        };
+        Ok(())
+    }
 }
 
 impl<'a> SeedRequest<'a> {
@@ -147,7 +200,7 @@ impl<'a> SeedReply<'a> {
         // texts that parse back as other texts.
         if let Some(msg) = datagram.strip_prefix(b"Message ") {
             let msg = core::str::from_utf8(msg).map_err(|_| ParseError::NotUtf8)?;
-            return Ok(SeedReply::Message(msg));
+            return Ok(Refusal::from_text(msg).map_or(SeedReply::Message(msg), SeedReply::Refused));
         }
         let d = strip_newline(datagram);
         let text = core::str::from_utf8(d).map_err(|_| ParseError::NotUtf8)?;
@@ -175,6 +228,10 @@ impl<'a> SeedReply<'a> {
             SeedReply::List(list) => w.put(b"List [")?.put(list.0.as_bytes())?.put(b"]")?,
             SeedReply::Peer(a) => write_py(w.put(b"Peer ")?, *a)?,
             SeedReply::NoPeer => w.put(b"NoPeer")?,
+            SeedReply::Refused(r) => {
+                r.write(w.put(b"Message ")?)?;
+                &mut w
+            }
             SeedReply::Message(text) => w.put(b"Message ")?.put(text.as_bytes())?,
         };
         Ok(w.finish())
@@ -294,6 +351,39 @@ mod tests {
             SeedReply::parse(b"Peer ('127.0.0.1', 10107)"),
             Ok(SeedReply::Peer(a))
         );
+    }
+
+    #[test]
+    fn refusals_are_messages_the_seed_client_prints() {
+        for (bytes, r) in [
+            (
+                &b"Message parley-server: the id 120 is taken"[..],
+                Refusal::Taken(id("120")),
+            ),
+            (
+                b"Message parley-server: the table is full",
+                Refusal::TableFull,
+            ),
+            (
+                b"Message parley-server: your network holds too many ids",
+                Refusal::OverQuota,
+            ),
+        ] {
+            assert_eq!(SeedReply::parse(bytes), Ok(SeedReply::Refused(r)));
+            let mut b = [0u8; 128];
+            let n = SeedReply::Refused(r).emit(&mut b).unwrap();
+            assert_eq!(&b[..n], bytes);
+            // The seed client prints what follows "Message ".
+            assert!(b[..n].starts_with(b"Message "));
+        }
+        // Anything else, however close, is a peer's chat text.
+        for text in [
+            &b"Message parley-server: the id it's is taken"[..],
+            b"Message parley-server: the table is full\n",
+            b"Message the table is full",
+        ] {
+            assert!(matches!(SeedReply::parse(text), Ok(SeedReply::Message(_))));
+        }
     }
 
     #[test]

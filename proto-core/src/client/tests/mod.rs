@@ -165,8 +165,10 @@ fn label(bytes: &[u8]) -> String {
     if let Some(inner) = inside(bytes) {
         return inner;
     }
+    if bytes.starts_with(sealed::INITIATION) {
+        return format!("[init {}]", bytes.len());
+    }
     match bytes.first() {
-        Some(&sealed::INITIATION) => format!("[init {}]", bytes.len()),
         Some(&sealed::RESPONSE) => format!("[resp {}]", bytes.len()),
         Some(&sealed::CONFIRM) => format!("[confirm {}]", bytes.len()),
         Some(&sealed::TRANSPORT) => format!("[data {}]", bytes.len()),

@@ -120,7 +120,7 @@ fn the_first_address_that_answers_becomes_the_path() {
     let (a, b) = two(&mut net);
     // A stale introduction names an address where nobody answers.
     let dead = addr("10.0.0.77:1");
-    net.put(addr(SERVER), a, b"PUNCH bob 10.0.0.77:1");
+    net.put(addr(SERVER), a, b"PUNCH bob 10.0.0.77:1 -");
     net.run(50);
     let m = net.send_message(a, id("bob"), "which way?").unwrap();
     net.run(3000);

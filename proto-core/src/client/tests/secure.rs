@@ -66,7 +66,10 @@ fn first_contact_is_xx_and_pins_then_ik_with_the_pinned_key() {
     net.run(1000);
     assert_eq!(net.take(b), ["msg alice: hi"]);
     let inits = net.sent_raw(a, "[init");
-    assert!(inits.iter().all(|i| i[1] == 2), "no key known: XX");
+    assert!(
+        inits.iter().all(|i| i.starts_with(b"NOISE XX ")),
+        "no key known: XX"
+    );
     assert_eq!(net.first_seen[&a], ["key first seen bob"]);
     assert_eq!(net.first_seen[&b], ["key first seen alice"]);
     assert_eq!(net.client(a).pinned(id("bob")), Some(kb));
@@ -103,7 +106,10 @@ fn first_contact_is_xx_and_pins_then_ik_with_the_pinned_key() {
     assert_eq!(net.take(b), ["msg alice: me again"]);
     let inits = net.sent_raw(a, "[init");
     assert!(inits.len() > n0);
-    assert!(inits[n0..].iter().all(|i| i[1] == 1), "the pinned key: IK");
+    assert!(
+        inits[n0..].iter().all(|i| i.starts_with(b"NOISE IK ")),
+        "the pinned key: IK"
+    );
     assert_eq!(net.first_seen[&a].len(), 1, "no new first sight");
 }
 
@@ -126,7 +132,11 @@ fn an_impostor_for_a_pinned_peer_gets_nothing_and_the_change_is_reported() {
         .unwrap();
     net.run(30_000);
     // IK to the real key: the impostor cannot even read the initiation.
-    assert!(net.sent_raw(a, "[init").iter().all(|i| i[1] == 1));
+    assert!(
+        net.sent_raw(a, "[init")
+            .iter()
+            .all(|i| i.starts_with(b"NOISE IK "))
+    );
     assert!(net.sent(m, "[resp").is_empty());
     assert!(net.sent(a, "CHAT ").is_empty(), "no chat without a session");
     assert!(
@@ -191,8 +201,16 @@ fn a_replayed_initiation_is_refused_or_harmless() {
     let got = net.take(b);
     assert_eq!(got.len(), 3, "{got:?}");
     let inits = net.sent_raw(a, "[init");
-    let xx = inits.iter().find(|i| i[1] == 2).unwrap().clone();
-    let ik = inits.iter().find(|i| i[1] == 1).unwrap().clone();
+    let xx = inits
+        .iter()
+        .find(|i| i.starts_with(b"NOISE XX "))
+        .unwrap()
+        .clone();
+    let ik = inits
+        .iter()
+        .find(|i| i.starts_with(b"NOISE IK "))
+        .unwrap()
+        .clone();
     let replayer = addr("10.0.0.66:1");
     let before = net.client(b).stats();
     let n = net.log.len();
