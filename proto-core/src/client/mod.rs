@@ -137,6 +137,10 @@ pub struct Config {
     pub register: bool,
     /// Ask for presence events once registered.
     pub subscribe: bool,
+    /// Register the public key with the id (so peers handshake with IK and
+    /// never fall back to plain text); `false` registers without one, as
+    /// clients before keys did (peers then use XX and pin on first use).
+    pub register_key: bool,
     /// The lease to ask for, in seconds (`None`: the server's default).
     pub lease: Option<u32>,
     /// Shortest interval between keepalives.
@@ -175,6 +179,7 @@ impl Config {
             id: id.map(IdBuf::from_id),
             register: id.is_some(),
             subscribe: false,
+            register_key: true,
             lease: None,
             keepalive_min: Millis::from_secs(15),
             keepalive_max: Millis::from_secs(25),

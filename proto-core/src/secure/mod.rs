@@ -35,56 +35,9 @@ pub const PROLOGUE: &[u8] = b"parley/1";
 /// Bytes the AEAD adds to every sealed message.
 pub const TAG_LEN: usize = 16;
 
-/// A client's long-term X25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PublicKey(pub [u8; 32]);
-
-impl PublicKey {
-    /// Parse 64 lower-case hex digits (the form `REG`, `AT` and `PUNCH`
-    /// carry and the known-peers file stores).
-    pub fn from_hex(s: &str) -> Option<PublicKey> {
-        let b = s.as_bytes();
-        if b.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            let hi = hex_val(pair[0])?;
-            let lo = hex_val(pair[1])?;
-            out[i] = hi << 4 | lo;
-        }
-        Some(PublicKey(out))
-    }
-
-    /// The key's bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-/// 64 lower-case hex digits.
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({self})")
-    }
-}
+/// A client's long-term X25519 public key: the wire's type, which `REG`,
+/// `AT` and `PUNCH` carry as 64 lower-case hex digits.
+pub use crate::wire::PublicKey;
 
 /// A client's long-term key pair (its identity).
 #[derive(Clone)]
@@ -193,7 +146,7 @@ impl fmt::Debug for SafetyNumber {
 /// for 12 groups.
 pub fn safety_number(a: &PublicKey, b: &PublicKey) -> SafetyNumber {
     use blake2::{Blake2s256, Digest};
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let (lo, hi) = if a.0 <= b.0 { (a, b) } else { (b, a) };
     let mut h = Blake2s256::new();
     h.update(b"parley safety number v1");
     h.update(lo.0);
@@ -226,9 +179,8 @@ mod tests {
         let k = Keypair::from_secret([7; 32]).public();
         let s = format!("{k}");
         assert_eq!(s.len(), 64);
-        assert_eq!(PublicKey::from_hex(&s), Some(k));
-        assert_eq!(PublicKey::from_hex(&s.to_uppercase()), None);
-        assert_eq!(PublicKey::from_hex(&s[1..]), None);
+        assert_eq!(PublicKey::parse(s.as_bytes()), Ok(k));
+        assert!(PublicKey::parse(s.to_uppercase().as_bytes()).is_err());
         assert!(!format!("{:?}", Keypair::from_secret([7; 32])).contains("0707"));
     }
 

@@ -58,7 +58,7 @@ fn forged_plain_chat_and_probe_from_a_third_host_change_nothing() {
 }
 
 #[test]
-fn first_contact_is_xx_and_pins_then_ik_with_the_pinned_key() {
+fn first_contact_uses_the_reported_key_and_pins_it() {
     let mut net = Net::new();
     let (a, b) = two(&mut net);
     let (ka, kb) = (key_of(&mut net, a), key_of(&mut net, b));
@@ -67,8 +67,8 @@ fn first_contact_is_xx_and_pins_then_ik_with_the_pinned_key() {
     assert_eq!(net.take(b), ["msg alice: hi"]);
     let inits = net.sent_raw(a, "[init");
     assert!(
-        inits.iter().all(|i| i.starts_with(b"NOISE XX ")),
-        "no key known: XX"
+        inits.iter().all(|i| i.starts_with(b"NOISE IK ")),
+        "the server reported bob's key: IK"
     );
     assert_eq!(net.first_seen[&a], ["key first seen bob"]);
     assert_eq!(net.first_seen[&b], ["key first seen alice"]);
@@ -84,10 +84,34 @@ fn first_contact_is_xx_and_pins_then_ik_with_the_pinned_key() {
         &net.client(b).public_key(),
     );
     assert_eq!(na, nb);
+}
+
+#[test]
+fn without_a_known_key_xx_then_ik_with_the_pinned_key() {
+    let mut net = Net::new();
+    let mut cfg = Net::config("alice");
+    cfg.register_key = false;
+    let a = net.add("10.0.0.2:5000", cfg.clone());
+    let mut cfg_b = Net::config("bob");
+    cfg_b.register_key = false;
+    let b = net.add("10.0.0.3:6000", cfg_b);
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    let kb = key_of(&mut net, b);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: hi"]);
+    let inits = net.sent_raw(a, "[init");
+    assert!(
+        inits.iter().all(|i| i.starts_with(b"NOISE XX ")),
+        "no key known: XX"
+    );
+    assert!(!net.sent(a, "[confirm").is_empty(), "XX's third message");
+    assert_eq!(net.client(a).pinned(id("bob")), Some(kb));
+    assert_eq!(net.first_seen[&b], ["key first seen alice"]);
 
     // A new alice process (same key, pins loaded from her file) uses IK.
-    let mut cfg = Net::config("alice");
-    cfg.lease = None;
     let now = net.now;
     let secret = *net.client(a).identity.secret();
     let mut c = Box::new(Client::new(
@@ -110,18 +134,53 @@ fn first_contact_is_xx_and_pins_then_ik_with_the_pinned_key() {
         inits[n0..].iter().all(|i| i.starts_with(b"NOISE IK ")),
         "the pinned key: IK"
     );
-    assert_eq!(net.first_seen[&a].len(), 1, "no new first sight");
+    assert_eq!(net.first_seen[&b].len(), 1, "no new first sight");
 }
 
-/// The server (or whoever answers at the address it gives) is not
-/// trusted with keys: a pinned key that differs stops everything.
+/// A rogue server hands out the impostor's key for bob: the pinned key
+/// disagrees, the person is told, and nothing at all goes to the impostor
+/// until the new key is accepted.
+#[test]
+fn a_rogue_server_reporting_another_key_gets_nothing_sent() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    // Mallory registers as "bob" with her own key; the server reports it.
+    let m = net.add("10.0.0.66:6000", Net::config("bob"));
+    net.run(1000);
+    net.take(a);
+    net.take(m);
+    let real_bob = Keypair::from_secret([200; 32]).public();
+    net.client(a).pin(id("bob"), real_bob).unwrap();
+    let n = net.log.len();
+    net.send_message(a, id("bob"), "the password is hunter2")
+        .unwrap();
+    net.run(30_000);
+    assert_eq!(net.take(a), ["key changed bob"], "held, not failed");
+    assert!(
+        net.log[n..]
+            .iter()
+            .all(|(_, s, d, _)| !(*s == a && *d == m)),
+        "nothing at all to the impostor"
+    );
+    assert!(net.take(m).iter().all(|e| !e.starts_with("msg")));
+    // Accepting the offered key (the person decided) lets it go.
+    let offered = net.client(m).public_key();
+    let now = net.now;
+    net.client(a).accept_key(now, id("bob"), offered).unwrap();
+    net.run(5000);
+    assert_eq!(net.take(m), ["msg alice: the password is hunter2"]);
+    assert_eq!(net.client(a).pinned(id("bob")), Some(offered));
+}
+
+/// The server says nothing of keys (or is fooled by a keyless
+/// registration): the handshake itself catches the impostor.
 #[test]
 fn an_impostor_for_a_pinned_peer_gets_nothing_and_the_change_is_reported() {
     let mut net = Net::new();
     let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    // Mallory registers as "bob": the server, rogue or fooled, sends
-    // alice there.
-    let m = net.add("10.0.0.66:6000", Net::config("bob"));
+    let mut cfg = Net::config("bob");
+    cfg.register_key = false;
+    let m = net.add("10.0.0.66:6000", cfg);
     net.run(1000);
     net.take(a);
     net.take(m);
@@ -131,7 +190,7 @@ fn an_impostor_for_a_pinned_peer_gets_nothing_and_the_change_is_reported() {
         .send_message(a, id("bob"), "the password is hunter2")
         .unwrap();
     net.run(30_000);
-    // IK to the real key: the impostor cannot even read the initiation.
+    // IK to the pinned key: the impostor cannot even read the initiation.
     assert!(
         net.sent_raw(a, "[init")
             .iter()
@@ -141,11 +200,10 @@ fn an_impostor_for_a_pinned_peer_gets_nothing_and_the_change_is_reported() {
     assert!(net.sent(a, "CHAT ").is_empty(), "no chat without a session");
     assert!(
         net.sent(a, "Message").is_empty(),
-        "never plain text to a keyed peer"
+        "never plain text to a pinned peer"
     );
     // The impostor, told by the server that alice wants it, handshakes
-    // with her as "bob" (XX: it has no key for her): alice hears of the
-    // changed key and takes nothing from it.
+    // with her as "bob": alice hears of the changed key and takes nothing.
     let mut ev = net.take(a);
     ev.sort();
     assert_eq!(
@@ -173,13 +231,6 @@ fn an_impostor_for_a_pinned_peer_gets_nothing_and_the_change_is_reported() {
         "held"
     );
     assert!(net.take(a).is_empty(), "held, not failed");
-    // Only accepting the offered key lets them go.
-    let offered = net.client(m).public_key();
-    let now = net.now;
-    net.client(a).accept_key(now, id("bob"), offered).unwrap();
-    net.run(5000);
-    let got = net.take(m);
-    assert!(got.contains(&"msg alice: held".to_string()), "{got:?}");
 }
 
 #[test]
@@ -187,10 +238,12 @@ fn a_replayed_initiation_is_refused_or_harmless() {
     let mut net = Net::new();
     let mut cfg = Net::config("alice");
     // Every message after the first wants a new handshake: the second one
-    // is IK, with the keys pinned by the first (XX).
+    // is IK, with the keys pinned by the first (XX: bob registered no key).
     cfg.rekey_after_messages = 1;
     let a = net.add("10.0.0.2:5000", cfg);
-    let b = net.add("10.0.0.3:6000", Net::config("bob"));
+    let mut cfg = Net::config("bob");
+    cfg.register_key = false;
+    let b = net.add("10.0.0.3:6000", cfg);
     net.run(1000);
     net.take(b);
     for text in ["one", "two", "three"] {
