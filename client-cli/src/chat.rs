@@ -369,6 +369,17 @@ fn network(net: Net) {
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => Cmd::Quit,
             };
+            if let Cmd::Send(to, _) = &cmd {
+                let peer = to.as_id().map_or("", |i| i.as_str());
+                if offered.lock().is_ok_and(|o| o.contains_key(peer)) {
+                    say(
+                        &out,
+                        format!(
+                            "! held, not sent: {peer}'s key changed (see the warning above); /verify {peer}, then /accept {peer} only if {peer} confirms"
+                        ),
+                    );
+                }
+            }
             let r = match cmd {
                 Cmd::Send(to, text) => match to.as_id() {
                     Some(_) if !backlog.is_empty() => {

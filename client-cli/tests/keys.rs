@@ -343,6 +343,7 @@ fn a_peer_with_a_new_key_is_held_until_accepted() {
     assert!(!alice_saw.contains("new laptop"), "{alice_saw}");
 
     alice.type_line("/msg bob the password is hunter2");
+    wait_line(&alice.out, "! held, not sent: bob's key changed", T);
     alice.type_line("/verify bob");
     let pinned_line = wait_line(&alice.out, "safety number with bob", T);
     let offered_line = wait_line(&alice.out, "NEW key bob offers", T);
