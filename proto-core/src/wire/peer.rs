@@ -21,12 +21,15 @@
 //! new message for a duplicate of an old one. A message longer than one
 //! datagram travels as `count` fragments, each acknowledged on its own by
 //! an `ACK` naming the same session, seq and fragment. `PROBE` / `PROBED`
-//! open and test a path (hole punching) before any chat is sent on it.
+//! test a session's path (keepalives); the Noise initiation is what opens
+//! one (hole punching).
 //!
 //! `Message <text>` is what the seed's client sends and understands; it has
 //! no id, no acknowledgement and reads at most 1024 bytes
-//! ([`super::seed::MAX_SEED_DATAGRAM`]). Every other datagram fits
-//! [`crate::MAX_DATAGRAM`].
+//! ([`super::seed::MAX_SEED_DATAGRAM`]). Every other message travels
+//! sealed in a transport datagram ([`super::sealed`]) and fits its
+//! plaintext, [`super::sealed::MAX_PLAINTEXT`] bytes; there the receiver
+//! takes the sender from the key that opened it, not from `id`.
 
 use super::fields::{Id, parse_hex64};
 use super::sealed::MAX_PLAINTEXT;
@@ -163,7 +166,9 @@ impl<'a> PeerMsg<'a> {
                 _ => Err(ParseError::UnknownVerb),
             };
         }
-        let (verb, rest) = verb_and_rest(datagram, MAX_DATAGRAM)?;
+        // Parley's own messages travel sealed: no longer than a transport
+        // datagram's plaintext.
+        let (verb, rest) = verb_and_rest(datagram, MAX_PLAINTEXT)?;
         let mut f = Fields::new(rest);
         let msg = match verb {
             b"CHAT" => {
@@ -242,15 +247,15 @@ impl<'a> PeerMsg<'a> {
                     .hex(session)?
                     .num(seq)?
                     .num(u32::from(frag))?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Probe { from, nonce } => {
                 w.put(b"PROBE")?.field(from.as_bytes())?.hex(nonce)?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Probed { from, nonce } => {
                 w.put(b"PROBED")?.field(from.as_bytes())?.hex(nonce)?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Seed(text) => {
                 w.put(b"Message ")?.put(text.as_bytes())?;

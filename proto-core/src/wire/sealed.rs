@@ -255,6 +255,15 @@ impl<'a> Sealed<'a> {
 
     /// Write the datagram into `buf`; returns its length.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
+        // What parse would refuse is never written.
+        let carries_nothing = match self {
+            Sealed::Initiation { hex, .. } => hex.is_empty(),
+            Sealed::Response { noise, .. } | Sealed::Confirm { noise, .. } => noise.is_empty(),
+            Sealed::Transport { ciphertext, .. } => ciphertext.len() < TAG,
+        };
+        if carries_nothing {
+            return Err(EmitError::TooLong);
+        }
         let n = self.len();
         if n > buf.len() || n > MAX_DATAGRAM {
             return Err(EmitError::TooLong);
@@ -465,6 +474,26 @@ mod tests {
         assert!(is_sealed(b"NOISE "));
         assert_eq!(Sealed::parse(&[TRANSPORT; 20]), Err(ParseError::Malformed));
         assert_eq!(Sealed::parse(b"x"), Err(ParseError::UnknownVerb));
+        // Nothing parse refuses is ever written.
+        let mut buf = [0u8; 64];
+        assert!(
+            Sealed::Response {
+                sender: 0,
+                receiver: 1,
+                noise: &[]
+            }
+            .emit(&mut buf)
+            .is_err()
+        );
+        assert!(
+            Sealed::Transport {
+                receiver: 0,
+                counter: 1,
+                ciphertext: &[0; 15]
+            }
+            .emit(&mut buf)
+            .is_err()
+        );
     }
 
     proptest! {
