@@ -88,7 +88,36 @@ impl KnownPeers {
     /// Pin `key` for `id` (replacing any earlier key) and write the file.
     /// Peers that another process added meanwhile are kept.
     pub fn set(&mut self, id: &str, key: [u8; 32]) -> Result<(), KnownError> {
+        self.write_with(id, key, true).map(|_| ())
+    }
+
+    /// Pin a key seen for the first time, unless the file (which another
+    /// `parley` may have written since this one read it) already holds
+    /// another key for `id`: that one stays, and is returned, because a
+    /// pinned key is replaced only by the person's decision.
+    pub fn add_new(&mut self, id: &str, key: [u8; 32]) -> Result<Option<[u8; 32]>, KnownError> {
+        self.write_with(id, key, false)
+    }
+
+    fn write_with(
+        &mut self,
+        id: &str,
+        key: [u8; 32],
+        replace: bool,
+    ) -> Result<Option<[u8; 32]>, KnownError> {
         let mut keys = read(&self.path)?;
+        match keys.get(id) {
+            Some(old) if *old == key => {
+                self.keys = keys;
+                return Ok(None);
+            }
+            Some(old) if !replace => {
+                let old = *old;
+                self.keys = keys;
+                return Ok(Some(old));
+            }
+            _ => {}
+        }
         keys.insert(id.to_string(), key);
         let mut text = String::from(HEADER);
         for (id, k) in &keys {
@@ -108,7 +137,7 @@ impl KnownPeers {
         files::write_replace(&self.path, text.as_bytes(), 0o600)
             .map_err(|e| KnownError::Io(self.path.clone(), e))?;
         self.keys = keys;
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -186,6 +215,23 @@ mod tests {
         let back = KnownPeers::load(&path).unwrap();
         assert_eq!(back.get("alice"), Some([1; 32]));
         assert_eq!(back.get("bob"), Some([2; 32]));
+    }
+
+    #[test]
+    fn a_first_seen_key_never_replaces_a_pinned_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("known_peers");
+        let mut one = KnownPeers::load(&path).unwrap();
+        let mut two = KnownPeers::load(&path).unwrap();
+        assert_eq!(one.add_new("bob", [1; 32]).unwrap(), None);
+        assert_eq!(one.add_new("bob", [1; 32]).unwrap(), None, "the same key");
+        // Another parley, which read the file before bob was in it.
+        assert_eq!(two.add_new("bob", [2; 32]).unwrap(), Some([1; 32]));
+        assert_eq!(KnownPeers::load(&path).unwrap().get("bob"), Some([1; 32]));
+        assert_eq!(two.get("bob"), Some([1; 32]));
+        // The person's decision does replace it.
+        two.set("bob", [2; 32]).unwrap();
+        assert_eq!(KnownPeers::load(&path).unwrap().get("bob"), Some([2; 32]));
     }
 
     #[test]

@@ -84,8 +84,13 @@ pub fn keep_key(known: &mut KnownPeers, e: &Event<'_>) -> Option<String> {
     let Event::KeyFirstSeen { id, key } = e else {
         return None;
     };
-    Some(match known.set(id.as_str(), key.0) {
-        Ok(()) => show::key_first_seen(id.as_str(), &key.0, known.path()),
+    Some(match known.add_new(id.as_str(), key.0) {
+        Ok(None) => show::key_first_seen(id.as_str(), &key.0, known.path()),
+        Ok(Some(old)) => format!(
+            "{}\n!!! (another parley kept {id}'s key in {} while this one ran; that key stays)",
+            show::key_changed(id.as_str(), &old, &key.0),
+            known.path().display()
+        ),
         Err(err) => format!("! could not keep {id}'s key: {err}"),
     })
 }
