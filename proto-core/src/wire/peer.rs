@@ -36,7 +36,6 @@ use super::sealed::MAX_PLAINTEXT;
 use super::seed::{MAX_SEED_DATAGRAM, SeedReply};
 use super::text::{Fields, Writer, parse_u32, verb_and_rest};
 use super::{EmitError, ParseError};
-use crate::MAX_DATAGRAM;
 
 /// Most fragments one chat message may be split into.
 pub const MAX_FRAGMENTS: u8 = 16;
@@ -288,6 +287,7 @@ mod tests {
     use std::string::String;
 
     use super::*;
+    use crate::MAX_DATAGRAM;
     use proptest::prelude::*;
 
     fn id(s: &str) -> Id<'_> {

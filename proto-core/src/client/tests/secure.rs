@@ -406,3 +406,13 @@ fn unauthenticated_sources_hold_no_peer_entries() {
         }
     }
 }
+
+#[test]
+fn the_client_fits_in_fixed_memory() {
+    let size = core::mem::size_of::<Client>();
+    std::println!("Client: {size} bytes");
+    // Tables are fixed (181 KiB with 32 peers, each with two sessions and
+    // a handshake, and 256 pins): a guard against a table growing by
+    // accident, not a target.
+    assert!(size < 192 * 1024, "{size}");
+}
