@@ -21,6 +21,8 @@ pub enum Workload {
     Presence,
     /// STUN Binding requests (RFC 8489), answered with the mapped address.
     Stun,
+    /// Relay frames through a session whose two ends are each lane's socket.
+    Relay,
 }
 
 impl Workload {
@@ -33,6 +35,7 @@ impl Workload {
             Workload::Mixed => "mixed",
             Workload::Presence => "presence",
             Workload::Stun => "stun",
+            Workload::Relay => "relay",
         }
     }
 }
@@ -233,10 +236,12 @@ WORKLOADS (--workload):
     mixed      lookup:register:churn in the --mix ratio [default 80:10:10]
     presence   mixed [default 90:0:10] while --subscribers prefilled ids get presence events
     stun       STUN Binding requests (RFC 8489), each answered with the sender's address
+    relay      relay frames of 74 octets through a session per lane whose two ends are the
+               lane itself (two ids registered from its socket): each comes back forwarded
 
 RUN OPTIONS:
     --target ADDR         server address, loopback only [default: {target}]
-    --workload W          register, lookup, churn, mixed, presence or stun [default: lookup]
+    --workload W          register, lookup, churn, mixed, presence, stun or relay [default: lookup]
     --proto P             ext (extended protocol) or seed (ID/Peer/Quit) [default: ext]
     --table N             ids registered before the measured phase [default: 0]
     --subscribers N       prefilled ids subscribed to presence (presence) [default: 0]
@@ -371,9 +376,10 @@ fn parse_run(mut args: pico_args::Arguments) -> Result<RunOpts, CliError> {
             "mixed" => Workload::Mixed,
             "presence" => Workload::Presence,
             "stun" => Workload::Stun,
+            "relay" => Workload::Relay,
             _ => {
                 return Err(CliError(format!(
-                    "--workload: '{w}' is not one of register, lookup, churn, mixed, presence, stun"
+                    "--workload: '{w}' is not one of register, lookup, churn, mixed, presence, stun, relay"
                 )));
             }
         };

@@ -37,6 +37,12 @@ enum Op {
     Stats,
     /// A STUN Binding request.
     Stun,
+    /// Register relay end 0 or 1 of the lane.
+    RelayReg(u8),
+    /// Ask for the lane's relay session as end 0 or 1.
+    RelayAsk(u8),
+    /// A relay frame, forwarded back to the lane (both ends are its socket).
+    Relay,
 }
 
 #[derive(Clone, Copy)]
@@ -61,6 +67,18 @@ struct Lane {
     issued: u64,
     /// This lane's next prefill / subscribe / verify index (stride = lanes).
     next: u64,
+    /// The lane's relay session (relay workload).
+    relay: RelayLane,
+}
+
+/// A lane's relay session: both ends are ids registered from the lane's
+/// own socket, so the server forwards each frame back to it.
+#[derive(Clone, Copy, Debug, Default)]
+struct RelayLane {
+    tokens: [Option<u64>; 2],
+    asked: [bool; 2],
+    channel: Option<u64>,
+    pending: bool,
 }
 
 impl Lane {
@@ -86,6 +104,7 @@ struct Actor {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Hello,
+    Relay,
     Prefill,
     Subscribe,
     Measure,
@@ -166,6 +185,7 @@ impl Engine {
                 hello_pending: false,
                 issued: 0,
                 next: i as u64,
+                relay: RelayLane::default(),
             });
         }
         let actors = o.lanes * o.window;
@@ -233,6 +253,7 @@ impl Engine {
     pub fn run(mut self) -> io::Result<Report> {
         let phases: &[Phase] = &[
             Phase::Hello,
+            Phase::Relay,
             Phase::Prefill,
             Phase::Subscribe,
             Phase::Measure,
@@ -263,6 +284,12 @@ impl Engine {
                     ),
                 ));
             }
+            if p == Phase::Relay && self.lanes.iter().any(|l| l.relay.channel.is_none()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no relay session from {} for every lane", self.o.target),
+                ));
+            }
         }
         Ok(self.report())
     }
@@ -270,7 +297,8 @@ impl Engine {
     fn skip(&self, p: Phase) -> bool {
         let echo = self.o.echo;
         match p {
-            Phase::Hello => !self.ext() && self.o.table == 0,
+            Phase::Hello => !self.ext() && self.o.table == 0 && self.o.workload != Workload::Relay,
+            Phase::Relay => echo || self.o.workload != Workload::Relay,
             Phase::Prefill => echo || self.o.table == 0,
             Phase::Subscribe => echo || self.o.subscribers == 0,
             Phase::Measure => false,
@@ -344,6 +372,10 @@ impl Engine {
                     || self.o.count.is_some_and(|c| self.c.sent >= c)
             }
             Phase::Hello => self.lanes.iter().all(|l| l.cookie.is_some()),
+            Phase::Relay => {
+                self.lanes.iter().all(|l| l.relay.asked == [true; 2])
+                    || now.duration_since(self.phase_start) > Duration::from_secs(10)
+            }
             Phase::Prefill => self.lanes.iter().all(|l| l.next >= u64::from(self.o.table)),
             Phase::Subscribe => self
                 .lanes
@@ -388,6 +420,14 @@ impl Engine {
             Phase::Hello => format!(
                 "cookies: {} lanes of {}",
                 self.lanes.iter().filter(|l| l.cookie.is_some()).count(),
+                self.lanes.len()
+            ),
+            Phase::Relay => format!(
+                "relay sessions: {} lanes of {}",
+                self.lanes
+                    .iter()
+                    .filter(|l| l.relay.channel.is_some())
+                    .count(),
                 self.lanes.len()
             ),
             Phase::Prefill => format!(
@@ -636,6 +676,25 @@ impl Engine {
                 _ if no_such => self.verify.failed += 1,
                 _ => self.verify.other += 1,
             },
+            Op::RelayReg(k) => {
+                let r = &mut self.lanes[li].relay;
+                r.pending = false;
+                if let Answer::Registered(t) = what {
+                    r.tokens[k as usize] = Some(t);
+                }
+            }
+            Op::RelayAsk(k) => {
+                let r = &mut self.lanes[li].relay;
+                r.pending = false;
+                if let Answer::RelayChannel(ch) = what {
+                    r.asked[k as usize] = true;
+                    r.channel = Some(ch);
+                }
+            }
+            Op::Relay => match what {
+                Answer::Relayed => self.c.found += 1,
+                _ => self.c.wrong += 1,
+            },
             Op::Stun => match what {
                 Answer::Mapped => self.c.found += 1,
                 Answer::Echo => {}
@@ -683,7 +742,8 @@ impl Engine {
                         self.retire(a);
                         self.idle.push_back(a);
                     }
-                    Op::Lookup(..) | Op::Fresh(_) | Op::Stats | Op::Stun => {}
+                    Op::RelayReg(_) | Op::RelayAsk(_) => self.lanes[li].relay.pending = false,
+                    Op::Lookup(..) | Op::Fresh(_) | Op::Stats | Op::Stun | Op::Relay => {}
                 }
             }
         }
@@ -806,6 +866,7 @@ impl Engine {
             return;
         };
         let cookie = lane.cookie.unwrap_or(0);
+        let relay = lane.relay;
         let s = &mut lane.slots[slot as usize];
         let tx = msg::txid(slot, s.generation);
         let actor = |a: u32| IdRef {
@@ -835,6 +896,13 @@ impl Engine {
             Op::Verify(n) => Req::Lookup(fresh(n)),
             Op::Stats => Req::Stats,
             Op::Stun => Req::Stun,
+            Op::RelayReg(k) => Req::Reg(relay_end(li, k), lease),
+            Op::RelayAsk(k) => Req::Relay(
+                relay_end(li, k),
+                relay.tokens[k as usize].unwrap_or(0),
+                relay_end(li, 1 - k),
+            ),
+            Op::Relay => Req::Frame(relay.channel.unwrap_or(0)),
         };
         let i = self.batch.tx_n;
         let Some(len) = msg::write_req(&mut self.batch.tx[i], prefix.as_bytes(), req, tx, cookie)
@@ -873,6 +941,24 @@ impl Engine {
         let stride = self.lanes.len() as u64;
         match self.phase {
             Phase::Hello => None,
+            Phase::Relay => {
+                let r = self.lanes[li].relay;
+                if r.pending {
+                    return None;
+                }
+                let op = match (r.tokens, r.asked) {
+                    ([None, _], _) => Op::RelayReg(0),
+                    ([_, None], _) => Op::RelayReg(1),
+                    (_, [false, _]) => Op::RelayAsk(0),
+                    (_, [_, false]) => Op::RelayAsk(1),
+                    _ => return None,
+                };
+                self.lanes[li].relay.pending = true;
+                Some(Next::Slot(op))
+            }
+            Phase::Measure if self.o.workload == Workload::Relay => (self.o.echo
+                || self.lanes[li].relay.channel.is_some())
+            .then_some(Next::Slot(Op::Relay)),
             Phase::Prefill => {
                 let lane = &mut self.lanes[li];
                 if lane.next >= u64::from(self.o.table) {
@@ -917,6 +1003,7 @@ impl Engine {
             Workload::Register => Kind::Register,
             Workload::Churn => Kind::Churn,
             Workload::Stun => return Some(Next::Slot(Op::Stun)),
+            Workload::Relay => return Some(Next::Slot(Op::Relay)),
             Workload::Mixed | Workload::Presence => {
                 let m = self.o.mix;
                 let r = (self.rand() % u64::from(m.total())) as u32;
@@ -1032,4 +1119,16 @@ enum Kind {
     Lookup,
     Register,
     Churn,
+}
+
+/// The id of end `k` (0 or 1) of lane `li`'s relay session.
+fn relay_end(li: usize, k: u8) -> IdRef {
+    IdRef {
+        kind: if k == 0 {
+            IdKind::RelayA
+        } else {
+            IdKind::RelayB
+        },
+        n: li as u32,
+    }
 }

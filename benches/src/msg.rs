@@ -19,12 +19,17 @@
 //! ```
 
 use proto_core::wire::fields::{MAX_ID_LEN, hex64};
+use proto_core::wire::relay::{self, Frame, RelayReply, RelayRequest};
 use proto_core::wire::reply::StatSeq;
 use proto_core::wire::request::Header;
 use proto_core::wire::stun::{self, BindingRequest, BindingSuccess};
 use proto_core::wire::{
     Cookie, ErrorCode, Id, PublicKey, Reply, Request, SeedReply, SeedRequest, Token, TxId,
 };
+
+/// Payload octets of a relay frame in the relay workload: the size of a
+/// short encrypted chat datagram.
+pub const RELAY_PAYLOAD: usize = 64;
 
 /// What kind of id: prefilled, freshly registered, or a churn actor's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +40,10 @@ pub enum IdKind {
     Fresh,
     /// Registered and quit over and over by a churn actor.
     Actor,
+    /// End 0 of a lane's relay session (relay workload).
+    RelayA,
+    /// End 1 of a lane's relay session.
+    RelayB,
 }
 
 impl IdKind {
@@ -43,6 +52,8 @@ impl IdKind {
             IdKind::Prefill => b'p',
             IdKind::Fresh => b'f',
             IdKind::Actor => b'c',
+            IdKind::RelayA => b'x',
+            IdKind::RelayB => b'y',
         }
     }
 }
@@ -143,6 +154,10 @@ pub enum Req {
     SeedQuit(IdRef),
     /// A STUN Binding request; the transaction id carries `tx`.
     Stun,
+    /// `RELAY me token peer`.
+    Relay(IdRef, u64, IdRef),
+    /// A relay frame on a channel; the payload starts with `tx`.
+    Frame(u64),
 }
 
 /// The 32-byte public key the generator registers `id` with, as four
@@ -227,6 +242,25 @@ pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) 
         Req::SeedId(r) => seed(SeedRequest::Id(IdName::new(prefix, r)?.id()?), buf),
         Req::SeedPeer(r) => seed(SeedRequest::Peer(IdName::new(prefix, r)?.id()?), buf),
         Req::SeedQuit(r) => seed(SeedRequest::Quit(IdName::new(prefix, r)?.id()?), buf),
+        Req::Relay(me, token, peer) => {
+            let (me, peer) = (IdName::new(prefix, me)?, IdName::new(prefix, peer)?);
+            let req = RelayRequest {
+                h,
+                id: me.id()?,
+                token: Token(token),
+                peer: peer.id()?,
+            };
+            req.emit(buf).ok()
+        }
+        Req::Frame(channel) => {
+            let mut payload = [0u8; RELAY_PAYLOAD];
+            payload[..8].copy_from_slice(&tx.to_be_bytes());
+            let frame = Frame {
+                channel,
+                payload: &payload,
+            };
+            frame.emit(buf).ok()
+        }
     }
 }
 
@@ -274,6 +308,10 @@ pub enum Answer<'a> {
     /// A STUN Binding success (its address is not checked: on loopback
     /// it is the lane's own).
     Mapped,
+    /// `RELAYD`: the session's channel.
+    RelayChannel(u64),
+    /// A relay frame came back (from the server, or from an echo server).
+    Relayed,
     /// Another reply we do not use (`ALIVE`, `PAGE`...).
     Other,
 }
@@ -293,6 +331,16 @@ fn stun_tx(transaction: &[u8; 12]) -> u64 {
 
 /// Read a datagram from the server (or from an echo server).
 pub fn classify<'a>(d: &'a [u8]) -> Rx<'a> {
+    if relay::is_frame(d) {
+        // Our frames carry the transaction id in their first payload octets.
+        return match Frame::parse(d).map(|f| f.payload.first_chunk::<8>().copied()) {
+            Ok(Some(tx)) => Rx::Answer {
+                tx: u64::from_be_bytes(tx),
+                what: Answer::Relayed,
+            },
+            _ => Rx::Unknown,
+        };
+    }
     if stun::is_stun(d) {
         if let Ok(s) = BindingSuccess::parse(d) {
             return Rx::Answer {
@@ -327,6 +375,12 @@ pub fn classify<'a>(d: &'a [u8]) -> Rx<'a> {
     }
     if let Ok(r) = Request::parse(d) {
         return answer(r.tx(), Answer::Echo);
+    }
+    if let Ok(r) = RelayReply::parse(d) {
+        return answer(r.tx, Answer::RelayChannel(r.channel));
+    }
+    if let Ok(r) = RelayRequest::parse(d) {
+        return answer(r.h.tx, Answer::Echo);
     }
     match SeedReply::parse(d) {
         Ok(SeedReply::List(_)) => return Rx::Unsolicited,
@@ -519,6 +573,52 @@ mod tests {
         assert_eq!(classify(b"AT XYZ lgp9 127.0.0.2:77"), Rx::Unknown);
         assert_eq!(classify(b""), Rx::Unknown);
         assert_eq!(classify(b"\xff\xfe"), Rx::Unknown);
+    }
+
+    #[test]
+    fn relay_messages_go_through_the_codec() {
+        let (me, peer) = (
+            IdRef {
+                kind: IdKind::RelayA,
+                n: 1,
+            },
+            IdRef {
+                kind: IdKind::RelayB,
+                n: 1,
+            },
+        );
+        let s = text(Req::Relay(me, 0xab, peer), 7);
+        assert_eq!(s, "RELAY 7 0123456789abcdef lgx1 00000000000000ab lgy1");
+        assert!(matches!(
+            RelayRequest::parse(s.as_bytes()),
+            Ok(RelayRequest { id, peer, .. }) if id.as_str() == "lgx1" && peer.as_str() == "lgy1"
+        ));
+        assert_eq!(
+            classify(s.as_bytes()),
+            Rx::Answer {
+                tx: 7,
+                what: Answer::Echo
+            }
+        );
+        assert_eq!(
+            classify(b"RELAYD 7 lgy1 00000000000000cd ready"),
+            Rx::Answer {
+                tx: 7,
+                what: Answer::RelayChannel(0xcd)
+            }
+        );
+        let mut b = [0u8; 256];
+        let n = write_req(&mut b, b"lg", Req::Frame(0xcd), 0x1_0009, 0).unwrap();
+        assert_eq!(Frame::parse(&b[..n]).map(|f| f.channel), Ok(0xcd));
+        assert_eq!(
+            classify(&b[..n]),
+            Rx::Answer {
+                tx: 0x1_0009,
+                what: Answer::Relayed
+            }
+        );
+        // A frame too short to carry one of our transaction ids is not an answer.
+        assert_eq!(classify(&b[..relay::FRAME_HEADER + 4]), Rx::Unknown);
     }
 
     #[test]

@@ -214,3 +214,49 @@ fn stun_bindings_are_all_answered_with_a_mapped_address() {
         r.text()
     );
 }
+
+#[test]
+fn relay_frames_all_come_back_through_the_server() {
+    let s = Server::start(1024);
+    let r = run(opts(s.addr, Workload::Relay));
+    assert!(r.c.replies > 100, "{}", r.text());
+    assert_eq!(r.c.found, r.c.replies, "{}", r.text());
+    assert_eq!(
+        (r.c.lost, r.c.wrong, r.c.unknown),
+        (0, 0, 0),
+        "{}",
+        r.text()
+    );
+    let forwarded = r.server.as_ref().and_then(|m| {
+        m.iter()
+            .find(|(k, _)| k == "relay_forwarded")
+            .map(|(_, v)| *v)
+    });
+    assert!(forwarded.is_some_and(|f| f >= r.c.replies), "{forwarded:?}");
+}
+
+#[test]
+fn relay_frames_come_back_from_the_echo_floor_too() {
+    let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = echo.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        echo.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        while !stop2.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = echo.recv_from(&mut buf) {
+                let _ = echo.send_to(&buf[..n], from);
+            }
+        }
+    });
+    let r = run(RunOpts {
+        echo: true,
+        ..opts(addr, Workload::Relay)
+    });
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert!(r.c.replies > 100, "{}", r.text());
+    assert_eq!(r.c.found, r.c.replies, "{}", r.text());
+}

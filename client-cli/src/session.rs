@@ -1,14 +1,17 @@
 //! The socket and the clock around the sans-IO [`Client`]: a std UDP
 //! socket with a read timeout set to the client's next deadline.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant};
 
 use proto_core::Instant;
 use proto_core::client::{Client, Config};
+use proto_core::secure::PublicKey;
+use proto_core::wire::Id;
+
+use crate::identity::Identity;
+use crate::known_peers::KnownPeers;
 
 /// A client session on a real socket.
 pub struct Session {
@@ -18,28 +21,25 @@ pub struct Session {
     buf: Box<[u8; 2048]>,
 }
 
-/// 32 bytes nobody else can guess: std's hasher keys are drawn from the
-/// operating system's random source once per process.
-fn entropy() -> [u8; 32] {
+/// 32 bytes from the operating system's random source, for the client's
+/// session number, nonces, transaction ids and jitter.
+fn entropy() -> io::Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
-        let mut h = RandomState::new().build_hasher();
-        h.write_usize(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    out
+    getrandom::fill(&mut out)
+        .map_err(|e| io::Error::other(format!("the operating system gave no random bytes: {e}")))?;
+    Ok(out)
 }
 
 impl Session {
     /// Bind a socket (on `bind`, or an ephemeral port of the server's
-    /// family) and start a client with `cfg`.
-    pub fn open(cfg: Config, bind: Option<SocketAddr>) -> io::Result<Session> {
+    /// family) and start a client with `cfg`, as `me` (with the peers'
+    /// keys in `known` pinned), or with a throwaway key for commands that
+    /// only ask the server.
+    pub fn open(
+        cfg: Config,
+        bind: Option<SocketAddr>,
+        me: Option<(&Identity, &KnownPeers)>,
+    ) -> io::Result<Session> {
         let local = bind.unwrap_or_else(|| match cfg.server {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
@@ -47,7 +47,26 @@ impl Session {
         let sock = UdpSocket::bind(local)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {local}: {e}")))?;
         let epoch = StdInstant::now();
-        let client = Box::new(Client::new(cfg, Instant(0), entropy()));
+        let throwaway;
+        let ident = match me {
+            Some((i, _)) => i,
+            None => {
+                throwaway = Identity::generate().map_err(|e| io::Error::other(e.to_string()))?;
+                &throwaway
+            }
+        };
+        let mut client = Box::new(Client::new(cfg, Instant(0), entropy()?, ident.keypair()));
+        for (id, key) in me.map(|(_, k)| k.iter()).into_iter().flatten() {
+            // The file's ids were checked when it was read.
+            let Ok(id) = Id::new(id) else { continue };
+            client.pin(id, PublicKey(*key)).map_err(|e| {
+                io::Error::other(format!(
+                    "cannot load the known peers ({} of them; at most {}): {e}",
+                    me.map_or(0, |(_, k)| k.len()),
+                    proto_core::client::MAX_PINS
+                ))
+            })?;
+        }
         let mut s = Session {
             sock,
             client,

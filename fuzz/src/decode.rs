@@ -9,8 +9,9 @@
 //!   prefix) and is emitted as `ID2 `;
 //! - a seed `Message`'s text is verbatim, a trailing newline included
 //!   (in the seed codec and in the peer codec alike);
-//! - everything else (numbers, hex, addresses, lists) parses only in its
-//!   canonical spelling, so it re-emits byte for byte.
+//! - everything else (numbers, hex, addresses, lists, the sealed peer
+//!   framing and its hello) parses only in its canonical spelling, so it
+//!   re-emits byte for byte.
 //!
 //! The canonical form must then parse to an equal message, emitting into a
 //! buffer one byte short must fail rather than truncate, and the iterators
@@ -20,6 +21,7 @@
 use proto_core::MAX_DATAGRAM;
 use proto_core::wire::peer::PeerMsg;
 use proto_core::wire::reply::{ChangeSeq, IdSeq, StatSeq};
+use proto_core::wire::sealed::{HELLO_MAX, Hello, MAX_INITIATION_NOISE, Sealed, hex_decode};
 use proto_core::wire::seed::{MAX_SEED_DATAGRAM, SeedList};
 use proto_core::wire::{Reply, Request, SeedReply, SeedRequest};
 
@@ -86,6 +88,28 @@ pub fn check(data: &[u8]) {
             };
             assert_emits(canon, limit, |b| m.emit(b));
             assert_eq!(PeerMsg::parse(canon), Ok(m), "canonical form re-parses");
+        }
+        Err(e) => touch(e),
+    }
+    // The sealed framing has one spelling: whatever parses re-emits
+    // byte for byte, and an initiation's hex holds a Noise message that
+    // fits what a client decodes it into.
+    match Sealed::parse(data) {
+        Ok(m) => {
+            assert_emits(data, MAX_DATAGRAM, |b| m.emit(b));
+            assert_eq!(Sealed::parse(data), Ok(m), "canonical form re-parses");
+            assert_eq!(m.len(), data.len());
+            if let Sealed::Initiation { hex, .. } = m {
+                let mut noise = [0u8; MAX_INITIATION_NOISE];
+                assert_eq!(hex_decode(hex, &mut noise), Ok(hex.len() / 2));
+            }
+        }
+        Err(e) => touch(e),
+    }
+    match Hello::parse(data) {
+        Ok(h) => {
+            assert_emits(data, HELLO_MAX, |b| h.emit(b));
+            assert_eq!(Hello::parse(data), Ok(h), "canonical form re-parses");
         }
         Err(e) => touch(e),
     }

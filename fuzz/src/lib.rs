@@ -11,10 +11,15 @@
 //!   canonical form and that form parses to the same message.
 //! - [`roundtrip`]: structure-aware messages; `parse(emit(m)) == m` and
 //!   nothing emitted exceeds its datagram limit.
+//! - [`peer`]: an attacker between two clients with a Noise session
+//!   replays, flips, truncates and redirects their datagrams; only what
+//!   alice wrote is shown, once, and nothing larger than it sent (and no
+//!   chat) goes to the attacker.
 //! - [`server`]: sequences of (time step, source, datagram) into the sans-IO
 //!   server, with a model that checks its invariants after every step.
 
 pub mod decode;
 pub mod make;
+pub mod peer;
 pub mod roundtrip;
 pub mod server;

@@ -20,7 +20,10 @@
 use arbitrary::{Result, Unstructured};
 use proto_core::wire::reply::{ChangeSeq, IdSeq, StatSeq};
 use proto_core::wire::request::{Header, MAX_LEASE_SECS};
-use proto_core::wire::seed::{SeedList, emit_list};
+use proto_core::wire::sealed::{
+    INITIATION_MIN, MAX_INITIATION_NOISE, RESPONSE_MAX, Sealed, hex_decode, hex_encode,
+};
+use proto_core::wire::seed::{Refusal, SeedList, emit_list};
 use proto_core::wire::{
     Cookie, ErrorCode, Id, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token, TxId,
 };
@@ -36,11 +39,12 @@ pub fn check(data: &[u8]) {
 }
 
 fn one(u: &mut Unstructured<'_>) -> Result<()> {
-    match u.int_in_range(0u8..=4)? {
+    match u.int_in_range(0u8..=5)? {
         0 => request(u),
         1 => reply(u),
         2 => seed_request(u),
         3 => seed_reply(u),
+        4 => sealed(u),
         _ => seed_list(u),
     }
 }
@@ -349,10 +353,19 @@ fn seed_reply(u: &mut Unstructured<'_>) -> Result<()> {
     }
     let msg: String = chars.into_iter().collect();
     let a = make::addr(u, true)?;
-    let rep = match u.int_in_range(0u8..=3)? {
+    let taken = make::id(u)?;
+    let rep = match u.int_in_range(0u8..=4)? {
         0 => SeedReply::List(SeedList::new(&inner).expect("generated list is valid")),
         1 => SeedReply::Peer(a),
         2 => SeedReply::NoPeer,
+        3 => SeedReply::Refused(match u.int_in_range(0u8..=2)? {
+            0 => Refusal::Taken(Id::new(&taken).expect("generated id is valid")),
+            1 => Refusal::TableFull,
+            _ => Refusal::OverQuota,
+        }),
+        // A peer's text that reads as a server's refusal parses as one (the
+        // seed client cannot tell them apart either): not a round trip.
+        _ if msg.starts_with("parley-server: ") => return Ok(()),
         _ => SeedReply::Message(&msg),
     };
     let natural = emitted_len(|b| rep.emit(b)).expect("emits into a big buffer");
@@ -399,6 +412,68 @@ fn seed_list(u: &mut Unstructured<'_>) -> Result<()> {
             n + sep + next.as_str().len() + 2 > room,
             "stopped before an id that fits"
         );
+    }
+    Ok(())
+}
+
+/// The sealed peer framing: a datagram that fits 1200 bytes parses back
+/// equal; one that does not is refused; an initiation is never shorter
+/// than the longest response, and its hex carries the bytes it was made of.
+fn sealed(u: &mut Unstructured<'_>) -> Result<()> {
+    let len = u.int_in_range(0..=1300)?;
+    let body: Vec<u8> = (0..len)
+        .map(|_| u.arbitrary::<u8>())
+        .collect::<Result<_>>()?;
+    let noise_len = u
+        .int_in_range(1..=MAX_INITIATION_NOISE)?
+        .min(body.len().max(1));
+    let mut noise = body.clone();
+    noise.resize(noise_len, 0xa5);
+    let mut hex = vec![0u8; 2 * noise.len()];
+    let hex = hex_encode(&noise, &mut hex).expect("room for the hex");
+    let (a, b) = (u.arbitrary::<u32>()?, u.arbitrary::<u32>()?);
+    let m = match u.int_in_range(0u8..=3)? {
+        0 => Sealed::Initiation {
+            pattern: u.int_in_range(1..=2)?,
+            sender: a,
+            hex,
+        },
+        1 => Sealed::Response {
+            sender: a,
+            receiver: b,
+            noise: &body,
+        },
+        2 => Sealed::Confirm {
+            receiver: a,
+            noise: &body,
+        },
+        _ => Sealed::Transport {
+            receiver: a,
+            counter: u.arbitrary()?,
+            ciphertext: &body,
+        },
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    match m.emit(&mut buf) {
+        Ok(n) => {
+            assert_eq!(n, m.len());
+            assert_eq!(Sealed::parse(&buf[..n]), Ok(m));
+            if let Sealed::Initiation { hex, .. } = m {
+                assert!(n >= INITIATION_MIN && INITIATION_MIN >= RESPONSE_MAX);
+                let mut back = vec![0u8; MAX_INITIATION_NOISE];
+                let k = hex_decode(hex, &mut back).expect("its own hex");
+                assert_eq!(&back[..k], &noise[..]);
+            }
+        }
+        Err(_) => {
+            // Refused only when it really does not fit, or has nothing to carry.
+            let empty = match m {
+                Sealed::Response { noise, .. } | Sealed::Confirm { noise, .. } => noise.is_empty(),
+                Sealed::Transport { ciphertext, .. } => ciphertext.len() < 16,
+                Sealed::Initiation { hex, .. } => hex.is_empty(),
+            };
+            assert!(m.len() > MAX_DATAGRAM || empty, "refused {m:?}");
+        }
     }
     Ok(())
 }

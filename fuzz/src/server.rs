@@ -215,6 +215,7 @@ fn config(u: &mut Unstructured<'_>) -> Result<(Config, usize, [u8; 32])> {
         cookie_window: Millis(u.int_in_range(1_000..=30_000)?),
         // Fixed, so that the corpus's bytes still mean what they meant.
         stun_per_sec: 20,
+        relay_bytes_per_sec: 100_000,
     };
     let capacity = u.int_in_range(1..=12)?;
     Ok((cfg, capacity, u.arbitrary()?))
@@ -1153,7 +1154,7 @@ impl Harness<'_> {
             Request::Stats { admin, .. } => match rep {
                 Some(Reply::Stats { tx, stats }) => {
                     assert_eq!(tx, h.tx);
-                    let allowed = src.ip().is_loopback()
+                    let allowed = src.ip().to_canonical().is_loopback()
                         || (m.cfg.admin_token.is_some() && admin == m.cfg.admin_token);
                     assert!(allowed, "STATS to {src} without the admin token");
                     for (k, v) in stats.iter() {
@@ -1173,6 +1174,9 @@ impl Harness<'_> {
     fn check_state(&self) {
         if let Err(e) = self.server.audit(self.now) {
             panic!("audit at {:?}: {e}", self.now);
+        }
+        if let Err(e) = self.server.audit_relay() {
+            panic!("relay audit at {:?}: {e}", self.now);
         }
         let stats = self.server.stats();
         assert!(

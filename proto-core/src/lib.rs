@@ -14,6 +14,9 @@
 //! - [`limit`]: per-source quotas and rate limits in fixed memory.
 //! - [`presence`]: the bounded change log behind presence events.
 //! - [`server`]: the state machine, `handle(now, src, datagram)` / `tick(now)`.
+//! - [`secure`]: the end-to-end channel between clients (Noise IK/XX over
+//!   `clatter`, sessions with explicit counters and a replay window, safety
+//!   numbers).
 //! - [`client`]: the client session (registration, keepalive, introductions,
 //!   reliable chat), `handle` / `poll_transmit` / `poll_event` / `handle_timeout`.
 #![no_std]
@@ -25,6 +28,7 @@ pub mod cookie;
 pub mod limit;
 pub mod presence;
 pub mod registry;
+pub mod secure;
 pub mod server;
 pub mod time;
 pub mod wire;

@@ -8,6 +8,8 @@
 mod decode;
 #[path = "../../fuzz/src/make.rs"]
 mod make;
+#[path = "../../fuzz/src/peer.rs"]
+mod peer;
 #[path = "../../fuzz/src/roundtrip.rs"]
 mod roundtrip;
 #[path = "../../fuzz/src/server.rs"]
@@ -64,6 +66,11 @@ fn decode_corpus() {
         replay("decode", decode::check) > 10,
         "the decode corpus is there"
     );
+}
+
+#[test]
+fn peer_corpus() {
+    assert!(replay("peer", peer::check) >= 3, "the peer corpus is there");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use proto_core::limit::NetLimits;
 use proto_core::server::{Config, Layout};
 use proto_core::time::Millis;
 use proto_core::wire::Token;
@@ -15,6 +17,10 @@ pub const MIN_CAPACITY: usize = 1024;
 pub const MAX_CAPACITY: usize = 1 << 22;
 /// Table size when `--capacity` is not given.
 pub const DEFAULT_CAPACITY: usize = 65_536;
+/// The environment variable that may hold the admin token: unlike the
+/// command line, the environment of a process is not readable by every
+/// local user.
+pub const ADMIN_TOKEN_ENV: &str = "PARLEY_ADMIN_TOKEN";
 
 /// Everything the server was asked to do.
 #[derive(Clone, Debug)]
@@ -76,6 +82,7 @@ pub fn table_cost(capacity: usize) -> usize {
 /// The `--help` text.
 pub fn help() -> String {
     let d = Config::default();
+    let net = NetLimits::for_capacity(DEFAULT_CAPACITY, d.quota_per_source);
     let costs: Vec<String> = [1024, 65_536, 1 << 20]
         .iter()
         .map(|&c| format!("{c} -> {}", mib(table_cost(c))))
@@ -102,15 +109,25 @@ OPTIONS:
     --presence-interval-ms MS each subscriber gets at most one update per interval [default: {interval}]
     --fanout-per-sec N        presence datagrams per second, all subscribers together [default: {fanout}]
     --quota N                 ids one source may hold (per IPv4 address, per IPv6 /64) [default: {quota}]
-    --rate N                  requests per second per source [default: {rate}]
+                              networks have quotas too, sized from the capacity so that no
+                              one network fills the table: an IPv4 /24 and an IPv6 /48 may
+                              hold capacity/8 ids, an IPv6 /56 capacity/32, none less than
+                              --quota (the default table: {net24}, {net48} and {net56})
+    --rate N                  requests per second per source, for requests that echo a valid
+                              cookie and, separately, for all others [default: {rate}]
     --burst N                 requests per source in a burst [default: {burst}]
     --no-limits               turn quotas and rate limits off (benchmarks, load tests on one host)
-    --strict                  refuse the seed's unauthenticated verbs (for internet-facing servers)
+    --strict                  refuse the seed's unauthenticated verbs (for internet-facing servers;
+                              without it, a bind to other than loopback logs a warning)
     --stun-per-sec N          STUN Binding answers per second, all sources together;
                               0 turns STUN off [default: {stun}]
+    --relay-bytes-per-sec N   octets per second all relay sessions together forward;
+                              0 turns relaying off [default: {relay}]
     --stun-port2 PORT         also answer STUN (only) on PORT of the --bind address, so that
                               clients can tell whether their NAT maps per destination
-    --admin-token HEX         16 hex digits that unlock STATS from other than loopback
+    --admin-token-file PATH   read the admin token (16 hex digits) that unlocks STATS from
+                              other than loopback from PATH; or set {env}
+    --admin-token HEX         the admin token on the command line (every local user can read it)
     --metrics ADDR            serve Prometheus metrics over HTTP on this TCP address
     --one-socket              receive and reply on one UDP socket (on Linux replies otherwise
                               leave from a second socket on the same address, which spares
@@ -138,14 +155,28 @@ the table) and exits 0.
         interval = d.presence_interval.0,
         fanout = d.fanout_per_sec,
         quota = d.quota_per_source,
+        net24 = net.v4_24,
+        net48 = net.v6_48,
+        net56 = net.v6_56,
+        env = ADMIN_TOKEN_ENV,
         rate = d.rate_per_sec,
         burst = d.rate_burst,
         stun = d.stun_per_sec,
+        relay = d.relay_bytes_per_sec,
     )
 }
 
-/// Parse the command line (without the program name).
+/// Parse the command line (without the program name), reading the
+/// process's environment for [`ADMIN_TOKEN_ENV`].
 pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
+    parse_with_env(raw, |name| std::env::var(name).ok())
+}
+
+/// [`parse`], with `env` for the environment.
+pub fn parse_with_env(
+    raw: Vec<OsString>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Parsed, CliError> {
     let mut args = pico_args::Arguments::from_vec(raw);
     let version = env!("CARGO_PKG_VERSION");
     if let Some(text) = cli_args::help_or_version(&mut args, "parley-server", version, help) {
@@ -199,12 +230,12 @@ pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
         c.stun_per_sec = v;
     }
     o.stun_port2 = opt(&mut args, "--stun-port2")?;
-    if let Some(v) = opt::<String>(&mut args, "--admin-token")? {
-        let t = Token::parse(v.as_bytes()).map_err(|_| {
-            CliError("--admin-token: must be exactly 16 lowercase hex digits".into())
-        })?;
-        c.admin_token = Some(t);
+    if let Some(v) = opt(&mut args, "--relay-bytes-per-sec")? {
+        c.relay_bytes_per_sec = v;
     }
+    let on_line = opt::<String>(&mut args, "--admin-token")?;
+    let file = opt::<PathBuf>(&mut args, "--admin-token-file")?;
+    c.admin_token = admin_token(on_line, file, env(ADMIN_TOKEN_ENV))?;
     if c.lease_default > c.lease_max {
         c.lease_max = c.lease_default.min(proto_core::server::MAX_LEASE);
     }
@@ -223,6 +254,54 @@ pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
     }
     cli_args::finish(args)?;
     Ok(Parsed::Run(Box::new(o)))
+}
+
+/// The admin token from the command line, a file, or the environment, in
+/// that order; naming it twice on the command line is an error.
+fn admin_token(
+    on_line: Option<String>,
+    file: Option<PathBuf>,
+    env: Option<String>,
+) -> Result<Option<Token>, CliError> {
+    let (text, from) = match (on_line, file, env) {
+        (Some(_), Some(_), _) => {
+            return Err(CliError(
+                "--admin-token and --admin-token-file: give one, not both".into(),
+            ));
+        }
+        (Some(t), None, _) => (t, "--admin-token".to_string()),
+        (None, Some(path), _) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                CliError(format!(
+                    "--admin-token-file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            (
+                text.trim().to_string(),
+                format!("--admin-token-file {}", path.display()),
+            )
+        }
+        (None, None, Some(t)) => (t.trim().to_string(), ADMIN_TOKEN_ENV.to_string()),
+        (None, None, None) => return Ok(None),
+    };
+    Token::parse(text.as_bytes())
+        .map(Some)
+        .map_err(|_| CliError(format!("{from}: must be exactly 16 lowercase hex digits")))
+}
+
+/// The warning a server bound to `bound` should log, if any: one that
+/// answers the seed's unauthenticated verbs from beyond this host.
+pub fn exposure_warning(bound: SocketAddr, strict: bool) -> Option<String> {
+    if strict || bound.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "serving {bound} without --strict: the seed protocol cannot authenticate anyone, so \
+         anyone who can reach this address may register ids for spoofed addresses and make \
+         this server send lists and replies to them; on a network you do not trust, run \
+         with --strict"
+    ))
 }
 
 #[cfg(test)]
@@ -283,6 +362,80 @@ mod tests {
         assert!(e.to_string().contains("--frobnicate"), "{e}");
         let e = run(&["--admin-token", "xyz"]).unwrap_err();
         assert!(e.to_string().contains("16 lowercase hex"), "{e}");
+    }
+
+    fn run_env(args: &[&str], env: Option<&str>) -> Result<Options, CliError> {
+        let env = env.map(str::to_string);
+        let parsed = parse_with_env(args.iter().map(OsString::from).collect(), |k| {
+            assert_eq!(k, ADMIN_TOKEN_ENV);
+            env.clone()
+        })?;
+        match parsed {
+            Parsed::Run(o) => Ok(*o),
+            Parsed::Exit(_) => panic!("expected options"),
+        }
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_a_file_or_the_environment() {
+        let o = run_env(&[], Some("00000000000000ab")).unwrap();
+        assert_eq!(o.config.admin_token, Some(Token(0xab)));
+        let o = run_env(&[], None).unwrap();
+        assert_eq!(o.config.admin_token, None);
+        let dir = std::env::temp_dir().join(format!("parley-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "00000000000000cd\n").unwrap();
+        let p = path.to_str().unwrap();
+        // The file wins over the environment, the command line over both.
+        let o = run_env(&["--admin-token-file", p], Some("00000000000000ab")).unwrap();
+        assert_eq!(o.config.admin_token, Some(Token(0xcd)));
+        let o = run_env(
+            &["--admin-token", "00000000000000ef"],
+            Some("00000000000000ab"),
+        )
+        .unwrap();
+        assert_eq!(o.config.admin_token, Some(Token(0xef)));
+        let e = run_env(
+            &["--admin-token", "00000000000000ef", "--admin-token-file", p],
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        std::fs::write(&path, "secret").unwrap();
+        let e = run_env(&["--admin-token-file", p], None).unwrap_err();
+        assert!(e.to_string().starts_with("--admin-token-file "), "{e}");
+        let e = run_env(&["--admin-token-file", "/nonexistent/parley"], None).unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        let e = run_env(&[], Some("nope")).unwrap_err();
+        assert!(e.to_string().starts_with(ADMIN_TOKEN_ENV), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bind_beyond_loopback_without_strict_is_warned_about() {
+        for quiet in [
+            "127.0.0.1:9999",
+            "127.1.2.3:1",
+            "[::1]:9999",
+            "[::ffff:127.0.0.1]:9999",
+        ] {
+            assert_eq!(
+                exposure_warning(quiet.parse().unwrap(), false),
+                None,
+                "{quiet}"
+            );
+        }
+        for loud in [
+            "0.0.0.0:9999",
+            "192.0.2.1:9999",
+            "[::]:9999",
+            "[::ffff:192.0.2.1]:1",
+        ] {
+            let w = exposure_warning(loud.parse().unwrap(), false).expect(loud);
+            assert!(w.contains("--strict") && w.contains("spoofed"), "{w}");
+            assert_eq!(exposure_warning(loud.parse().unwrap(), true), None);
+        }
     }
 
     #[test]

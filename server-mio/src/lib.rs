@@ -203,6 +203,9 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
             "the receiving socket"
         },
     );
+    if let Some(warning) = cli::exposure_warning(bound, opts.config.strict) {
+        log::warn!("{warning}");
+    }
     if let Some(port) = opts.stun_port2 {
         let p = stun_port::StunPort::bind(SocketAddr::new(bound.ip(), port), &rt.poll, STUN2)?;
         log::info!("STUN only also on {}", p.local_addr()?);
@@ -250,6 +253,10 @@ pub fn run_on(sockets: Sockets, opts: &Options, hooks: Hooks) -> io::Result<(Sta
         if now >= deadline || now.since(last_tick) >= TICK_EVERY.0 {
             deadline = rt.tick();
             last_tick = now;
+            // The loop wakes at least once a second (MAX_SLEEP), so idle
+            // metrics connections are closed on time even when nothing
+            // else happens, and those waiting in the backlog let in.
+            rt.expire_metrics();
         } else {
             // Datagrams handled since the last tick may owe presence
             // updates: tick again within TICK_EVERY.
@@ -482,6 +489,12 @@ impl Runtime {
     fn accept_metrics(&mut self) {
         if let Some(m) = &mut self.metrics {
             m.accept(&self.poll);
+        }
+    }
+
+    fn expire_metrics(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.expire(&self.poll);
         }
     }
 

@@ -2,8 +2,10 @@
 //!
 //! Deliberately tiny: any request on a connection gets the whole metrics
 //! page and the connection closes (HTTP/1.0 style). Connections are few and
-//! bounded, their buffers fixed; a slow or silent client is dropped rather
-//! than allowed to hold a slot for long.
+//! bounded, their buffers fixed; a slow or silent client is dropped on a
+//! timer (the loop calls [`Metrics::expire`] at least once a second) rather
+//! than allowed to hold a slot for long, so idle connections cannot keep
+//! the scraper out.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -59,6 +61,19 @@ impl Metrics {
 
     pub fn accept(&mut self, poll: &Poll) {
         self.reap_stale(poll);
+        self.accept_waiting(poll);
+    }
+
+    /// Close connections that have had their time, and let in those that
+    /// wait in the backlog: a full table of connections hears no more
+    /// events from the listener, so nothing else would.
+    pub fn expire(&mut self, poll: &Poll) {
+        if self.reap_stale(poll) > 0 {
+            self.accept_waiting(poll);
+        }
+    }
+
+    fn accept_waiting(&mut self, poll: &Poll) {
         loop {
             let Some(free) = self.conns.iter().position(Option::is_none) else {
                 // Full: leave the rest in the backlog; they are accepted
@@ -91,7 +106,9 @@ impl Metrics {
         }
     }
 
-    fn reap_stale(&mut self, poll: &Poll) {
+    /// Close every connection older than [`REQUEST_TIMEOUT`]; returns how many.
+    fn reap_stale(&mut self, poll: &Poll) -> usize {
+        let mut reaped = 0;
         for slot in &mut self.conns {
             if slot
                 .as_ref()
@@ -99,9 +116,11 @@ impl Metrics {
             {
                 if let Some(mut c) = slot.take() {
                     let _ = poll.registry().deregister(&mut c.stream);
+                    reaped += 1;
                 }
             }
         }
+        reaped
     }
 
     pub fn event(

@@ -34,8 +34,16 @@ pub fn venv_with(dir: &Path, module: &str, spec: &str) -> Result<PathBuf, String
     if python.is_file() && imports(&python) {
         return Ok(python);
     }
-    if !ok(Command::new("python3").args(["-m", "venv", &dir.to_string_lossy()])) {
-        return Err("`python3 -m venv` failed (install python3 and python3-venv)".into());
+    let made = Command::new("python3")
+        .args(["-m", "venv", &dir.to_string_lossy()])
+        .output()
+        .map_err(|e| format!("python3 did not start (install python3 and python3-venv): {e}"))?;
+    if !made.status.success() {
+        return Err(format!(
+            "`python3 -m venv {}` failed (is python3-venv installed?): {}",
+            dir.display(),
+            String::from_utf8_lossy(&made.stderr).trim()
+        ));
     }
     let out = Command::new(dir.join("bin/pip"))
         .args(["install", "-q", "--disable-pip-version-check", spec])

@@ -7,6 +7,7 @@ use core::net::SocketAddr;
 
 use heapless::Deque;
 
+use crate::secure::PublicKey;
 use crate::time::Millis;
 use crate::wire::reply::IdSeq;
 use crate::wire::{ErrorCode, Id, IdBuf};
@@ -131,6 +132,28 @@ pub enum Event<'a> {
         text: &'a str,
         /// Whether it came as a seed `Message`.
         seed: bool,
+        /// Whether it came through an authenticated session, so `from` is
+        /// the holder of that peer's key. A seed `Message` never is: its
+        /// `from` is only a guess from the address.
+        verified: bool,
+    },
+    /// The first key seen for a peer, now pinned: the application stores
+    /// it (known-peers file) and loads it with [`Client::pin`] next time.
+    KeyFirstSeen {
+        /// The peer.
+        id: Id<'a>,
+        /// Its key.
+        key: PublicKey,
+    },
+    /// A peer offered a key other than the pinned one. Nothing is sent to
+    /// it (messages wait) until [`Client::accept_key`] accepts `offered`.
+    KeyChanged {
+        /// The peer.
+        id: Id<'a>,
+        /// The key pinned for it.
+        pinned: PublicKey,
+        /// The key it (or the server) offered instead.
+        offered: PublicKey,
     },
     /// A message was acknowledged by the peer.
     Delivered {
@@ -205,6 +228,15 @@ pub(super) enum Rec {
         to: IdBuf,
         msg: u32,
     },
+    KeyFirstSeen {
+        id: IdBuf,
+        key: PublicKey,
+    },
+    KeyChanged {
+        id: IdBuf,
+        pinned: PublicKey,
+        offered: PublicKey,
+    },
     Bye,
 }
 
@@ -254,6 +286,7 @@ impl Client {
                     from: s.from.as_ref().and_then(id),
                     text: &self.lend,
                     seed: s.seed,
+                    verified: !s.seed,
                 }
             }
             Rec::Delivered { to, msg } => match id(to) {
@@ -270,6 +303,22 @@ impl Client {
             },
             Rec::SentUnconfirmed { to, msg } => match id(to) {
                 Some(to) => Event::SentUnconfirmed { to, msg: *msg },
+                None => Event::Resync,
+            },
+            Rec::KeyFirstSeen { id: i, key } => match id(i) {
+                Some(i) => Event::KeyFirstSeen { id: i, key: *key },
+                None => Event::Resync,
+            },
+            Rec::KeyChanged {
+                id: i,
+                pinned,
+                offered,
+            } => match id(i) {
+                Some(i) => Event::KeyChanged {
+                    id: i,
+                    pinned: *pinned,
+                    offered: *offered,
+                },
                 None => Event::Resync,
             },
             Rec::Bye => Event::Bye,

@@ -19,32 +19,64 @@
 //!   or forgets the id (`ERR bad-cookie` -> a new `HELLO`; `ERR no-such-id`
 //!   or `not-owner` on `KEEP` -> `REG` again), the client recovers by itself
 //!   and says so with [`Event::Registered`] `{ again: true }`.
-//! - **Introductions.** Sending to a peer without a path asks the server
-//!   to introduce both sides (`INTRO`: `AT` to us, `PUNCH` to the peer; a
-//!   `LOOKUP` when not registered). Both sides then send `PROBE`s, and the
-//!   first address that answers becomes the path.
+//! - **Introductions.** Sending to a peer without a session asks the
+//!   server to introduce both sides (`INTRO`: `AT` to us, `PUNCH` to the
+//!   peer; a `LOOKUP` when not registered). Both sides then handshake with
+//!   every candidate address; the address an authenticated answer comes
+//!   from becomes the path.
+//! - **End-to-end sessions** (`tunnel`, over [`crate::secure`]). Every
+//!   datagram between Parley clients is sealed ([`crate::wire::sealed`]):
+//!   a Noise IK handshake when the peer's key is known (pinned, or reported
+//!   by the server), XX otherwise; then ChaCha20-Poly1305 transport
+//!   datagrams with explicit counters and a 2048-bit replay window. The
+//!   sender of a message is the peer whose key opened it, never an id in
+//!   the text; a peer's path moves only on an authenticated datagram.
+//!   Plain `CHAT`/`ACK`/`PROBE`/`PROBED` and anything that does not
+//!   authenticate is dropped and counted ([`Stats`]), never answered with
+//!   more bytes than came in. Sessions are replaced by a new handshake
+//!   after [`Config::rekey_after`] or [`Config::rekey_after_messages`]; the
+//!   previous one stays to open datagrams in flight.
+//! - **Keys** (`keys`). The application loads the keys it knows with
+//!   [`Client::pin`]; a first key seen is pinned and reported
+//!   ([`Event::KeyFirstSeen`], to store); a key other than the pinned one
+//!   is never taken silently: [`Event::KeyChanged`], and messages to that
+//!   peer wait until [`Client::accept_key`]. [`Client::peer_key`] and
+//!   [`crate::secure::safety_number`] make the number people compare.
 //! - **Reliable chat.** Every message has a number in this client's
 //!   session; each fragment is acknowledged and retransmitted with
 //!   exponential backoff and jitter; a message never acknowledged ends in
 //!   [`Event::NotDelivered`]. Incoming messages are reassembled in order and
-//!   shown exactly once ([`chat::Window`] suppresses duplicates).
-//! - **The seed's client.** A peer that never answers a probe is taken for
-//!   the seed's client and sent `Message <text>` ([`Event::SentUnconfirmed`]:
-//!   the seed cannot acknowledge); [`Client::mark_seed`] says so up front.
-//!   A seed `Message` that arrives is shown with the sender's id when its
-//!   address is known.
+//!   shown exactly once ([`chat::Window`] suppresses duplicates); one
+//!   sender holds at most half the reassembly slots.
+//! - **The seed's client.** A peer with no key that never answers a
+//!   handshake is taken for the seed's client and sent `Message <text>`
+//!   ([`Event::SentUnconfirmed`]: the seed cannot acknowledge);
+//!   [`Client::mark_seed`] says so up front. A peer with a key never gets
+//!   plain text. A seed `Message` that arrives is shown with
+//!   `verified: false`, with the sender's id only when its address is that
+//!   of a peer taken for a seed client.
+//!
+//! The API for applications, beyond the commands: [`Client::new`] takes
+//! the 32 bytes of OS entropy that seed the client's CSPRNG (ChaCha20:
+//! session ids, transaction ids, indices, ephemeral keys, jitter) and the
+//! long-term [`Keypair`]; [`Client::public_key`]; [`Client::pin`],
+//! [`Client::pinned`], [`Client::accept_key`], [`Client::peer_key`];
+//! [`Client::stats`]; the events [`Event::KeyFirstSeen`] and
+//! [`Event::KeyChanged`], and `verified` in [`Event::Message`].
 //!
 //! Where it is: this module holds the [`Client`] and its plumbing (the
 //! `poll_*` and `handle*` calls); `command` the commands; `event` what
 //! the application hears; `request` the server requests and their
 //! retransmission; `reply` what the server's answers do; `registration`
 //! the registration and keepalives; `path` the peers, introductions and
-//! probes; `send` and `receive` chat on the wire; [`chat`] the send and
-//! receive windows; `rng` the jitter.
+//! handshakes' retries; `tunnel` the Noise sessions; `keys` pins and key
+//! changes; `send` and `receive` chat on the wire; [`chat`] the send and
+//! receive windows; `rng` the CSPRNG.
 
 pub mod chat;
 mod command;
 mod event;
+mod keys;
 mod path;
 mod receive;
 mod registration;
@@ -54,14 +86,17 @@ mod rng;
 mod send;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 
 use core::net::SocketAddr;
 
 use heapless::{Deque, String, Vec};
 
 use crate::MAX_DATAGRAM;
+use crate::secure::{Keypair, PublicKey};
 use crate::time::{Instant, Millis};
-use crate::wire::peer::{MAX_FRAGMENT_TEXT, PeerMsg};
+use crate::wire::peer::MAX_FRAGMENT_TEXT;
+use crate::wire::sealed::is_sealed;
 use crate::wire::{Cookie, EmitError, Id, IdBuf, Reply, Token};
 
 use chat::{MAX_TEXT, OutState, Outgoing, Reassembly, SlotState};
@@ -71,9 +106,12 @@ use receive::REASSEMBLY_TIMEOUT;
 use registration::RegState;
 use request::{Pending, Req};
 use rng::Rng;
+use tunnel::Responding;
 
 pub use command::CommandError;
 pub use event::{Event, Failure, Undelivered, What};
+pub use keys::MAX_PINS;
+pub use tunnel::MAX_RESPONDING;
 
 /// Messages one client may have in flight at once.
 pub const MAX_OUTGOING: usize = 8;
@@ -99,6 +137,10 @@ pub struct Config {
     pub register: bool,
     /// Ask for presence events once registered.
     pub subscribe: bool,
+    /// Register the public key with the id (so peers handshake with IK and
+    /// never fall back to plain text); `false` registers without one, as
+    /// clients before keys did (peers then use XX and pin on first use).
+    pub register_key: bool,
     /// The lease to ask for, in seconds (`None`: the server's default).
     pub lease: Option<u32>,
     /// Shortest interval between keepalives.
@@ -121,6 +163,12 @@ pub struct Config {
     pub probe_attempts: u8,
     /// Longest text in one `CHAT` fragment.
     pub fragment_text: usize,
+    /// A session older than this is replaced by a new handshake when next used.
+    pub rekey_after: Millis,
+    /// A session that sealed this many datagrams is replaced likewise.
+    pub rekey_after_messages: u64,
+    /// A session older than this is not used at all (in either direction).
+    pub reject_after: Millis,
 }
 
 impl Config {
@@ -131,6 +179,7 @@ impl Config {
             id: id.map(IdBuf::from_id),
             register: id.is_some(),
             subscribe: false,
+            register_key: true,
             lease: None,
             keepalive_min: Millis::from_secs(15),
             keepalive_max: Millis::from_secs(25),
@@ -142,6 +191,11 @@ impl Config {
             probe_interval: Millis(200),
             probe_attempts: 7,
             fragment_text: MAX_FRAGMENT_TEXT,
+            // WireGuard's REKEY_AFTER_TIME, REKEY_AFTER_MESSAGES and
+            // REJECT_AFTER_TIME.
+            rekey_after: Millis::from_secs(120),
+            rekey_after_messages: 1 << 60,
+            reject_after: Millis::from_secs(180),
         }
     }
 }
@@ -155,9 +209,34 @@ pub struct Transmit {
     pub payload: Vec<u8, MAX_DATAGRAM>,
 }
 
+/// What the client dropped or did, for the application's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Sealed datagrams that did not authenticate (or parse), dropped.
+    pub unauthenticated: u64,
+    /// Sealed datagrams or initiations refused as replays.
+    pub replayed: u64,
+    /// Plain-text peer messages (`CHAT`, `ACK`, `PROBE`, ...) dropped:
+    /// Parley peers only speak sealed.
+    pub plain_refused: u64,
+    /// Handshakes refused for a key other than the pinned or reported one.
+    pub key_refused: u64,
+    /// Initiations sent.
+    pub handshakes_started: u64,
+    /// Handshakes completed, either side.
+    pub handshakes_done: u64,
+    /// Datagrams dropped because the outbox was full.
+    pub outbox_drops: u64,
+}
+
 /// The client session.
 pub struct Client {
     cfg: Config,
+    identity: Keypair,
+    pins: Vec<(IdBuf, PublicKey), MAX_PINS>,
+    responding: Vec<Responding, MAX_RESPONDING>,
+    hs_counter: u64,
+    stats: Stats,
     rng: Rng,
     session: u64,
     next_seq: u32,
@@ -185,15 +264,22 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `cfg`, starting at `now`. `entropy` (32 random bytes)
-    /// seeds the session number, nonces, transaction ids and jitter.
-    pub fn new(cfg: Config, now: Instant, entropy: [u8; 32]) -> Client {
+    /// A client for `cfg`, starting at `now`, with the long-term key pair
+    /// `identity`. `entropy` (32 bytes from the operating system's random
+    /// source) seeds the CSPRNG behind session numbers, transaction ids,
+    /// handshake indices, ephemeral keys and jitter.
+    pub fn new(cfg: Config, now: Instant, entropy: [u8; 32], identity: Keypair) -> Client {
         let mut rng = Rng::new(entropy);
         let session = rng.next_u64();
         let next_tx = (rng.next_u64() % 1_000_000) as u32 + 1;
         let mut c = Client {
             reg: RegState::Off,
             cfg,
+            identity,
+            pins: Vec::new(),
+            responding: Vec::new(),
+            hs_counter: 0,
+            stats: Stats::default(),
             rng,
             session,
             next_seq: 1,
@@ -249,6 +335,19 @@ impl Client {
     /// timers recover from it).
     pub fn outbox_drops(&self) -> u64 {
         self.dropped
+    }
+
+    /// This client's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    /// What was dropped, refused and done so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            outbox_drops: self.dropped,
+            ..self.stats
+        }
     }
 
     /// The next datagram to send.
@@ -316,6 +415,7 @@ impl Client {
         self.chat_due(now);
         self.probes_due(now);
         self.reassembly_due(now);
+        self.responding_due(now);
         self.pump(now);
     }
 
@@ -325,8 +425,10 @@ impl Client {
             if let Ok(reply) = Reply::parse(datagram) {
                 self.on_reply(now, reply);
             }
-        } else if let Ok(msg) = PeerMsg::parse(datagram) {
-            self.on_peer(now, src, msg);
+        } else if is_sealed(datagram) {
+            self.on_sealed(now, src, datagram);
+        } else {
+            self.on_plain(now, src, datagram);
         }
         self.pump(now);
     }

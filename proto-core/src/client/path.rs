@@ -1,19 +1,22 @@
 //! Peers and the paths to them: the peer table, asking the server where a
 //! peer is (`INTRO`/`LOOKUP`, and the `PUNCH` it sends the other side),
-//! probing every candidate address until one answers, and the guess that
-//! a peer that never answers runs the seed's client.
+//! handshaking with every candidate address until one answers (the Noise
+//! initiation is the probe, see `tunnel`), and the guess that a peer that
+//! never answers, and has no key, runs the seed's client.
 
 use core::net::SocketAddr;
 
 use heapless::Vec;
 
+use crate::secure::PublicKey;
 use crate::time::{Instant, Millis};
-use crate::wire::peer::PeerMsg;
 use crate::wire::{Id, IdBuf};
 
 use super::Client;
 use super::chat::{OutState, Window};
+use super::event::Undelivered;
 use super::request::Req;
+use super::tunnel::{Initiating, Link};
 
 /// A peer the server placed this recently is not asked about again
 /// (unless its path goes silent).
@@ -34,17 +37,15 @@ pub(super) enum Kind {
     Seed,
 }
 
-/// Probing a peer's candidate addresses.
+/// Handshaking with a peer's candidate addresses (the probe).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Probe {
-    pub(super) nonce: u64,
     pub(super) sent: u8,
     pub(super) next: Instant,
     pub(super) started: Instant,
 }
 
 /// What we know of one peer.
-#[derive(Clone, Debug)]
 pub(super) struct Peer {
     pub(super) id: IdBuf,
     pub(super) kind: Kind,
@@ -60,6 +61,20 @@ pub(super) struct Peer {
     pub(super) srtt: Option<u64>,
     pub(super) rx: Window,
     pub(super) used: Instant,
+    /// The key the server reports for the peer.
+    pub(super) server_key: Option<PublicKey>,
+    /// Our handshake in flight.
+    pub(super) hs: Option<Initiating>,
+    /// The session we send on, and the one before it (kept to open
+    /// datagrams still in flight).
+    pub(super) cur: Option<Link>,
+    pub(super) prev: Option<Link>,
+    /// The last initiation (session, counter) taken from the peer: one
+    /// not newer within the same session is a replay.
+    pub(super) last_hello: Option<(u64, u64)>,
+    /// A key offered other than the pinned one: nothing goes to the peer
+    /// until the application accepts it.
+    pub(super) held: Option<PublicKey>,
 }
 
 impl Client {
@@ -86,6 +101,12 @@ impl Client {
             srtt: None,
             rx: Window::default(),
             used: now,
+            server_key: None,
+            hs: None,
+            cur: None,
+            prev: None,
+            last_hello: None,
+            held: None,
         };
         if self.peers.is_full() {
             let busy = |p: &Peer| self.outs.iter().any(|o| o.to == p.id);
@@ -130,10 +151,10 @@ impl Client {
         );
     }
 
-    /// Move the messages queued for peer `p` along: resolve, probe or send.
+    /// Move the messages queued for peer `p` along: resolve, handshake or send.
     pub(super) fn drive_peer(&mut self, now: Instant, p: usize) {
         let id = self.peers[p].id;
-        if !self.outs.iter().any(|o| o.to == id) {
+        if !self.outs.iter().any(|o| o.to == id) || self.peers[p].held.is_some() {
             return;
         }
         // A guess that a silent peer runs the seed's client is tried again
@@ -147,80 +168,63 @@ impl Client {
             peer.assumed_seed = None;
             peer.path = None;
         }
-        match (self.peers[p].kind, self.peers[p].path) {
-            (Kind::Parley, Some(_)) => {
-                for i in 0..self.outs.len() {
-                    if self.outs[i].to == id && self.outs[i].state == OutState::Waiting {
-                        self.send_fragments(now, i);
-                    }
-                }
-            }
-            (Kind::Seed, path) => match path.or(self.peers[p].cands.first().copied()) {
+        if self.peers[p].kind == Kind::Seed && !self.keyed(p) {
+            match self.peers[p].path.or(self.peers[p].cands.first().copied()) {
                 Some(addr) => {
                     self.peers[p].path = Some(addr);
                     self.send_seed(p, addr);
                 }
                 None => self.resolve(now, id),
-            },
-            _ => {
-                // Ask the server even when a PUNCH already named an
-                // address: it may be stale, and probing every candidate
-                // finds whichever answers first.
-                let asked_lately = self.peers[p]
-                    .resolved
-                    .is_some_and(|t| now.since(t) < RESOLVE_AGAIN.0);
-                if !self.peers[p].resolving && self.peers[p].path.is_none() && !asked_lately {
-                    self.resolve(now, id);
-                }
-                if !self.peers[p].cands.is_empty() && self.peers[p].probe.is_none() {
-                    self.start_probe(now, p);
+            }
+            return;
+        }
+        if self.has_session(now, p) {
+            for i in 0..self.outs.len() {
+                if self.outs[i].to == id && self.outs[i].state == OutState::Waiting {
+                    self.send_fragments(now, i);
                 }
             }
+            return;
+        }
+        // Ask the server even when a PUNCH already named an address: it
+        // may be stale, and handshaking with every candidate finds
+        // whichever answers first.
+        let asked_lately = self.peers[p]
+            .resolved
+            .is_some_and(|t| now.since(t) < RESOLVE_AGAIN.0);
+        if !self.peers[p].resolving && self.peers[p].path.is_none() && !asked_lately {
+            self.resolve(now, id);
+        }
+        if !self.peers[p].cands.is_empty() && self.peers[p].probe.is_none() {
+            self.start_handshake(now, p);
         }
     }
 
-    pub(super) fn start_probe(&mut self, now: Instant, p: usize) {
-        self.peers[p].probe = Some(Probe {
-            nonce: self.rng.next_u64(),
-            sent: 0,
-            next: now,
-            started: now,
-        });
-        self.send_probes(now, p);
-    }
-
-    fn send_probes(&mut self, now: Instant, p: usize) {
-        let Some(me) = self.cfg.id else {
-            self.peers[p].probe = None;
-            return;
-        };
-        let Some(mut pr) = self.peers[p].probe else {
-            return;
-        };
-        let cands = self.peers[p].cands.clone();
-        if let Some(from) = me.as_id() {
-            let msg = PeerMsg::Probe {
-                from,
-                nonce: pr.nonce,
-            };
-            for a in cands {
-                self.emit(a, |b| msg.emit(b));
-            }
-        }
-        let step = self.cfg.probe_interval.0 << pr.sent.min(3);
-        pr.sent += 1;
-        pr.next = now + Millis(self.rng.jitter(step.min(1000)));
-        self.peers[p].probe = Some(pr);
+    /// Whether peer `p` is known to hold a key (pinned, or reported by the
+    /// server): such a peer is never sent plain text.
+    pub(super) fn keyed(&self, p: usize) -> bool {
+        let id = self.peers[p].id;
+        self.peers[p].server_key.is_some()
+            || self.peers[p].cur.is_some()
+            || self.pins.iter().any(|(i, _)| *i == id)
     }
 
     /// Nobody answered at any candidate: a seed client (or gone). Messages
     /// waiting for it go as seed `Message`s.
     fn probes_unanswered(&mut self, now: Instant, p: usize) {
-        if self.peers[p].kind == Kind::Parley && self.peers[p].path.is_some() {
+        // A new handshake on a live session (a rekey) went unanswered:
+        // the session still carries chat, and chat's own timers decide.
+        if self.has_session(now, p) {
             return;
         }
         let id = self.peers[p].id;
+        self.peers[p].hs = None;
         if !self.outs.iter().any(|o| o.to == id) {
+            return;
+        }
+        if self.keyed(p) {
+            // A peer with a key is never downgraded to plain text.
+            self.fail_outgoing(&id, Undelivered::NoAnswer);
             return;
         }
         self.peers[p].kind = Kind::Seed;
@@ -228,28 +232,8 @@ impl Client {
         self.drive_peer(now, p);
     }
 
-    /// A Parley datagram from `id` came from `src`: that is the path.
-    pub(super) fn heard_from(
-        &mut self,
-        now: Instant,
-        id: Id<'_>,
-        src: SocketAddr,
-    ) -> Option<usize> {
-        let p = self.peer_index(now, id)?;
-        let peer = &mut self.peers[p];
-        peer.used = now;
-        peer.kind = Kind::Parley;
-        peer.path = Some(src);
-        peer.probe = None;
-        if !peer.cands.contains(&src) {
-            self.add_candidate(p, src);
-        }
-        self.drive_peer(now, p);
-        Some(p)
-    }
-
-    /// Send the probes that are due; a peer out of probes is taken for a
-    /// seed client.
+    /// Send the handshakes that are due again; a peer that answered none
+    /// is taken for a seed client (unless it has a key).
     pub(super) fn probes_due(&mut self, now: Instant) {
         for p in 0..self.peers.len() {
             let Some(pr) = self.peers[p].probe else {
@@ -262,42 +246,8 @@ impl Client {
                 self.peers[p].probe = None;
                 self.probes_unanswered(now, p);
             } else {
-                self.send_probes(now, p);
+                self.send_initiation(now, p);
             }
         }
-    }
-
-    /// A peer probes us: answer, and take the address it came from as
-    /// the path.
-    pub(super) fn on_probe(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        me: Id<'_>,
-        from: Id<'_>,
-        nonce: u64,
-    ) {
-        if from == me {
-            return;
-        }
-        let reply = PeerMsg::Probed { from: me, nonce };
-        self.emit(src, |b| reply.emit(b));
-        self.heard_from(now, from, src);
-    }
-
-    /// The answer to one of our probes.
-    pub(super) fn on_probed(&mut self, now: Instant, src: SocketAddr, from: Id<'_>, nonce: u64) {
-        let b = IdBuf::from_id(from);
-        let Some(p) = self.find_peer(&b) else { return };
-        let Some(pr) = self.peers[p].probe else {
-            return;
-        };
-        if pr.nonce != nonce {
-            return;
-        }
-        if pr.sent == 1 {
-            self.peers[p].srtt = Some(now.since(pr.started));
-        }
-        self.heard_from(now, from, src);
     }
 }

@@ -5,7 +5,7 @@ use heapless::Vec;
 
 use crate::time::{Instant, Millis};
 use crate::wire::reply::Change;
-use crate::wire::{ErrorCode, IdBuf, Reply};
+use crate::wire::{ErrorCode, IdBuf, PeerKind, Reply};
 
 use super::event::{Failure, Rec, Undelivered, What};
 use super::path::Kind;
@@ -16,15 +16,19 @@ use super::{Client, MAX_REQUESTS};
 impl Client {
     pub(super) fn on_reply(&mut self, now: Instant, reply: Reply<'_>) {
         match reply {
-            Reply::Punch { id, addr, .. } => {
+            Reply::Punch { id, addr, kind } => {
                 self.server_answered();
                 if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
                     return;
                 }
                 if let Some(p) = self.peer_index(now, id) {
+                    self.learn_kind(p, kind);
                     self.add_candidate(p, addr);
-                    if self.peers[p].kind != Kind::Seed && self.peers[p].probe.is_none() {
-                        self.start_probe(now, p);
+                    // The peer wants to talk: open our side of the path
+                    // (the initiation is the hole punch) unless a session
+                    // already exists.
+                    if self.peers[p].kind != Kind::Seed && !self.has_session(now, p) {
+                        self.start_handshake(now, p);
                     }
                 }
                 return;
@@ -132,15 +136,18 @@ impl Client {
                 self.token = None;
                 self.push_event(Rec::Bye);
             }
-            (Req::Resolve { peer, .. }, Reply::At { id, addr, .. }) if peer.eq_id(id) => {
+            (Req::Resolve { peer, .. }, Reply::At { id, addr, kind, .. }) if peer.eq_id(id) => {
                 if let Some(i) = self.find_peer(&peer) {
+                    self.learn_kind(i, kind);
                     self.peers[i].resolving = false;
                     self.peers[i].resolved = Some(now);
                     self.add_candidate(i, addr);
                     let moved = self.peers[i].path.is_some_and(|p| p != addr);
-                    if moved && self.peers[i].kind != Kind::Seed && self.peers[i].probe.is_none() {
-                        // The peer may have moved: find out which address answers.
-                        self.start_probe(now, i);
+                    if moved && self.peers[i].kind != Kind::Seed {
+                        // The peer may have moved: find out which address
+                        // answers (the path itself moves only on an
+                        // authenticated datagram).
+                        self.start_handshake(now, i);
                     }
                     self.drive_peer(now, i);
                 }
@@ -156,6 +163,35 @@ impl Client {
             }
             (req, Reply::Error { code, .. }) => self.on_error(now, p, req, code),
             _ => {}
+        }
+    }
+
+    /// What the server says peer `p` runs: a key (never sent plain text
+    /// after this), the seed's client (sent `Message` lines at once), or
+    /// an extended client without a key (handshakes tried, and the seed
+    /// guessed only if none is answered).
+    fn learn_kind(&mut self, p: usize, kind: PeerKind) {
+        let peer = &mut self.peers[p];
+        match kind {
+            PeerKind::Key(k) => {
+                peer.server_key = Some(k);
+                if peer.kind == Kind::Seed {
+                    peer.kind = Kind::Unknown;
+                    peer.assumed_seed = None;
+                    peer.path = None;
+                }
+            }
+            PeerKind::Seed => {
+                peer.server_key = None;
+                if !self.keyed(p) {
+                    let peer = &mut self.peers[p];
+                    peer.kind = Kind::Seed;
+                    peer.assumed_seed = None;
+                    peer.probe = None;
+                    peer.hs = None;
+                }
+            }
+            PeerKind::Keyless => peer.server_key = None,
         }
     }
 

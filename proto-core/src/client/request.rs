@@ -176,7 +176,7 @@ impl Client {
                 id,
                 lease: self.cfg.lease,
                 token: self.token,
-                key: None,
+                key: self.cfg.register_key.then(|| self.identity.public()),
             }),
             Req::Keep => me.map(|id| Request::Keepalive { h, id, token }),
             Req::Subscribe => me.map(|id| Request::Subscribe { h, id, token }),

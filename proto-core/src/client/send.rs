@@ -1,13 +1,13 @@
-//! Sending chat messages: `CHAT` fragments on a path, retransmitted with
-//! backoff until every one is acknowledged, or `Message` lines to a seed
-//! client, which cannot acknowledge.
+//! Sending chat messages: `CHAT` fragments sealed in a peer's session,
+//! retransmitted with backoff until every one is acknowledged, or
+//! `Message` lines to a seed client, which cannot acknowledge.
 
 use core::net::SocketAddr;
 
-use crate::MAX_DATAGRAM;
 use crate::time::{Instant, Millis};
+use crate::wire::IdBuf;
 use crate::wire::peer::{Chat, MAX_SEED_TEXT, PeerMsg, Text, split_at_boundary};
-use crate::wire::{Id, IdBuf};
+use crate::wire::sealed::MAX_PLAINTEXT;
 
 use super::Client;
 use super::chat::OutState;
@@ -72,12 +72,11 @@ impl Client {
         let from = me.as_ref().and_then(IdBuf::as_id);
         let to = self.outs[i].to;
         let p = self.find_peer(&to);
-        let path = p.and_then(|p| self.peers[p].path);
         let srtt = p.and_then(|p| self.peers[p].srtt);
         let count = self.outs[i].count();
-        let sendable = from.zip(path);
+        let sendable = from.zip(p).filter(|&(_, p)| self.has_session(now, p));
         for frag in 1..=count {
-            let Some((from, path)) = sendable else { break };
+            let Some((from, p)) = sendable else { break };
             if self.outs[i].is_acked(frag) {
                 continue;
             }
@@ -93,9 +92,9 @@ impl Client {
                 count,
                 text,
             });
-            let mut buf = [0u8; MAX_DATAGRAM];
-            if let Ok(n) = msg.emit(&mut buf) {
-                self.push_out(path, &buf[..n]);
+            let mut inner = [0u8; MAX_PLAINTEXT];
+            if let Ok(n) = msg.emit(&mut inner) {
+                self.send_sealed_bytes(now, p, &inner[..n]);
             }
         }
         let base = srtt.map_or(self.cfg.chat_rto.0, |s| (2 * s + 50).max(200));
@@ -134,20 +133,12 @@ impl Client {
         }
     }
 
-    /// A fragment was acknowledged.
-    pub(super) fn on_ack(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        from: Id<'_>,
-        session: u64,
-        seq: u32,
-        frag: u8,
-    ) {
+    /// Peer `p` acknowledged a fragment.
+    pub(super) fn on_ack(&mut self, now: Instant, p: usize, session: u64, seq: u32, frag: u8) {
         if session != self.session {
             return;
         }
-        let b = IdBuf::from_id(from);
+        let b = self.peers[p].id;
         let Some(i) = self.outs.iter().position(|o| o.to == b && o.seq == seq) else {
             return;
         };
@@ -155,11 +146,9 @@ impl Client {
             attempts: 1, first, ..
         } = self.outs[i].state
         {
-            if let Some(p) = self.find_peer(&b) {
-                let sample = now.since(first);
-                let s = &mut self.peers[p].srtt;
-                *s = Some(s.map_or(sample, |s| (7 * s + sample) / 8));
-            }
+            let sample = now.since(first);
+            let s = &mut self.peers[p].srtt;
+            *s = Some(s.map_or(sample, |s| (7 * s + sample) / 8));
         }
         if self.outs[i].ack(frag) {
             let o = self.outs.swap_remove(i);
@@ -168,6 +157,5 @@ impl Client {
                 msg: o.seq,
             });
         }
-        self.heard_from(now, from, src);
     }
 }

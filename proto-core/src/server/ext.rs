@@ -426,7 +426,8 @@ impl Server<'_> {
         out: &mut impl Outbox,
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::Stats);
-        let allowed = src.ip().is_loopback()
+        // On a dual-stack socket a local IPv4 client is ::ffff:127.0.0.1.
+        let allowed = src.ip().to_canonical().is_loopback()
             || (self.cfg.admin_token.is_some() && admin == self.cfg.admin_token);
         if !allowed {
             return Err(ErrorCode::Forbidden);

@@ -32,6 +32,7 @@ mod fanout;
 mod hint;
 mod keys;
 mod outbox;
+mod relay;
 mod seed;
 mod snapshot;
 mod stats;
@@ -131,6 +132,8 @@ pub struct Config {
     pub cookie_window: Millis,
     /// STUN Binding answers per second, all sources together (0: no STUN).
     pub stun_per_sec: u32,
+    /// Octets per second all relay sessions together may forward (0: no relay).
+    pub relay_bytes_per_sec: u32,
 }
 
 impl Default for Config {
@@ -151,6 +154,7 @@ impl Default for Config {
             admin_token: None,
             cookie_window: Millis::from_secs(120),
             stun_per_sec: 20_000,
+            relay_bytes_per_sec: 20_000_000,
         }
     }
 }
@@ -301,6 +305,7 @@ pub struct Server<'a> {
     seed_version: u32,
     tokens: keys::TokenMint,
     stun: stun::StunBudget,
+    relay: relay::Relay,
     stats: Stats,
     /// When the clock hand last moved (`None` before the first tick).
     swept_at: Option<Instant>,
@@ -365,6 +370,7 @@ impl<'a> Server<'a> {
             fanout: fanout::Fanout::new(config.fanout_per_sec),
             tokens: keys::TokenMint::new(keys.token),
             stun: stun::StunBudget::new(config.stun_per_sec),
+            relay: relay::Relay::new(&entropy, config.relay_bytes_per_sec),
             cfg: config,
             reg,
             req_limit,
@@ -395,6 +401,18 @@ impl<'a> Server<'a> {
         self.stats.bytes_in += datagram.len() as u64;
         if crate::wire::stun::is_stun(datagram) {
             return self.handle_stun(now, src, datagram, out);
+        }
+        // Relayed data has its own per-session and global budgets.
+        if crate::wire::relay::is_frame(datagram) {
+            return self.handle_relay_frame(now, src, datagram, out);
+        }
+        if crate::wire::relay::is_request(datagram) {
+            // Charged like any request that has not yet shown a cookie.
+            if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
+                self.stats.drop_rate_limited += 1;
+                return;
+            }
+            return self.handle_relay_request(now, src, datagram, out);
         }
         if seed::is_seed(datagram) {
             // The seed protocol has no cookie: its verbs are charged to the

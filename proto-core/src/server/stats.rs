@@ -40,6 +40,17 @@ pub struct Stats {
     pub drop_stun: u64,
     /// STUN Binding requests not answered because the global budget was spent.
     pub drop_stun_budget: u64,
+    /// `RELAY` requests received.
+    pub relay_requests: u64,
+    /// Relay sessions paired (both peers asked).
+    pub relay_sessions: u64,
+    /// Relay frames forwarded.
+    pub relay_forwarded: u64,
+    /// Relay frames dropped: malformed, unknown channel, from an address
+    /// that is not a proven end, or before the peer asked.
+    pub drop_relay: u64,
+    /// Relay frames dropped because a session's or the global budget was spent.
+    pub drop_relay_budget: u64,
     /// Leases that ran out and were reclaimed.
     pub expired: u64,
     /// Presence datagrams sent to subscribers.
@@ -189,6 +200,11 @@ impl Stats {
         f("stun_answered", self.stun_answered);
         f("drop_stun", self.drop_stun);
         f("drop_stun_budget", self.drop_stun_budget);
+        f("relay_requests", self.relay_requests);
+        f("relay_sessions", self.relay_sessions);
+        f("relay_forwarded", self.relay_forwarded);
+        f("drop_relay", self.drop_relay);
+        f("drop_relay_budget", self.drop_relay_budget);
     }
 }
 

@@ -1068,5 +1068,19 @@ fn a_failed_introduction_moves_nobody() {
     assert_eq!(r, format!("AT 7 a {C120} -"), "an error changes nothing");
 }
 
+#[test]
+fn a_mapped_loopback_source_is_local() {
+    // On a dual-stack socket an IPv4 client on this host is ::ffff:127.0.0.1.
+    let mut h = Harness::new(1024, Config::default());
+    let from = "[::ffff:127.0.0.1]:5000";
+    let c = h.cookie(from);
+    let r = h.one_reply(from, &format!("STATS 1 {c}"));
+    assert!(r.starts_with("STATS 1 datagrams_in="), "{r}");
+    let from = "[::ffff:192.0.2.1]:5000";
+    let c = h.cookie(from);
+    let r = h.one_reply(from, &format!("STATS 2 {c}"));
+    assert_eq!(err_code(&r), ErrorCode::Forbidden);
+}
+
 mod keys;
 mod snapshot;

@@ -13,7 +13,11 @@
 //! - [`request`]: the extended protocol's requests (client to server).
 //! - [`reply`]: the extended protocol's replies and unsolicited events.
 //! - [`peer`]: chat between clients (client to client).
+//! - [`sealed`]: the Noise handshake and transport datagrams that carry
+//!   [`peer`] messages between Parley clients (a text initiation, then
+//!   binary datagrams told apart from text by their first byte).
 //! - [`stun`]: STUN Binding (RFC 8489), binary, on the same port as the text.
+//! - [`relay`]: relaying between two peers (`RELAY`, `RELAYD`, binary frames).
 //!
 //! Parsing never panics and never allocates; a malformed datagram gives a
 //! [`ParseError`] that says what was wrong. Emitting writes into `&mut [u8]`
@@ -22,8 +26,10 @@
 pub mod addr;
 pub mod fields;
 pub mod peer;
+pub mod relay;
 pub mod reply;
 pub mod request;
+pub mod sealed;
 pub mod seed;
 pub mod stun;
 #[cfg(test)]

@@ -21,18 +21,21 @@
 //! new message for a duplicate of an old one. A message longer than one
 //! datagram travels as `count` fragments, each acknowledged on its own by
 //! an `ACK` naming the same session, seq and fragment. `PROBE` / `PROBED`
-//! open and test a path (hole punching) before any chat is sent on it.
+//! test a session's path (keepalives); the Noise initiation is what opens
+//! one (hole punching).
 //!
 //! `Message <text>` is what the seed's client sends and understands; it has
 //! no id, no acknowledgement and reads at most 1024 bytes
-//! ([`super::seed::MAX_SEED_DATAGRAM`]). Every other datagram fits
-//! [`crate::MAX_DATAGRAM`].
+//! ([`super::seed::MAX_SEED_DATAGRAM`]). Every other message travels
+//! sealed in a transport datagram ([`super::sealed`]) and fits its
+//! plaintext, [`super::sealed::MAX_PLAINTEXT`] bytes; there the receiver
+//! takes the sender from the key that opened it, not from `id`.
 
 use super::fields::{Id, parse_hex64};
+use super::sealed::MAX_PLAINTEXT;
 use super::seed::{MAX_SEED_DATAGRAM, SeedReply};
 use super::text::{Fields, Writer, parse_u32, verb_and_rest};
 use super::{EmitError, ParseError};
-use crate::MAX_DATAGRAM;
 
 /// Most fragments one chat message may be split into.
 pub const MAX_FRAGMENTS: u8 = 16;
@@ -40,8 +43,9 @@ pub const MAX_FRAGMENTS: u8 = 16;
 /// Longest `CHAT` header: `CHAT ` id, session, seq, `16/16` and the spaces.
 pub const MAX_CHAT_HEADER: usize = 5 + 32 + 1 + 16 + 1 + 10 + 1 + 5 + 1;
 
-/// Longest text one `CHAT` fragment can carry whatever the sender's id.
-pub const MAX_FRAGMENT_TEXT: usize = MAX_DATAGRAM - MAX_CHAT_HEADER;
+/// Longest text one `CHAT` fragment can carry whatever the sender's id,
+/// sealed in a transport datagram ([`super::sealed::MAX_PLAINTEXT`]).
+pub const MAX_FRAGMENT_TEXT: usize = MAX_PLAINTEXT - MAX_CHAT_HEADER;
 
 /// Longest text one seed `Message` can carry (the seed reads 1024 bytes).
 pub const MAX_SEED_TEXT: usize = MAX_SEED_DATAGRAM - "Message ".len();
@@ -161,7 +165,9 @@ impl<'a> PeerMsg<'a> {
                 _ => Err(ParseError::UnknownVerb),
             };
         }
-        let (verb, rest) = verb_and_rest(datagram, MAX_DATAGRAM)?;
+        // Parley's own messages travel sealed: no longer than a transport
+        // datagram's plaintext.
+        let (verb, rest) = verb_and_rest(datagram, MAX_PLAINTEXT)?;
         let mut f = Fields::new(rest);
         let msg = match verb {
             b"CHAT" => {
@@ -227,7 +233,7 @@ impl<'a> PeerMsg<'a> {
                     .put(b"/")?
                     .u64(u64::from(c.count))?
                     .field(c.text.as_str().as_bytes())?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Ack {
                 from,
@@ -240,15 +246,15 @@ impl<'a> PeerMsg<'a> {
                     .hex(session)?
                     .num(seq)?
                     .num(u32::from(frag))?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Probe { from, nonce } => {
                 w.put(b"PROBE")?.field(from.as_bytes())?.hex(nonce)?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Probed { from, nonce } => {
                 w.put(b"PROBED")?.field(from.as_bytes())?.hex(nonce)?;
-                MAX_DATAGRAM
+                MAX_PLAINTEXT
             }
             PeerMsg::Seed(text) => {
                 w.put(b"Message ")?.put(text.as_bytes())?;
@@ -281,6 +287,7 @@ mod tests {
     use std::string::String;
 
     use super::*;
+    use crate::MAX_DATAGRAM;
     use proptest::prelude::*;
 
     fn id(s: &str) -> Id<'_> {
@@ -409,7 +416,7 @@ mod tests {
             text: Text::new(&big).unwrap(),
         };
         let mut buf = [0u8; 2 * MAX_DATAGRAM];
-        assert_eq!(PeerMsg::Chat(c).emit(&mut buf), Ok(MAX_DATAGRAM));
+        assert_eq!(PeerMsg::Chat(c).emit(&mut buf), Ok(MAX_PLAINTEXT));
         let bigger = "x".repeat(MAX_FRAGMENT_TEXT + 1);
         let c = Chat {
             text: Text::new(&bigger).unwrap(),

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 fn datagram() -> impl Strategy<Value = (bool, Vec<u8>)> {
     let verb = prop::sample::select(vec![
         "COOKIE", "REGD", "ALIVE", "AT", "PAGE", "SUBD", "BYE", "ERR", "PUNCH", "EVENTS", "RESYNC",
-        "CHAT", "ACK", "PROBE", "PROBED", "Message",
+        "CHAT", "ACK", "PROBE", "PROBED", "Message", "NOISE IK", "NOISE XX",
     ]);
     let field = prop::sample::select(vec![
         "1",
@@ -34,6 +34,9 @@ fn datagram() -> impl Strategy<Value = (bool, Vec<u8>)> {
         "-bob",
         "-",
         "x",
+        "0000abcd",
+        "00",
+        "5f0c2a1b9d8e7f605f0c2a1b9d8e7f605f0c2a1b9d8e7f605f0c2a1b9d8e7f60",
     ]);
     (
         any::<bool>(),
@@ -41,8 +44,10 @@ fn datagram() -> impl Strategy<Value = (bool, Vec<u8>)> {
         proptest::collection::vec(field, 0..7),
         proptest::collection::vec(any::<u8>(), 0..40),
         any::<bool>(),
+        // Sealed binary kinds (response, transport, confirm) with junk after.
+        prop::sample::select(vec![0u8, 0xF9, 0xFA, 0xFB]),
     )
-        .prop_map(|(from_server, verb, fields, junk, raw)| {
+        .prop_map(|(from_server, verb, fields, junk, raw, sealed)| {
             let mut d = verb.as_bytes().to_vec();
             for f in fields {
                 d.push(b' ');
@@ -50,6 +55,9 @@ fn datagram() -> impl Strategy<Value = (bool, Vec<u8>)> {
             }
             if raw {
                 d = junk;
+                if sealed != 0 {
+                    d.insert(0, sealed);
+                }
             }
             (from_server, d)
         })
@@ -61,7 +69,7 @@ proptest! {
         ds in proptest::collection::vec(datagram(), 0..60),
         sends in proptest::collection::vec(0u8..4, 0..6),
     ) {
-        let mut c = Box::new(Client::new(Net::config("alice"), Instant(0), [1; 32]));
+        let mut c = Box::new(Client::new(Net::config("alice"), Instant(0), [1; 32], Keypair::from_secret([1; 32])));
         for (k, s) in sends.iter().enumerate() {
             let to = ["bob", "carol", "dan", "bob"][usize::from(*s)];
             let _ = c.send_message(Instant(k as u64), id(to), "hello");
@@ -78,8 +86,17 @@ proptest! {
             }
             while let Some(t) = c.poll_transmit() {
                 prop_assert!(t.payload.len() <= MAX_DATAGRAM);
+                // Nothing unauthenticated is answered with more than came in.
+                if !*from_server && t.dst == src {
+                    prop_assert!(t.payload.len() <= d.len());
+                }
             }
-            while c.poll_event().is_some() {}
+            while let Some(e) = c.poll_event() {
+                // Nothing that did not authenticate is shown as verified.
+                if let Event::Message { verified, .. } = e {
+                    prop_assert!(!verified);
+                }
+            }
         }
         // Time runs on: everything in flight ends one way or another.
         for _ in 0..10_000 {

@@ -16,11 +16,13 @@ use core::net::SocketAddr;
 use super::*;
 use crate::limit::{QuotaCell, RateCell};
 use crate::registry::Slot;
+use crate::secure::Keypair;
 use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
 
 mod chat;
 mod fuzz;
 mod path;
+mod secure;
 mod server;
 
 const SERVER: &str = "10.0.0.1:9999";
@@ -62,10 +64,20 @@ fn show(e: &Event<'_>) -> String {
         Event::Joined(i) => format!("joined {i}"),
         Event::Left(i) => format!("left {i}"),
         Event::Resync => "resync".into(),
-        Event::Message { from, text, seed } => match from {
-            Some(f) => format!("msg {f}{}: {text}", if *seed { " (seed)" } else { "" }),
-            None => format!("msg ?{}: {text}", if *seed { " (seed)" } else { "" }),
-        },
+        Event::Message {
+            from,
+            text,
+            seed,
+            verified,
+        } => {
+            assert_eq!(*verified, !*seed, "only sealed chat is verified");
+            match from {
+                Some(f) => format!("msg {f}{}: {text}", if *seed { " (seed)" } else { "" }),
+                None => format!("msg ?{}: {text}", if *seed { " (seed)" } else { "" }),
+            }
+        }
+        Event::KeyFirstSeen { id, .. } => format!("key first seen {id}"),
+        Event::KeyChanged { id, .. } => format!("key changed {id}"),
         Event::Delivered { to, msg } => format!("delivered {to} #{msg}"),
         Event::NotDelivered { to, msg, reason } => format!("not delivered {to} #{msg}: {reason}"),
         Event::SentUnconfirmed { to, msg } => format!("unconfirmed {to} #{msg}"),
@@ -108,11 +120,60 @@ struct Net {
     faults: Faults,
     /// Every datagram put on the wire: (time, src, dst, text).
     log: Vec<(Instant, SocketAddr, SocketAddr, String)>,
+    /// The bytes of each datagram in `log`, in the same order.
+    raw: Vec<Vec<u8>>,
+    /// Clients whose events are left unread (the application is busy).
+    unread: Vec<SocketAddr>,
     /// Addresses whose traffic (both ways) is dropped.
     cut: Vec<SocketAddr>,
+    /// Addresses whose outgoing traffic is dropped.
+    mute: Vec<SocketAddr>,
     /// Datagrams that reached addresses with no client (seed stand-ins).
     inbox: Vec<(SocketAddr, SocketAddr, String)>,
     next_entropy: u8,
+    /// `KeyFirstSeen` events, per client.
+    first_seen: BTreeMap<SocketAddr, Vec<String>>,
+}
+
+std::thread_local! {
+    /// Sealed transport datagrams and the peer message inside each, as
+    /// the sender sealed them: the test's view through the encryption.
+    static SEALED: core::cell::RefCell<BTreeMap<Vec<u8>, String>> =
+        const { core::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Called by the client (test builds only) for every datagram it seals.
+pub(super) fn tap(datagram: &[u8], inner: &[u8]) {
+    SEALED.with(|m| {
+        m.borrow_mut().insert(
+            datagram.to_vec(),
+            String::from_utf8_lossy(inner).into_owned(),
+        )
+    });
+}
+
+/// What a sealed transport datagram carries, if a client sealed it.
+fn inside(datagram: &[u8]) -> Option<String> {
+    SEALED.with(|m| m.borrow().get(datagram).cloned())
+}
+
+/// A datagram as the log shows it: text as text, a sealed transport
+/// datagram as the peer message inside it (the test sees through the
+/// encryption; [`Net::raw`] has the bytes on the wire), handshakes by kind.
+fn label(bytes: &[u8]) -> String {
+    use crate::wire::sealed;
+    if let Some(inner) = inside(bytes) {
+        return inner;
+    }
+    if bytes.starts_with(sealed::INITIATION) {
+        return format!("[init {}]", bytes.len());
+    }
+    match bytes.first() {
+        Some(&sealed::RESPONSE) => format!("[resp {}]", bytes.len()),
+        Some(&sealed::CONFIRM) => format!("[confirm {}]", bytes.len()),
+        Some(&sealed::TRANSPORT) => format!("[data {}]", bytes.len()),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 impl Net {
@@ -132,9 +193,13 @@ impl Net {
             dice: Dice(0x2545_f491_4f6c_dd1d),
             faults: Faults::default(),
             log: Vec::new(),
+            raw: Vec::new(),
+            unread: Vec::new(),
             cut: Vec::new(),
+            mute: Vec::new(),
             inbox: Vec::new(),
             next_entropy: 1,
+            first_seen: BTreeMap::new(),
         }
     }
 
@@ -145,7 +210,12 @@ impl Net {
     fn add(&mut self, at: &str, cfg: Config) -> SocketAddr {
         let a = addr(at);
         self.next_entropy += 1;
-        let c = Box::new(Client::new(cfg, self.now, [self.next_entropy; 32]));
+        let c = Box::new(Client::new(
+            cfg,
+            self.now,
+            [self.next_entropy; 32],
+            Keypair::from_secret([self.next_entropy.wrapping_add(100); 32]),
+        ));
         self.clients.insert(a, c);
         self.events.insert(a, Vec::new());
         self.flush();
@@ -178,13 +248,9 @@ impl Net {
 
     /// Put a datagram on the wire, with the network's faults.
     fn put(&mut self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
-        self.log.push((
-            self.now,
-            src,
-            dst,
-            String::from_utf8_lossy(bytes).into_owned(),
-        ));
-        if self.cut.contains(&src) || self.cut.contains(&dst) {
+        self.log.push((self.now, src, dst, label(bytes)));
+        self.raw.push(bytes.to_vec());
+        if self.cut.contains(&src) || self.cut.contains(&dst) || self.mute.contains(&src) {
             return;
         }
         let f = self.faults;
@@ -219,11 +285,18 @@ impl Net {
                 let Some(t) = t else { break };
                 self.put(a, t.dst, &t.payload);
             }
-            loop {
+            while !self.unread.contains(&a) {
                 let c = self.clients.get_mut(&a).unwrap();
                 let Some(e) = c.poll_event() else { break };
                 let s = show(&e);
-                self.events.get_mut(&a).unwrap().push(s);
+                // First sight of a key comes with every first contact:
+                // kept apart so that the chat's events read as before.
+                let list = if s.starts_with("key first seen") {
+                    self.first_seen.entry(a).or_default()
+                } else {
+                    self.events.get_mut(&a).unwrap()
+                };
+                list.push(s);
             }
         }
         while let Some((dst, bytes)) = self.out.pop() {
@@ -262,8 +335,7 @@ impl Net {
                 } else if let Some(c) = self.clients.get_mut(&dst) {
                     c.handle(self.now, src, &bytes);
                 } else {
-                    self.inbox
-                        .push((src, dst, String::from_utf8_lossy(&bytes).into_owned()));
+                    self.inbox.push((src, dst, label(&bytes)));
                 }
             }
             if let Some(s) = self.server.as_mut() {
@@ -296,6 +368,16 @@ impl Net {
 
     fn take(&mut self, at: SocketAddr) -> Vec<String> {
         core::mem::take(self.events.get_mut(&at).unwrap())
+    }
+
+    /// The bytes of the datagrams sent by `src` whose text starts with `prefix`.
+    fn sent_raw(&self, src: SocketAddr, prefix: &str) -> Vec<Vec<u8>> {
+        self.log
+            .iter()
+            .zip(&self.raw)
+            .filter(|((_, s, _, t), _)| *s == src && t.starts_with(prefix))
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// Datagrams sent by `src` whose text starts with `prefix`.

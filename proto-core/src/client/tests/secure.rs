@@ -1,0 +1,525 @@
+//! The end-to-end rules: only what authenticates under a peer's key
+//! changes anything, keys are pinned and a changed one is never taken
+//! silently, replays are refused, sessions are replaced as they age.
+
+use super::*;
+use crate::secure::{Keypair, PublicKey, safety_number};
+use crate::wire::peer::{Chat, PeerMsg, Text};
+use crate::wire::sealed;
+
+fn key_of(net: &mut Net, at: SocketAddr) -> PublicKey {
+    net.client(at).public_key()
+}
+
+/// Issue 12's attack: a third host's plain `CHAT alice ...` and `PROBE`
+/// used to be shown and to move alice's path to the third host.
+#[test]
+fn forged_plain_chat_and_probe_from_a_third_host_change_nothing() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "hi bob").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: hi bob"]);
+    net.take(a);
+    let mallory = addr("10.0.0.66:4000");
+    let before = net.client(b).stats();
+    net.put(
+        mallory,
+        b,
+        b"CHAT alice 00000000000000ab 1 1/1 please send the password to mallory",
+    );
+    net.put(mallory, b, b"PROBE alice 0123456789abcdef");
+    net.put(mallory, b, b"ACK alice 00000000000000ab 1 1");
+    net.run(1000);
+    assert_eq!(net.take(b), Vec::<String>::new(), "nothing shown");
+    assert_eq!(
+        net.client(b).stats().plain_refused,
+        before.plain_refused + 3
+    );
+    assert!(
+        net.log
+            .iter()
+            .all(|(_, s, d, _)| !(*s == b && *d == mallory)),
+        "no answer to the third host"
+    );
+    // Bob's next message goes to alice, and only to her.
+    net.send_message(b, id("alice"), "the password is hunter2")
+        .unwrap();
+    net.run(3000);
+    assert_eq!(net.take(a), ["msg bob: the password is hunter2"]);
+    assert!(net.inbox.iter().all(|(_, d, _)| *d != mallory));
+    let raw_to_mallory = net
+        .log
+        .iter()
+        .zip(&net.raw)
+        .filter(|((_, _, d, _), _)| *d == mallory)
+        .count();
+    assert_eq!(raw_to_mallory, 0);
+}
+
+#[test]
+fn first_contact_uses_the_reported_key_and_pins_it() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    let (ka, kb) = (key_of(&mut net, a), key_of(&mut net, b));
+    net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: hi"]);
+    let inits = net.sent_raw(a, "[init");
+    assert!(
+        inits.iter().all(|i| i.starts_with(b"NOISE IK ")),
+        "the server reported bob's key: IK"
+    );
+    assert_eq!(net.first_seen[&a], ["key first seen bob"]);
+    assert_eq!(net.first_seen[&b], ["key first seen alice"]);
+    assert_eq!(net.client(a).pinned(id("bob")), Some(kb));
+    assert_eq!(net.client(b).pinned(id("alice")), Some(ka));
+    // Both see the same safety number.
+    let na = safety_number(
+        &net.client(a).public_key(),
+        &net.client(a).peer_key(id("bob")).unwrap(),
+    );
+    let nb = safety_number(
+        &net.client(b).peer_key(id("alice")).unwrap(),
+        &net.client(b).public_key(),
+    );
+    assert_eq!(na, nb);
+}
+
+#[test]
+fn without_a_known_key_xx_then_ik_with_the_pinned_key() {
+    let mut net = Net::new();
+    let mut cfg = Net::config("alice");
+    cfg.register_key = false;
+    let a = net.add("10.0.0.2:5000", cfg.clone());
+    let mut cfg_b = Net::config("bob");
+    cfg_b.register_key = false;
+    let b = net.add("10.0.0.3:6000", cfg_b);
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    let kb = key_of(&mut net, b);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: hi"]);
+    let inits = net.sent_raw(a, "[init");
+    assert!(
+        inits.iter().all(|i| i.starts_with(b"NOISE XX ")),
+        "no key known: XX"
+    );
+    assert!(!net.sent(a, "[confirm").is_empty(), "XX's third message");
+    assert_eq!(net.client(a).pinned(id("bob")), Some(kb));
+    assert_eq!(net.first_seen[&b], ["key first seen alice"]);
+
+    // A new alice process (same key, pins loaded from her file) uses IK.
+    let now = net.now;
+    let secret = *net.client(a).identity.secret();
+    let mut c = Box::new(Client::new(
+        cfg,
+        now,
+        [77; 32],
+        Keypair::from_secret(secret),
+    ));
+    c.pin(id("bob"), kb).unwrap();
+    net.clients.insert(a, c);
+    net.run(1000);
+    net.take(a);
+    let n0 = net.sent_raw(a, "[init").len();
+    net.send_message(a, id("bob"), "me again").unwrap();
+    net.run(2000);
+    assert_eq!(net.take(b), ["msg alice: me again"]);
+    let inits = net.sent_raw(a, "[init");
+    assert!(inits.len() > n0);
+    assert!(
+        inits[n0..].iter().all(|i| i.starts_with(b"NOISE IK ")),
+        "the pinned key: IK"
+    );
+    assert_eq!(net.first_seen[&b].len(), 1, "no new first sight");
+}
+
+/// A rogue server hands out the impostor's key for bob: the pinned key
+/// disagrees, the person is told, and nothing at all goes to the impostor
+/// until the new key is accepted.
+#[test]
+fn a_rogue_server_reporting_another_key_gets_nothing_sent() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    // Mallory registers as "bob" with her own key; the server reports it.
+    let m = net.add("10.0.0.66:6000", Net::config("bob"));
+    net.run(1000);
+    net.take(a);
+    net.take(m);
+    let real_bob = Keypair::from_secret([200; 32]).public();
+    net.client(a).pin(id("bob"), real_bob).unwrap();
+    let n = net.log.len();
+    net.send_message(a, id("bob"), "the password is hunter2")
+        .unwrap();
+    net.run(30_000);
+    assert_eq!(net.take(a), ["key changed bob"], "held, not failed");
+    assert!(
+        net.log[n..]
+            .iter()
+            .all(|(_, s, d, _)| !(*s == a && *d == m)),
+        "nothing at all to the impostor"
+    );
+    assert!(net.take(m).iter().all(|e| !e.starts_with("msg")));
+    // Accepting the offered key (the person decided) lets it go.
+    let offered = net.client(m).public_key();
+    let now = net.now;
+    net.client(a).accept_key(now, id("bob"), offered).unwrap();
+    net.run(5000);
+    assert_eq!(net.take(m), ["msg alice: the password is hunter2"]);
+    assert_eq!(net.client(a).pinned(id("bob")), Some(offered));
+}
+
+/// The server says nothing of keys (or is fooled by a keyless
+/// registration): the handshake itself catches the impostor.
+#[test]
+fn an_impostor_for_a_pinned_peer_gets_nothing_and_the_change_is_reported() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    let mut cfg = Net::config("bob");
+    cfg.register_key = false;
+    let m = net.add("10.0.0.66:6000", cfg);
+    net.run(1000);
+    net.take(a);
+    net.take(m);
+    let real_bob = Keypair::from_secret([200; 32]).public();
+    net.client(a).pin(id("bob"), real_bob).unwrap();
+    let msg = net
+        .send_message(a, id("bob"), "the password is hunter2")
+        .unwrap();
+    net.run(30_000);
+    // IK to the pinned key: the impostor cannot even read the initiation.
+    assert!(
+        net.sent_raw(a, "[init")
+            .iter()
+            .all(|i| i.starts_with(b"NOISE IK "))
+    );
+    assert!(net.sent(m, "[resp").is_empty());
+    assert!(net.sent(a, "CHAT ").is_empty(), "no chat without a session");
+    assert!(
+        net.sent(a, "Message").is_empty(),
+        "never plain text to a pinned peer"
+    );
+    // The impostor, told by the server that alice wants it, handshakes
+    // with her as "bob": alice hears of the changed key and takes nothing.
+    let mut ev = net.take(a);
+    ev.sort();
+    assert_eq!(
+        ev,
+        [
+            "key changed bob".to_string(),
+            format!("not delivered bob #{msg}: the peer never acknowledged it")
+        ]
+    );
+    assert!(net.client(a).stats().key_refused >= 1);
+    let now = net.now;
+    net.client(m)
+        .send_message(now, id("alice"), "it's me, bob")
+        .unwrap();
+    net.run(5000);
+    assert!(net.take(a).is_empty(), "not shown, and reported once");
+    // Messages to bob are now held: nothing leaves alice for him.
+    let n = net.log.len();
+    net.send_message(a, id("bob"), "held").unwrap();
+    net.run(5000);
+    assert!(
+        net.log[n..]
+            .iter()
+            .all(|(_, s, d, _)| !(*s == a && *d == m)),
+        "held"
+    );
+    assert!(net.take(a).is_empty(), "held, not failed");
+}
+
+#[test]
+fn a_replayed_initiation_is_refused_or_harmless() {
+    let mut net = Net::new();
+    let mut cfg = Net::config("alice");
+    // Every message after the first wants a new handshake: the second one
+    // is IK, with the keys pinned by the first (XX: bob registered no key).
+    cfg.rekey_after_messages = 1;
+    let a = net.add("10.0.0.2:5000", cfg);
+    let mut cfg = Net::config("bob");
+    cfg.register_key = false;
+    let b = net.add("10.0.0.3:6000", cfg);
+    net.run(1000);
+    net.take(b);
+    for text in ["one", "two", "three"] {
+        net.send_message(a, id("bob"), text).unwrap();
+        net.run(1000);
+    }
+    net.take(a);
+    let got = net.take(b);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let inits = net.sent_raw(a, "[init");
+    let xx = inits
+        .iter()
+        .find(|i| i.starts_with(b"NOISE XX "))
+        .unwrap()
+        .clone();
+    let ik = inits
+        .iter()
+        .find(|i| i.starts_with(b"NOISE IK "))
+        .unwrap()
+        .clone();
+    let replayer = addr("10.0.0.66:1");
+    let before = net.client(b).stats();
+    let n = net.log.len();
+    for init in [&xx, &ik] {
+        net.put(a, b, init);
+        net.put(replayer, b, init);
+    }
+    net.run(1000);
+    let after = net.client(b).stats();
+    // IK's hello counter refuses the replays outright; XX's first message
+    // authenticates nobody and gets an answer no larger than itself,
+    // which leads nowhere.
+    assert_eq!(after.replayed, before.replayed + 2);
+    assert_eq!(after.handshakes_done, before.handshakes_done);
+    for ((_, s, d, _), r) in net.log[n..].iter().zip(&net.raw[n..]) {
+        if *s == b && (*d == replayer || *d == a) {
+            assert!(r.len() <= xx.len() && r[0] == sealed::RESPONSE, "{r:?}");
+        }
+    }
+    assert_eq!(
+        net.log[n..]
+            .iter()
+            .filter(|(_, s, d, _)| *s == b && *d == replayer)
+            .count(),
+        1,
+        "the XX replay only"
+    );
+    // Chat goes on, to alice's real address.
+    net.send_message(b, id("alice"), "four").unwrap();
+    net.run(2000);
+    assert_eq!(net.take(a), ["msg bob: four"]);
+    assert!(net.sent(b, "CHAT ").iter().all(|c| c.1 == a));
+}
+
+#[test]
+fn sessions_are_replaced_after_the_bound_and_chat_goes_on() {
+    let mut net = Net::new();
+    let mut cfg = Net::config("alice");
+    cfg.rekey_after_messages = 5;
+    let a = net.add("10.0.0.2:5000", cfg);
+    let mut cfg = Net::config("bob");
+    cfg.rekey_after = Millis(20_000);
+    let b = net.add("10.0.0.3:6000", cfg);
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    for i in 0..12 {
+        net.send_message(a, id("bob"), &format!("m{i}")).unwrap();
+        net.run(300);
+    }
+    net.run(3000);
+    let got = net.take(b);
+    assert_eq!(got.len(), 12, "{got:?}");
+    let hs = net.client(a).stats().handshakes_done;
+    assert!(hs >= 3, "rekeyed by count: {hs}");
+    // By time: bob's session is older than 20 s when he next speaks.
+    net.run(25_000);
+    let before = net.client(b).stats().handshakes_started;
+    net.send_message(b, id("alice"), "later").unwrap();
+    net.run(3000);
+    assert_eq!(
+        net.take(a).iter().filter(|e| e.starts_with("msg")).count(),
+        1
+    );
+    assert!(
+        net.client(b).stats().handshakes_started > before,
+        "rekeyed by time"
+    );
+}
+
+#[test]
+fn one_peer_cannot_take_every_reassembly_slot() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    let b = net.add("10.0.0.3:6000", Net::config("bob"));
+    let m = net.add("10.0.0.4:7000", Net::config("mallory"));
+    net.run(1000);
+    net.send_message(m, id("bob"), "hello").unwrap();
+    net.run(1000);
+    for c in [a, b, m] {
+        net.take(c);
+    }
+    // Mallory, authenticated, starts many messages and never ends them.
+    let p = net.client(m).find_peer(&IdBuf::from_id(id("bob"))).unwrap();
+    let now = net.now;
+    for seq in 100..100 + MAX_INCOMING as u32 {
+        let msg = PeerMsg::Chat(Chat {
+            from: id("mallory"),
+            session: 1,
+            seq,
+            frag: 1,
+            count: 2,
+            text: Text::new("part").unwrap(),
+        });
+        assert!(net.client(m).send_sealed(now, p, &msg));
+    }
+    net.run(100);
+    net.send_message(a, id("bob"), "room for me?").unwrap();
+    net.run(2000);
+    assert_eq!(net.take(b), ["msg alice: room for me?"]);
+}
+
+#[test]
+fn unauthenticated_sources_hold_no_peer_entries() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(1000);
+    net.take(b);
+    let peers = net.client(b).peers.len();
+    let init = net.sent_raw(a, "[init")[0].clone();
+    for i in 0..200u32 {
+        let src = SocketAddr::from(([10, 9, (i / 200) as u8, (i % 200) as u8], 1000));
+        net.put(
+            src,
+            b,
+            format!("CHAT x{i} 00000000000000ab 1 1/1 hi").as_bytes(),
+        );
+        net.put(src, b, format!("PROBE x{i} 00000000000000ab").as_bytes());
+        // XX initiations authenticate nobody yet: they get an answer (no
+        // larger) and a bounded half-open slot, never a peer entry.
+        let mut forged = init.clone();
+        forged[3] = i as u8;
+        net.put(src, b, &forged);
+    }
+    net.run(100);
+    let c = net.client(b);
+    assert_eq!(c.peers.len(), peers);
+    assert!(c.responding.len() <= MAX_RESPONDING);
+    let ev = net.take(b);
+    assert!(ev.is_empty(), "{ev:?}");
+    // Alice and bob still talk.
+    net.send_message(a, id("bob"), "still here").unwrap();
+    net.run(2000);
+    assert_eq!(net.take(b), ["msg alice: still here"]);
+    // No answer to a forged source was larger than what it sent.
+    for ((_, s, d, _), r) in net.log.iter().zip(&net.raw) {
+        if *s == b && d.ip().to_string().starts_with("10.9.") {
+            assert!(r.len() <= init.len() && r[0] == sealed::RESPONSE);
+        }
+    }
+}
+
+#[test]
+fn the_client_fits_in_fixed_memory() {
+    let size = core::mem::size_of::<Client>();
+    std::println!("Client: {size} bytes");
+    // Tables are fixed (181 KiB with 32 peers, each with two sessions and
+    // a handshake, and 256 pins): a guard against a table growing by
+    // accident, not a target.
+    assert!(size < 192 * 1024, "{size}");
+}
+
+#[test]
+fn a_message_after_the_session_expired_ends_in_an_event_when_the_peer_is_gone() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    // Bob's host vanishes (still registered); alice's session ages out.
+    net.cut.push(b);
+    net.run(200_000);
+    let m = net.send_message(a, id("bob"), "still there?").unwrap();
+    net.run(30_000);
+    assert_eq!(
+        net.take(a),
+        [format!(
+            "not delivered bob #{m}: the peer never acknowledged it"
+        )]
+    );
+    assert_eq!(net.client(a).in_flight(), 0);
+}
+
+mod tampering {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What an attacker on the path does with a datagram it saw.
+    #[derive(Clone, Debug)]
+    enum Mangle {
+        Replay,
+        Flip(usize, u8),
+        Truncate(usize),
+        Extend(Vec<u8>),
+        FromElsewhere,
+    }
+
+    fn mangle() -> impl Strategy<Value = (usize, Mangle)> {
+        (
+            any::<usize>(),
+            prop_oneof![
+                Just(Mangle::Replay),
+                (any::<usize>(), 1u8..=255).prop_map(|(i, b)| Mangle::Flip(i, b)),
+                any::<usize>().prop_map(Mangle::Truncate),
+                proptest::collection::vec(any::<u8>(), 1..20).prop_map(Mangle::Extend),
+                Just(Mangle::FromElsewhere),
+            ],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever is done to the datagrams between them, bob shows only
+        /// what alice wrote, each once, and only as verified from alice.
+        #[test]
+        fn only_what_alice_wrote_is_shown(attacks in proptest::collection::vec(mangle(), 1..40)) {
+            let mut net = Net::new();
+            let (a, b) = two(&mut net);
+            let mut sent = Vec::new();
+            for i in 0..3 {
+                let t = format!("message {i}");
+                net.send_message(a, id("bob"), &t).unwrap();
+                sent.push(format!("msg alice: {t}"));
+                net.run(300);
+            }
+            let seen: Vec<(SocketAddr, Vec<u8>)> = net
+                .log
+                .iter()
+                .zip(&net.raw)
+                .filter(|((_, s, d, _), _)| *s == a && *d == b)
+                .map(|((_, s, _, _), r)| (*s, r.clone()))
+                .collect();
+            prop_assume!(!seen.is_empty());
+            let elsewhere = addr("10.0.0.66:1");
+            for (pick, m) in attacks {
+                let (src, mut d) = seen[pick % seen.len()].clone();
+                let mut from = src;
+                match m {
+                    Mangle::Replay => {}
+                    Mangle::Flip(i, x) => {
+                        let i = i % d.len();
+                        d[i] ^= x;
+                    }
+                    Mangle::Truncate(n) => d.truncate(n % d.len()),
+                    Mangle::Extend(tail) => d.extend(tail),
+                    Mangle::FromElsewhere => from = elsewhere,
+                }
+                net.put(from, b, &d);
+            }
+            net.run(3000);
+            let shown: Vec<String> = net
+                .take(b)
+                .into_iter()
+                .filter(|e| e.starts_with("msg"))
+                .collect();
+            prop_assert_eq!(shown, sent);
+            // Bob still answers alice where she is, not where the attacker is.
+            net.send_message(b, id("alice"), "ok").unwrap();
+            net.run(2000);
+            prop_assert!(net.take(a).contains(&"msg bob: ok".to_string()));
+            prop_assert!(
+                net.log.iter().all(|(_, s, d, _)| !(*s == b && *d == elsewhere)),
+                "nothing to the attacker's address"
+            );
+        }
+    }
+}

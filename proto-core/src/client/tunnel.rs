@@ -1,0 +1,619 @@
+//! The Noise sessions with peers: handshakes as initiator (the initiation
+//! is also the probe: it goes to every address known for the peer) and as
+//! responder, sealing peer messages into transport datagrams and opening
+//! them. Only what opens under a session's keys reaches the chat, and the
+//! sender is the peer whose key it is, never an id inside.
+
+use core::net::SocketAddr;
+
+use crate::MAX_DATAGRAM;
+use crate::secure::{Handshake, Pattern, Session};
+use crate::time::{Instant, Millis};
+use crate::wire::peer::PeerMsg;
+use crate::wire::sealed::{
+    HELLO_MAX, Hello, MAX_INITIATION_NOISE, MAX_PLAINTEXT, Sealed, TRANSPORT_HEADER, hex_decode,
+    hex_encode, transport_header,
+};
+use crate::wire::{Id, IdBuf};
+
+use super::Client;
+use super::path::{Kind, Probe};
+
+/// Half-open handshakes as responder, held at once.
+pub const MAX_RESPONDING: usize = 8;
+/// Of those, from one address.
+const RESPONDING_PER_SOURCE: usize = 2;
+/// A half-open handshake as responder is dropped after this long.
+const RESPONDING_FOR: Millis = Millis(10_000);
+
+/// An established session with a peer.
+pub(super) struct Link {
+    pub(super) session: Session,
+    /// Our index: transport datagrams to us name it.
+    pub(super) local: u32,
+    /// The peer's index: ours to it name that.
+    pub(super) remote: u32,
+    pub(super) born: Instant,
+}
+
+/// A handshake we started.
+pub(super) struct Initiating {
+    pub(super) hs: Handshake,
+    pub(super) local: u32,
+}
+
+/// A handshake a peer started, not yet confirmed.
+pub(super) struct Responding {
+    pub(super) local: u32,
+    pub(super) remote: u32,
+    pub(super) src: SocketAddr,
+    pub(super) created: Instant,
+    pub(super) state: RespState,
+}
+
+// No allocator to box the handshake into; the table holds a few of these.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum RespState {
+    /// XX: waiting for the initiator's third message.
+    Xx(Handshake),
+    /// IK: keys in hand, waiting for the first transport datagram, which
+    /// proves the initiation was not a replay.
+    Ik {
+        id: IdBuf,
+        hello: (u64, u64),
+        session: Session,
+    },
+}
+
+/// Where a local index leads.
+enum Found {
+    Peer(usize),
+    Responding(usize),
+}
+
+impl Client {
+    fn new_index(&mut self) -> u32 {
+        loop {
+            let i = self.rng.next_u32();
+            if i != 0 && self.find_index(i).is_none() {
+                return i;
+            }
+        }
+    }
+
+    fn find_index(&self, local: u32) -> Option<Found> {
+        for (p, peer) in self.peers.iter().enumerate() {
+            if peer.cur.as_ref().is_some_and(|l| l.local == local) {
+                return Some(Found::Peer(p));
+            }
+            if peer.prev.as_ref().is_some_and(|l| l.local == local) {
+                return Some(Found::Peer(p));
+            }
+            if peer.hs.as_ref().is_some_and(|h| h.local == local) {
+                return Some(Found::Peer(p));
+            }
+        }
+        self.responding
+            .iter()
+            .position(|r| r.local == local)
+            .map(Found::Responding)
+    }
+
+    /// Whether peer `p` has a session to send on now.
+    pub(super) fn has_session(&self, now: Instant, p: usize) -> bool {
+        let peer = &self.peers[p];
+        peer.held.is_none()
+            && peer.path.is_some()
+            && peer
+                .cur
+                .as_ref()
+                .is_some_and(|l| now.since(l.born) < self.cfg.reject_after.0)
+    }
+
+    /// Whether peer `p`'s session is due for a new handshake.
+    fn rekey_due(&self, now: Instant, p: usize) -> bool {
+        self.peers[p].cur.as_ref().is_some_and(|l| {
+            now.since(l.born) >= self.cfg.rekey_after.0
+                || l.session.sent() >= self.cfg.rekey_after_messages
+        })
+    }
+
+    /// Start handshaking with peer `p` (unless under way): the initiation
+    /// goes to every candidate address and is sent again, as a new
+    /// handshake, with backoff until one is answered.
+    pub(super) fn start_handshake(&mut self, now: Instant, p: usize) {
+        if self.peers[p].probe.is_some() || self.peers[p].held.is_some() {
+            return;
+        }
+        self.peers[p].probe = Some(Probe {
+            sent: 0,
+            next: now,
+            started: now,
+        });
+        self.send_initiation(now, p);
+    }
+
+    /// Send a fresh initiation to peer `p`'s candidates and schedule the next.
+    pub(super) fn send_initiation(&mut self, now: Instant, p: usize) {
+        let Some(mut pr) = self.peers[p].probe else {
+            return;
+        };
+        let Some(me) = self.cfg.id else {
+            self.peers[p].probe = None;
+            return;
+        };
+        let Ok(expect) = self.expected_key(p) else {
+            self.peers[p].probe = None;
+            return;
+        };
+        let eph = self.rng.keypair();
+        let mut hs = Handshake::initiator(&self.identity, &eph, expect);
+        self.hs_counter += 1;
+        let mut hello = [0u8; HELLO_MAX];
+        let Some(hello_len) = me.as_id().and_then(|id| {
+            Hello {
+                id,
+                session: self.session,
+                counter: self.hs_counter,
+            }
+            .emit(&mut hello)
+            .ok()
+        }) else {
+            return;
+        };
+        // IK carries the hello in message 1 (encrypted to the responder);
+        // XX in message 3, once it can be encrypted.
+        let payload: &[u8] = if hs.pattern() == Pattern::IK {
+            &hello[..hello_len]
+        } else {
+            &[]
+        };
+        let mut noise = [0u8; 256];
+        let Ok(n) = hs.write(payload, &mut noise) else {
+            return;
+        };
+        let local = self.new_index();
+        let mut hex = [0u8; 2 * MAX_INITIATION_NOISE];
+        let Ok(hex) = hex_encode(&noise[..n], &mut hex) else {
+            return;
+        };
+        let d = Sealed::Initiation {
+            pattern: hs.pattern().code(),
+            sender: local,
+            hex,
+        };
+        let mut targets = self.peers[p].cands.clone();
+        if let Some(path) = self.peers[p].path {
+            if !targets.contains(&path) {
+                let _ = targets.push(path);
+            }
+        }
+        for a in targets {
+            self.emit(a, |b| d.emit(b));
+        }
+        self.stats.handshakes_started += 1;
+        self.peers[p].hs = Some(Initiating { hs, local });
+        let step = self.cfg.probe_interval.0 << pr.sent.min(3);
+        pr.sent += 1;
+        pr.next = now + Millis(self.rng.jitter(step.min(1000)));
+        self.peers[p].probe = Some(pr);
+    }
+
+    /// A sealed datagram from `src`.
+    pub(super) fn on_sealed(&mut self, now: Instant, src: SocketAddr, d: &[u8]) {
+        let Ok(s) = Sealed::parse(d) else {
+            self.stats.unauthenticated += 1;
+            return;
+        };
+        let ok = match s {
+            Sealed::Initiation {
+                pattern,
+                sender,
+                hex,
+            } => {
+                let mut noise = [0u8; MAX_INITIATION_NOISE];
+                match hex_decode(hex, &mut noise) {
+                    Ok(n) => self.on_initiation(now, src, pattern, sender, &noise[..n]),
+                    Err(_) => false,
+                }
+            }
+            Sealed::Response {
+                sender,
+                receiver,
+                noise,
+            } => self.on_response(now, src, sender, receiver, noise),
+            Sealed::Confirm { receiver, noise } => self.on_confirm(now, src, receiver, noise),
+            Sealed::Transport {
+                receiver,
+                counter,
+                ciphertext,
+            } => self.on_transport(
+                now,
+                src,
+                receiver,
+                counter,
+                &d[..TRANSPORT_HEADER],
+                ciphertext,
+            ),
+        };
+        if !ok {
+            self.stats.unauthenticated += 1;
+        }
+    }
+
+    fn on_initiation(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        pattern: u8,
+        sender: u32,
+        noise: &[u8],
+    ) -> bool {
+        let Some(pattern) = Pattern::from_code(pattern) else {
+            return false;
+        };
+        if self.cfg.id.is_none() {
+            return false;
+        }
+        let eph = self.rng.keypair();
+        let mut hs = Handshake::responder(&self.identity, &eph, pattern);
+        let mut payload = [0u8; 256];
+        let Ok(n) = hs.read(noise, &mut payload) else {
+            return false;
+        };
+        let mut state = None;
+        if pattern == Pattern::IK {
+            // The initiator proved its key: check it, and the hello's counter.
+            let Ok(hello) = Hello::parse(&payload[..n]) else {
+                return false;
+            };
+            let Some(key) = hs.remote_static() else {
+                return false;
+            };
+            if self.cfg.id.is_some_and(|me| me.eq_id(hello.id)) {
+                return false;
+            }
+            if self.hello_replayed(hello.id, hello.session, hello.counter) {
+                self.stats.replayed += 1;
+                return true;
+            }
+            if !self.key_ok(now, hello.id, key) {
+                return true;
+            }
+            state = Some((IdBuf::from_id(hello.id), (hello.session, hello.counter)));
+        }
+        let mut noise_out = [0u8; 256];
+        let Ok(m) = hs.write(&[], &mut noise_out) else {
+            return false;
+        };
+        let local = self.new_index();
+        let resp = Sealed::Response {
+            sender: local,
+            receiver: sender,
+            noise: &noise_out[..m],
+        };
+        let state = match state {
+            Some((id, hello)) => {
+                let Ok(session) = hs.into_session() else {
+                    return false;
+                };
+                RespState::Ik { id, hello, session }
+            }
+            None => RespState::Xx(hs),
+        };
+        self.keep_responding(
+            now,
+            Responding {
+                local,
+                remote: sender,
+                src,
+                created: now,
+                state,
+            },
+        );
+        self.emit(src, |b| resp.emit(b));
+        true
+    }
+
+    /// Hold a half-open handshake: at most a few per source address and
+    /// [`MAX_RESPONDING`] in all, the oldest making room.
+    fn keep_responding(&mut self, now: Instant, r: Responding) {
+        self.responding
+            .retain(|x| now.since(x.created) < RESPONDING_FOR.0);
+        let from_src = self.responding.iter().filter(|x| x.src == r.src).count();
+        if from_src >= RESPONDING_PER_SOURCE || self.responding.is_full() {
+            let same = from_src >= RESPONDING_PER_SOURCE;
+            if let Some(i) = self
+                .responding
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| !same || x.src == r.src)
+                .min_by_key(|(_, x)| x.created)
+                .map(|(i, _)| i)
+            {
+                self.responding.swap_remove(i);
+            }
+        }
+        let _ = self.responding.push(r);
+    }
+
+    fn hello_replayed(&self, id: Id<'_>, session: u64, counter: u64) -> bool {
+        let b = IdBuf::from_id(id);
+        self.find_peer(&b)
+            .and_then(|p| self.peers[p].last_hello)
+            .is_some_and(|(s, c)| s == session && counter <= c)
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        sender: u32,
+        receiver: u32,
+        noise: &[u8],
+    ) -> bool {
+        let Some(p) = self
+            .peers
+            .iter()
+            .position(|x| x.hs.as_ref().is_some_and(|h| h.local == receiver))
+        else {
+            return false;
+        };
+        let Some(mut ini) = self.peers[p].hs.take() else {
+            return false;
+        };
+        let first_try = self.peers[p].probe.filter(|pr| pr.sent == 1);
+        let mut payload = [0u8; 64];
+        if ini.hs.read(noise, &mut payload).is_err() {
+            // Not from the peer: the handshake we sent stays open for
+            // the real answer (clatter leaves a failed one unusable, so
+            // the next retransmission starts afresh).
+            return false;
+        }
+        let Some(key) = ini.hs.remote_static() else {
+            return false;
+        };
+        let id = self.peers[p].id;
+        let Some(idr) = id.as_id() else { return false };
+        if !self.key_ok(now, idr, key) {
+            self.peers[p].probe = None;
+            return true;
+        }
+        if ini.hs.pattern() == Pattern::XX {
+            let Some(me) = self.cfg.id else { return false };
+            let mut hello = [0u8; HELLO_MAX];
+            let Some(hl) = me.as_id().and_then(|me| {
+                Hello {
+                    id: me,
+                    session: self.session,
+                    counter: self.hs_counter,
+                }
+                .emit(&mut hello)
+                .ok()
+            }) else {
+                return false;
+            };
+            let mut out = [0u8; 256];
+            let Ok(n) = ini.hs.write(&hello[..hl], &mut out) else {
+                return false;
+            };
+            let c = Sealed::Confirm {
+                receiver: sender,
+                noise: &out[..n],
+            };
+            self.emit(src, |b| c.emit(b));
+        }
+        let Ok(session) = ini.hs.into_session() else {
+            return false;
+        };
+        let link = Link {
+            session,
+            local: ini.local,
+            remote: sender,
+            born: now,
+        };
+        self.stats.handshakes_done += 1;
+        if let Some(pr) = first_try {
+            self.peers[p].srtt = Some(now.since(pr.started));
+        }
+        self.install(now, p, link, src);
+        // Say something at once, so an IK responder learns the handshake
+        // was live (and takes the path) even with nothing queued.
+        if !self.outs.iter().any(|o| o.to == id) {
+            let msg = PeerMsg::Probe {
+                from: idr,
+                nonce: 0,
+            };
+            self.send_sealed(now, p, &msg);
+        }
+        true
+    }
+
+    fn on_confirm(&mut self, now: Instant, src: SocketAddr, receiver: u32, noise: &[u8]) -> bool {
+        let Some(r) = self.responding.iter().position(|x| x.local == receiver) else {
+            return false;
+        };
+        let RespState::Xx(_) = self.responding[r].state else {
+            return false;
+        };
+        let resp = self.responding.swap_remove(r);
+        let RespState::Xx(mut hs) = resp.state else {
+            return false;
+        };
+        let mut payload = [0u8; 256];
+        let Ok(n) = hs.read(noise, &mut payload) else {
+            return false;
+        };
+        let Ok(hello) = Hello::parse(&payload[..n]) else {
+            return false;
+        };
+        let Some(key) = hs.remote_static() else {
+            return false;
+        };
+        if self.cfg.id.is_some_and(|me| me.eq_id(hello.id)) {
+            return false;
+        }
+        if self.hello_replayed(hello.id, hello.session, hello.counter) {
+            self.stats.replayed += 1;
+            return true;
+        }
+        if !self.key_ok(now, hello.id, key) {
+            return true;
+        }
+        let Ok(session) = hs.into_session() else {
+            return false;
+        };
+        let Some(p) = self.peer_index(now, hello.id) else {
+            return true;
+        };
+        self.peers[p].last_hello = Some((hello.session, hello.counter));
+        self.stats.handshakes_done += 1;
+        let link = Link {
+            session,
+            local: resp.local,
+            remote: resp.remote,
+            born: now,
+        };
+        self.install(now, p, link, src);
+        true
+    }
+
+    fn on_transport(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        receiver: u32,
+        counter: u64,
+        header: &[u8],
+        ciphertext: &[u8],
+    ) -> bool {
+        let mut plain = [0u8; MAX_DATAGRAM];
+        let reject = self.cfg.reject_after.0;
+        let (p, n) = match self.find_index(receiver) {
+            Some(Found::Peer(p)) => {
+                let peer = &mut self.peers[p];
+                let link = [peer.cur.as_mut(), peer.prev.as_mut()]
+                    .into_iter()
+                    .flatten()
+                    .find(|l| l.local == receiver);
+                let Some(link) = link else { return false };
+                if now.since(link.born) >= reject {
+                    return false;
+                }
+                match link.session.open(counter, header, ciphertext, &mut plain) {
+                    Ok(n) => (p, n),
+                    Err(crate::secure::SecureError::Replayed) => {
+                        self.stats.replayed += 1;
+                        return true;
+                    }
+                    Err(_) => return false,
+                }
+            }
+            Some(Found::Responding(r)) => {
+                let RespState::Ik { session, .. } = &mut self.responding[r].state else {
+                    return false;
+                };
+                let Ok(n) = session.open(counter, header, ciphertext, &mut plain) else {
+                    return false;
+                };
+                // The initiator used the keys: the handshake was live.
+                let resp = self.responding.swap_remove(r);
+                let RespState::Ik { id, hello, session } = resp.state else {
+                    return false;
+                };
+                let Some(idr) = id.as_id() else { return false };
+                let Some(p) = self.peer_index(now, idr) else {
+                    return false;
+                };
+                if self.peers[p].held.is_some() {
+                    return true;
+                }
+                self.peers[p].last_hello = Some(hello);
+                self.stats.handshakes_done += 1;
+                let link = Link {
+                    session,
+                    local: resp.local,
+                    remote: resp.remote,
+                    born: now,
+                };
+                self.install(now, p, link, src);
+                (p, n)
+            }
+            None => return false,
+        };
+        // Authenticated: this is where the peer is now (WireGuard roaming).
+        self.peers[p].path = Some(src);
+        self.peers[p].kind = Kind::Parley;
+        self.peers[p].used = now;
+        let Ok(msg) = PeerMsg::parse(&plain[..n]) else {
+            return true;
+        };
+        self.on_peer(now, p, msg);
+        true
+    }
+
+    /// A handshake with peer `p` finished: its session becomes the one we
+    /// send on (the last one stays, to open datagrams still in flight),
+    /// and `src`, which answered, the path.
+    fn install(&mut self, now: Instant, p: usize, link: Link, src: SocketAddr) {
+        let peer = &mut self.peers[p];
+        if peer.cur.as_ref().is_some_and(|c| c.local != link.local) {
+            peer.prev = peer.cur.take();
+        }
+        peer.cur = Some(link);
+        peer.path = Some(src);
+        peer.kind = Kind::Parley;
+        peer.probe = None;
+        peer.hs = None;
+        peer.assumed_seed = None;
+        peer.used = now;
+        if !peer.cands.contains(&src) {
+            self.add_candidate(p, src);
+        }
+        self.drive_peer(now, p);
+    }
+
+    /// Seal `msg` for peer `p` and send it on its path. `false` if there is
+    /// no session or path to do it with.
+    pub(super) fn send_sealed(&mut self, now: Instant, p: usize, msg: &PeerMsg<'_>) -> bool {
+        let mut inner = [0u8; MAX_PLAINTEXT];
+        let Ok(n) = msg.emit(&mut inner) else {
+            return false;
+        };
+        self.send_sealed_bytes(now, p, &inner[..n])
+    }
+
+    /// Seal an emitted peer message for peer `p`, as [`Client::send_sealed`].
+    pub(super) fn send_sealed_bytes(&mut self, now: Instant, p: usize, inner: &[u8]) -> bool {
+        if !self.has_session(now, p) || inner.len() > MAX_PLAINTEXT {
+            return false;
+        }
+        if self.rekey_due(now, p) && self.peers[p].probe.is_none() {
+            self.start_handshake(now, p);
+        }
+        let peer = &mut self.peers[p];
+        let (Some(path), Some(link)) = (peer.path, peer.cur.as_mut()) else {
+            return false;
+        };
+        let header = transport_header(link.remote, link.session.next_counter());
+        let mut buf = [0u8; MAX_DATAGRAM];
+        buf[..TRANSPORT_HEADER].copy_from_slice(&header);
+        let Ok((_, len)) = link
+            .session
+            .seal(&header, inner, &mut buf[TRANSPORT_HEADER..])
+        else {
+            peer.cur = None;
+            return false;
+        };
+        #[cfg(test)]
+        super::tests::tap(&buf[..TRANSPORT_HEADER + len], inner);
+        self.push_out(path, &buf[..TRANSPORT_HEADER + len]);
+        true
+    }
+
+    /// Drop the responder handshakes that were never confirmed.
+    pub(super) fn responding_due(&mut self, now: Instant) {
+        self.responding
+            .retain(|x| now.since(x.created) < RESPONDING_FOR.0);
+    }
+}
