@@ -15,11 +15,28 @@
 use core::net::Ipv4Addr;
 use core::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use super::text::Writer;
+use super::text::{Fields, Writer, parse_u32};
 use super::{EmitError, ParseError};
 
 /// Longest text of an address in Rust's form (`[v6%scope]:port`).
 pub const MAX_ADDR_LEN: usize = 64;
+
+// The text codec's readers and writers learn addresses here, so that
+// `text` knows nothing of them and the two modules do not import each other.
+impl Fields<'_> {
+    /// The next field, an address in Rust's form.
+    pub fn addr(&mut self) -> Result<SocketAddr, ParseError> {
+        parse(self.raw()?)
+    }
+}
+
+impl Writer<'_> {
+    /// A space, then an address in Rust's form.
+    pub fn addr(&mut self, a: SocketAddr) -> Result<&mut Self, EmitError> {
+        self.put(b" ")?;
+        write(self, a)
+    }
+}
 
 /// Write `a` in Rust's form.
 ///
@@ -200,7 +217,7 @@ pub fn parse_py(b: &[u8]) -> Result<SocketAddr, ParseError> {
 }
 
 fn py_int(s: Option<&str>) -> Result<u32, ParseError> {
-    super::text::parse_u32(s.ok_or(ParseError::Malformed)?.as_bytes())
+    parse_u32(s.ok_or(ParseError::Malformed)?.as_bytes())
 }
 
 /// An IPv6 address's text never exceeds this; used by tests.

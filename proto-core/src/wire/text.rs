@@ -2,7 +2,6 @@
 //! readers with precise errors, and a writer into a caller's buffer.
 
 use core::fmt;
-use core::net::SocketAddr;
 
 use nom::IResult;
 use nom::bytes::complete::{tag, take_while1};
@@ -164,10 +163,6 @@ impl<'a> Fields<'a> {
     pub fn u32(&mut self) -> Result<u32, ParseError> {
         parse_u32(self.raw()?)
     }
-
-    pub fn addr(&mut self) -> Result<SocketAddr, ParseError> {
-        super::addr::parse(self.raw()?)
-    }
 }
 
 /// A decimal `u32` in canonical form (no sign, no leading zeros).
@@ -223,12 +218,6 @@ impl<'b> Writer<'b> {
     /// A space, then 16 hex digits.
     pub fn hex(&mut self, v: u64) -> Result<&mut Self, EmitError> {
         self.field(&hex64(v))
-    }
-
-    /// A space, then an address in Rust's form.
-    pub fn addr(&mut self, a: SocketAddr) -> Result<&mut Self, EmitError> {
-        self.put(b" ")?;
-        super::addr::write(self, a)
     }
 
     pub fn finish(&self) -> usize {
