@@ -17,25 +17,15 @@ use crate::MAX_DATAGRAM;
 use crate::registry::{Entry, Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
 use crate::wire::reply::{IdSeq, StatSeq};
+use crate::wire::classify;
 use crate::wire::request::Header;
 use crate::wire::{
-    ErrorCode, FieldError, Id, IdBuf, ParseError, PublicKey, Reply, Request, Token, TxId,
+    ErrorCode, FieldError, Id, IdBuf, ParseError, PublicKey, Reply, Request, Token,
 };
 
 /// Slots a `LIST` may visit for one page, so a sparse table cannot make
 /// one request expensive; the cursor says where to go on.
 const LIST_SCAN: u32 = 4096;
-
-/// Best effort at the transaction id of a request that did not parse, so
-/// the client can match the error to what it sent.
-pub(super) fn salvage_tx(d: &[u8]) -> Option<TxId<'_>> {
-    let mut words = d.split(|&b| b == b' ');
-    words.next()?;
-    let tx = words.next()?;
-    let tx = tx.strip_suffix(b"\n").unwrap_or(tx);
-    let tx = tx.strip_suffix(b"\r").unwrap_or(tx);
-    TxId::from_bytes(tx).ok()
-}
 
 fn parse_error_code(e: ParseError) -> ErrorCode {
     match e {
@@ -75,7 +65,7 @@ impl Server<'_> {
             now,
             out,
             src,
-            salvage_tx(d),
+            classify::tx(d),
             ErrorCode::RateLimited,
             d.len(),
         );
@@ -97,7 +87,7 @@ impl Server<'_> {
             Err(e) => {
                 if self.charge_request(now, src, false, d, out) {
                     let code = parse_error_code(e);
-                    self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                    self.send_error(now, out, src, classify::tx(d), code, unvalidated);
                 }
                 return;
             }
@@ -338,8 +328,7 @@ impl Server<'_> {
         out: &mut impl Outbox,
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::List);
-        // Room for "PAGE <tx> <cursor>" and the ids after it.
-        let room = MAX_DATAGRAM - "PAGE  4294967295".len() - h.tx.as_bytes().len();
+        let room = Reply::page_room(h.tx);
         let mut ids = Line::new();
         // Slots past the span have never held an entry: a lightly used
         // table lists in one page however large its capacity.
@@ -432,9 +421,9 @@ impl Server<'_> {
         if !allowed {
             return Err(ErrorCode::Forbidden);
         }
-        // "STATS <tx> " comes before the counters; those that do not fit
-        // are left out whole (the metrics endpoint has all of them).
-        let room = MAX_DATAGRAM - "STATS  ".len() - h.tx.as_bytes().len();
+        // Counters that do not fit are left out whole (the metrics
+        // endpoint has all of them).
+        let room = Reply::stats_room(h.tx);
         let mut body = Line::new();
         self.stats.for_each(|name, value| {
             let mut digits = [0u8; 20];

@@ -168,8 +168,7 @@ impl Server<'_> {
                     Some((n, seq))
                 }
                 Backlog::Changes(records) => {
-                    // Room for "EVENTS <first> <last>" before the changes.
-                    let room = crate::MAX_DATAGRAM - "EVENTS 4294967295 4294967295 ".len();
+                    let room = Reply::EVENTS_ROOM;
                     let mut changes = Line::new();
                     let (mut first, mut last) = (None, seen);
                     for r in records {

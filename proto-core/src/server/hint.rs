@@ -14,23 +14,7 @@ use core::net::SocketAddr;
 use super::{Outbox, Server};
 use crate::registry::{Hint, Plan};
 use crate::time::Instant;
-
-/// The id a request names first (the one it looks up, registers or
-/// refreshes), found without parsing the rest. `None` for requests that
-/// name no id. A malformed id is returned too; its hint is merely useless.
-pub(super) fn request_id(d: &[u8]) -> Option<&[u8]> {
-    let d = d.strip_suffix(b"\n").unwrap_or(d);
-    let d = d.strip_suffix(b"\r").unwrap_or(d);
-    let mut words = d.split(|&b| b == b' ');
-    let id = match words.next()? {
-        // verb tx cookie id ...
-        b"LOOKUP" | b"REG" | b"KEEP" | b"SUB" | b"UNSUB" | b"QUIT" | b"INTRO" => words.nth(2)?,
-        // Seed verbs: verb id
-        b"ID" | b"Peer" | b"Quit" => words.next()?,
-        _ => return None,
-    };
-    (!id.is_empty()).then_some(id)
-}
+use crate::wire::classify;
 
 impl Server<'_> {
     /// Where handling `datagram` will look in the table: one keyed hash of
@@ -58,7 +42,7 @@ impl Server<'_> {
     /// assert!(plans.iter().flatten().all(|p| server.slot_hint(*p).is_none()));
     /// ```
     pub fn plan(&self, datagram: &[u8]) -> Option<Plan> {
-        Some(self.reg.plan(request_id(datagram)?))
+        Some(self.reg.plan(classify::first_id(datagram)?))
     }
 
     /// [`Server::handle`] for a datagram planned with this server's
@@ -89,37 +73,5 @@ impl Server<'_> {
     /// cells: ask after prefetching the cell hint). `None` if it names none.
     pub fn slot_hint(&self, plan: Plan) -> Option<Hint> {
         self.reg.slot_hint(plan)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::request_id;
-
-    #[test]
-    fn the_named_id_is_found_in_every_verb_that_names_one() {
-        let cases: &[(&[u8], Option<&[u8]>)] = &[
-            (b"LOOKUP 7 0123456789abcdef alice", Some(b"alice")),
-            (b"REG r - bob 60 00000000000000ff", Some(b"bob")),
-            (b"KEEP k c carol 00000000000000ff", Some(b"carol")),
-            (b"QUIT q c dave t", Some(b"dave")),
-            (b"SUB s c erin t", Some(b"erin")),
-            (b"UNSUB s c erin t", Some(b"erin")),
-            (b"INTRO i c me t you", Some(b"me")),
-            (b"ID 120\n", Some(b"120")),
-            (b"Peer 130\r\n", Some(b"130")),
-            (b"Quit 140", Some(b"140")),
-            (b"HELLO 1 ....", None),
-            (b"LIST 1 c 0", None),
-            (b"STATS 1 c", None),
-            (b"ID2 ", None),
-            (b"LOOKUP 7 c", None),
-            (b"LOOKUP 7 c ", None),
-            (b"", None),
-            (b"\xff\x00 garbage", None),
-        ];
-        for (d, want) in cases {
-            assert_eq!(request_id(d), *want, "{:?}", core::str::from_utf8(d));
-        }
     }
 }

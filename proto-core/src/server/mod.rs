@@ -53,6 +53,7 @@ use crate::limit::{Holders, NetLimits, NetQuota, Quota, QuotaCell, RateCell, Rat
 use crate::presence::ChangeLog;
 use crate::registry::{Entry, Handle, Registry, Slot};
 use crate::time::{Instant, Millis};
+use crate::wire::classify::{self, Family};
 use crate::wire::{ErrorCode, Reply, Token, TxId};
 
 /// Where the state machine puts the datagrams it wants sent.
@@ -399,37 +400,40 @@ impl<'a> Server<'a> {
     ) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
-        if crate::wire::stun::is_stun(datagram) {
-            return self.handle_stun(now, src, datagram, out);
-        }
-        // Relayed data has its own per-session and global budgets.
-        if crate::wire::relay::is_frame(datagram) {
-            return self.handle_relay_frame(now, src, datagram, out);
-        }
-        if crate::wire::relay::is_request(datagram) {
+        match classify::family(datagram) {
+            Family::Stun => self.handle_stun(now, src, datagram, out),
+            // Relayed data has its own per-session and global budgets.
+            Family::RelayFrame => self.handle_relay_frame(now, src, datagram, out),
             // Charged like any request that has not yet shown a cookie.
-            if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
-                self.stats.drop_rate_limited += 1;
-                return;
+            Family::RelayRequest => {
+                if self.charge_uncookied(now, src) {
+                    self.handle_relay_request(now, src, datagram, out);
+                }
             }
-            return self.handle_relay_request(now, src, datagram, out);
-        }
-        if seed::is_seed(datagram) {
             // The seed protocol has no cookie: its verbs are charged to the
             // budget of requests that prove nothing, and get no
             // rate-limited reply (the seed client would not understand one).
-            if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
-                self.stats.drop_rate_limited += 1;
-                return;
+            Family::Seed => {
+                if self.charge_uncookied(now, src) {
+                    if self.cfg.strict {
+                        self.stats.drop_strict += 1;
+                    } else {
+                        self.handle_seed(now, src, datagram, out);
+                    }
+                }
             }
-            if self.cfg.strict {
-                self.stats.drop_strict += 1;
-            } else {
-                self.handle_seed(now, src, datagram, out);
-            }
-        } else {
-            self.handle_ext(now, src, datagram, out);
+            Family::Extended => self.handle_ext(now, src, datagram, out),
         }
+    }
+
+    /// Charge a request that carries no cookie to its source's budget for
+    /// such requests; `false`, counted, when that is spent.
+    fn charge_uncookied(&mut self, now: Instant, src: SocketAddr) -> bool {
+        if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
+            self.stats.drop_rate_limited += 1;
+            return false;
+        }
+        true
     }
 
     /// Do timed work due at `now`; returns when it next wants to run. The

@@ -22,15 +22,6 @@ use crate::time::{Instant, Millis};
 use crate::wire::seed::Refusal;
 use crate::wire::{ErrorCode, Id, IdBuf, SeedReply, SeedRequest};
 
-/// Whether a datagram is one of the seed's verbs (they are mixed case; the
-/// extended protocol's are upper case, so a prefix decides).
-pub(super) fn is_seed(d: &[u8]) -> bool {
-    d.starts_with(b"ID ")
-        || d.starts_with(b"ID2")
-        || d.starts_with(b"Peer ")
-        || d.starts_with(b"Quit ")
-}
-
 /// `sub_sent` of a subscriber that has never been sent anything.
 pub(super) const NEVER: Instant = Instant(u64::MAX);
 
