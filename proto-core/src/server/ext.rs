@@ -12,16 +12,14 @@ use core::net::SocketAddr;
 
 use super::seed::NEVER;
 use super::text::Line;
-use super::{Outbox, Server, stats::Verb};
+use super::{Claim, Outbox, Server, stats::Verb};
 use crate::MAX_DATAGRAM;
-use crate::registry::{Entry, Handle, Owner, Subscription};
+use crate::registry::{Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
-use crate::wire::reply::{IdSeq, StatSeq};
 use crate::wire::classify;
+use crate::wire::reply::{IdSeq, StatSeq};
 use crate::wire::request::Header;
-use crate::wire::{
-    ErrorCode, FieldError, Id, IdBuf, ParseError, PublicKey, Reply, Request, Token,
-};
+use crate::wire::{ErrorCode, FieldError, Id, ParseError, PublicKey, Reply, Request, Token};
 
 /// Slots a `LIST` may visit for one page, so a sparse table cannot make
 /// one request expensive; the cursor says where to go on.
@@ -174,7 +172,7 @@ impl Server<'_> {
         self.stats.count_request(Verb::Reg);
         let lease = self.cfg.grant(lease);
         let expires = now + Millis::from_secs(u64::from(lease));
-        let (slot, token) = match self.find_live(now, id) {
+        let token = match self.find_live(now, id) {
             Some(slot) => {
                 // Renewal: only the token that owns the id may renew it, and
                 // the stored address follows the datagram's source.
@@ -199,31 +197,17 @@ impl Server<'_> {
                 let e = self.reg.get_mut(slot);
                 e.expires = expires;
                 e.lease = lease;
-                (slot, owned)
+                owned
             }
             None => {
-                self.admit(now, src)?;
-                let token = self.tokens.next();
-                let entry = Entry {
-                    id: IdBuf::from_id(id),
-                    addr: src,
-                    expires,
-                    lease,
-                    owner: Owner::Token(token),
-                    key,
-                    sub: Subscription::None,
-                    sub_seq: 0,
-                    sub_sent: NEVER,
-                };
-                let slot = self.reg.insert(entry).map_err(|_| {
-                    self.release_quota(src);
-                    ErrorCode::TableFull
-                })?;
-                self.joined(slot);
-                (slot, token)
+                let slot = self.enroll(now, src, id, lease, Claim::Token { key })?;
+                match self.reg.get(slot).owner {
+                    Owner::Token(t) => t,
+                    // `enroll` mints a token for every `Claim::Token`.
+                    Owner::Address => return Err(ErrorCode::TableFull),
+                }
             }
         };
-        let _ = slot;
         let reply = Reply::Registered {
             tx: h.tx,
             id,

@@ -51,10 +51,11 @@ use crate::MAX_DATAGRAM;
 use crate::cookie::CookieJar;
 use crate::limit::{Holders, NetLimits, NetQuota, Quota, QuotaCell, RateCell, RateLimiter};
 use crate::presence::ChangeLog;
-use crate::registry::{Entry, Handle, Registry, Slot};
+use crate::registry::{Entry, Handle, Owner, Registry, Slot, Subscription};
 use crate::time::{Instant, Millis};
 use crate::wire::classify::{self, Family};
-use crate::wire::{ErrorCode, Reply, Token, TxId};
+use crate::wire::request::MAX_LEASE_SECS;
+use crate::wire::{ErrorCode, Id, IdBuf, PublicKey, Reply, Token, TxId};
 
 /// Where the state machine puts the datagrams it wants sent.
 ///
@@ -165,13 +166,13 @@ impl Config {
         if self.lease_min == 0 || self.lease_min > self.lease_max {
             return Err(ConfigError::BadSetting("lease_min"));
         }
-        if self.lease_max > MAX_LEASE {
+        if self.lease_max > MAX_LEASE_SECS {
             return Err(ConfigError::BadSetting("lease_max"));
         }
         if !(self.lease_min..=self.lease_max).contains(&self.lease_default) {
             return Err(ConfigError::BadSetting("lease_default"));
         }
-        if self.seed_lease == 0 || self.seed_lease > MAX_LEASE {
+        if self.seed_lease == 0 || self.seed_lease > MAX_LEASE_SECS {
             return Err(ConfigError::BadSetting("seed_lease"));
         }
         if self.fanout_per_sec == 0 {
@@ -193,9 +194,6 @@ impl Config {
             .clamp(self.lease_min, self.lease_max)
     }
 }
-
-/// The longest lease the wire allows, in seconds (one day).
-pub const MAX_LEASE: u32 = 86_400;
 
 /// How many cells of each table a server of a given capacity needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,6 +277,17 @@ const SWEEP_WHEN_FULL: usize = 64;
 /// most this often across the whole server; one asked for sooner starts
 /// when this has passed, so a seed client still gets the list it waits for.
 const RELIST_INTERVAL: Millis = Millis(1000);
+
+/// Who a new registration belongs to (see [`Server::enroll`]).
+enum Claim {
+    /// The source address, under the seed's rule.
+    Address,
+    /// A token minted for it, with the key it binds, if any.
+    Token {
+        /// The public key bound for the whole lease.
+        key: Option<PublicKey>,
+    },
+}
 
 /// The rendezvous server, without I/O.
 pub struct Server<'a> {
@@ -593,6 +602,51 @@ impl<'a> Server<'a> {
             self.quota.release(src.ip());
             self.net_quota.release(src.ip());
         }
+    }
+
+    /// Register `id` for `src` for `lease` seconds, if it is new: admit
+    /// the source, store the entry, give the quota back if the table
+    /// refuses it, and announce it. The one way an id enters the table
+    /// from the network, for both protocols.
+    fn enroll(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        id: Id<'_>,
+        lease: u32,
+        claim: Claim,
+    ) -> Result<Handle, ErrorCode> {
+        self.admit(now, src)?;
+        let (owner, key, sub, sub_seq) = match claim {
+            // A seed client is owed the list from the moment it registers.
+            Claim::Address => (
+                Owner::Address,
+                None,
+                Subscription::SeedList,
+                self.seed_version.wrapping_sub(1),
+            ),
+            Claim::Token { key } => (Owner::Token(self.tokens.next()), key, Subscription::None, 0),
+        };
+        let entry = Entry {
+            id: IdBuf::from_id(id),
+            addr: src,
+            expires: now + Millis::from_secs(u64::from(lease)),
+            lease,
+            owner,
+            key,
+            sub,
+            sub_seq,
+            sub_sent: seed::NEVER,
+        };
+        let Ok(h) = self.reg.insert(entry) else {
+            self.release_quota(src);
+            return Err(ErrorCode::TableFull);
+        };
+        if owner == Owner::Address {
+            self.seed_holders.add(src);
+        }
+        self.joined(h);
+        Ok(h)
     }
 
     /// Tell presence that `h` joined.

@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn a_transaction_id_loses_only_the_newline_the_parser_drops() {
-        assert_eq!(tx(b"LOOKUP abc\r\n").map(|t| t.as_bytes()), Some(&b"abc"[..]));
+        assert_eq!(
+            tx(b"LOOKUP abc\r\n").map(|t| t.as_bytes()),
+            Some(&b"abc"[..])
+        );
         assert_eq!(tx(b"LOOKUP abc\n").map(|t| t.as_bytes()), Some(&b"abc"[..]));
         assert_eq!(tx(b"BOGUS k2 x y").map(|t| t.as_bytes()), Some(&b"k2"[..]));
         // A lone CR is not a newline to the parsers, so it is part of the
@@ -158,7 +161,18 @@ mod tests {
     fn every_family_is_told_apart_by_its_first_octets() {
         let mut stun = [0u8; 20];
         stun[4..8].copy_from_slice(&stun::MAGIC_COOKIE.to_be_bytes());
-        let frame = [relay::FRAME_MAGIC, relay::FRAME_VERSION, 0, 0, 0, 0, 0, 0, 0, 0];
+        let frame = [
+            relay::FRAME_MAGIC,
+            relay::FRAME_VERSION,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
         let cases: &[(&[u8], Family)] = &[
             (&stun, Family::Stun),
             (&frame, Family::RelayFrame),

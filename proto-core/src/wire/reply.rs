@@ -629,13 +629,20 @@ mod tests {
             assert_eq!(page(&longer).emit(&mut buf), Err(EmitError::TooLong));
             let room = Reply::stats_room(tx(t));
             let stats = format!("k={}", "9".repeat(room - 2));
-            let reply = |s| Reply::Stats { tx: tx(t), stats: StatSeq(s) };
+            let reply = |s| Reply::Stats {
+                tx: tx(t),
+                stats: StatSeq(s),
+            };
             assert_eq!(reply(&stats).emit(&mut buf), Ok(MAX_DATAGRAM));
             let longer = format!("{stats}9");
             assert_eq!(reply(&longer).emit(&mut buf), Err(EmitError::TooLong));
         }
         let changes = format!("+{}", "a".repeat(Reply::EVENTS_ROOM - 1));
-        let events = |c| Reply::Events { first: u32::MAX, last: u32::MAX, changes: ChangeSeq(c) };
+        let events = |c| Reply::Events {
+            first: u32::MAX,
+            last: u32::MAX,
+            changes: ChangeSeq(c),
+        };
         assert_eq!(events(&changes).emit(&mut buf), Ok(MAX_DATAGRAM));
         let longer = format!("{changes}a");
         assert_eq!(events(&longer).emit(&mut buf), Err(EmitError::TooLong));
