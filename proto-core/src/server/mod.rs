@@ -29,9 +29,9 @@
 
 mod ext;
 mod fanout;
-mod hint;
 mod keys;
 mod outbox;
+mod plan;
 mod relay;
 mod seed;
 mod snapshot;
@@ -51,7 +51,7 @@ use crate::MAX_DATAGRAM;
 use crate::cookie::CookieJar;
 use crate::limit::{Holders, NetLimits, NetQuota, Quota, QuotaCell, RateCell, RateLimiter};
 use crate::presence::ChangeLog;
-use crate::registry::{Entry, Handle, Owner, Registry, Slot, Subscription};
+use crate::registry::{Entry, Handle, Owner, Plan, Registry, Slot, Subscription};
 use crate::time::{Instant, Millis};
 use crate::wire::classify::{self, Family};
 use crate::wire::request::MAX_LEASE_SECS;
@@ -317,6 +317,9 @@ pub struct Server<'a> {
     stun: stun::StunBudget,
     relay: relay::Relay,
     stats: Stats,
+    /// The plan of the datagram [`Server::handle_planned`] is handling;
+    /// `None` outside that call.
+    planned: Option<Plan>,
     /// When the clock hand last moved (`None` before the first tick).
     swept_at: Option<Instant>,
     scratch: [u8; MAX_DATAGRAM],
@@ -394,6 +397,7 @@ impl<'a> Server<'a> {
             log: ChangeLog::new(),
             seed_version: 0,
             stats,
+            planned: None,
             swept_at: None,
             scratch: [0; MAX_DATAGRAM],
         })
@@ -545,7 +549,7 @@ impl<'a> Server<'a> {
 
     /// Find a live registration; an expired one found here is reclaimed.
     fn find_live(&mut self, now: Instant, id: crate::wire::Id<'_>) -> Option<Handle> {
-        let h = self.reg.find(id)?;
+        let h = self.reg.find_planned(id, self.planned.as_ref())?;
         if self.reg.get(h).expires <= now {
             self.remove(h);
             self.stats.expired += 1;
@@ -556,7 +560,7 @@ impl<'a> Server<'a> {
 
     /// Remove a registration and tell presence about it.
     fn remove(&mut self, h: Handle) {
-        let e = self.reg.remove(h);
+        let e = self.reg.remove_planned(h, self.planned.as_ref());
         self.release_quota(e.addr);
         if e.owner == crate::registry::Owner::Address {
             self.seed_holders.remove(e.addr);
@@ -638,7 +642,7 @@ impl<'a> Server<'a> {
             sub_seq,
             sub_sent: seed::NEVER,
         };
-        let Ok(h) = self.reg.insert(entry) else {
+        let Ok(h) = self.reg.insert_planned(entry, self.planned.as_ref()) else {
             self.release_quota(src);
             return Err(ErrorCode::TableFull);
         };

@@ -1,28 +1,27 @@
-//! Prefetch hints: where handling a datagram will first touch the table.
+//! Planning a batch: where handling a datagram will first touch the table.
 //!
-//! A server that receives datagrams in batches can ask for every datagram's
-//! index cell, prefetch them all, then ask for the slots those cells name,
-//! prefetch those, and only then handle the batch. On a table much larger
-//! than the caches the misses then overlap instead of queueing one behind
-//! the other. (parley-server runs the same steps a few datagrams ahead of
-//! the one it handles, so that only a few misses are in flight at once.)
-//! The hints are addresses only: this crate reads nothing
-//! through them and a wrong hint costs nothing but a wasted prefetch.
+//! A server that receives datagrams in batches can plan every datagram
+//! (one keyed hash of the id it names), prefetch the index cell of each
+//! plan, then the slot each cell names, and hand each datagram with its
+//! plan to [`Server::handle_planned`], which then does not hash that id
+//! again. On a table much larger than the caches the misses overlap
+//! instead of queueing one behind the other. When to prefetch what is the
+//! caller's choice (parley-server runs the steps a few datagrams ahead of
+//! the one it handles); this crate hands out the places and reads nothing
+//! on the caller's behalf. A plan changes nothing but the hashing of the
+//! one datagram it is handed in with.
 
 use core::net::SocketAddr;
 
 use super::{Outbox, Server};
-use crate::registry::{Hint, Plan};
+use crate::registry::{Plan, Slot};
 use crate::time::Instant;
 use crate::wire::classify;
 
 impl Server<'_> {
     /// Where handling `datagram` will look in the table: one keyed hash of
-    /// the id it names, kept for [`Server::cell_hint`] and
-    /// [`Server::slot_hint`]. `None` if the datagram names no id.
-    ///
-    /// A server that receives a batch plans every datagram, prefetches
-    /// every cell hint, then every slot hint, then handles the batch:
+    /// the id it names, for [`Server::cell_hint`], [`Server::slot_hint`]
+    /// and [`Server::handle_planned`]. `None` if the datagram names no id.
     ///
     /// ```
     /// # use proto_core::limit::{QuotaCell, RateCell};
@@ -36,10 +35,10 @@ impl Server<'_> {
     /// let batch: [&[u8]; 2] = [b"LOOKUP 1 - alice", b"HELLO 2"];
     /// let plans = batch.map(|d| server.plan(d));
     /// assert!(plans[1].is_none());
-    /// let cells = plans.iter().flatten().filter_map(|p| server.cell_hint(*p));
-    /// assert_eq!(cells.count(), 1); // prefetch each of `hint.lines()`
+    /// let cells = plans.iter().flatten().filter_map(|p| server.cell_hint(p));
+    /// assert_eq!(cells.count(), 1); // prefetch each one's cache line
     /// // Nobody is registered, so no slot is worth fetching.
-    /// assert!(plans.iter().flatten().all(|p| server.slot_hint(*p).is_none()));
+    /// assert!(plans.iter().flatten().all(|p| server.slot_hint(p).is_none()));
     /// ```
     pub fn plan(&self, datagram: &[u8]) -> Option<Plan> {
         Some(self.reg.plan(classify::first_id(datagram)?))
@@ -48,8 +47,9 @@ impl Server<'_> {
     /// [`Server::handle`] for a datagram planned with this server's
     /// [`Server::plan`]: the id's place in the index is not computed
     /// again. A plan of this server for another datagram, or none, is
-    /// harmless: a plan is used only for the id it was made for. (A plan
-    /// from another server would misplace its id; never mix them.)
+    /// harmless: a plan is used only for the id it was made for, and only
+    /// while this datagram is handled. (A plan from another server would
+    /// misplace its id; never mix them.)
     pub fn handle_planned(
         &mut self,
         now: Instant,
@@ -58,20 +58,20 @@ impl Server<'_> {
         plan: Option<Plan>,
         out: &mut impl Outbox,
     ) {
-        if let Some(plan) = plan {
-            self.reg.remember(plan);
-        }
+        self.planned = plan;
         self.handle(now, src, datagram, out);
+        self.planned = None;
     }
 
-    /// The index cell a planned datagram reads first.
-    pub fn cell_hint(&self, plan: Plan) -> Option<Hint> {
+    /// The index cell a planned datagram reads first: its address is for
+    /// a prefetch, nothing more.
+    pub fn cell_hint(&self, plan: &Plan) -> Option<&u32> {
         self.reg.cell_hint(plan)
     }
 
     /// The slot the index names for a planned datagram (this reads the
     /// cells: ask after prefetching the cell hint). `None` if it names none.
-    pub fn slot_hint(&self, plan: Plan) -> Option<Hint> {
+    pub fn slot_hint(&self, plan: &Plan) -> Option<&Slot> {
         self.reg.slot_hint(plan)
     }
 }
