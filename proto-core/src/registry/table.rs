@@ -85,7 +85,7 @@ pub struct Registry<'a> {
     /// low `slot_bits` and a tag (more bits of the id's hash) above them:
     /// a probe reads a slot only when the tag matches, so a lookup almost
     /// never touches another id's slot (in a table larger than the caches
-    /// each such visit was a cache miss, and a third of lookups made one).
+    /// each such visit is a cache miss).
     index: &'a mut [u32],
     mask: usize,
     slot_bits: u32,

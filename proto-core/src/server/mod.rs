@@ -264,9 +264,10 @@ impl core::fmt::Display for ConfigError {
 /// long (a lookup reclaims what it finds at once, and a registration into
 /// a full table searches further). Slower only when ticks are too far
 /// apart for [`SWEEP_MAX_PER_TICK`]: a 1M table ticked once a second goes
-/// round in 16 s. Tied to time, not to traffic: two visits per datagram
-/// were cache misses that cost 7% of a request at 1M ids, and 1.5% even
-/// when paid in bulk at the tick (perf).
+/// round in 16 s. Tied to time, not to traffic: on a table larger than the
+/// caches every visit is a cache miss, and visits paid per datagram (or
+/// even in bulk at the tick, in proportion to traffic) would make every
+/// request dearer.
 const SWEEP_ROUND: Millis = Millis(10_000);
 /// The most slots one tick visits, so a server that ticks rarely never
 /// stalls for a sweep of its whole table.

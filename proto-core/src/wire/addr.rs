@@ -41,8 +41,8 @@ impl Writer<'_> {
 /// Write `a` in Rust's form.
 ///
 /// Written by hand: an address is in most replies on the hot path, and
-/// `core::fmt` (argument tables, padding checks, integer `Display`) cost more
-/// than the rest of the reply. The output is byte for byte `SocketAddr`'s
+/// `core::fmt` (argument tables, padding checks, integer `Display`) costs
+/// more than the rest of the reply. The output is byte for byte `SocketAddr`'s
 /// `Display` (the tests compare the two over arbitrary addresses).
 pub(crate) fn write<'w, 'b>(
     w: &'w mut Writer<'b>,
