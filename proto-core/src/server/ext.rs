@@ -11,13 +11,12 @@
 use core::net::SocketAddr;
 
 use super::seed::NEVER;
-use super::text::Line;
 use super::{Claim, Outbox, Server, stats::Verb};
 use crate::MAX_DATAGRAM;
 use crate::registry::{Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
+use crate::wire::body::{PageIds, StatCounters};
 use crate::wire::classify;
-use crate::wire::reply::{IdSeq, StatSeq};
 use crate::wire::request::Header;
 use crate::wire::{ErrorCode, FieldError, Id, ParseError, PublicKey, Reply, Request, Token};
 
@@ -312,8 +311,7 @@ impl Server<'_> {
         out: &mut impl Outbox,
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::List);
-        let room = Reply::page_room(h.tx);
-        let mut ids = Line::new();
+        let mut ids = PageIds::new(h.tx);
         // Slots past the span have never held an entry: a lightly used
         // table lists in one page however large its capacity.
         let cap = self.reg.span() as u32;
@@ -321,15 +319,8 @@ impl Server<'_> {
         let end = cursor.saturating_add(LIST_SCAN).min(cap);
         while slot < end {
             if let Some((_, e)) = self.reg.at_slot(slot) {
-                if e.expires > now {
-                    let id = e.id.as_bytes();
-                    if ids.len() + 1 + id.len() > room {
-                        break;
-                    }
-                    if !ids.is_empty() {
-                        ids.push(b" ");
-                    }
-                    ids.push(id);
+                if e.expires > now && !ids.push(e.id.as_bytes()) {
+                    break;
                 }
             }
             slot += 1;
@@ -338,7 +329,7 @@ impl Server<'_> {
         let reply = Reply::Page {
             tx: h.tx,
             next,
-            ids: IdSeq(ids.as_str()),
+            ids: ids.ids(),
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())
@@ -407,25 +398,13 @@ impl Server<'_> {
         }
         // Counters that do not fit are left out whole (the metrics
         // endpoint has all of them).
-        let room = Reply::stats_room(h.tx);
-        let mut body = Line::new();
+        let mut body = StatCounters::new(h.tx);
         self.stats.for_each(|name, value| {
-            let mut digits = [0u8; 20];
-            let v = super::text::decimal(value, &mut digits);
-            let sep = usize::from(!body.is_empty());
-            if body.len() + sep + name.len() + 1 + v.len() > room {
-                return;
-            }
-            if sep == 1 {
-                body.push(b" ");
-            }
-            body.push(name.as_bytes());
-            body.push(b"=");
-            body.push(v);
+            body.push(name, value);
         });
         let reply = Reply::Stats {
             tx: h.tx,
-            stats: StatSeq(body.as_str()),
+            stats: body.stats(),
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())

@@ -39,7 +39,6 @@ mod stats;
 mod stun;
 #[cfg(test)]
 mod tests;
-mod text;
 
 pub use outbox::VecOutbox;
 pub use snapshot::{Continuity, RestoreError, Restored};
