@@ -92,8 +92,10 @@ mod tests {
     use super::*;
     use crate::wire::{Request, SeedRequest};
 
-    /// Text datagrams, their family and the first id they name.
-    const TEXT: &[(&[u8], Family, Option<&[u8]>)] = &[
+    /// A text datagram, its family and the first id it names.
+    type Case = (&'static [u8], Family, Option<&'static [u8]>);
+
+    const TEXT: &[Case] = &[
         (b"LOOKUP 7 0123456789abcdef alice", Extended, Some(b"alice")),
         (b"LOOKUP 7 - alice\r\n", Extended, Some(b"alice")),
         (b"REG r - bob 60 00000000000000ff", Extended, Some(b"bob")),
