@@ -177,7 +177,7 @@ pub(crate) fn write_py<'w, 'b>(
     }
 }
 
-/// Parse Python's repr of an address tuple, as [`write_py`] writes it.
+/// Parse Python's repr of an address tuple, as `write_py` writes it.
 pub fn parse_py(b: &[u8]) -> Result<SocketAddr, ParseError> {
     let s = core::str::from_utf8(b).map_err(|_| ParseError::Malformed)?;
     let inner = s
