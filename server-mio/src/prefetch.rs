@@ -7,8 +7,8 @@
 //! the one [`SLOT_AHEAD`] places on (its cell has arrived by then). The
 //! misses overlap with each other and with the handling, and only a few
 //! are in flight at a time: asking for a whole batch's cells, then all its
-//! slots (two lines each), at once filled the core's line-fill buffers,
-//! and the prefetch instructions themselves stalled (perf, 1M ids).
+//! slots (two lines each), at once fills the core's line-fill buffers, and
+//! the prefetch instructions themselves stall (benches/RESULTS.md).
 //! Prefetching pays at both table sizes (benches/RESULTS.md): the kernel's
 //! own traffic through the caches evicts even a 10k table between batches.
 
