@@ -237,7 +237,9 @@ pub fn parse_with_env(
     let file = opt::<PathBuf>(&mut args, "--admin-token-file")?;
     c.admin_token = admin_token(on_line, file, env(ADMIN_TOKEN_ENV))?;
     if c.lease_default > c.lease_max {
-        c.lease_max = c.lease_default.min(proto_core::server::MAX_LEASE);
+        c.lease_max = c
+            .lease_default
+            .min(proto_core::wire::request::MAX_LEASE_SECS);
     }
     if c.lease_default < c.lease_min {
         c.lease_min = c.lease_default.max(1);
