@@ -523,3 +523,60 @@ mod tampering {
         }
     }
 }
+
+#[test]
+fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
+    use crate::client::tunnel::{RespState, Responding};
+    use crate::secure::{Handshake, Pattern};
+    let mut net = Net::new();
+    let (_, b) = two(&mut net);
+    let now = net.now;
+    let bob_key = Keypair::from_secret([7; 32]);
+    // A real IK session, as bob holds it until the first transport datagram.
+    let alice = Keypair::from_secret([8; 32]);
+    let mut i = Handshake::initiator(
+        &alice,
+        &Keypair::from_secret([9; 32]),
+        Some(bob_key.public()),
+    );
+    let mut r = Handshake::responder(&bob_key, &Keypair::from_secret([10; 32]), Pattern::IK);
+    let (mut m, mut p) = ([0u8; 256], [0u8; 256]);
+    let n = i.write(b"", &mut m).unwrap();
+    r.read(&m[..n], &mut p).unwrap();
+    r.write(b"", &mut m).unwrap();
+    let session = r.into_session().unwrap();
+    let c = net.client(b);
+    assert!(c.keep_responding(
+        now,
+        Responding {
+            local: 1,
+            remote: 1,
+            src: addr("10.0.0.2:5000"),
+            created: now,
+            state: RespState::Ik {
+                id: IdBuf::from_id(id("alice")),
+                hello: (1, 1),
+                session,
+            },
+        },
+    ));
+    for k in 0..100u32 {
+        let hs = Handshake::responder(&bob_key, &Keypair::from_secret([11; 32]), Pattern::XX);
+        c.keep_responding(
+            now + Millis(u64::from(k)),
+            Responding {
+                local: 100 + k,
+                remote: k,
+                src: SocketAddr::from(([10, 9, (k / 250) as u8, (k % 250) as u8], 1)),
+                created: now + Millis(u64::from(k)),
+                state: RespState::Xx(hs),
+            },
+        );
+        assert!(c.responding.len() <= MAX_RESPONDING);
+    }
+    assert!(
+        c.responding.iter().any(|x| x.local == 1),
+        "the IK handshake stays"
+    );
+    assert!(c.responding.iter().filter(|x| x.local >= 100).count() == MAX_RESPONDING - 1);
+}
