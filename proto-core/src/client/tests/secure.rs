@@ -580,3 +580,31 @@ fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
     );
     assert!(c.responding.iter().filter(|x| x.local >= 100).count() == MAX_RESPONDING - 1);
 }
+
+#[test]
+fn a_peer_that_restarted_gets_a_new_session_and_the_message() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "before").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: before"]);
+    net.take(a);
+    // Bob's process restarts with the same key: his sessions are gone,
+    // alice's is not.
+    let now = net.now;
+    let secret = *net.client(b).identity.secret();
+    let mut c = Box::new(Client::new(
+        Net::config("bob"),
+        now,
+        [99; 32],
+        Keypair::from_secret(secret),
+    ));
+    c.pin(id("alice"), net.client(a).public_key()).unwrap();
+    net.clients.insert(b, c);
+    net.run(2000);
+    net.take(b);
+    let m = net.send_message(a, id("bob"), "after").unwrap();
+    net.run(20_000);
+    assert_eq!(net.take(b), ["msg alice: after"]);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+}
