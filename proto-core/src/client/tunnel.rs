@@ -17,6 +17,7 @@ use crate::wire::sealed::{
 use crate::wire::{Id, IdBuf};
 
 use super::Client;
+use super::event::Undelivered;
 use super::path::{Kind, Probe};
 
 /// Half-open handshakes as responder, held at once.
@@ -389,6 +390,11 @@ impl Client {
         let Some(idr) = id.as_id() else { return false };
         if !self.key_ok(now, idr, key) {
             self.peers[p].probe = None;
+            // A changed pin holds the messages for the person to decide;
+            // a key the server contradicts ends them.
+            if self.peers[p].held.is_none() {
+                self.fail_outgoing(&id, Undelivered::NoAnswer);
+            }
             return true;
         }
         if ini.hs.pattern() == Pattern::XX {
