@@ -608,3 +608,36 @@ fn a_peer_that_restarted_gets_a_new_session_and_the_message() {
     assert_eq!(net.take(b), ["msg alice: after"]);
     assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
 }
+
+#[test]
+fn a_peer_that_restarted_while_the_server_is_away_gets_a_new_handshake() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "before").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: before"]);
+    net.take(a);
+    // The server is out of reach, and bob restarts (same key, his pins
+    // loaded): only a new handshake from alice can reach him.
+    net.cut.push(addr(SERVER));
+    let now = net.now;
+    let secret = *net.client(b).identity.secret();
+    let mut c = Box::new(Client::new(
+        Net::config("bob"),
+        now,
+        [98; 32],
+        Keypair::from_secret(secret),
+    ));
+    c.pin(id("alice"), net.client(a).public_key()).unwrap();
+    net.clients.insert(b, c);
+    net.run(500);
+    let m = net.send_message(a, id("bob"), "after").unwrap();
+    net.run(20_000);
+    let got: Vec<String> = net
+        .take(b)
+        .into_iter()
+        .filter(|e| e.starts_with("msg"))
+        .collect();
+    assert_eq!(got, ["msg alice: after"]);
+    assert!(net.take(a).contains(&format!("delivered bob #{m}")));
+}
