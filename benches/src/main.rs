@@ -11,11 +11,7 @@ use proto_core::server::Layout;
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("parley-loadgen: {e}");
-            eprintln!("Try 'parley-loadgen --help'.");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli_args::usage("parley-loadgen", &e),
     };
     match cmd {
         Command::Exit(text) => {

@@ -4,20 +4,24 @@
 //! Without a terminal (stdin piped) the same commands are read line by line
 //! and everything is printed plainly, which is what the tests drive.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use proto_core::client::{CommandError, Config, Event, Undelivered, What};
+use proto_core::secure::PublicKey;
 use proto_core::wire::{Id, IdBuf};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 
+use crate::known_peers::KnownPeers;
+use crate::script;
 use crate::session::Session;
-use crate::show;
 use crate::{Common, Fail};
+use crate::{identity, show};
 
 /// How long leaving waits for messages in flight to be acknowledged.
 const QUIT_GRACE: Duration = Duration::from_secs(20);
@@ -25,6 +29,7 @@ const QUIT_GRACE: Duration = Duration::from_secs(20);
 /// Lines typed, as the network thread acts on them.
 enum Cmd {
     Send(IdBuf, String),
+    Accept(IdBuf),
     Who,
     Lookup(IdBuf),
     Ping,
@@ -33,6 +38,18 @@ enum Cmd {
 
 /// Where the network thread prints.
 type Out = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
+
+/// Keys peers offered that differ from the pinned ones, by id, until the
+/// person accepts them.
+type Offered = Arc<Mutex<HashMap<String, [u8; 32]>>>;
+
+/// What the editor needs to answer `/whoami` and `/verify` itself.
+struct Me {
+    whoami: String,
+    key: [u8; 32],
+    known: PathBuf,
+    offered: Offered,
+}
 
 fn say(out: &Out, line: String) {
     if let Ok(mut f) = out.lock() {
@@ -55,9 +72,12 @@ pub fn run(c: Common) -> Result<(), Fail> {
         .ok_or_else(|| Fail::usage("bad id"))?
         .as_str()
         .to_string();
+    let ident = c.identity()?;
+    let known = c.known_peers()?;
     let mut cfg: Config = c.config(Some(id));
     cfg.subscribe = true;
-    let mut s = Session::open(cfg, c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s =
+        Session::open(cfg, c.bind, Some((&ident, &known))).map_err(|e| Fail::run(e.to_string()))?;
     println!("connecting to {} as {me}...", c.server_text);
     let seen = wait_registered(&mut s, &c)?;
     println!(
@@ -72,16 +92,32 @@ pub fn run(c: Common) -> Result<(), Fail> {
         Err(_) => Arc::new(Mutex::new(Box::new(|line: String| println!("{line}")))),
     };
     let current = Arc::new(Mutex::new(Conversation::default()));
+    let offered: Offered = Arc::default();
     let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
-    let net = {
-        let out = out.clone();
-        let current = current.clone();
-        let server = c.server_text.clone();
-        thread::spawn(move || network(s, rx, out, current, server, done_tx))
+    let known_path = known.path().to_path_buf();
+    let net = Net {
+        s,
+        rx,
+        out: out.clone(),
+        current: current.clone(),
+        server: c.server_text.clone(),
+        done: done_tx,
+        known,
+        offered: offered.clone(),
     };
+    let net = thread::spawn(move || network(net));
     let _ = tx.send(Cmd::Who);
-    let r = editor(&mut rl, &tx, &out, &current, &done_rx);
+    let me = Me {
+        whoami: format!(
+            "* you are {me}, key fingerprint {} (the server sees you as {seen})",
+            identity::fingerprint(&ident.public())
+        ),
+        key: ident.public(),
+        known: known_path,
+        offered,
+    };
+    let r = editor(&mut rl, &tx, &out, &current, &done_rx, &me);
     if !net.is_finished() {
         let _ = tx.send(Cmd::Quit);
         // The network thread signs off (QUIT, up to two seconds for BYE).
@@ -176,6 +212,7 @@ fn editor(
     out: &Out,
     current: &Arc<Mutex<Conversation>>,
     done: &Receiver<()>,
+    me: &Me,
 ) -> Result<(), Fail> {
     loop {
         if done.try_recv().is_ok() {
@@ -210,6 +247,17 @@ fn editor(
         match word {
             "/quit" | "/exit" => return Ok(()),
             "/help" => say(out, CHAT_HELP.to_string()),
+            "/whoami" => say(out, me.whoami.clone()),
+            "/verify" => {
+                if let Some(id) = peer(rest) {
+                    say(out, verify(me, id.as_id().map_or("", |i| i.as_str())));
+                }
+            }
+            "/accept" => {
+                if let Some(id) = peer(rest) {
+                    let _ = tx.send(Cmd::Accept(id));
+                }
+            }
             "/who" => {
                 let _ = tx.send(Cmd::Who);
             }
@@ -263,15 +311,30 @@ fn editor(
     }
 }
 
-/// The network thread: runs the session, acts on commands, prints events.
-fn network(
-    mut s: Session,
+/// What the network thread owns and shares.
+struct Net {
+    s: Session,
     rx: Receiver<Cmd>,
     out: Out,
     current: Arc<Mutex<Conversation>>,
     server: String,
     done: Sender<()>,
-) {
+    known: KnownPeers,
+    offered: Offered,
+}
+
+/// The network thread: runs the session, acts on commands, prints events.
+fn network(net: Net) {
+    let Net {
+        mut s,
+        rx,
+        out,
+        current,
+        server,
+        done,
+        mut known,
+        offered,
+    } = net;
     let mut who: Option<Vec<String>> = None;
     // Lines typed while the client had too many messages in flight wait
     // here, in order, instead of being refused.
@@ -306,6 +369,17 @@ fn network(
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => Cmd::Quit,
             };
+            if let Cmd::Send(to, _) = &cmd {
+                let peer = to.as_id().map_or("", |i| i.as_str());
+                if offered.lock().is_ok_and(|o| o.contains_key(peer)) {
+                    say(
+                        &out,
+                        format!(
+                            "! held, not sent: {peer}'s key changed (see the warning above); /verify {peer}, then /accept {peer} only if {peer} confirms"
+                        ),
+                    );
+                }
+            }
             let r = match cmd {
                 Cmd::Send(to, text) => match to.as_id() {
                     Some(_) if !backlog.is_empty() => {
@@ -334,6 +408,10 @@ fn network(
                     None => Ok(()),
                 },
                 Cmd::Ping => s.with(|c, now| c.ping(now)),
+                Cmd::Accept(id) => {
+                    accept(&mut s, &mut known, &offered, &out, &id);
+                    Ok(())
+                }
                 Cmd::Quit => {
                     if quitting.is_none() {
                         let waiting = backlog.len() + s.client().in_flight();
@@ -362,14 +440,35 @@ fn network(
                 };
                 match e {
                     Event::Message {
-                        from, text, seed, ..
+                        from,
+                        text,
+                        seed,
+                        verified,
                     } => {
                         if let Some(f) = from {
                             if let Ok(mut c) = current.lock() {
                                 c.offer(f.as_str());
                             }
                         }
-                        say(&out, show::message(from.map(|f| f.as_str()), text, seed));
+                        say(
+                            &out,
+                            show::message(from.map(|f| f.as_str()), text, seed, verified),
+                        );
+                    }
+                    Event::KeyFirstSeen { .. } => {
+                        if let Some(line) = script::keep_key(&mut known, &e) {
+                            say(&out, line);
+                        }
+                    }
+                    Event::KeyChanged {
+                        id,
+                        pinned,
+                        offered: k,
+                    } => {
+                        if let Ok(mut o) = offered.lock() {
+                            o.insert(id.as_str().to_string(), k.0);
+                        }
+                        say(&out, show::key_changed(id.as_str(), &pinned.0, &k.0));
                     }
                     Event::Page { next, ids } => {
                         let list = who.get_or_insert_with(Vec::new);
@@ -427,6 +526,63 @@ fn network(
             }
         }
     }
+}
+
+/// `/accept ID`: take the key ID offered in place of the pinned one, keep
+/// it in the known-peers file, and let the held messages go.
+fn accept(s: &mut Session, known: &mut KnownPeers, offered: &Offered, out: &Out, id: &IdBuf) {
+    let Some(peer) = id.as_id() else { return };
+    let key = offered
+        .lock()
+        .ok()
+        .and_then(|mut o| o.remove(peer.as_str()));
+    let Some(key) = key else {
+        say(
+            out,
+            format!("! {peer}'s key has not changed: there is nothing to accept"),
+        );
+        return;
+    };
+    if let Err(e) = known.set(peer.as_str(), key) {
+        say(out, format!("! {e}; the new key is not accepted"));
+        if let Ok(mut o) = offered.lock() {
+            o.insert(peer.as_str().to_string(), key);
+        }
+        return;
+    }
+    match s.with(|c, now| c.accept_key(now, peer, PublicKey(key))) {
+        Ok(()) => say(
+            out,
+            format!(
+                "* accepted {peer}'s new key {} (kept in {}); messages held for {peer} go now",
+                identity::fingerprint(&key),
+                known.path().display()
+            ),
+        ),
+        Err(e) => say(out, format!("! could not accept {peer}'s key: {e}")),
+    }
+}
+
+/// The `/verify ID` lines: the safety number with the pinned key, and
+/// with a changed key waiting to be accepted.
+fn verify(me: &Me, id: &str) -> String {
+    let pinned = KnownPeers::load(&me.known).map(|k| k.get(id));
+    let offered = me.offered.lock().ok().and_then(|o| o.get(id).copied());
+    let mut out = match pinned {
+        Err(e) => format!("! {e}"),
+        Ok(None) => format!("! no key is known for {id} yet: exchange a message first"),
+        Ok(Some(k)) => format!(
+            "* safety number with {id}: {}\n  read it to {id} by voice; {id}'s /verify for you must show the same digits",
+            identity::safety_line(&me.key, &k)
+        ),
+    };
+    if let Some(k) = offered {
+        out.push_str(&format!(
+            "\n!!! the NEW key {id} offers (not accepted) would give: {}",
+            identity::safety_line(&me.key, &k)
+        ));
+    }
+    out
 }
 
 /// The `/who` line: every id up to a screenful, then a count.

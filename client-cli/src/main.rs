@@ -14,12 +14,20 @@ macro_rules! chat_commands {
   /who           who is online
   /lookup ID     where the server sees ID
   /ping          round trip to the server
+  /whoami        your id and your key's fingerprint
+  /verify ID     the safety number of your key and ID's: read it to ID by
+                 voice; if the digits differ, someone is in between
+  /accept ID     after a warning that ID's key changed: take the new key
+                 (only once ID confirmed it) and send what was held
   /help          this list
   /quit          sign off and leave (Ctrl-D too)"
     };
 }
 
 mod chat;
+mod files;
+mod identity;
+mod known_peers;
 mod netcheck;
 mod script;
 mod session;
@@ -27,10 +35,14 @@ mod show;
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use proto_core::wire::{Id, IdBuf};
+
+use identity::Identity;
+use known_peers::KnownPeers;
 
 const HELP: &str = concat!(
     "\
@@ -38,11 +50,14 @@ parley: peer-to-peer chat through a Parley rendezvous server
 
 USAGE:
   parley [--server HOST:PORT] [--id NAME]           chat interactively
-  parley send --id ME --to PEER [--seed] TEXT...    send one message and wait for its acknowledgement
+  parley send --id ME --to PEER [--seed] [--accept-new-key] TEXT...
+                                                    send one message and wait for its acknowledgement
   parley listen --id ME [--json]                    print each incoming message as a line
   parley who                                        list who is online
   parley lookup ID                                  show where the server sees ID
   parley ping                                       round-trip time and the address the server sees
+  parley whoami [--id ME]                           your key's fingerprint (the key is made if there is none)
+  parley verify ID                                  the safety number of your key and ID's, to compare by voice
   parley netcheck [PORT2] [--json]                  what the NAT does (STUN to the server, and to its
                                                     --stun-port2 PORT2): public address, mapping, round trip
 
@@ -53,12 +68,21 @@ OPTIONS:
       --to PEER            (send) who gets the message
       --seed               (send) PEER runs the seed's Python client: send a
                            plain `Message <text>`, which it cannot acknowledge
+      --accept-new-key     (send) if PEER's key is not the one kept for it,
+                           take the new one (without this: exit 1, nothing sent)
       --json               (listen) one JSON object per message:
-                           {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false}
+                           {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false,
+                            \"authenticated\":true}
       --bind ADDR          local UDP address (default: an ephemeral port)
       --timeout SECS       (send, who, lookup, ping) give up after SECS (default 60)
       --keepalive SECS     refresh the registration about every SECS seconds
                            (default: every 15 to 25 s, inside common NAT timeouts)
+      --identity FILE      your long-term key pair (default
+                           $XDG_CONFIG_HOME/parley/identity, else
+                           ~/.config/parley/identity; made, mode 0600, the
+                           first time parley runs)
+      --known-peers FILE   the keys seen for your peers (default: known_peers
+                           beside the identity file)
   -h, --help               print this help
   -V, --version            print the version
 
@@ -74,10 +98,20 @@ TWO PEOPLE, TWO TERMINALS:
   parley --id alice                  # terminal 1
   parley --id bob                    # terminal 2, then type: /msg alice hi
 
+KEYS:
+  Each parley has a key pair, and chat between parleys is encrypted and
+  authenticated with it. The first key seen for a peer is kept in the
+  known-peers file, as SSH keeps hosts' keys; a peer that later shows
+  another key is warned about and nothing is sent to it until you accept,
+  never trusted silently. To be sure nobody sat in between even the first
+  time, compare safety numbers (/verify ID) by voice. The seed's Python
+  client has no key: its messages are shown as (unverified, seed client).
+
 EXIT STATUS:
   0 done; 1 failed (not delivered, unknown peer, no answer from the server,
-  id taken, or a peer that never answered and got a seed `Message` without
-  --seed: delivery unconfirmed); 2 bad command line.
+  id taken, a peer whose key changed (without --accept-new-key), a damaged
+  identity or known-peers file, or a peer that never answered and got a
+  seed `Message` without --seed: delivery unconfirmed); 2 bad command line.
 ",
 );
 
@@ -95,6 +129,10 @@ pub struct Common {
     pub timeout: Duration,
     /// Keepalive interval, if not the default.
     pub keepalive: Option<u64>,
+    /// `--identity`, if given.
+    pub identity: Option<PathBuf>,
+    /// `--known-peers`, if given.
+    pub known_peers: Option<PathBuf>,
 }
 
 impl Common {
@@ -108,6 +146,37 @@ impl Common {
             cfg.keepalive_max = proto_core::time::Millis(ms);
         }
         cfg
+    }
+
+    /// Where the identity file is.
+    pub fn identity_path(&self) -> Result<PathBuf, Fail> {
+        match &self.identity {
+            Some(p) => Ok(p.clone()),
+            None => identity::default_path().map_err(|e| Fail::run(e.to_string())),
+        }
+    }
+
+    /// This client's identity, made (and said so on stderr) the first time.
+    pub fn identity(&self) -> Result<Identity, Fail> {
+        let path = self.identity_path()?;
+        let (id, made) = Identity::load_or_create(&path).map_err(|e| Fail::run(e.to_string()))?;
+        if made {
+            eprintln!(
+                "parley: made a new identity in {} (fingerprint {})",
+                path.display(),
+                identity::fingerprint(&id.public())
+            );
+        }
+        Ok(id)
+    }
+
+    /// The known-peers file: `--known-peers`, else `known_peers` beside the identity.
+    pub fn known_peers(&self) -> Result<KnownPeers, Fail> {
+        let path = match &self.known_peers {
+            Some(p) => p.clone(),
+            None => self.identity_path()?.with_file_name("known_peers"),
+        };
+        KnownPeers::load(&path).map_err(|e| Fail::run(e.to_string()))
     }
 }
 
@@ -143,21 +212,18 @@ fn resolve(s: &str) -> Result<SocketAddr, Fail> {
 
 fn run(raw: Vec<OsString>) -> Result<(), Fail> {
     let mut args = pico_args::Arguments::from_vec(raw);
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return Ok(());
-    }
-    if args.contains(["-V", "--version"]) {
-        println!("parley {}", env!("CARGO_PKG_VERSION"));
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(text) = cli_args::help_or_version(&mut args, "parley", version, || HELP.into()) {
+        print!("{text}");
         return Ok(());
     }
     let opt =
         |args: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>, Fail> {
             let r = match keys {
-                [short, long] => args.opt_value_from_str::<_, String>([*short, *long]),
-                _ => args.opt_value_from_str::<_, String>(keys[0]),
+                [short, long] => cli_args::opt(args, [*short, *long]),
+                _ => cli_args::opt(args, keys[0]),
             };
-            r.map_err(|e| Fail::usage(e.to_string()))
+            r.map_err(|e| Fail::usage(e.0))
         };
     let server_text =
         opt(&mut args, &["-s", "--server"])?.unwrap_or_else(|| "127.0.0.1:9999".into());
@@ -193,8 +259,11 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             }
         },
     };
+    let identity = opt(&mut args, &["--identity"])?.map(PathBuf::from);
+    let known_peers = opt(&mut args, &["--known-peers"])?.map(PathBuf::from);
     let to = opt(&mut args, &["--to"])?;
     let seed = args.contains("--seed");
+    let accept_new_key = args.contains("--accept-new-key");
     let json = args.contains("--json");
     let common = Common {
         server,
@@ -203,6 +272,8 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
         bind,
         timeout,
         keepalive,
+        identity,
+        known_peers,
     };
     let sub = args.subcommand().map_err(|e| Fail::usage(e.to_string()))?;
     let rest: Vec<String> = args
@@ -236,7 +307,7 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             if rest.is_empty() {
                 return Err(Fail::usage("send needs the TEXT to send"));
             }
-            script::send(common, to, &rest.join(" "), seed)
+            script::send(common, to, &rest.join(" "), seed, accept_new_key)
         }
         Some("listen") => {
             no_extra(&rest)?;
@@ -256,9 +327,19 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             no_extra(&rest)?;
             script::ping(common)
         }
+        Some("whoami") => {
+            no_extra(&rest)?;
+            script::whoami(common)
+        }
+        Some("verify") => {
+            let [id] = rest.as_slice() else {
+                return Err(Fail::usage("verify needs exactly one ID"));
+            };
+            script::verify(common, parse_id(id)?)
+        }
         Some("netcheck") => netcheck::run(common, &rest, json),
         Some(other) => Err(Fail::usage(format!(
-            "unknown command {other:?}: use send, listen, who, lookup or ping (see parley --help)"
+            "unknown command {other:?}: use send, listen, who, lookup, ping, whoami, verify or netcheck (see parley --help)"
         ))),
     }
 }
@@ -266,6 +347,7 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
 fn main() -> ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(msg, cli_args::USAGE_STATUS)) => cli_args::usage("parley", &msg),
         Err(Fail(msg, code)) => {
             eprintln!("parley: {msg}");
             ExitCode::from(code)

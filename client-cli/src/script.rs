@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use proto_core::client::{Config, Event};
+use proto_core::secure::PublicKey;
 use proto_core::wire::{Id, IdBuf};
 
+use crate::known_peers::KnownPeers;
 use crate::session::Session;
-use crate::show;
 use crate::{Common, Fail};
+use crate::{identity, show};
 
 const STEP: Duration = Duration::from_millis(200);
 
@@ -70,12 +72,43 @@ fn sign_off(s: &mut Session) {
     }
 }
 
+/// What waiting for a message's fate came to.
+enum Fate {
+    Done(Result<String, Fail>),
+    /// The peer offered another key than the pinned one: (pinned, offered).
+    KeyChanged([u8; 32], [u8; 32]),
+}
+
+/// Keep a first-seen key in the known-peers file; the line to show, if any.
+pub fn keep_key(known: &mut KnownPeers, e: &Event<'_>) -> Option<String> {
+    let Event::KeyFirstSeen { id, key } = e else {
+        return None;
+    };
+    Some(match known.add_new(id.as_str(), key.0) {
+        Ok(None) => show::key_first_seen(id.as_str(), &key.0, known.path()),
+        Ok(Some(old)) => format!(
+            "{}\n!!! (another parley kept {id}'s key in {} while this one ran; that key stays)",
+            show::key_changed(id.as_str(), &old, &key.0),
+            known.path().display()
+        ),
+        Err(err) => format!("! could not keep {id}'s key: {err}"),
+    })
+}
+
 /// `parley send --id ME --to PEER TEXT`.
-pub fn send(c: Common, to: IdBuf, text: &str, seed: bool) -> Result<(), Fail> {
+pub fn send(
+    c: Common,
+    to: IdBuf,
+    text: &str,
+    seed: bool,
+    accept_new_key: bool,
+) -> Result<(), Fail> {
     let me = need_id(&c)?;
+    let ident = c.identity()?;
+    let mut known = c.known_peers()?;
     let to_id = to.as_id().ok_or_else(|| Fail::usage("bad --to id"))?;
-    let mut s =
-        Session::open(config(&c, Some(me)), c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s = Session::open(config(&c, Some(me)), c.bind, Some((&ident, &known)))
+        .map_err(|e| Fail::run(e.to_string()))?;
     register(&mut s, &c)?;
     if seed {
         s.with(|cl, now| cl.mark_seed(now, to_id));
@@ -83,28 +116,70 @@ pub fn send(c: Common, to: IdBuf, text: &str, seed: bool) -> Result<(), Fail> {
     let msg = s
         .with(|cl, now| cl.send_message(now, to_id, text))
         .map_err(|e| Fail::usage(e.to_string()))?;
-    let r = until(
-        &mut s,
-        c.timeout,
-        "waiting for the acknowledgement",
-        |e| match e {
-            Event::Delivered { msg: m, to } if *m == msg => Some(Ok(format!("delivered to {to}"))),
-            Event::NotDelivered { msg: m, to, reason } if *m == msg => Some(Err(Fail::run(
-                show::not_delivered(to.as_str(), reason)[2..].to_string(),
-            ))),
-            Event::SentUnconfirmed { msg: m, to } if *m == msg => Some(if seed {
-                Ok(format!(
-                    "sent to {to} as a seed message (the seed client cannot confirm delivery)"
-                ))
-            } else {
-                Err(Fail::run(format!(
-                    "{} (use --seed if {to} runs the seed's client)",
-                    &show::unconfirmed(to.as_str())[2..]
-                )))
-            }),
-            _ => None,
-        },
-    );
+    // A changed key is settled at most once: accepted, the next is final.
+    let mut accepted = false;
+    let r = loop {
+        let fate = until(&mut s, c.timeout, "waiting for the acknowledgement", |e| {
+            if let Some(line) = keep_key(&mut known, e) {
+                eprintln!("{line}");
+            }
+            match e {
+                Event::KeyChanged {
+                    id,
+                    pinned,
+                    offered,
+                } if *id == to_id => Some(Ok(Fate::KeyChanged(pinned.0, offered.0))),
+                Event::Delivered { msg: m, to } if *m == msg => {
+                    Some(Ok(Fate::Done(Ok(format!("delivered to {to}")))))
+                }
+                Event::NotDelivered { msg: m, to, reason } if *m == msg => {
+                    Some(Ok(Fate::Done(Err(Fail::run(
+                        show::not_delivered(to.as_str(), reason)[2..].to_string(),
+                    )))))
+                }
+                Event::SentUnconfirmed { msg: m, to } if *m == msg => {
+                    Some(Ok(Fate::Done(if seed {
+                        Ok(format!(
+                            "sent to {to} as a seed message (the seed client cannot confirm delivery)"
+                        ))
+                    } else {
+                        Err(Fail::run(format!(
+                            "{} (use --seed if {to} runs the seed's client)",
+                            &show::unconfirmed(to.as_str())[2..]
+                        )))
+                    })))
+                }
+                _ => None,
+            }
+        });
+        match fate {
+            Err(e) => break Err(e),
+            Ok(Fate::Done(r)) => break r,
+            Ok(Fate::KeyChanged(pinned, offered)) if accept_new_key && !accepted => {
+                accepted = true;
+                known
+                    .set(to_id.as_str(), offered)
+                    .map_err(|e| Fail::run(e.to_string()))?;
+                s.with(|cl, now| cl.accept_key(now, to_id, PublicKey(offered)))
+                    .map_err(|e| Fail::run(e.to_string()))?;
+                eprintln!(
+                    "parley: accepted {to_id}'s new key {} in place of {} (--accept-new-key); {} updated",
+                    identity::fingerprint(&offered),
+                    identity::fingerprint(&pinned),
+                    known.path().display()
+                );
+            }
+            Ok(Fate::KeyChanged(pinned, offered)) => {
+                break Err(Fail::run(format!(
+                    "{to_id}'s key has changed: the key kept for {to_id} is {}, the one offered now is {}; nothing was sent. \
+Someone may be pretending to be {to_id}. Ask {to_id} (not through parley) whether they made a new key and compare \
+`parley verify {to_id}`; only then send again with --accept-new-key",
+                    identity::fingerprint(&pinned),
+                    identity::fingerprint(&offered),
+                )));
+            }
+        }
+    };
     sign_off(&mut s);
     println!("{}", r?);
     Ok(())
@@ -113,12 +188,14 @@ pub fn send(c: Common, to: IdBuf, text: &str, seed: bool) -> Result<(), Fail> {
 /// `parley listen --id ME [--json]`: until SIGINT or SIGTERM.
 pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
     let me = need_id(&c)?;
+    let ident = c.identity()?;
+    let mut known = c.known_peers()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| Fail::run(e.to_string()))?;
     }
-    let mut s =
-        Session::open(config(&c, Some(me)), c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s = Session::open(config(&c, Some(me)), c.bind, Some((&ident, &known)))
+        .map_err(|e| Fail::run(e.to_string()))?;
     register(&mut s, &c)?;
     let seen = s.client().observed_addr();
     eprintln!(
@@ -132,13 +209,16 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
         while let Some(e) = s.client().poll_event() {
             match e {
                 Event::Message {
-                    from, text, seed, ..
+                    from,
+                    text,
+                    seed,
+                    verified,
                 } => {
                     let from = from.map(|f| f.as_str());
                     let line = if json {
-                        show::message_json(from, text, seed)
+                        show::message_json(from, text, seed, verified)
                     } else {
-                        show::message(from, text, seed)
+                        show::message(from, text, seed, verified)
                     };
                     if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                         // Nobody reads us any more.
@@ -147,6 +227,21 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
                 }
                 Event::RegistrationFailed(f) => {
                     return Err(Fail::run(format!("lost the registration: {f}")));
+                }
+                Event::KeyFirstSeen { .. } => {
+                    if let Some(line) = keep_key(&mut known, &e) {
+                        eprintln!("{line}");
+                    }
+                }
+                Event::KeyChanged {
+                    id,
+                    pinned,
+                    offered,
+                } => {
+                    eprintln!("{}", show::key_changed(id.as_str(), &pinned.0, &offered.0));
+                    eprintln!(
+                        "!!! (parley listen accepts no keys: use the chat's /accept {id} or parley send --accept-new-key)"
+                    );
                 }
                 e => {
                     if let Some(n) = show::notice(&e, &c.server_text) {
@@ -162,7 +257,8 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
 
 /// `parley who`: every online id, one per line, page after page.
 pub fn who(c: Common) -> Result<(), Fail> {
-    let mut s = Session::open(config(&c, None), c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s =
+        Session::open(config(&c, None), c.bind, None).map_err(|e| Fail::run(e.to_string()))?;
     let mut cursor = 0;
     // Bounded: a server holds at most 4 Mi ids, and a page holds many.
     for _ in 0..100_000 {
@@ -194,7 +290,8 @@ pub fn who(c: Common) -> Result<(), Fail> {
 /// `parley lookup ID`: `ID ADDR`.
 pub fn lookup(c: Common, id: IdBuf) -> Result<(), Fail> {
     let want: Id<'_> = id.as_id().ok_or_else(|| Fail::usage("bad id"))?;
-    let mut s = Session::open(config(&c, None), c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s =
+        Session::open(config(&c, None), c.bind, None).map_err(|e| Fail::run(e.to_string()))?;
     s.with(|cl, now| cl.lookup(now, want))
         .map_err(|e| Fail::run(e.to_string()))?;
     let line = until(&mut s, c.timeout, "looking up", |e| match e {
@@ -210,7 +307,8 @@ pub fn lookup(c: Common, id: IdBuf) -> Result<(), Fail> {
 
 /// `parley ping`: the round trip and the address the server sees.
 pub fn ping(c: Common) -> Result<(), Fail> {
-    let mut s = Session::open(config(&c, None), c.bind).map_err(|e| Fail::run(e.to_string()))?;
+    let mut s =
+        Session::open(config(&c, None), c.bind, None).map_err(|e| Fail::run(e.to_string()))?;
     // The core counts whole milliseconds; loopback needs finer.
     let t0 = Instant::now();
     s.with(|cl, now| cl.ping(now))
@@ -227,5 +325,42 @@ pub fn ping(c: Common) -> Result<(), Fail> {
         _ => None,
     })?;
     println!("{line}");
+    Ok(())
+}
+
+/// `parley whoami [--id ME]`: the id, the key's fingerprint, the key and
+/// where it is kept, one `name: value` a line.
+pub fn whoami(c: Common) -> Result<(), Fail> {
+    let me = c.identity()?;
+    let path = c.identity_path()?;
+    if let Some(id) = c.id.as_ref().and_then(IdBuf::as_id) {
+        println!("id: {id}");
+    }
+    let key = me.public();
+    println!("fingerprint: {}", identity::fingerprint(&key));
+    let mut hex = String::new();
+    crate::files::push_hex(&mut hex, &key);
+    println!("key: {hex}");
+    println!("identity: {}", path.display());
+    Ok(())
+}
+
+/// `parley verify ID`: the safety number of our key and the one pinned
+/// for ID, for the two people to compare by voice. Offline: it reads the
+/// identity and the known-peers file only.
+pub fn verify(c: Common, peer: IdBuf) -> Result<(), Fail> {
+    let peer = peer.as_id().ok_or_else(|| Fail::usage("bad id"))?;
+    let me = c.identity()?;
+    let known = c.known_peers()?;
+    let theirs = known.get(peer.as_str()).ok_or_else(|| {
+        Fail::run(format!(
+            "no key is known for {peer} yet (none in {}): exchange a message first",
+            known.path().display()
+        ))
+    })?;
+    println!("{}", identity::safety_line(&me.public(), &theirs));
+    eprintln!(
+        "parley: compare these digits with {peer}'s `parley verify` (or /verify) for you, by voice or in person; if they differ, someone is in between"
+    );
     Ok(())
 }

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant as StdInstant};
 
 use proto_core::Instant;
 use proto_core::client::{Client, Config};
-use proto_core::secure::Keypair;
+use proto_core::secure::PublicKey;
+use proto_core::wire::Id;
+
+use crate::identity::Identity;
+use crate::known_peers::KnownPeers;
 
 /// A client session on a real socket.
 pub struct Session {
@@ -17,18 +21,25 @@ pub struct Session {
     buf: Box<[u8; 2048]>,
 }
 
-/// 32 bytes from the operating system's random source.
+/// 32 bytes from the operating system's random source, for the client's
+/// session number, nonces, transaction ids and jitter.
 fn entropy() -> io::Result<[u8; 32]> {
     let mut out = [0u8; 32];
     getrandom::fill(&mut out)
-        .map_err(|e| io::Error::other(format!("no randomness from the operating system: {e}")))?;
+        .map_err(|e| io::Error::other(format!("the operating system gave no random bytes: {e}")))?;
     Ok(out)
 }
 
 impl Session {
     /// Bind a socket (on `bind`, or an ephemeral port of the server's
-    /// family) and start a client with `cfg`.
-    pub fn open(cfg: Config, bind: Option<SocketAddr>) -> io::Result<Session> {
+    /// family) and start a client with `cfg`, as `me` (with the peers'
+    /// keys in `known` pinned), or with a throwaway key for commands that
+    /// only ask the server.
+    pub fn open(
+        cfg: Config,
+        bind: Option<SocketAddr>,
+        me: Option<(&Identity, &KnownPeers)>,
+    ) -> io::Result<Session> {
         let local = bind.unwrap_or_else(|| match cfg.server {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
@@ -36,10 +47,26 @@ impl Session {
         let sock = UdpSocket::bind(local)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {local}: {e}")))?;
         let epoch = StdInstant::now();
-        // A key pair for this run; the identity file (kept across runs)
-        // is the cliid branch's.
-        let identity = Keypair::from_secret(entropy()?);
-        let client = Box::new(Client::new(cfg, Instant(0), entropy()?, identity));
+        let throwaway;
+        let ident = match me {
+            Some((i, _)) => i,
+            None => {
+                throwaway = Identity::generate().map_err(|e| io::Error::other(e.to_string()))?;
+                &throwaway
+            }
+        };
+        let mut client = Box::new(Client::new(cfg, Instant(0), entropy()?, ident.keypair()));
+        for (id, key) in me.map(|(_, k)| k.iter()).into_iter().flatten() {
+            // The file's ids were checked when it was read.
+            let Ok(id) = Id::new(id) else { continue };
+            client.pin(id, PublicKey(*key)).map_err(|e| {
+                io::Error::other(format!(
+                    "cannot load the known peers ({} of them; at most {}): {e}",
+                    me.map_or(0, |(_, k)| k.len()),
+                    proto_core::client::MAX_PINS
+                ))
+            })?;
+        }
         let mut s = Session {
             sock,
             client,

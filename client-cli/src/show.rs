@@ -4,24 +4,33 @@ use std::fmt::Write;
 
 use proto_core::client::{Event, Failure, Undelivered, What};
 
-/// A message line as people read it: `[alice] hello`.
-pub fn message(from: Option<&str>, text: &str, seed: bool) -> String {
-    match (from, seed) {
-        (Some(f), false) => format!("[{f}] {}", clean(text)),
-        (Some(f), true) => format!("[{f} (seed client)] {}", clean(text)),
-        (None, _) => format!("[someone (seed client)] {}", clean(text)),
+use crate::identity::fingerprint;
+
+/// A message line as people read it: `[alice] hello`. A message that did
+/// not come through a session with the sender's key (a seed client's plain
+/// `Message`) proves nothing about who sent it, and says so: the id shown
+/// is only whoever the server last said was at that address.
+pub fn message(from: Option<&str>, text: &str, seed: bool, verified: bool) -> String {
+    let who = from.unwrap_or("someone");
+    let text = clean(text);
+    match (verified, seed) {
+        (true, _) => format!("[{who}] {text}"),
+        (false, true) => format!("[{who} (unverified, seed client)] {text}"),
+        (false, false) => format!("[{who} (unverified)] {text}"),
     }
 }
 
-/// A message as one JSON object on one line.
-pub fn message_json(from: Option<&str>, text: &str, seed: bool) -> String {
+/// A message as one JSON object on one line; `authenticated` is false
+/// for a seed client's plain text, whose sender nothing proves.
+pub fn message_json(from: Option<&str>, text: &str, seed: bool, verified: bool) -> String {
     let from = match from {
         Some(f) => json_str(f),
         None => "null".into(),
     };
     format!(
-        "{{\"from\":{from},\"text\":{},\"seed\":{seed}}}",
-        json_str(text)
+        "{{\"from\":{from},\"text\":{},\"seed\":{seed},\"authenticated\":{}}}",
+        json_str(text),
+        verified
     )
 }
 
@@ -93,9 +102,7 @@ pub fn notice(e: &Event<'_>, server: &str) -> Option<String> {
             id,
             pinned,
             offered,
-        } => format!(
-            "! the key of {id} CHANGED (was {pinned}, now {offered}); messages to {id} are held"
-        ),
+        } => key_changed(id.as_str(), &pinned.0, &offered.0),
     })
 }
 
@@ -123,6 +130,31 @@ pub fn unconfirmed(to: &str) -> String {
     )
 }
 
+/// The warning for a peer whose key is not the one pinned for it: several
+/// lines, each starting with `!!!`, so that it cannot scroll by unseen.
+pub fn key_changed(id: &str, pinned: &[u8; 32], offered: &[u8; 32]) -> String {
+    format!(
+        "\
+!!! WARNING: {id}'s KEY HAS CHANGED. Someone may be pretending to be {id}.
+!!!   key first seen for {id}: {}
+!!!   key offered now:          {}
+!!! Nothing is sent to {id} until you accept the new key. Ask {id} (by voice,
+!!! not through this chat) whether they made a new key, and compare /verify {id}
+!!! with theirs; only then type /accept {id}.",
+        fingerprint(pinned),
+        fingerprint(offered)
+    )
+}
+
+/// The note for a peer seen for the first time.
+pub fn key_first_seen(id: &str, key: &[u8; 32], file: &std::path::Path) -> String {
+    format!(
+        "* first contact with {id}: key {} kept in {} (/verify {id} shows the number to compare)",
+        fingerprint(key),
+        file.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,18 +163,40 @@ mod tests {
     fn json_escapes() {
         assert_eq!(json_str("a\"b\\c\u{1}"), r#""a\"b\\c\u0001""#);
         assert_eq!(
-            message_json(Some("al"), "hi", false),
-            r#"{"from":"al","text":"hi","seed":false}"#
+            message_json(Some("al"), "hi", false, true),
+            r#"{"from":"al","text":"hi","seed":false,"authenticated":true}"#
         );
         assert_eq!(
-            message_json(None, "x", true),
-            r#"{"from":null,"text":"x","seed":true}"#
+            message_json(None, "x", true, false),
+            r#"{"from":null,"text":"x","seed":true,"authenticated":false}"#
         );
+    }
+
+    #[test]
+    fn a_changed_key_is_loud_and_says_what_to_do() {
+        let w = key_changed("bob", &[1; 32], &[2; 32]);
+        assert!(w.lines().count() >= 5);
+        assert!(w.lines().all(|l| l.starts_with("!!!")), "{w}");
+        assert!(w.contains("bob's KEY HAS CHANGED"));
+        assert!(w.contains(&fingerprint(&[1; 32])) && w.contains(&fingerprint(&[2; 32])));
+        assert!(w.contains("/verify bob") && w.contains("/accept bob"));
     }
 
     #[test]
     fn control_characters_cannot_reach_the_terminal() {
         assert_eq!(clean("a\u{1b}[2Jb"), "a\u{fffd}[2Jb");
-        assert_eq!(message(Some("x"), "hi", false), "[x] hi");
+        assert_eq!(message(Some("x"), "hi", false, true), "[x] hi");
+        assert_eq!(
+            message(Some("x"), "hi", true, false),
+            "[x (unverified, seed client)] hi"
+        );
+        assert_eq!(
+            message(None, "hi", true, false),
+            "[someone (unverified, seed client)] hi"
+        );
+        assert_eq!(
+            message(Some("x"), "hi", false, false),
+            "[x (unverified)] hi"
+        );
     }
 }

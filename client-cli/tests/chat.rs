@@ -45,7 +45,7 @@ fn send_is_delivered_and_listen_prints_it() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(
         wait_line(&bobj.out, "alice", T),
-        r#"{"from":"alice","text":"say \"hi\"","seed":false}"#
+        r#"{"from":"alice","text":"say \"hi\"","seed":false,"authenticated":true}"#
     );
     // The sender signed off: its id is free again at once.
     let r = parley(&["lookup", "--server", &server, "alice"], T);
@@ -276,7 +276,7 @@ fn a_raw_seed_message_is_shown() {
     seed.send_to(b"Message hi from the seed", addr).unwrap();
     assert_eq!(
         wait_line(&bob.out, "seed", T),
-        "[someone (seed client)] hi from the seed"
+        "[someone (unverified, seed client)] hi from the seed"
     );
 }
 
@@ -397,6 +397,14 @@ fn help_and_version() {
         "/msg ID TEXT",
         "/quit",
         "--server HOST:PORT",
+        "parley whoami",
+        "parley verify ID",
+        "/whoami",
+        "/verify ID",
+        "/accept ID",
+        "--identity FILE",
+        "--known-peers FILE",
+        "--accept-new-key",
     ] {
         assert!(r.stdout.contains(needle), "{needle}");
     }
@@ -431,7 +439,12 @@ fn interactive_mode_in_a_real_terminal_under_tmux() {
         }
     }
     let _kill = Kill(&tmux);
-    let cmd = format!("{PARLEY} --server {} --id tia", srv.addr);
+    let cfg = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "env XDG_CONFIG_HOME={} {PARLEY} --server {} --id tia",
+        cfg.path().display(),
+        srv.addr
+    );
     tmux(&[
         "new-session",
         "-d",

@@ -181,7 +181,7 @@ fn inner_session() {
     carol.type_line("hello bob, from the seed client");
     assert_eq!(
         wait_line(&bob.out, "hello bob", T),
-        "[someone (seed client)] hello bob, from the seed client"
+        "[someone (unverified, seed client)] hello bob, from the seed client"
     );
     // Alice (parley) writes to carol, known to run the seed client.
     let r = parley(

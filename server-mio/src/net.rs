@@ -27,7 +27,8 @@ pub enum Received<'a> {
 }
 
 /// The `mmsghdr` arrays of one batch call, kept between calls: zeroing
-/// them on every call was 3-4% of the server's time under load (perf).
+/// them on every call (13 KiB) shows in the server's profile under load
+/// (benches/RESULTS.md).
 /// Their pointers are set again before every call, so nothing stale is
 /// ever handed to the kernel.
 #[cfg(target_os = "linux")]

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -77,6 +78,9 @@ impl Drop for Server {
 /// A running `parley`; killed when dropped. Its output lines arrive on channels.
 pub struct Parley {
     pub child: Child,
+    /// Its configuration directory (identity, known peers), when the test
+    /// did not give one: a fresh one per process, removed when dropped.
+    pub home: Option<tempfile::TempDir>,
     pub stdin: Option<ChildStdin>,
     pub out: Receiver<String>,
     pub err: Receiver<String>,
@@ -101,10 +105,22 @@ fn pump(r: impl std::io::Read + Send + 'static) -> (Receiver<String>, Arc<Mutex<
 }
 
 impl Parley {
-    /// Start `parley args...` with piped stdin, stdout and stderr.
+    /// Start `parley args...` with piped stdin, stdout and stderr, and a
+    /// configuration directory of its own (`$XDG_CONFIG_HOME`), so that
+    /// each process has its own identity and none touches the user's.
     pub fn spawn(args: &[&str]) -> Parley {
+        let home = tempfile::tempdir().expect("a temporary directory");
+        let mut p = Parley::spawn_at(home.path(), args);
+        p.home = Some(home);
+        p
+    }
+
+    /// Start `parley args...` with `$XDG_CONFIG_HOME` set to `config`: the
+    /// same directory for several processes is the same person.
+    pub fn spawn_at(config: &Path, args: &[&str]) -> Parley {
         let mut child = Command::new(PARLEY)
             .args(args)
+            .env("XDG_CONFIG_HOME", config)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,6 +130,7 @@ impl Parley {
         let (err, err_seen) = pump(child.stderr.take().unwrap());
         Parley {
             stdin: child.stdin.take(),
+            home: None,
             child,
             out,
             err,
@@ -124,10 +141,23 @@ impl Parley {
 
     /// `parley listen --server S --id ID [extra]`, once it is registered.
     pub fn listen(server: SocketAddr, id: &str, extra: &[&str]) -> (Parley, SocketAddr) {
+        Parley::listen_in(None, server, id, extra)
+    }
+
+    /// `listen`, with `$XDG_CONFIG_HOME` set to `config` if given.
+    pub fn listen_in(
+        config: Option<&Path>,
+        server: SocketAddr,
+        id: &str,
+        extra: &[&str],
+    ) -> (Parley, SocketAddr) {
         let s = server.to_string();
         let mut args = vec!["listen", "--server", &s, "--id", id];
         args.extend_from_slice(extra);
-        let p = Parley::spawn(&args);
+        let p = match config {
+            Some(dir) => Parley::spawn_at(dir, &args),
+            None => Parley::spawn(&args),
+        };
         let line = wait_line(&p.err, "listening as", Duration::from_secs(20));
         let addr = line
             .split("the server sees ")
@@ -194,7 +224,15 @@ pub struct Done {
 
 /// Run `parley args...` to the end, killing it after `limit`.
 pub fn parley(args: &[&str], limit: Duration) -> Done {
-    let mut p = Parley::spawn(args);
+    finish(Parley::spawn(args), limit)
+}
+
+/// Run `parley args...` with `$XDG_CONFIG_HOME` set to `config`.
+pub fn parley_at(config: &Path, args: &[&str], limit: Duration) -> Done {
+    finish(Parley::spawn_at(config, args), limit)
+}
+
+fn finish(mut p: Parley, limit: Duration) -> Done {
     drop(p.stdin.take());
     let code = p.wait_exit(limit);
     // Let the reader threads catch the last lines.
@@ -256,15 +294,25 @@ pub struct Relay {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A change the relay makes to what the server sends: the new bytes, or
+/// `None` to pass the datagram on as it is.
+pub type Rewrite = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
 impl Relay {
     pub fn start(server: SocketAddr, f: Faults) -> Relay {
+        Relay::start_rewriting(server, f, None)
+    }
+
+    /// A relay that also passes every datagram from the server through
+    /// `rewrite`: a rogue server's stand-in.
+    pub fn start_rewriting(server: SocketAddr, f: Faults, rewrite: Option<Rewrite>) -> Relay {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(RelayStats::default()));
         let first = UdpSocket::bind("127.0.0.1:0").unwrap();
         first.set_nonblocking(true).unwrap();
         let front = first.local_addr().unwrap();
         let (s2, st2) = (stop.clone(), stats.clone());
-        let thread = thread::spawn(move || relay_loop(first, server, f, s2, st2));
+        let thread = thread::spawn(move || relay_loop(first, server, f, rewrite, s2, st2));
         Relay {
             front,
             stop,
@@ -296,6 +344,7 @@ fn relay_loop(
     first: UdpSocket,
     server: SocketAddr,
     f: Faults,
+    rewrite: Option<Rewrite>,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<RelayStats>>,
 ) {
@@ -326,6 +375,10 @@ fn relay_loop(
                         faces.len() - 1
                     }
                 };
+                let bytes = match &rewrite {
+                    Some(r) if from == server => r(&buf[..n]).unwrap_or_else(|| buf[..n].to_vec()),
+                    _ => buf[..n].to_vec(),
+                };
                 let mut st = stats.lock().unwrap();
                 if dice.percent(f.loss) {
                     st.dropped += 1;
@@ -347,7 +400,7 @@ fn relay_loop(
                         Instant::now() + Duration::from_millis(delay),
                         out,
                         to,
-                        buf[..n].to_vec(),
+                        bytes.clone(),
                     ));
                 }
             }

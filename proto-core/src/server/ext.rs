@@ -11,31 +11,18 @@
 use core::net::SocketAddr;
 
 use super::seed::NEVER;
-use super::text::Line;
-use super::{Outbox, Server, stats::Verb};
+use super::{Claim, Outbox, Server, stats::Verb};
 use crate::MAX_DATAGRAM;
-use crate::registry::{Entry, Handle, Owner, Subscription};
+use crate::registry::{Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
-use crate::wire::reply::{IdSeq, StatSeq};
+use crate::wire::body::{PageIds, StatCounters};
+use crate::wire::classify;
 use crate::wire::request::Header;
-use crate::wire::{
-    ErrorCode, FieldError, Id, IdBuf, ParseError, PublicKey, Reply, Request, Token, TxId,
-};
+use crate::wire::{ErrorCode, FieldError, Id, ParseError, PublicKey, Reply, Request, Token};
 
 /// Slots a `LIST` may visit for one page, so a sparse table cannot make
 /// one request expensive; the cursor says where to go on.
 const LIST_SCAN: u32 = 4096;
-
-/// Best effort at the transaction id of a request that did not parse, so
-/// the client can match the error to what it sent.
-pub(super) fn salvage_tx(d: &[u8]) -> Option<TxId<'_>> {
-    let mut words = d.split(|&b| b == b' ');
-    words.next()?;
-    let tx = words.next()?;
-    let tx = tx.strip_suffix(b"\n").unwrap_or(tx);
-    let tx = tx.strip_suffix(b"\r").unwrap_or(tx);
-    TxId::from_bytes(tx).ok()
-}
 
 fn parse_error_code(e: ParseError) -> ErrorCode {
     match e {
@@ -75,7 +62,7 @@ impl Server<'_> {
             now,
             out,
             src,
-            salvage_tx(d),
+            classify::tx(d),
             ErrorCode::RateLimited,
             d.len(),
         );
@@ -97,7 +84,7 @@ impl Server<'_> {
             Err(e) => {
                 if self.charge_request(now, src, false, d, out) {
                     let code = parse_error_code(e);
-                    self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                    self.send_error(now, out, src, classify::tx(d), code, unvalidated);
                 }
                 return;
             }
@@ -184,7 +171,7 @@ impl Server<'_> {
         self.stats.count_request(Verb::Reg);
         let lease = self.cfg.grant(lease);
         let expires = now + Millis::from_secs(u64::from(lease));
-        let (slot, token) = match self.find_live(now, id) {
+        let token = match self.find_live(now, id) {
             Some(slot) => {
                 // Renewal: only the token that owns the id may renew it, and
                 // the stored address follows the datagram's source.
@@ -209,31 +196,17 @@ impl Server<'_> {
                 let e = self.reg.get_mut(slot);
                 e.expires = expires;
                 e.lease = lease;
-                (slot, owned)
+                owned
             }
             None => {
-                self.admit(now, src)?;
-                let token = self.tokens.next();
-                let entry = Entry {
-                    id: IdBuf::from_id(id),
-                    addr: src,
-                    expires,
-                    lease,
-                    owner: Owner::Token(token),
-                    key,
-                    sub: Subscription::None,
-                    sub_seq: 0,
-                    sub_sent: NEVER,
-                };
-                let slot = self.reg.insert(entry).map_err(|_| {
-                    self.release_quota(src);
-                    ErrorCode::TableFull
-                })?;
-                self.joined(slot);
-                (slot, token)
+                let slot = self.enroll(now, src, id, lease, Claim::Token { key })?;
+                match self.reg.get(slot).owner {
+                    Owner::Token(t) => t,
+                    // `enroll` mints a token for every `Claim::Token`.
+                    Owner::Address => return Err(ErrorCode::TableFull),
+                }
             }
         };
-        let _ = slot;
         let reply = Reply::Registered {
             tx: h.tx,
             id,
@@ -338,9 +311,7 @@ impl Server<'_> {
         out: &mut impl Outbox,
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::List);
-        // Room for "PAGE <tx> <cursor>" and the ids after it.
-        let room = MAX_DATAGRAM - "PAGE  4294967295".len() - h.tx.as_bytes().len();
-        let mut ids = Line::new();
+        let mut ids = PageIds::new(h.tx);
         // Slots past the span have never held an entry: a lightly used
         // table lists in one page however large its capacity.
         let cap = self.reg.span() as u32;
@@ -348,15 +319,8 @@ impl Server<'_> {
         let end = cursor.saturating_add(LIST_SCAN).min(cap);
         while slot < end {
             if let Some((_, e)) = self.reg.at_slot(slot) {
-                if e.expires > now {
-                    let id = e.id.as_bytes();
-                    if ids.len() + 1 + id.len() > room {
-                        break;
-                    }
-                    if !ids.is_empty() {
-                        ids.push(b" ");
-                    }
-                    ids.push(id);
+                if e.expires > now && !ids.push(e.id.as_bytes()) {
+                    break;
                 }
             }
             slot += 1;
@@ -365,7 +329,7 @@ impl Server<'_> {
         let reply = Reply::Page {
             tx: h.tx,
             next,
-            ids: IdSeq(ids.as_str()),
+            ids: ids.ids(),
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())
@@ -432,27 +396,15 @@ impl Server<'_> {
         if !allowed {
             return Err(ErrorCode::Forbidden);
         }
-        // "STATS <tx> " comes before the counters; those that do not fit
-        // are left out whole (the metrics endpoint has all of them).
-        let room = MAX_DATAGRAM - "STATS  ".len() - h.tx.as_bytes().len();
-        let mut body = Line::new();
+        // Counters that do not fit are left out whole (the metrics
+        // endpoint has all of them).
+        let mut body = StatCounters::new(h.tx);
         self.stats.for_each(|name, value| {
-            let mut digits = [0u8; 20];
-            let v = super::text::decimal(value, &mut digits);
-            let sep = usize::from(!body.is_empty());
-            if body.len() + sep + name.len() + 1 + v.len() > room {
-                return;
-            }
-            if sep == 1 {
-                body.push(b" ");
-            }
-            body.push(name.as_bytes());
-            body.push(b"=");
-            body.push(v);
+            body.push(name, value);
         });
         let reply = Reply::Stats {
             tx: h.tx,
-            stats: StatSeq(body.as_str()),
+            stats: body.stats(),
         };
         self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())

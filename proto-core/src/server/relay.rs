@@ -180,7 +180,7 @@ impl Server<'_> {
         let req = match RelayRequest::parse(d) {
             Ok(r) => r,
             Err(_) => {
-                let tx = super::ext::salvage_tx(d);
+                let tx = crate::wire::classify::tx(d);
                 self.send_error(now, out, src, tx, ErrorCode::Malformed, unvalidated);
                 return;
             }

@@ -56,7 +56,7 @@ impl Server<'_> {
     ) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
-        if crate::wire::stun::is_stun(datagram) {
+        if crate::wire::classify::family(datagram) == crate::wire::classify::Family::Stun {
             self.handle_stun(now, src, datagram, out);
         } else {
             self.stats.drop_stun += 1;
@@ -71,8 +71,7 @@ impl Server<'_> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
-            self.stats.drop_rate_limited += 1;
+        if !self.charge_uncookied(now, src) {
             return;
         }
         let Ok(req) = BindingRequest::parse(datagram) else {

@@ -1084,3 +1084,40 @@ fn a_mapped_loopback_source_is_local() {
 
 mod keys;
 mod snapshot;
+
+#[test]
+fn a_planned_datagram_is_answered_as_an_unplanned_one() {
+    let mut plain = Harness::new(64, Config::default());
+    let mut planned = Harness::new(64, Config::default());
+    let c = "127.0.0.1:5000";
+    let ck = plain.cookie(c);
+    assert_eq!(planned.cookie(c), ck);
+    // Odd steps go with the plan of the step before, which names another
+    // id: a plan must be used for its own id only.
+    let script = [
+        format!("REG 2 {ck} alice"),
+        "ID carol".to_string(),
+        format!("LOOKUP 3 {ck} alice"),
+        "Peer carol".to_string(),
+        format!("LOOKUP 4 {ck} bob"),
+        "Quit carol".to_string(),
+        "Peer carol".to_string(),
+        format!("LOOKUP 5 {ck} alice"),
+    ];
+    let mut previous = None;
+    for (k, d) in script.iter().enumerate() {
+        plain.send(c, d);
+        let own = planned.server.plan(d.as_bytes());
+        let plan = if k % 2 == 0 { own } else { previous };
+        previous = own;
+        planned
+            .server
+            .handle_planned(planned.now, addr(c), d.as_bytes(), plan, &mut planned.out);
+        plain.tick();
+        planned.tick();
+        let answer = plain.take();
+        assert!(!answer.is_empty() || d.starts_with("Quit"), "{d}");
+        assert_eq!(planned.take(), answer, "{d}");
+        planned.server.audit(planned.now).unwrap();
+    }
+}
