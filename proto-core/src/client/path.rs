@@ -21,7 +21,8 @@ use super::tunnel::{Initiating, Link};
 /// A peer the server placed this recently is not asked about again
 /// (unless its path goes silent).
 const RESOLVE_AGAIN: Millis = Millis(10_000);
-/// How long a peer that never answered a probe is taken for a seed client.
+/// How long a keyless peer that never answered a handshake is taken for a
+/// seed client.
 const SEED_GUESS_FOR: Millis = Millis(60_000);
 /// Candidate addresses tried for one peer.
 const MAX_CANDIDATES: usize = 4;
@@ -31,7 +32,7 @@ const MAX_CANDIDATES: usize = 4;
 pub(super) enum Kind {
     /// Not heard from yet.
     Unknown,
-    /// Answers probes and acknowledges.
+    /// Answered a handshake: a session carries its chat.
     Parley,
     /// The seed's client: gets `Message <text>`.
     Seed,
