@@ -40,16 +40,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, SocketAddrV6};
 
 use arbitrary::{Result, Unstructured};
-use proto_core::limit::{QuotaCell, RateCell};
-use proto_core::registry::Slot;
 use proto_core::registry::{Entry, Owner};
-use proto_core::server::{Config, Layout, Server, Storage, VecOutbox};
+use proto_core::server::{Config, Server, VecOutbox};
 use proto_core::time::Millis;
 use proto_core::wire::seed::Refusal;
 use proto_core::wire::{
     Cookie, ErrorCode, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token,
 };
 use proto_core::{Instant, MAX_DATAGRAM, SEED_MAX_LIST};
+use testkit::tables::Tables;
 
 use crate::make::{self, same_ext};
 
@@ -170,17 +169,8 @@ fn run_script(script: &[u8]) {
 /// A server of `capacity` over fresh tables, with its model, for `f`; the
 /// state is checked before `f` and traced after.
 fn with_harness(cfg: Config, capacity: usize, entropy: [u8; 32], f: impl FnOnce(&mut Harness<'_>)) {
-    let l = Layout::for_capacity(capacity);
-    let mut slots = vec![Slot::EMPTY; l.slots];
-    let mut index = vec![0u32; l.index];
-    let mut rate = vec![RateCell::EMPTY; l.rate];
-    let mut quota = vec![QuotaCell::EMPTY; l.quota];
-    let storage = Storage {
-        slots: &mut slots,
-        index: &mut index,
-        rate: &mut rate,
-        quota: &mut quota,
-    };
+    let mut tables = Tables::new(capacity);
+    let storage = tables.storage();
     let server = Server::new(cfg.clone(), storage, entropy).expect("a valid configuration");
     let mut h = Harness {
         server,

@@ -8,9 +8,11 @@
 //! - [`bins`]: where the workspace's binaries were built.
 //! - [`parley`]: the real server and client processes inside lab nodes.
 //! - [`python`]: third-party clients from PyPI in a virtual environment.
+//! - [`tables`]: the registration tables an in-process server runs over.
 
 pub mod bins;
 pub mod matrix;
 pub mod natlab;
 pub mod parley;
 pub mod python;
+pub mod tables;
