@@ -9,10 +9,12 @@
 //! - [`parley`]: the real server and client processes inside lab nodes.
 //! - [`python`]: third-party clients from PyPI in a virtual environment.
 //! - [`tables`]: the registration tables an in-process server runs over.
+//! - [`peers`]: two sans-IO clients for benchmarks and fuzz targets.
 
 pub mod bins;
 pub mod matrix;
 pub mod natlab;
 pub mod parley;
+pub mod peers;
 pub mod python;
 pub mod tables;
