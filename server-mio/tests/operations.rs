@@ -77,20 +77,12 @@ fn a_loopback_bind_is_not_warned_about() {
 /// own whose loopback also carries 192.0.2.1; returns its log, or `None`
 /// where no namespace can be made.
 fn log_in_namespace(args: &str) -> Option<String> {
-    let in_namespace = Command::new("unshare")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !in_namespace {
-        return None;
-    }
     let script = format!(
-        "ip link set lo up && ip addr add 192.0.2.1/32 dev lo && \
+        "ip addr add 192.0.2.1/32 dev lo && \
          {{ {bin} {args} & srv=$!; sleep 0.5; kill $srv; wait $srv; }}",
         bin = BIN
     );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
+    let out = testkit::netns::sh(&script)?
         .output()
         .expect("run the server in a namespace");
     Some(String::from_utf8_lossy(&out.stderr).into_owned())

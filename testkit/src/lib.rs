@@ -10,11 +10,15 @@
 //! - [`python`]: third-party clients from PyPI in a virtual environment.
 //! - [`tables`]: the registration tables an in-process server runs over.
 //! - [`peers`]: two sans-IO clients for benchmarks and fuzz targets.
+//! - [`server`]: a real server loop on a thread of the test's process.
+//! - [`netns`]: running a test inside a network namespace of its own.
 
 pub mod bins;
 pub mod matrix;
 pub mod natlab;
+pub mod netns;
 pub mod parley;
 pub mod peers;
 pub mod python;
+pub mod server;
 pub mod tables;
