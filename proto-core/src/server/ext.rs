@@ -23,6 +23,35 @@ use crate::wire::{ErrorCode, FieldError, Id, ParseError, PublicKey, Reply, Reque
 /// one request expensive; the cursor says where to go on.
 const LIST_SCAN: u32 = 4096;
 
+/// What every handler is asked with: when, by whom, and the transaction
+/// its reply echoes.
+#[derive(Clone, Copy)]
+struct Asked<'r> {
+    now: Instant,
+    src: SocketAddr,
+    tx: TxId<'r>,
+}
+
+/// A handler's reply, which `handle_ext` sends, or the error it sends
+/// instead.
+type Answer<'r> = Result<Reply<'r>, ErrorCode>;
+
+/// The counter a cookied request counts in.
+fn verb(req: &Request<'_>) -> Verb {
+    match req {
+        Request::Hello { .. } => Verb::Hello,
+        Request::Register { .. } => Verb::Reg,
+        Request::Keepalive { .. } => Verb::Keep,
+        Request::Lookup { .. } => Verb::Lookup,
+        Request::Introduce { .. } => Verb::Intro,
+        Request::List { .. } => Verb::List,
+        Request::Subscribe { .. } => Verb::Sub,
+        Request::Unsubscribe { .. } => Verb::Unsub,
+        Request::Quit { .. } => Verb::Quit,
+        Request::Stats { .. } => Verb::Stats,
+    }
+}
+
 fn parse_error_code(e: ParseError) -> ErrorCode {
     match e {
         ParseError::UnknownVerb => ErrorCode::UnknownVerb,
@@ -99,7 +128,7 @@ impl Server<'_> {
             Some(h) => h,
             None => {
                 let tx = req.tx();
-                self.stats.count_request(Verb::Hello);
+                self.stats.count_request(verb(&req));
                 let cookie = self.cookies.issue(now, src);
                 let reply = Reply::Cookie {
                     tx,
@@ -115,6 +144,8 @@ impl Server<'_> {
             return;
         }
         let tx = h.tx;
+        let a = Asked { now, src, tx };
+        self.stats.count_request(verb(&req));
         // LIST and STATS build their bodies here, beside the reply that
         // borrows them, so every handler hands back its reply and this one
         // place writes it into the outbox.
@@ -128,12 +159,12 @@ impl Server<'_> {
                 token,
                 key,
                 ..
-            } => self.register(now, src, tx, id, lease, token, key),
-            Request::Keepalive { id, token, .. } => self.keepalive(now, src, tx, id, token),
-            Request::Lookup { id, .. } => self.lookup(now, tx, id),
+            } => self.register(a, id, lease, token, key),
+            Request::Keepalive { id, token, .. } => self.keepalive(a, id, token),
+            Request::Lookup { id, .. } => self.lookup(a, id),
             Request::Introduce {
                 id, token, target, ..
-            } => self.introduce(now, src, tx, id, token, target, out),
+            } => self.introduce(a, id, token, target, out),
             Request::List { cursor, .. } => {
                 page = PageIds::new(tx);
                 let next = self.list(now, cursor, &mut page);
@@ -143,11 +174,9 @@ impl Server<'_> {
                     ids: page.ids(),
                 })
             }
-            Request::Subscribe { id, token, .. } => self.subscribe(now, src, tx, id, token, true),
-            Request::Unsubscribe { id, token, .. } => {
-                self.subscribe(now, src, tx, id, token, false)
-            }
-            Request::Quit { id, token, .. } => self.quit(now, tx, id, token),
+            Request::Subscribe { id, token, .. } => self.subscribe(a, id, token, true),
+            Request::Unsubscribe { id, token, .. } => self.subscribe(a, id, token, false),
+            Request::Quit { id, token, .. } => self.quit(a, id, token),
             Request::Stats { admin, .. } => {
                 counters = StatCounters::new(tx);
                 self.stats_body(src, admin, &mut counters)
@@ -172,18 +201,14 @@ impl Server<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn register<'r>(
         &mut self,
-        now: Instant,
-        src: SocketAddr,
-        tx: TxId<'r>,
+        Asked { now, src, tx }: Asked<'r>,
         id: Id<'r>,
         lease: Option<u32>,
         token: Option<Token>,
         key: Option<PublicKey>,
-    ) -> Result<Reply<'r>, ErrorCode> {
-        self.stats.count_request(Verb::Reg);
+    ) -> Answer<'r> {
         let lease = self.cfg.grant(lease);
         let expires = now + Millis::from_secs(u64::from(lease));
         let token = match self.find_live(now, id) {
@@ -231,15 +256,8 @@ impl Server<'_> {
         })
     }
 
-    fn keepalive<'r>(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        tx: TxId<'r>,
-        id: Id<'_>,
-        token: Token,
-    ) -> Result<Reply<'r>, ErrorCode> {
-        self.stats.count_request(Verb::Keep);
+    fn keepalive<'r>(&mut self, a: Asked<'r>, id: Id<'_>, token: Token) -> Answer<'r> {
+        let Asked { now, src, tx } = a;
         let slot = self.owned(now, id, token)?;
         self.rebind(slot, src)?;
         let e = self.reg.get_mut(slot);
@@ -253,13 +271,7 @@ impl Server<'_> {
         })
     }
 
-    fn lookup<'r>(
-        &mut self,
-        now: Instant,
-        tx: TxId<'r>,
-        id: Id<'r>,
-    ) -> Result<Reply<'r>, ErrorCode> {
-        self.stats.count_request(Verb::Lookup);
+    fn lookup<'r>(&mut self, Asked { now, tx, .. }: Asked<'r>, id: Id<'r>) -> Answer<'r> {
         let slot = self.find_live(now, id).ok_or(ErrorCode::NoSuchId)?;
         let e = self.reg.get(slot);
         Ok(Reply::At {
@@ -271,18 +283,14 @@ impl Server<'_> {
     }
 
     /// Besides its reply, `INTRO` sends the target a `PUNCH`.
-    #[allow(clippy::too_many_arguments)]
     fn introduce<'r>(
         &mut self,
-        now: Instant,
-        src: SocketAddr,
-        tx: TxId<'r>,
+        Asked { now, src, tx }: Asked<'r>,
         id: Id<'_>,
         token: Token,
         target: Id<'r>,
         out: &mut impl Outbox,
-    ) -> Result<Reply<'r>, ErrorCode> {
-        self.stats.count_request(Verb::Intro);
+    ) -> Answer<'r> {
         // Only a registered requester may make the server send to a third
         // party, and the target learns who asked.
         let me = self.owned(now, id, token)?;
@@ -310,7 +318,6 @@ impl Server<'_> {
     /// Fill `ids` with a page of live ids from `cursor` on; the cursor of
     /// the next page, 0 after the last.
     fn list(&mut self, now: Instant, cursor: u32, ids: &mut PageIds) -> u32 {
-        self.stats.count_request(Verb::List);
         // Slots past the span have never held an entry: a lightly used
         // table lists in one page however large its capacity.
         let cap = self.reg.span() as u32;
@@ -327,17 +334,8 @@ impl Server<'_> {
         if slot >= cap { 0 } else { slot }
     }
 
-    fn subscribe<'r>(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        tx: TxId<'r>,
-        id: Id<'_>,
-        token: Token,
-        on: bool,
-    ) -> Result<Reply<'r>, ErrorCode> {
-        self.stats
-            .count_request(if on { Verb::Sub } else { Verb::Unsub });
+    fn subscribe<'r>(&mut self, a: Asked<'r>, id: Id<'_>, token: Token, on: bool) -> Answer<'r> {
+        let Asked { now, src, tx } = a;
         let slot = self.owned(now, id, token)?;
         self.rebind(slot, src)?;
         let reply = if on {
@@ -357,12 +355,10 @@ impl Server<'_> {
 
     fn quit<'r>(
         &mut self,
-        now: Instant,
-        tx: TxId<'r>,
+        Asked { now, tx, .. }: Asked<'r>,
         id: Id<'r>,
         token: Token,
-    ) -> Result<Reply<'r>, ErrorCode> {
-        self.stats.count_request(Verb::Quit);
+    ) -> Answer<'r> {
         let slot = self.owned(now, id, token)?;
         self.remove(slot);
         Ok(Reply::Bye { tx, id })
@@ -376,7 +372,6 @@ impl Server<'_> {
         admin: Option<Token>,
         body: &mut StatCounters,
     ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::Stats);
         // On a dual-stack socket a local IPv4 client is ::ffff:127.0.0.1.
         let allowed = src.ip().to_canonical().is_loopback()
             || (self.cfg.admin_token.is_some() && admin == self.cfg.admin_token);
