@@ -344,6 +344,20 @@ impl Model {
         );
     }
 
+    /// A reply to a request naming `id` that is none of its successes:
+    /// `no-such-id` must be true, any other error (or silence) may be,
+    /// and anything else is a bug.
+    fn not_served(&self, verb: &str, id: &str, now: Instant, rep: &Option<Reply<'_>>) {
+        match rep {
+            Some(Reply::Error {
+                code: ErrorCode::NoSuchId,
+                ..
+            }) => self.missing(id, now),
+            None | Some(Reply::Error { .. }) => {}
+            r => panic!("{verb} answered with {r:?}"),
+        }
+    }
+
     /// A request that names `id` with `token` succeeded.
     fn owned_by(&self, id: &str, token: Token, now: Instant) {
         if let Some(s) = self.ids.get(id).filter(|s| now.0 < s.sure_until) {
@@ -1026,12 +1040,7 @@ impl Harness<'_> {
                     let until = now.0 + u64::from(lease) * 1000;
                     m.definite(id.as_str(), src, until, token);
                 }
-                Some(Reply::Error {
-                    code: ErrorCode::NoSuchId,
-                    ..
-                }) => m.missing(id.as_str(), now),
-                ref r if err(r) => {}
-                r => panic!("KEEP answered with {r:?}"),
+                r => m.not_served("KEEP", id.as_str(), now, &r),
             },
             Request::Lookup { id, .. } => match rep {
                 Some(Reply::At {
@@ -1044,12 +1053,7 @@ impl Harness<'_> {
                     m.served(id.as_str(), addr, now, false);
                     m.reported(id.as_str(), kind, now);
                 }
-                Some(Reply::Error {
-                    code: ErrorCode::NoSuchId,
-                    ..
-                }) => m.missing(id.as_str(), now),
-                ref r if err(r) => {}
-                r => panic!("LOOKUP answered with {r:?}"),
+                r => m.not_served("LOOKUP", id.as_str(), now, &r),
             },
             Request::Introduce {
                 id, token, target, ..
@@ -1116,12 +1120,7 @@ impl Harness<'_> {
                         m.owned_by(id.as_str(), token, now);
                         m.id(id.as_str()).addrs = BTreeSet::from([src]);
                     }
-                    Some(Reply::Error {
-                        code: ErrorCode::NoSuchId,
-                        ..
-                    }) => m.missing(id.as_str(), now),
-                    ref r if err(r) => {}
-                    r => panic!("SUB/UNSUB answered with {r:?}"),
+                    r => m.not_served("SUB/UNSUB", id.as_str(), now, &r),
                 }
             }
             Request::Quit { id, token, .. } => match rep {
@@ -1134,12 +1133,7 @@ impl Harness<'_> {
                     s.sure_until = 0;
                     s.token = None;
                 }
-                Some(Reply::Error {
-                    code: ErrorCode::NoSuchId,
-                    ..
-                }) => m.missing(id.as_str(), now),
-                ref r if err(r) => {}
-                r => panic!("QUIT answered with {r:?}"),
+                r => m.not_served("QUIT", id.as_str(), now, &r),
             },
             Request::Stats { admin, .. } => match rep {
                 Some(Reply::Stats { tx, stats }) => {
