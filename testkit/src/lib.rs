@@ -12,6 +12,8 @@
 //! - [`peers`]: two sans-IO clients for benchmarks and fuzz targets.
 //! - [`server`]: a real server loop on a thread of the test's process.
 //! - [`netns`]: running a test inside a network namespace of its own.
+//! - [`udp`]: the text protocol from a plain socket (cookie, register).
+//! - [`rng`]: the one small seeded random generator.
 
 pub mod bins;
 pub mod matrix;
@@ -20,5 +22,7 @@ pub mod netns;
 pub mod parley;
 pub mod peers;
 pub mod python;
+pub mod rng;
 pub mod server;
 pub mod tables;
+pub mod udp;
