@@ -109,22 +109,10 @@ pub fn serve_with(
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(st);
         }
-        hdrs.aim_rx(&mut bufs);
-        let msgs = hdrs.msgs();
         // Block for the first datagram, then take what else is waiting.
-        // SAFETY: every entry points into live buffers of the sizes given.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                flags,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
+        let n = match hdrs.recv_into(fd, &mut bufs, flags) {
+            Ok(n) => n,
+            Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock if epoll.is_some() => {
                     if let Some(ep) = &epoll {
                         ep.wait(100);
@@ -136,9 +124,9 @@ pub fn serve_with(
                 | io::ErrorKind::Interrupted
                 | io::ErrorKind::ConnectionRefused => continue,
                 _ => return Err(e),
-            }
-        }
-        let n = n as usize;
+            },
+        };
+        let msgs = hdrs.msgs();
         st.received += n as u64;
         for m in msgs.iter_mut().take(n) {
             // Send back exactly what came, to where it came from.

@@ -66,11 +66,41 @@ impl MmsgHdrs {
 
     /// Point every entry at its receive buffer in `bufs` and at room for
     /// any source address, before a `recvmmsg`.
-    pub fn aim_rx(&mut self, bufs: &mut [[u8; RX_BUF]]) {
+    fn aim_rx(&mut self, bufs: &mut [[u8; RX_BUF]]) {
         let room = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         for (i, buf) in bufs.iter_mut().enumerate().take(BATCH) {
             self.aim(i, buf, room);
         }
+    }
+
+    /// Receive up to [`BATCH`] datagrams from `fd` into `bufs` with the
+    /// given `recvmmsg` flags; how many came. Entry `i`'s length, flags and
+    /// source are then in [`MmsgHdrs::msgs`].
+    #[inline]
+    pub fn recv_into(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        bufs: &mut [[u8; RX_BUF]],
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
+        self.aim_rx(bufs);
+        let room = bufs.len().min(BATCH);
+        // SAFETY: the first `room` entries point into `bufs` and `names`,
+        // which outlive the call, with their lengths; the kernel writes
+        // within them.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                room as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     /// The headers, as aimed, for `recvmmsg` and `sendmmsg`.
@@ -122,24 +152,17 @@ impl RxBatch {
     #[cfg(target_os = "linux")]
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        self.hdrs.aim_rx(&mut self.bufs);
-        let MmsgHdrs { names, msgs, .. } = &mut *self.hdrs;
-        // SAFETY: every pointer in `msgs` points into buffers that outlive
-        // the call, with the lengths given; the kernel writes within them.
-        let n = unsafe {
-            libc::recvmmsg(
-                sock.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        let got = self
+            .hdrs
+            .recv_into(sock.as_raw_fd(), &mut self.bufs, libc::MSG_DONTWAIT);
+        let n = match got {
+            Ok(n) => n,
+            Err(e) => {
+                self.count = 0;
+                return Err(e);
+            }
         };
-        if n < 0 {
-            self.count = 0;
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
+        let MmsgHdrs { names, msgs, .. } = &*self.hdrs;
         for i in 0..n {
             self.lens[i] = msgs[i].msg_len as usize;
             self.truncated[i] = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
