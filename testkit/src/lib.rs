@@ -14,6 +14,7 @@
 //! - [`netns`]: running a test inside a network namespace of its own.
 //! - [`udp`]: the text protocol from a plain socket (cookie, register).
 //! - [`rng`]: the one small seeded random generator.
+//! - [`process`]: a program that should stop by itself, on a deadline.
 
 pub mod bins;
 pub mod matrix;
@@ -21,6 +22,7 @@ pub mod natlab;
 pub mod netns;
 pub mod parley;
 pub mod peers;
+pub mod process;
 pub mod python;
 pub mod rng;
 pub mod server;
