@@ -175,21 +175,25 @@ impl Default for RunOpts {
 }
 
 /// What the command line asks for.
+/// How to serve as the echo floor.
+#[derive(Debug)]
+pub struct EchoOpts {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// Stop after this long, if given.
+    pub duration: Option<Duration>,
+    /// Wait in epoll as parley-server does, rather than in `recvmmsg`.
+    pub epoll: bool,
+    /// Send with the don't-fragment bit, as parley-server does.
+    pub df: bool,
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Generate load.
     Run(Box<RunOpts>),
     /// Serve as the echo floor.
-    Echo {
-        /// Where to listen.
-        bind: SocketAddr,
-        /// Stop after this long, if given.
-        duration: Option<Duration>,
-        /// Wait in epoll as parley-server does, rather than in `recvmmsg`.
-        epoll: bool,
-        /// Send with the don't-fragment bit, as parley-server does.
-        df: bool,
-    },
+    Echo(EchoOpts),
     /// Print the server's counters.
     Stats {
         /// The server.
@@ -333,12 +337,12 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
             let epoll = args.contains("--epoll");
             let df = args.contains("--df");
             finish(args)?;
-            Ok(Command::Echo {
+            Ok(Command::Echo(EchoOpts {
                 bind,
                 duration,
                 epoll,
                 df,
-            })
+            }))
         }
         "stats" => {
             let target =
@@ -665,20 +669,15 @@ mod tests {
     #[test]
     fn subcommands_are_recognised() {
         match parse(vec!["echo".into(), "--bind".into(), "127.0.0.1:0".into()]).unwrap() {
-            Command::Echo {
-                bind,
-                duration,
-                epoll,
-                df,
-            } => {
-                assert_eq!(bind.port(), 0);
-                assert_eq!((duration, epoll, df), (None, false, false));
+            Command::Echo(o) => {
+                assert_eq!(o.bind.port(), 0);
+                assert_eq!((o.duration, o.epoll, o.df), (None, false, false));
             }
             other => panic!("{other:?}"),
         }
         let args = ["echo", "--bind", "127.0.0.1:0", "--epoll", "--df"];
         match parse(args.iter().map(|a| a.into()).collect()).unwrap() {
-            Command::Echo { epoll, df, .. } => assert_eq!((epoll, df), (true, true)),
+            Command::Echo(o) => assert_eq!((o.epoll, o.df), (true, true)),
             other => panic!("{other:?}"),
         }
         assert!(matches!(

@@ -32,18 +32,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Echo {
-            bind,
-            duration,
-            epoll,
-            df,
-        } => {
-            let wait = if epoll {
+        Command::Echo(o) => {
+            let wait = if o.epoll {
                 echo::Wait::Epoll
             } else {
                 echo::Wait::Recv
             };
-            match echo::run(bind, duration, Arc::new(AtomicBool::new(false)), wait, df) {
+            let stop = Arc::new(AtomicBool::new(false));
+            match echo::run(o.bind, o.duration, stop, wait, o.df) {
                 Ok(st) => {
                     eprintln!("echo: {} received, {} sent", st.received, st.sent);
                     ExitCode::SUCCESS

@@ -26,6 +26,7 @@ use proto_core::wire::stun::{self, BindingRequest, BindingSuccess};
 use proto_core::wire::{
     Cookie, ErrorCode, Id, PublicKey, Reply, Request, SeedReply, SeedRequest, Token, TxId,
 };
+use testkit::rng::XorShift;
 
 /// Payload octets of a relay frame in the relay workload: the size of a
 /// short encrypted chat datagram.
@@ -405,12 +406,9 @@ pub fn same_id(got: &[u8], prefix: &[u8], want: IdRef) -> bool {
 pub fn garbage(buf: &mut [u8], rnd: u64) -> usize {
     let len = 8 + (rnd % 120) as usize;
     let len = len.min(buf.len());
-    let mut x = rnd | 1;
+    let mut x = XorShift::new(rnd | 1);
     for b in buf[..len].iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let v = (x >> 24) as u8;
+        let v = (x.next_u64() >> 24) as u8;
         *b = if v == b' ' { b'_' } else { v };
     }
     // Lower case first byte: never one of the verbs, which are upper or mixed case.

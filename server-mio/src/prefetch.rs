@@ -119,9 +119,8 @@ fn prefetch(p: *const u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::limit::{QuotaCell, RateCell};
     use proto_core::registry::Slot;
-    use proto_core::server::{Config, Layout, Storage};
+    use proto_core::server::Config;
 
     #[test]
     fn the_lines_of_a_value_cover_it_whole_one_address_per_line() {
@@ -141,13 +140,7 @@ mod tests {
 
     #[test]
     fn every_datagram_that_names_an_id_is_planned_in_order() {
-        let l = Layout::for_capacity(1024);
-        let storage = Storage {
-            slots: Vec::leak(vec![Slot::EMPTY; l.slots]),
-            index: Vec::leak(vec![0u32; l.index]),
-            rate: Vec::leak(vec![RateCell::EMPTY; l.rate]),
-            quota: Vec::leak(vec![QuotaCell::EMPTY; l.quota]),
-        };
+        let storage = testkit::tables::leaked(1024);
         let server = Server::new(Config::default(), storage, [3; 32]).unwrap();
         let batch: [Option<&[u8]>; 4] = [
             Some(b"LOOKUP 1 - alice"),

@@ -38,6 +38,8 @@ mod snapshot;
 mod stats;
 mod stun;
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 
 pub use outbox::VecOutbox;
@@ -403,6 +405,13 @@ impl<'a> Server<'a> {
         })
     }
 
+    /// Every datagram counts in, whichever port it came to and whatever
+    /// becomes of it.
+    fn count_in(&mut self, datagram: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+    }
+
     /// Handle one datagram from `src` that arrived at `now`.
     pub fn handle(
         &mut self,
@@ -411,8 +420,7 @@ impl<'a> Server<'a> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += datagram.len() as u64;
+        self.count_in(datagram);
         match classify::family(datagram) {
             Family::Stun => self.handle_stun(now, src, datagram, out),
             // Relayed data has its own per-session and global budgets.

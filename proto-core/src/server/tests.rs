@@ -4,15 +4,13 @@
 extern crate std;
 
 use std::boxed::Box;
+use std::format;
 use std::string::{String, ToString};
 use std::vec::Vec;
-use std::{format, vec};
 
 use core::net::SocketAddr;
 
 use super::*;
-use crate::limit::{QuotaCell, RateCell};
-use crate::registry::Slot;
 use crate::wire::{Cookie, Id, Reply, Token};
 
 struct Harness {
@@ -21,23 +19,13 @@ struct Harness {
     now: Instant,
 }
 
-fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
-    Box::leak(vec![v; n].into_boxed_slice())
-}
-
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
 impl Harness {
     fn new(capacity: usize, cfg: Config) -> Self {
-        let l = Layout::for_capacity(capacity);
-        let storage = Storage {
-            slots: leak(Slot::EMPTY, l.slots),
-            index: leak(0u32, l.index),
-            rate: leak(RateCell::EMPTY, l.rate),
-            quota: leak(QuotaCell::EMPTY, l.quota),
-        };
+        let storage = testing::leaked_storage(capacity);
         Harness {
             server: Server::new(cfg, storage, [42; 32]).unwrap(),
             out: VecOutbox::new(),
