@@ -37,9 +37,10 @@
 //!   sent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 use arbitrary::{Result, Unstructured};
+use proto_core::limit::NetLimits;
 use proto_core::registry::{Entry, Owner};
 use proto_core::server::{Config, Server, VecOutbox};
 use proto_core::time::Millis;
@@ -1155,6 +1156,43 @@ impl Harness<'_> {
     }
 
     /// The invariants that hold between any two steps.
+    /// No source and no network holds more live ids than its quota: per
+    /// IPv4 address or IPv6 /64, per IPv4 /24, per IPv6 /56 and /48 (the
+    /// server counts in hashed cells, where a collision only makes a limit
+    /// stricter, so the exact counts here can never exceed them).
+    fn check_quotas(&self) {
+        let nets = NetLimits::for_capacity(self.model.capacity, self.model.cfg.quota_per_source);
+        let mut held: BTreeMap<(u8, Vec<u8>), u16> = BTreeMap::new();
+        for e in self.server.entries().filter(|e| self.now < e.expires) {
+            let ip = e.addr.ip().to_canonical();
+            let prefixes: Vec<(u8, Vec<u8>, u16)> = match ip {
+                IpAddr::V4(v4) => {
+                    let o = v4.octets();
+                    vec![
+                        (32, o.to_vec(), self.model.cfg.quota_per_source),
+                        (24, o[..3].to_vec(), nets.v4_24),
+                    ]
+                }
+                IpAddr::V6(v6) => {
+                    let o = v6.octets();
+                    vec![
+                        (64, o[..8].to_vec(), self.model.cfg.quota_per_source),
+                        (56, o[..7].to_vec(), nets.v6_56),
+                        (48, o[..6].to_vec(), nets.v6_48),
+                    ]
+                }
+            };
+            for (len, prefix, limit) in prefixes {
+                let n = held.entry((len, prefix.clone())).or_insert(0);
+                *n += 1;
+                assert!(
+                    *n <= limit,
+                    "/{len} {prefix:?} holds {n} live ids, over its quota of {limit}"
+                );
+            }
+        }
+    }
+
     fn check_state(&self) {
         if let Err(e) = self.server.audit(self.now) {
             panic!("audit at {:?}: {e}", self.now);
@@ -1182,6 +1220,9 @@ impl Harness<'_> {
         assert!(live_sure <= self.model.capacity, "more live ids than slots");
         if self.model.cfg.strict {
             assert_eq!(stats.seed_refused, 0);
+        }
+        if self.model.cfg.limits {
+            self.check_quotas();
         }
         for (a, &out) in &self.model.bytes_out {
             if !self.model.exempt(*a) {
