@@ -273,6 +273,7 @@ fn admin_token(
         }
         (Some(t), None, _) => (t, "--admin-token".to_string()),
         (None, Some(path), _) => {
+            refuse_shared_secret_file(&path)?;
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 CliError(format!(
                     "--admin-token-file: cannot read {}: {e}",
@@ -290,6 +291,28 @@ fn admin_token(
     Token::parse(text.as_bytes())
         .map(Some)
         .map_err(|_| CliError(format!("{from}: must be exactly 16 lowercase hex digits")))
+}
+
+/// A token file that others on the host can read gives the token away as
+/// surely as a command line would, so it is refused, as SSH refuses keys.
+fn refuse_shared_secret_file(path: &std::path::Path) -> Result<(), CliError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(CliError(format!(
+                    "--admin-token-file: {} can be read by others (mode {mode:o}): run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                )));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The warning a server bound to `bound` should log, if any: one that
@@ -389,6 +412,16 @@ mod tests {
         let path = dir.join("token");
         std::fs::write(&path, "00000000000000cd\n").unwrap();
         let p = path.to_str().unwrap();
+        // Readable by others: refused, whatever it holds.
+        let mode =
+            |m| std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(m));
+        mode(0o644).unwrap();
+        let e = run_env(&["--admin-token-file", p], None).unwrap_err();
+        assert!(
+            e.to_string().contains("can be read by others (mode 644)"),
+            "{e}"
+        );
+        mode(0o600).unwrap();
         // The file wins over the environment, the command line over both.
         let o = run_env(&["--admin-token-file", p], Some("00000000000000ab")).unwrap();
         assert_eq!(o.config.admin_token, Some(Token(0xcd)));

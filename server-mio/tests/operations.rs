@@ -115,6 +115,8 @@ fn the_admin_token_can_stay_off_the_command_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("token");
     std::fs::write(&path, "0123456789abcdef\n").unwrap();
+    // A secret file is the owner's alone (a shared one is refused: cli.rs).
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // A bad token is refused at start, naming where it came from.
     for (env, args, needle) in [
         (Some("xyz"), vec![], "PARLEY_ADMIN_TOKEN"),
