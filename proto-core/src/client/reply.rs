@@ -24,6 +24,9 @@ impl Client {
                 if let Some(p) = self.peer_index(now, id) {
                     self.learn_kind(p, kind);
                     self.add_candidate(p, addr);
+                    if self.peers[p].kind != Kind::Seed {
+                        self.want(now, p);
+                    }
                     // The peer wants to talk: open our side of the path
                     // (the initiation is the hole punch) unless a session
                     // already exists.
@@ -175,6 +178,7 @@ impl Client {
         match kind {
             PeerKind::Key(k) => {
                 peer.server_key = Some(k);
+                peer.extended = true;
                 if peer.kind == Kind::Seed {
                     peer.kind = Kind::Unknown;
                     peer.assumed_seed = None;
@@ -183,6 +187,7 @@ impl Client {
             }
             PeerKind::Seed => {
                 peer.server_key = None;
+                peer.extended = false;
                 if !self.keyed(p) {
                     let peer = &mut self.peers[p];
                     peer.kind = Kind::Seed;
@@ -191,7 +196,15 @@ impl Client {
                     peer.hs = None;
                 }
             }
-            PeerKind::Keyless => peer.server_key = None,
+            PeerKind::Keyless => {
+                peer.server_key = None;
+                peer.extended = true;
+                if peer.kind == Kind::Seed {
+                    peer.kind = Kind::Unknown;
+                    peer.assumed_seed = None;
+                    peer.path = None;
+                }
+            }
         }
     }
 
@@ -326,6 +339,7 @@ impl Client {
                 id: None,
                 reason: why,
             }),
+            Req::Relay(peer) => self.relay_failed(now, peer),
         }
     }
 }

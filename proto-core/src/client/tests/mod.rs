@@ -22,6 +22,7 @@ use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
 mod chat;
 mod fuzz;
 mod path;
+mod relay;
 mod secure;
 mod server;
 
@@ -128,6 +129,9 @@ struct Net {
     cut: Vec<SocketAddr>,
     /// Addresses whose outgoing traffic is dropped.
     mute: Vec<SocketAddr>,
+    /// Pairs of addresses between which nothing passes (either way): a
+    /// NAT that lets only the server through.
+    blocked: Vec<(SocketAddr, SocketAddr)>,
     /// Datagrams that reached addresses with no client (seed stand-ins).
     inbox: Vec<(SocketAddr, SocketAddr, String)>,
     next_entropy: u8,
@@ -197,6 +201,7 @@ impl Net {
             unread: Vec::new(),
             cut: Vec::new(),
             mute: Vec::new(),
+            blocked: Vec::new(),
             inbox: Vec::new(),
             next_entropy: 1,
             first_seen: BTreeMap::new(),
@@ -251,6 +256,13 @@ impl Net {
         self.log.push((self.now, src, dst, label(bytes)));
         self.raw.push(bytes.to_vec());
         if self.cut.contains(&src) || self.cut.contains(&dst) || self.mute.contains(&src) {
+            return;
+        }
+        if self
+            .blocked
+            .iter()
+            .any(|&(x, y)| (x, y) == (src, dst) || (y, x) == (src, dst))
+        {
             return;
         }
         let f = self.faults;

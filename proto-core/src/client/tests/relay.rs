@@ -1,0 +1,150 @@
+//! Relay fallback: peers no direct path joins talk through the server's
+//! relay, carrying the same sealed datagrams, and move to a direct path
+//! as soon as one is proven.
+
+use super::*;
+use crate::wire::relay::{FRAME_MAGIC, is_frame};
+
+fn route(net: &mut Net, at: SocketAddr, peer: &str) -> Option<String> {
+    let now = net.now;
+    net.client(at)
+        .route(now, id(peer))
+        .map(|r| r.word().to_string())
+}
+
+/// Relay frames `src` sent to the server.
+fn frames(net: &Net, src: SocketAddr) -> usize {
+    net.log
+        .iter()
+        .zip(&net.raw)
+        .filter(|((_, s, d, _), raw)| *s == src && *d == addr(SERVER) && is_frame(raw))
+        .count()
+}
+
+#[test]
+fn peers_no_direct_path_joins_talk_through_the_relay_exactly_once() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    let t0 = net.now;
+    let m = net.send_message(a, id("bob"), "through the relay").unwrap();
+    net.run(8_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: through the relay"]);
+    // Both asked (the server pairs only then), after the direct tries.
+    let asked_a = net.sent(a, "RELAY ");
+    let asked_b = net.sent(b, "RELAY ");
+    assert!(!asked_a.is_empty() && !asked_b.is_empty());
+    assert!(
+        asked_a[0].0.since(t0) >= 1_900,
+        "{}",
+        asked_a[0].0.since(t0)
+    );
+    assert!(frames(&net, a) > 0 && frames(&net, b) > 0);
+    // The server sees only ciphertext: no frame holds the text.
+    for ((_, _, d, _), raw) in net.log.iter().zip(&net.raw) {
+        if *d == addr(SERVER) || raw.first() == Some(&FRAME_MAGIC) {
+            assert!(
+                raw.windows(7).all(|w| w != b"through"),
+                "plain text relayed"
+            );
+        }
+    }
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("relayed"));
+    // Never downgraded to the seed's plain text.
+    assert!(net.sent(a, "Message").is_empty());
+    // Later messages use the relay at once, both ways.
+    let m2 = net.send_message(b, id("alice"), "back").unwrap();
+    net.run(2_000);
+    assert_eq!(net.take(b), [format!("delivered alice #{m2}")]);
+    assert_eq!(net.take(a), ["msg bob: back"]);
+}
+
+#[test]
+fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    net.send_message(a, id("bob"), "one").unwrap();
+    net.run(8_000);
+    net.take(a);
+    net.take(b);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    // The NATs open up: the direct probes find the way.
+    net.blocked.clear();
+    net.run(5_000);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("direct"));
+    let before = frames(&net, a);
+    let m = net.send_message(a, id("bob"), "two").unwrap();
+    net.run(2_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: two"]);
+    assert_eq!(frames(&net, a), before, "direct now: nothing relayed");
+}
+
+#[test]
+fn a_direct_path_needs_no_relay() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    let m = net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(10_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: hi"]);
+    assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
+}
+
+#[test]
+fn the_relay_switch_loses_and_repeats_nothing_under_loss() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    net.faults = Faults {
+        loss: 20,
+        dup: 10,
+        jitter: 30,
+    };
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(net.send_message(a, id("bob"), &format!("m{i}")).unwrap());
+        net.run(300);
+    }
+    net.run(6_000);
+    // Open the direct path half way: some go relayed, some direct.
+    net.blocked.clear();
+    for i in 5..8 {
+        sent.push(net.send_message(a, id("bob"), &format!("m{i}")).unwrap());
+        net.run(300);
+    }
+    net.run(30_000);
+    let got = net.take(b);
+    for i in 0..8 {
+        let want = format!("msg alice: m{i}");
+        assert_eq!(got.iter().filter(|g| **g == want).count(), 1, "{got:?}");
+    }
+    let ev = net.take(a);
+    for m in sent {
+        assert!(ev.contains(&format!("delivered bob #{m}")), "{ev:?}");
+    }
+}
+
+#[test]
+fn a_relay_keeps_alive_while_used_and_the_server_keeps_it() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    net.send_message(a, id("bob"), "first").unwrap();
+    net.run(8_000);
+    let asked = net.sent(a, "RELAY ").len();
+    // Two minutes of chat, past the server's one-minute idle timeout.
+    for i in 0..12 {
+        net.send_message(a, id("bob"), &format!("t{i}")).unwrap();
+        net.run(10_000);
+    }
+    assert!(net.sent(a, "RELAY ").len() >= asked + 4, "refreshed");
+    let got = net.take(b);
+    assert_eq!(got.len(), 13, "{got:?}");
+    assert!(net.take(a).iter().all(|e| e.starts_with("delivered")));
+}
