@@ -3,11 +3,11 @@
 //! one to a real `parley listen` at the other, through the real
 //! `parley-server`: delivered or not, over which path, how fast.
 //!
-//! The path is what can be told from outside the client: `direct` (chat
-//! acknowledged by the peer; over the LAN for two hosts behind one
-//! router, which does not hairpin), `seed-fallback` (the sender gave up
-//! and sent the peer a plain seed `Message`: a Parley peer downgraded,
-//! which issue 13 forbids), or `none`.
+//! The path is what the sender reports (`parley send --json`): `lan`,
+//! `direct` or `relayed` (chat acknowledged by the peer); or what can be
+//! told from outside: `seed-fallback` (the sender gave up and sent the
+//! peer a plain seed `Message`: a Parley peer downgraded, which issue 13
+//! forbids), `one-way` (shown, never acknowledged) or `none`.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -63,7 +63,7 @@ pub struct Pair {
 /// What one try gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// `direct`, `lan`, `seed-fallback` or `none`.
+    /// `lan`, `direct`, `relayed`, `seed-fallback`, `one-way` or `none`.
     pub path: &'static str,
     /// From the start of `parley send` (which registers first) to the
     /// listener printing the message.
@@ -73,7 +73,7 @@ pub struct Outcome {
 impl Outcome {
     /// Delivered as Parley chat (not downgraded, not lost).
     pub fn ok(&self) -> bool {
-        matches!(self.path, "direct" | "lan")
+        matches!(self.path, "direct" | "lan" | "relayed")
     }
 }
 
@@ -215,6 +215,7 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
             "--timeout",
             &secs,
             "send",
+            "--json",
             "--to",
             &idb,
             &text,
@@ -234,13 +235,16 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
             break;
         }
     }
-    let path = match got {
-        None => "none",
-        Some((_, true)) => "seed-fallback",
-        Some((_, false)) if send.status.success() && pair.same_router => "lan",
-        Some((_, false)) if send.status.success() => "direct",
+    let stdout = String::from_utf8_lossy(&send.stdout);
+    let reported = ["lan", "direct", "relayed"]
+        .into_iter()
+        .find(|p| stdout.contains(&format!("\"path\":\"{p}\"")));
+    let path = match (got, reported) {
+        (None, _) => "none",
+        (Some((_, true)), _) => "seed-fallback",
+        (Some((_, false)), Some(p)) if send.status.success() => p,
         // Shown as chat, but the sender never saw the acknowledgement.
-        Some((_, false)) => "one-way",
+        (Some((_, false)), _) => "one-way",
     };
     Ok(Outcome {
         path,
