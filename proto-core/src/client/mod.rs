@@ -99,7 +99,7 @@ use crate::time::{Instant, Millis};
 use crate::wire::peer::MAX_FRAGMENT_TEXT;
 use crate::wire::relay::{RelayReply, is_frame};
 use crate::wire::sealed::is_sealed;
-use crate::wire::{Cookie, EmitError, Id, IdBuf, Reply, Token};
+use crate::wire::{Cookie, EmitError, Id, IdBuf, Locals, Reply, Token};
 
 use chat::{MAX_TEXT, OutState, Outgoing, Reassembly, SlotState};
 use event::Rec;
@@ -172,6 +172,9 @@ pub struct Config {
     pub rekey_after_messages: u64,
     /// A session older than this is not used at all (in either direction).
     pub reject_after: Millis,
+    /// This client's local (host) addresses, announced in `INTRO` so
+    /// that a peer on the same network reaches it over the LAN.
+    pub local: Locals,
 }
 
 impl Config {
@@ -199,6 +202,7 @@ impl Config {
             rekey_after: Millis::from_secs(120),
             rekey_after_messages: 1 << 60,
             reject_after: Millis::from_secs(180),
+            local: Locals::EMPTY,
         }
     }
 }

@@ -67,7 +67,7 @@ impl Route {
 
 /// A peer the server placed this recently is not asked about again
 /// (unless its path goes silent).
-const RESOLVE_AGAIN: Millis = Millis(10_000);
+pub(super) const RESOLVE_AGAIN: Millis = Millis(10_000);
 /// How long a peer that never answered a probe is taken for a seed client.
 const SEED_GUESS_FOR: Millis = Millis(60_000);
 /// Candidate addresses tried for one peer.

@@ -16,7 +16,12 @@ use super::{Client, MAX_REQUESTS};
 impl Client {
     pub(super) fn on_reply(&mut self, now: Instant, reply: Reply<'_>) {
         match reply {
-            Reply::Punch { id, addr, kind } => {
+            Reply::Punch {
+                id,
+                addr,
+                kind,
+                local,
+            } => {
                 self.server_answered();
                 if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
                     return;
@@ -24,6 +29,27 @@ impl Client {
                 if let Some(p) = self.peer_index(now, id) {
                     self.learn_kind(p, kind);
                     self.add_candidate(p, addr);
+                    // Its local addresses: a LAN path if we share a network.
+                    for a in local.as_slice() {
+                        if !self.peers[p].lan.contains(a) {
+                            let _ = self.peers[p].lan.push(*a);
+                        }
+                        self.add_candidate(p, *a);
+                    }
+                    // Tell it ours the same way (an INTRO of our own, which
+                    // reaches it as a PUNCH), unless we asked lately: two
+                    // introductions, and no loop.
+                    let asked = self.peers[p].resolving
+                        || self.peers[p]
+                            .resolved
+                            .is_some_and(|t| now.since(t) < super::path::RESOLVE_AGAIN.0);
+                    if !self.cfg.local.is_empty()
+                        && !asked
+                        && self.peers[p].kind != Kind::Seed
+                        && !self.has_session(now, p)
+                    {
+                        self.resolve(now, self.peers[p].id);
+                    }
                     if self.peers[p].kind != Kind::Seed {
                         self.want(now, p);
                     }

@@ -203,6 +203,7 @@ impl Client {
                         id,
                         token,
                         target,
+                        local: self.cfg.local,
                     }),
                     (_, _, Some(target)) => Some(Request::Lookup { h, id: target }),
                     _ => None,

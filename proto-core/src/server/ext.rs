@@ -10,6 +10,8 @@
 
 use core::net::SocketAddr;
 
+use crate::wire::Locals;
+
 use super::seed::NEVER;
 use super::text::Line;
 use super::{Outbox, Server, stats::Verb};
@@ -144,7 +146,8 @@ impl Server<'_> {
                 id,
                 token,
                 target,
-            } => self.introduce(now, src, h, id, token, target, out),
+                local,
+            } => self.introduce(now, src, h, id, token, target, local, out),
             Request::List { h, cursor } => self.list(now, src, h, cursor, out),
             Request::Subscribe { h, id, token } => {
                 self.subscribe(now, src, h, id, token, true, out)
@@ -300,6 +303,7 @@ impl Server<'_> {
         id: Id<'_>,
         token: Token,
         target: Id<'_>,
+        local: Locals,
         out: &mut impl Outbox,
     ) -> Result<(), ErrorCode> {
         self.stats.count_request(Verb::Intro);
@@ -313,10 +317,14 @@ impl Server<'_> {
             let e = self.reg.get(there);
             (e.addr, e.kind())
         };
+        // The requester's local addresses go to the target only (for a
+        // LAN path), never used here: the server sends nothing to an
+        // address named in a payload. Nothing is stored either.
         let punch = Reply::Punch {
             id,
             addr: src,
             kind: self.reg.get(me).kind(),
+            local,
         };
         self.send_reply(out, target_addr, &punch, MAX_DATAGRAM);
         let reply = Reply::At {

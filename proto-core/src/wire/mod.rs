@@ -40,6 +40,7 @@ mod text;
 /// server passes on in `PUNCH`.
 pub const MAX_LOCAL: usize = 4;
 
+pub use addr::Locals;
 pub use fields::{Cookie, FieldError, Id, IdBuf, PeerKind, PublicKey, Token, TxId};
 pub use reply::{ErrorCode, Reply};
 pub use request::Request;

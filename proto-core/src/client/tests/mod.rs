@@ -132,6 +132,11 @@ struct Net {
     /// Pairs of addresses between which nothing passes (either way): a
     /// NAT that lets only the server through.
     blocked: Vec<(SocketAddr, SocketAddr)>,
+    /// A router without hairpinning: (inside, outside) pairs. What an
+    /// inside address sends the server comes from the outside address,
+    /// what the server sends there goes inside; anything else sent to an
+    /// outside address is dropped.
+    nat: Vec<(SocketAddr, SocketAddr)>,
     /// Datagrams that reached addresses with no client (seed stand-ins).
     inbox: Vec<(SocketAddr, SocketAddr, String)>,
     next_entropy: u8,
@@ -202,6 +207,7 @@ impl Net {
             cut: Vec::new(),
             mute: Vec::new(),
             blocked: Vec::new(),
+            nat: Vec::new(),
             inbox: Vec::new(),
             next_entropy: 1,
             first_seen: BTreeMap::new(),
@@ -264,6 +270,19 @@ impl Net {
             .any(|&(x, y)| (x, y) == (src, dst) || (y, x) == (src, dst))
         {
             return;
+        }
+        let server = addr(SERVER);
+        let (mut src, mut dst) = (src, dst);
+        if let Some(&(_, out)) = self.nat.iter().find(|(i, _)| *i == src) {
+            if dst == server {
+                src = out;
+            }
+        }
+        if let Some(&(inside, _)) = self.nat.iter().find(|(_, o)| *o == dst) {
+            if src != server {
+                return;
+            }
+            dst = inside;
         }
         let f = self.faults;
         if self.dice.chance(f.loss) {

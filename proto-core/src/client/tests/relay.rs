@@ -148,3 +148,64 @@ fn a_relay_keeps_alive_while_used_and_the_server_keeps_it() {
     assert_eq!(got.len(), 13, "{got:?}");
     assert!(net.take(a).iter().all(|e| e.starts_with("delivered")));
 }
+
+/// Two hosts behind one router that does not hairpin: alice and bob.
+fn behind_one_router(net: &mut Net, announce: bool) -> (SocketAddr, SocketAddr) {
+    let (ia, ib) = (addr("192.168.1.2:5000"), addr("192.168.1.3:6000"));
+    net.nat.push((ia, addr("203.0.113.1:40000")));
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let mut ca = Net::config("alice");
+    let mut cb = Net::config("bob");
+    if announce {
+        ca.local = crate::wire::Locals::new(&[ia]);
+        cb.local = crate::wire::Locals::new(&[ib]);
+    }
+    let a = net.add("192.168.1.2:5000", ca);
+    let b = net.add("192.168.1.3:6000", cb);
+    net.run(1000);
+    assert_eq!(net.take(a), ["registered alice again=false"]);
+    assert_eq!(net.take(b), ["registered bob again=false"]);
+    (a, b)
+}
+
+#[test]
+fn hosts_behind_one_router_talk_over_their_lan() {
+    let mut net = Net::new();
+    let (a, b) = behind_one_router(&mut net, true);
+    let m = net.send_message(a, id("bob"), "next door").unwrap();
+    net.run(3_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: next door"]);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("lan"));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("lan"));
+    assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
+    // The server passed the addresses on and sent nothing to them.
+    let punches = net.sent(addr(SERVER), "PUNCH ");
+    assert!(
+        punches
+            .iter()
+            .any(|(_, _, t)| t.ends_with(" 192.168.1.2:5000"))
+    );
+    assert!(
+        punches
+            .iter()
+            .any(|(_, _, t)| t.ends_with(" 192.168.1.3:6000"))
+    );
+    assert!(
+        net.log
+            .iter()
+            .all(|(_, s, d, _)| *s != addr(SERVER) || ![a, b].contains(d)),
+        "the server sends only to the addresses it saw"
+    );
+}
+
+#[test]
+fn without_local_addresses_the_same_hosts_are_relayed() {
+    let mut net = Net::new();
+    let (a, b) = behind_one_router(&mut net, false);
+    let m = net.send_message(a, id("bob"), "next door").unwrap();
+    net.run(8_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: next door"]);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+}
