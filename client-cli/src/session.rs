@@ -30,13 +30,33 @@ fn entropy() -> io::Result<[u8; 32]> {
     Ok(out)
 }
 
+/// This host's address toward `server` with `sock`'s port: the local
+/// (host) candidate a peer on the same network reaches us at. The kernel
+/// picks the source address for a connected socket; nothing is sent.
+fn host_candidate(sock: &UdpSocket, server: SocketAddr) -> Option<SocketAddr> {
+    let port = sock.local_addr().ok()?.port();
+    let bound = sock.local_addr().ok()?.ip();
+    let ip = if bound.is_unspecified() {
+        let any: SocketAddr = match server {
+            SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+            SocketAddr::V6(_) => ([0u16; 8], 0).into(),
+        };
+        let probe = UdpSocket::bind(any).ok()?;
+        probe.connect(server).ok()?;
+        probe.local_addr().ok()?.ip()
+    } else {
+        bound
+    };
+    (!ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
+}
+
 impl Session {
     /// Bind a socket (on `bind`, or an ephemeral port of the server's
     /// family) and start a client with `cfg`, as `me` (with the peers'
     /// keys in `known` pinned), or with a throwaway key for commands that
     /// only ask the server.
     pub fn open(
-        cfg: Config,
+        mut cfg: Config,
         bind: Option<SocketAddr>,
         me: Option<(&Identity, &KnownPeers)>,
     ) -> io::Result<Session> {
@@ -46,6 +66,11 @@ impl Session {
         });
         let sock = UdpSocket::bind(local)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {local}: {e}")))?;
+        if cfg.local.is_empty() {
+            if let Some(a) = host_candidate(&sock, cfg.server) {
+                cfg.local = proto_core::wire::Locals::new(&[a]);
+            }
+        }
         let epoch = StdInstant::now();
         let throwaway;
         let ident = match me {

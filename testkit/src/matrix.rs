@@ -246,6 +246,14 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
         // Shown as chat, but the sender never saw the acknowledgement.
         (Some((_, false)), _) => "one-way",
     };
+    if std::env::var_os("NATLAB_DEBUG").is_some() && !matches!(path, "lan" | "direct" | "relayed") {
+        eprintln!(
+            "{} try {n}: {path}: parley send said {:?} {:?}",
+            pair.name,
+            stdout,
+            String::from_utf8_lossy(&send.stderr)
+        );
+    }
     Ok(Outcome {
         path,
         time: got.map(|(at, _)| at.duration_since(t0)),

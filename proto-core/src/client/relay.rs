@@ -24,7 +24,10 @@ pub(super) const RELAY_AFTER: Millis = Millis(2_000);
 /// not say when the other side joins; a frame from it does).
 const WAITING_AGAIN: Millis = Millis(400);
 /// A waiting relay is given up after this long (the peer never asked).
-const WAITING_FOR: Millis = Millis(6_000);
+const WAITING_FOR: Millis = Millis(10_000);
+/// While the relay waits for the peer, it is introduced again this often
+/// (its `PUNCH` may have been lost).
+const INTRO_AGAIN: Millis = Millis(1_500);
 /// A ready relay is refreshed this often while it is used (the server
 /// ends a session a minute after the last `RELAY`).
 const REFRESH_EVERY: Millis = Millis(20_000);
@@ -319,6 +322,14 @@ impl Client {
                         self.relay_gave_up(now, p);
                     } else {
                         self.ask_relay(now, p, id);
+                        // The peer may never have heard of us (its PUNCH
+                        // lost): introduce us again, now and then.
+                        let peer = &self.peers[p];
+                        if !peer.resolving
+                            && peer.resolved.is_none_or(|t| now.since(t) >= INTRO_AGAIN.0)
+                        {
+                            self.resolve(now, id);
+                        }
                     }
                 }
                 RelayState::Ready => {

@@ -30,7 +30,8 @@ impl Client {
                     self.learn_kind(p, kind);
                     self.add_candidate(p, addr);
                     // Its local addresses: a LAN path if we share a network.
-                    for a in local.as_slice() {
+                    // (One that is the address the server sees is no LAN.)
+                    for a in local.as_slice().iter().filter(|a| **a != addr) {
                         if !self.peers[p].lan.contains(a) {
                             let _ = self.peers[p].lan.push(*a);
                         }
