@@ -291,9 +291,15 @@ impl Client {
         if !self.outs.iter().any(|o| o.to == id) {
             return;
         }
-        // A relay on its way starts the handshake again when it is ready.
+        // A relay on its way starts the handshake again when it is ready;
+        // through a relay just made, the peer may not be listening yet.
         let relay = &self.peers[p].relay;
-        if !relay.ready() && self.relay_pending(p) {
+        let held = self.peers[p].held.is_some();
+        if !held && !relay.ready() && self.relay_pending(p) {
+            return;
+        }
+        if !held && self.relay_young(now, p) {
+            self.start_handshake(now, p);
             return;
         }
         self.unreachable(now, p);

@@ -176,17 +176,19 @@ impl Client {
     /// between the two ends that asked).
     pub(super) fn on_frame(&mut self, now: Instant, d: &[u8]) {
         let Ok(f) = Frame::parse(d) else { return };
-        let Some(p) = self.peers.iter().position(|x| {
+        if let Some(p) = self.peers.iter().position(|x| {
             matches!(x.relay.state, RelayState::Ready | RelayState::Waiting)
                 && x.relay.channel == f.channel
-        }) else {
-            return;
-        };
-        // A frame means the other side joined.
-        if self.peers[p].relay.state == RelayState::Waiting {
-            self.relay_ready(now, p);
+        }) {
+            // A frame means the other side joined.
+            if self.peers[p].relay.state == RelayState::Waiting {
+                self.relay_ready(now, p);
+            }
+            self.peers[p].relay.used = now;
         }
-        self.peers[p].relay.used = now;
+        // Who sent it is what the Noise session says, not the channel: a
+        // frame may come before our `RELAYD` does (or instead of a lost
+        // one); the session it opens names the channel (`relay_seen`).
         if crate::wire::sealed::is_sealed(f.payload) {
             self.on_sealed(now, Via::Relay(f.channel), f.payload);
         }
@@ -256,6 +258,34 @@ impl Client {
         } else {
             self.drive_peer(now, p);
         }
+    }
+
+    /// An authenticated datagram from peer `p` came through the relay on
+    /// `channel`: the session is paired, whatever `RELAYD` said or did
+    /// not say.
+    pub(super) fn relay_seen(&mut self, now: Instant, p: usize, channel: u64) {
+        let r = &mut self.peers[p].relay;
+        r.used = now;
+        if r.ready() && r.channel == channel {
+            return;
+        }
+        r.channel = channel;
+        if !r.ready() {
+            r.state = RelayState::Ready;
+            r.asked.get_or_insert(now);
+            r.next = Some(now + REFRESH_EVERY);
+            r.upgrade_sent = 0;
+            r.upgrade_next = Some(now + UPGRADE_FAST);
+        }
+    }
+
+    /// Whether a handshake unanswered through a ready relay is worth
+    /// trying again (the peer may still be waiting for its `RELAYD`).
+    pub(super) fn relay_young(&self, now: Instant, p: usize) -> bool {
+        let r = &self.peers[p].relay;
+        r.ready()
+            && r.asked
+                .is_some_and(|a| now.since(a) < WAITING_FOR.0 + RELAY_AFTER.0)
     }
 
     /// Probing and relaying have both failed for peer `p`.

@@ -547,6 +547,9 @@ impl Client {
         };
         // Authenticated: this is where the peer is now (WireGuard
         // roaming), and a candidate; a round trip proves it.
+        if let Via::Relay(channel) = src {
+            self.relay_seen(now, p, channel);
+        }
         if let Via::Direct(a) = src {
             if self.peers[p].path != Some(a) {
                 self.peers[p].path = Some(a);
@@ -601,7 +604,10 @@ impl Client {
             }
             // Through the relay: a direct path known before is tried
             // again (copies go both ways until a probe proves it).
-            Via::Relay(_) => peer.confirmed = false,
+            Via::Relay(channel) => {
+                peer.confirmed = false;
+                self.relay_seen(now, p, channel);
+            }
         }
         // Our answer may not get through where the peer's datagram did
         // (a NAT that filters): prove the way back.

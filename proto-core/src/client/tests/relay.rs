@@ -209,3 +209,33 @@ fn without_local_addresses_the_same_hosts_are_relayed() {
     assert_eq!(net.take(b), ["msg alice: next door"]);
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
 }
+
+/// 10% loss on every link: about 20% each way between the peers
+/// through the relay (two links), like the lab's lossy router.
+#[test]
+fn a_lossy_network_still_delivers_every_time() {
+    for seed in 1..40u64 {
+        let mut net = Net::new();
+        net.dice = Dice(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x1234_5678_9abc));
+        let (a, b) = two(&mut net);
+        net.blocked.push((a, b));
+        net.faults = Faults {
+            loss: 10,
+            dup: 0,
+            jitter: 20,
+        };
+        let m = net.send_message(a, id("bob"), "lossy").unwrap();
+        net.run(15_000);
+        let ev = net.take(a);
+        if ev != [format!("delivered bob #{m}")] {
+            for (t, s, d, x) in &net.log {
+                std::eprintln!(
+                    "{} {s} -> {d}: {}",
+                    t.0,
+                    x.chars().take(60).collect::<String>()
+                );
+            }
+            panic!("seed {seed}: {ev:?} {:?}", net.take(b));
+        }
+    }
+}
