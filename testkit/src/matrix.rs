@@ -172,8 +172,12 @@ impl World {
 pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String> {
     let (ida, idb) = (format!("a{n}"), format!("b{n}"));
     let text = format!("hello-{n}");
+    let debug = std::env::var_os("NATLAB_DEBUG").is_some();
     let mut listen =
         parley::client(&pair.b, &["--id", &idb, "listen", "--json"]).map_err(|e| e.to_string())?;
+    if debug {
+        listen.env("PARLEY_TRACE", "1");
+    }
     listen.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = listen.spawn().map_err(|e| format!("parley listen: {e}"))?;
     let guard = KillOnDrop(&mut child);
@@ -207,7 +211,7 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     }
     let secs = limit.as_secs().max(1).to_string();
     let t0 = Instant::now();
-    let send = parley::client(
+    let mut send = parley::client(
         &pair.a,
         &[
             "--id",
@@ -221,16 +225,23 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
             &text,
         ],
     )
-    .map_err(|e| e.to_string())?
-    .output()
-    .map_err(|e| format!("parley send: {e}"))?;
+    .map_err(|e| e.to_string())?;
+    if debug {
+        send.env("PARLEY_TRACE", "1");
+    }
+    let send = send.output().map_err(|e| format!("parley send: {e}"))?;
     // The message may still be on its way to the listener's stdout.
     let mut got = None;
+    let mut trace = Vec::new();
     let until = Instant::now() + Duration::from_millis(500);
     while let Ok((at, line, is_out)) =
         rx.recv_timeout(until.saturating_duration_since(Instant::now()))
     {
-        if is_out && line.contains(&text) {
+        if !is_out {
+            trace.push(line);
+            continue;
+        }
+        if line.contains(&text) {
             got = Some((at, line.contains("\"seed\":true")));
             break;
         }
@@ -246,12 +257,14 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
         // Shown as chat, but the sender never saw the acknowledgement.
         (Some((_, false)), _) => "one-way",
     };
-    if std::env::var_os("NATLAB_DEBUG").is_some() && !matches!(path, "lan" | "direct" | "relayed") {
+    if debug && !matches!(path, "lan" | "direct" | "relayed") {
         eprintln!(
-            "{} try {n}: {path}: parley send said {:?} {:?}",
+            "{} try {n}: {path} after {} ms: parley send said {:?}\n--- sender:\n{}\n--- listener:\n{}",
             pair.name,
+            t0.elapsed().as_millis(),
             stdout,
-            String::from_utf8_lossy(&send.stderr)
+            String::from_utf8_lossy(&send.stderr),
+            trace.join("\n")
         );
     }
     Ok(Outcome {

@@ -284,6 +284,16 @@ impl Client {
             if !self.key_ok(now, hello.id, key) {
                 return true;
             }
+            // The peer's key proved this initiation: the address it came
+            // from is a candidate of ours too (a NAT may have given the
+            // peer another port toward us than toward the server), so
+            // our own initiations go there as well (Tailscale's disco).
+            if let Via::Direct(a) = src {
+                let b = IdBuf::from_id(hello.id);
+                if let Some(p) = self.find_peer(&b) {
+                    self.add_candidate(p, a);
+                }
+            }
             state = Some((IdBuf::from_id(hello.id), (hello.session, hello.counter)));
         }
         let mut noise_out = [0u8; 256];

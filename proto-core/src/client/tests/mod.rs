@@ -132,6 +132,8 @@ struct Net {
     /// Pairs of addresses between which nothing passes (either way): a
     /// NAT that lets only the server through.
     blocked: Vec<(SocketAddr, SocketAddr)>,
+    /// (src, dst) pairs dropped in that direction only.
+    oneway: Vec<(SocketAddr, SocketAddr)>,
     /// A router without hairpinning: (inside, outside) pairs. What an
     /// inside address sends the server comes from the outside address,
     /// what the server sends there goes inside; anything else sent to an
@@ -207,6 +209,7 @@ impl Net {
             cut: Vec::new(),
             mute: Vec::new(),
             blocked: Vec::new(),
+            oneway: Vec::new(),
             nat: Vec::new(),
             inbox: Vec::new(),
             next_entropy: 1,
@@ -268,6 +271,7 @@ impl Net {
             .blocked
             .iter()
             .any(|&(x, y)| (x, y) == (src, dst) || (y, x) == (src, dst))
+            || self.oneway.contains(&(src, dst))
         {
             return;
         }

@@ -239,3 +239,65 @@ fn a_lossy_network_still_delivers_every_time() {
         }
     }
 }
+
+#[test]
+fn a_lost_punch_is_made_up_for() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    let ib = addr("192.168.1.3:6000");
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let b = net.add("192.168.1.3:6000", Net::config("bob"));
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    // The first introduction never reaches bob.
+    net.blocked.push((addr(SERVER), addr("203.0.113.1:40001")));
+    let m = net.send_message(a, id("bob"), "again").unwrap();
+    net.run(1_000);
+    net.blocked.clear();
+    net.run(14_000);
+    let ev = net.take(a);
+    if ev != [format!("delivered bob #{m}")] {
+        for (t, s, d, x) in &net.log {
+            std::eprintln!(
+                "{} {s} -> {d}: {}",
+                t.0,
+                x.chars().take(60).collect::<String>()
+            );
+        }
+        panic!("{ev:?} {:?}", net.take(b));
+    }
+}
+
+/// A NAT may give bob another port toward alice than toward the server;
+/// his initiation, which his key proves, tells alice where, and her own
+/// probes go there too.
+#[test]
+fn a_port_first_seen_in_a_peers_handshake_is_probed() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    let ib = addr("192.168.1.3:6000");
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let b = net.add("192.168.1.3:6000", Net::config("bob"));
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    // Until alice answered bob's initiation; then what bob sends her is
+    // lost for a while (his first transport datagram among it).
+    for _ in 0..100 {
+        net.run(1);
+        if !net.sent(a, "[resp").is_empty() {
+            break;
+        }
+    }
+    net.oneway.push((ib, a));
+    net.run(1_500);
+    assert!(
+        net.sent(a, "[init").iter().any(|(_, d, _)| *d == ib),
+        "alice probes the port bob's handshake came from"
+    );
+    net.oneway.clear();
+    net.run(5_000);
+    assert_eq!(net.take(b), ["msg alice: hi"]);
+}
