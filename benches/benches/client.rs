@@ -13,32 +13,13 @@
 //! handshakes and acknowledged messages per second on one core.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use proto_core::Instant;
-use proto_core::client::{Client, Config, Event};
-use proto_core::secure::Keypair;
+use proto_core::client::{Client, Event};
 use proto_core::wire::Id;
-
-const SERVER: &str = "192.0.2.1:9999";
-const ALICE: &str = "198.51.100.2:5000";
-const BOB: &str = "198.51.100.3:6000";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("a literal address")
-}
-
-fn client(name: &str, seed: u8) -> Box<Client> {
-    let cfg = Config::new(addr(SERVER), Some(Id::new(name).expect("a valid id")));
-    Box::new(Client::new(
-        cfg,
-        Instant(1),
-        [seed; 32],
-        Keypair::from_secret([seed.wrapping_add(100); 32]),
-    ))
-}
+use testkit::peers::{ALICE, BOB, SERVER, addr, client};
 
 /// Hand every datagram each side wants to send to the other (the server's
 /// are dropped) until both are quiet; returns how many were moved.

@@ -1,12 +1,15 @@
 //! Parse and emit of every message of the seed and extended protocols.
 //!
 //! `cargo bench -p benches --bench codec`: one `parse/<message>` and one
-//! `emit/<message>` benchmark each, in ns per message.
+//! `emit/<message>` benchmark each, in ns per message; `loadgen/...` is what
+//! `parley-loadgen` spends per request on the codec (writing a request,
+//! reading an answer).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use parley_loadgen::msg::{self, IdKind, IdRef, Req, Rx};
 use proto_core::wire::seed::emit_list;
 use proto_core::wire::{Id, Reply, Request, SeedReply, SeedRequest};
 
@@ -161,9 +164,36 @@ fn codec(c: &mut Criterion) {
     });
 }
 
+fn loadgen(c: &mut Criterion) {
+    let id = IdRef {
+        kind: IdKind::Prefill,
+        n: 123_456,
+    };
+    let (tx, cookie) = (msg::txid(77, 1234), 0x0123_4567_89ab_cdef);
+    let mut buf = [0u8; 1200];
+    for (name, req) in [("lookup", Req::Lookup(id)), ("reg", Req::Reg(id, 3600))] {
+        c.bench_function(&format!("loadgen/emit_{name}"), |b| {
+            b.iter(|| msg::write_req(&mut buf, b"lg", black_box(req), tx, cookie).expect("fits"))
+        });
+    }
+    let mut echoed_reg = [0u8; 1200];
+    let n = msg::write_req(&mut echoed_reg, b"lg", Req::Reg(id, 3600), tx, cookie).expect("fits");
+    let answers: [(&str, &[u8]); 3] = [
+        ("at", b"AT 4d2004d lgp123456 127.0.1.3:40000 2d3c58a1f0e94b7c2d3c58a1f0e94b7c2d3c58a1f0e94b7c2d3c58a1f0e94b7c"),
+        ("regd", b"REGD 4d2004d lgf123456 3600 127.0.1.3:40000 00000000000000bb"),
+        ("echoed_reg", &echoed_reg[..n]),
+    ];
+    for (name, d) in answers {
+        assert!(matches!(msg::classify(d), Rx::Answer { .. }), "{name}");
+        c.bench_function(&format!("loadgen/classify_{name}"), |b| {
+            b.iter(|| msg::classify(black_box(d)))
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = codec
+    targets = codec, loadgen
 }
 criterion_main!(benches);

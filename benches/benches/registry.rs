@@ -13,6 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use proto_core::Instant;
 use proto_core::registry::{Entry, Owner, Registry, Slot, Subscription, index_len_for};
 use proto_core::wire::{Id, IdBuf, Token};
+use testkit::rng::XorShift;
 
 const CAPACITY: usize = 1 << 20;
 const FILLED: usize = 1_000_000;
@@ -48,12 +49,9 @@ fn ids(n: usize) -> Vec<IdBuf> {
 /// A permutation of `0..n` that scatters accesses over the table.
 fn scattered(n: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).collect();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut x = XorShift::default();
     for i in (1..n).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.swap(i, (x % (i as u64 + 1)) as usize);
+        v.swap(i, x.below(i as u64 + 1) as usize);
     }
     v
 }

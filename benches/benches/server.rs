@@ -21,6 +21,7 @@ use proto_core::Instant;
 use proto_core::limit::{QuotaCell, RateCell};
 use proto_core::registry::Slot;
 use proto_core::server::{Config, Layout, Outbox, OutboxFull, Server, Storage};
+use testkit::rng::XorShift;
 
 /// Datagrams per batch, about what one `recvmmsg` returns under load.
 const BATCH: usize = 48;
@@ -107,15 +108,12 @@ fn filled_server(capacity: usize, filled: u32, src: SocketAddr) -> (Server<'stat
 
 /// Batches of `LOOKUP` datagrams of scattered ids below `filled`.
 fn lookups(filled: u32, cookie: u64, batches: usize) -> Vec<Vec<Vec<u8>>> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut x = XorShift::default();
     (0..batches)
         .map(|b| {
             (0..BATCH)
                 .map(|i| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let id = prefilled((x % u64::from(filled)) as u32);
+                    let id = prefilled(x.below(u64::from(filled)) as u32);
                     let mut buf = [0u8; 256];
                     let tx = (b * BATCH + i) as u64;
                     let n = write_req(&mut buf, PREFIX, Req::Lookup(id), tx, cookie).expect("fits");

@@ -1,9 +1,10 @@
 //! Command-line options of `parley-loadgen`.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+use cli_args::{finish, free, opt};
 
 /// What the generator does in its measured phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,21 +175,25 @@ impl Default for RunOpts {
 }
 
 /// What the command line asks for.
+/// How to serve as the echo floor.
+#[derive(Debug)]
+pub struct EchoOpts {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// Stop after this long, if given.
+    pub duration: Option<Duration>,
+    /// Wait in epoll as parley-server does, rather than in `recvmmsg`.
+    pub epoll: bool,
+    /// Send with the don't-fragment bit, as parley-server does.
+    pub df: bool,
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Generate load.
     Run(Box<RunOpts>),
     /// Serve as the echo floor.
-    Echo {
-        /// Where to listen.
-        bind: SocketAddr,
-        /// Stop after this long, if given.
-        duration: Option<Duration>,
-        /// Wait in epoll as parley-server does, rather than in `recvmmsg`.
-        epoll: bool,
-        /// Send with the don't-fragment bit, as parley-server does.
-        df: bool,
-    },
+    Echo(EchoOpts),
     /// Print the server's counters.
     Stats {
         /// The server.
@@ -209,17 +214,7 @@ pub enum Command {
     Exit(String),
 }
 
-/// A command line that could not be understood.
-#[derive(Debug, PartialEq, Eq)]
-pub struct CliError(pub String);
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CliError {}
+pub use cli_args::CliError;
 
 /// The `--help` text.
 pub fn help() -> String {
@@ -291,16 +286,6 @@ not found afterwards.
     )
 }
 
-fn opt<T: std::str::FromStr>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-) -> Result<Option<T>, CliError>
-where
-    T::Err: fmt::Display,
-{
-    parley_server::cli::opt_value(args, name).map_err(CliError)
-}
-
 fn secs(name: &str, v: f64) -> Result<Duration, CliError> {
     if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
         return Err(CliError(format!(
@@ -320,17 +305,6 @@ pub fn check_loopback(a: SocketAddr) -> Result<SocketAddr, CliError> {
     Ok(a)
 }
 
-fn finish(args: pico_args::Arguments) -> Result<(), CliError> {
-    let rest = args.finish();
-    match rest.first() {
-        Some(first) => Err(CliError(format!(
-            "unexpected argument '{}'",
-            first.to_string_lossy()
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Parse the command line (without the program name).
 pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
     let mut raw = raw;
@@ -343,14 +317,9 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
         _ => "run".to_string(),
     };
     let mut args = pico_args::Arguments::from_vec(raw);
-    if args.contains(["-h", "--help"]) {
-        return Ok(Command::Exit(help()));
-    }
-    if args.contains(["-V", "--version"]) {
-        return Ok(Command::Exit(format!(
-            "parley-loadgen {}\n",
-            env!("CARGO_PKG_VERSION")
-        )));
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(text) = cli_args::help_or_version(&mut args, "parley-loadgen", version, help) {
+        return Ok(Command::Exit(text));
     }
     match sub.as_str() {
         "echo" => {
@@ -368,12 +337,12 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
             let epoll = args.contains("--epoll");
             let df = args.contains("--df");
             finish(args)?;
-            Ok(Command::Echo {
+            Ok(Command::Echo(EchoOpts {
                 bind,
                 duration,
                 epoll,
                 df,
-            })
+            }))
         }
         "stats" => {
             let target =
@@ -383,16 +352,12 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
             Ok(Command::Stats { target, timeout })
         }
         "table-cost" => {
-            let n: usize = args
-                .free_from_str()
-                .map_err(|e| CliError(parley_server::cli::arg_error("table-cost N", e)))?;
+            let n: usize = free(&mut args, "table-cost N")?;
             finish(args)?;
             Ok(Command::TableCost(n))
         }
         "state-cost" => {
-            let ids: usize = args
-                .free_from_str()
-                .map_err(|e| CliError(parley_server::cli::arg_error("state-cost N", e)))?;
+            let ids: usize = free(&mut args, "state-cost N")?;
             let dir = opt(&mut args, "--dir")?.unwrap_or_else(std::env::temp_dir);
             finish(args)?;
             Ok(Command::StateCost { ids, dir })
@@ -704,20 +669,15 @@ mod tests {
     #[test]
     fn subcommands_are_recognised() {
         match parse(vec!["echo".into(), "--bind".into(), "127.0.0.1:0".into()]).unwrap() {
-            Command::Echo {
-                bind,
-                duration,
-                epoll,
-                df,
-            } => {
-                assert_eq!(bind.port(), 0);
-                assert_eq!((duration, epoll, df), (None, false, false));
+            Command::Echo(o) => {
+                assert_eq!(o.bind.port(), 0);
+                assert_eq!((o.duration, o.epoll, o.df), (None, false, false));
             }
             other => panic!("{other:?}"),
         }
         let args = ["echo", "--bind", "127.0.0.1:0", "--epoll", "--df"];
         match parse(args.iter().map(|a| a.into()).collect()).unwrap() {
-            Command::Echo { epoll, df, .. } => assert_eq!((epoll, df), (true, true)),
+            Command::Echo(o) => assert_eq!((o.epoll, o.df), (true, true)),
             other => panic!("{other:?}"),
         }
         assert!(matches!(

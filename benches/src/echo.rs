@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use parley_server::net::MmsgHdrs;
+
 use crate::net::{BATCH, RX_BUF, set_buffers};
 
 /// Datagrams echoed and system calls made.
@@ -91,10 +93,7 @@ pub fn serve_with(
     set_buffers(sock, 4 << 20);
     let deadline = duration.map(|d| Instant::now() + d);
     let mut bufs = vec![[0u8; RX_BUF]; BATCH];
-    // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
-    let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs = MmsgHdrs::new();
     let mut st = EchoStats::default();
     let fd = sock.as_raw_fd();
     let epoll = match wait {
@@ -110,29 +109,10 @@ pub fn serve_with(
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(st);
         }
-        for i in 0..BATCH {
-            iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
-            iovs[i].iov_len = RX_BUF;
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-        }
         // Block for the first datagram, then take what else is waiting.
-        // SAFETY: every entry points into live buffers of the sizes given.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                flags,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
+        let n = match hdrs.recv_into(fd, &mut bufs, flags) {
+            Ok(n) => n,
+            Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock if epoll.is_some() => {
                     if let Some(ep) = &epoll {
                         ep.wait(100);
@@ -144,9 +124,9 @@ pub fn serve_with(
                 | io::ErrorKind::Interrupted
                 | io::ErrorKind::ConnectionRefused => continue,
                 _ => return Err(e),
-            }
-        }
-        let n = n as usize;
+            },
+        };
+        let msgs = hdrs.msgs();
         st.received += n as u64;
         for m in msgs.iter_mut().take(n) {
             // Send back exactly what came, to where it came from.

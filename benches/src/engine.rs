@@ -510,7 +510,7 @@ impl Engine {
                         let what = if found {
                             Answer::At(b"")
                         } else {
-                            Answer::Error(b"no-such-id")
+                            Answer::Error(ErrorCode::NoSuchId)
                         };
                         self.complete(li, slot, what, now);
                         return;
@@ -543,13 +543,9 @@ impl Engine {
         copy
     }
 
-    fn count_error(&mut self, code: &[u8]) {
-        if let Some(c) = ErrorCode::from_wire(code) {
-            if let Some(i) = ErrorCode::ALL.iter().position(|x| *x == c) {
-                self.c.errors[i] += 1;
-            }
-        } else {
-            self.c.unknown += 1;
+    fn count_error(&mut self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|x| *x == code) {
+            self.c.errors[i] += 1;
         }
     }
 
@@ -558,7 +554,7 @@ impl Engine {
         self.last_answer = now;
         let s = self.free_slot(li, slot);
         let echo = matches!(what, Answer::Echo);
-        if let Answer::Error(b"bad-cookie") = what {
+        if let Answer::Error(ErrorCode::BadCookie) = what {
             self.lanes[li].cookie = None;
         }
         if s.measured {
@@ -573,8 +569,7 @@ impl Engine {
                 self.count_error(code);
             }
         }
-        let prefix = self.o.prefix.clone();
-        let no_such = matches!(what, Answer::Error(b"no-such-id"));
+        let no_such = matches!(what, Answer::Error(ErrorCode::NoSuchId));
         match s.op {
             Op::Hello => {
                 let lane = &mut self.lanes[li];
@@ -611,7 +606,7 @@ impl Engine {
                         kind: IdKind::Prefill,
                         n,
                     };
-                    if got.is_empty() || msg::same_id(got, prefix.as_bytes(), id) {
+                    if got.is_empty() || msg::same_id(got, self.o.prefix.as_bytes(), id) {
                         self.c.found += 1;
                     } else {
                         self.c.wrong += 1;
@@ -707,11 +702,7 @@ impl Engine {
             },
             Op::Stats => {
                 if let Answer::Stats(body) = what {
-                    self.stats_body = Some(
-                        msg::stat_pairs(body)
-                            .map(|(k, v)| (k.to_string(), v))
-                            .collect(),
-                    );
+                    self.stats_body = Some(body.iter().map(|(k, v)| (k.to_string(), v)).collect());
                 }
             }
         }

@@ -11,11 +11,7 @@ use proto_core::server::Layout;
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("parley-loadgen: {e}");
-            eprintln!("Try 'parley-loadgen --help'.");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli_args::usage("parley-loadgen", &e),
     };
     match cmd {
         Command::Exit(text) => {
@@ -36,18 +32,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Echo {
-            bind,
-            duration,
-            epoll,
-            df,
-        } => {
-            let wait = if epoll {
+        Command::Echo(o) => {
+            let wait = if o.epoll {
                 echo::Wait::Epoll
             } else {
                 echo::Wait::Recv
             };
-            match echo::run(bind, duration, Arc::new(AtomicBool::new(false)), wait, df) {
+            let stop = Arc::new(AtomicBool::new(false));
+            match echo::run(o.bind, o.duration, stop, wait, o.df) {
                 Ok(st) => {
                     eprintln!("echo: {} received, {} sent", st.received, st.sent);
                     ExitCode::SUCCESS

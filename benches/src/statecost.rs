@@ -15,10 +15,10 @@ use std::time::Instant as StdInstant;
 
 use parley_server::state;
 use proto_core::Instant;
-use proto_core::limit::{QuotaCell, RateCell};
-use proto_core::registry::{Entry, Owner, Slot, Subscription};
-use proto_core::server::{Config, Continuity, Layout, Server, Storage};
+use proto_core::registry::{Entry, Owner, Subscription};
+use proto_core::server::{Config, Continuity, Server};
 use proto_core::wire::{Id, IdBuf, PublicKey, Token};
+use testkit::tables::Tables;
 
 /// What one run measured.
 #[derive(Clone, Copy, Debug)]
@@ -43,35 +43,6 @@ impl fmt::Display for StateCost {
             self.save,
             self.load
         )
-    }
-}
-
-/// Tables for a server of `capacity`, owned by the caller.
-struct Tables {
-    slots: Vec<Slot>,
-    index: Vec<u32>,
-    rate: Vec<RateCell>,
-    quota: Vec<QuotaCell>,
-}
-
-impl Tables {
-    fn new(capacity: usize) -> Self {
-        let l = Layout::for_capacity(capacity);
-        Tables {
-            slots: vec![Slot::EMPTY; l.slots],
-            index: vec![0; l.index],
-            rate: vec![RateCell::EMPTY; l.rate],
-            quota: vec![QuotaCell::EMPTY; l.quota],
-        }
-    }
-
-    fn storage(&mut self) -> Storage<'_> {
-        Storage {
-            slots: &mut self.slots,
-            index: &mut self.index,
-            rate: &mut self.rate,
-            quota: &mut self.quota,
-        }
     }
 }
 

@@ -69,9 +69,7 @@ pub fn fetch(target: SocketAddr, timeout: Duration) -> io::Result<Vec<(String, u
         Rx::Answer {
             what: Answer::Stats(body),
             ..
-        } => Ok(msg::stat_pairs(body)
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()),
+        } => Ok(body.iter().map(|(k, v)| (k.to_string(), v)).collect()),
         _ => Err(io::Error::other(format!(
             "STATS was answered with {:?}",
             String::from_utf8_lossy(&reply)

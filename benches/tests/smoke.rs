@@ -2,13 +2,14 @@
 //! floor and against a real parley-server started in this process.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use parley_loadgen::cli::{Mix, Proto, RunOpts, Workload};
 use parley_loadgen::engine::Engine;
 use parley_loadgen::report::Report;
+use testkit::server::InProcess;
 
 fn opts(target: SocketAddr, workload: Workload) -> RunOpts {
     RunOpts {
@@ -29,56 +30,30 @@ fn run(o: RunOpts) -> Report {
         .expect("run completes")
 }
 
-/// A parley-server on an ephemeral loopback port, stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// A parley-server on an ephemeral loopback port, without rate limits
+/// and with a quick fan-out, stopped when dropped.
+fn server_with(capacity: usize, tune: impl FnOnce(&mut proto_core::server::Config)) -> InProcess {
+    let mut o = InProcess::options(capacity);
+    o.config.limits = false;
+    o.config.fanout_per_sec = 1000;
+    tune(&mut o.config);
+    InProcess::start(o)
 }
 
-impl Server {
-    fn start(capacity: usize) -> Server {
-        Self::start_with(capacity, |_| {})
-    }
-
-    fn start_with(capacity: usize, tune: impl FnOnce(&mut proto_core::server::Config)) -> Server {
-        let mut o = parley_server::Options {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            capacity,
-            ..Default::default()
-        };
-        o.config.limits = false;
-        o.config.fanout_per_sec = 1000;
-        tune(&mut o.config);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let hooks = parley_server::Hooks {
-            on_ready: Some(Arc::new(move |a| {
-                let _ = tx.send(a);
-            })),
-            stop: Some(stop.clone()),
-        };
-        let thread = std::thread::spawn(move || {
-            parley_server::run(&o, hooks).expect("server runs");
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server ready");
-        Server {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
+fn server(capacity: usize) -> InProcess {
+    server_with(capacity, |_| {})
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Every request of a run was answered, and each answer was the right one.
+fn all_found(r: &Report) {
+    assert!(r.c.replies > 100, "{}", r.text());
+    assert_eq!(r.c.found, r.c.replies, "{}", r.text());
+    assert_eq!(
+        (r.c.lost, r.c.wrong, r.c.unknown),
+        (0, 0, 0),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -112,7 +87,7 @@ fn the_echo_floor_answers_every_request() {
 
 #[test]
 fn registrations_into_a_real_server_are_all_found_afterwards() {
-    let srv = Server::start(65_536);
+    let srv = server(65_536);
     let mut o = opts(srv.addr, Workload::Register);
     o.table = 200;
     o.count = Some(3000);
@@ -129,7 +104,7 @@ fn registrations_into_a_real_server_are_all_found_afterwards() {
 
 #[test]
 fn lookups_find_the_prefilled_table_and_churn_is_checked() {
-    let srv = Server::start(4096);
+    let srv = server(4096);
     let mut o = opts(srv.addr, Workload::Mixed);
     o.table = 500;
     o.mix = Mix {
@@ -152,7 +127,7 @@ fn lookups_find_the_prefilled_table_and_churn_is_checked() {
 fn a_registration_the_server_forgot_is_reported_lost() {
     // Leases of one second: the prefilled ids run out during the measured
     // phase, and the generator must count them as lost, not as "not found".
-    let srv = Server::start_with(4096, |c| {
+    let srv = server_with(4096, |c| {
         c.lease_min = 1;
         c.lease_default = 1;
     });
@@ -170,7 +145,7 @@ fn a_registration_the_server_forgot_is_reported_lost() {
 
 #[test]
 fn seed_lookups_are_matched_in_order() {
-    let srv = Server::start(4096);
+    let srv = server(4096);
     let mut o = opts(srv.addr, Workload::Lookup);
     o.proto = Proto::Seed;
     o.table = 100;
@@ -184,7 +159,7 @@ fn seed_lookups_are_matched_in_order() {
 fn a_server_that_goes_away_is_an_error_not_a_hang() {
     // Prefill against a server that stops halfway: the generator gives up
     // after a few seconds of silence instead of timing out every request.
-    let srv = Server::start(65_536);
+    let srv = server(65_536);
     let addr = srv.addr;
     let stopper = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
@@ -203,30 +178,16 @@ fn a_server_that_goes_away_is_an_error_not_a_hang() {
 
 #[test]
 fn stun_bindings_are_all_answered_with_a_mapped_address() {
-    let s = Server::start(1024);
+    let s = server(1024);
     let r = run(opts(s.addr, Workload::Stun));
-    assert!(r.c.replies > 100, "{}", r.text());
-    assert_eq!(r.c.found, r.c.replies, "{}", r.text());
-    assert_eq!(
-        (r.c.lost, r.c.wrong, r.c.unknown),
-        (0, 0, 0),
-        "{}",
-        r.text()
-    );
+    all_found(&r);
 }
 
 #[test]
 fn relay_frames_all_come_back_through_the_server() {
-    let s = Server::start(1024);
+    let s = server(1024);
     let r = run(opts(s.addr, Workload::Relay));
-    assert!(r.c.replies > 100, "{}", r.text());
-    assert_eq!(r.c.found, r.c.replies, "{}", r.text());
-    assert_eq!(
-        (r.c.lost, r.c.wrong, r.c.unknown),
-        (0, 0, 0),
-        "{}",
-        r.text()
-    );
+    all_found(&r);
     let forwarded = r.server.as_ref().and_then(|m| {
         m.iter()
             .find(|(k, _)| k == "relay_forwarded")

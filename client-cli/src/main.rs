@@ -215,21 +215,18 @@ fn resolve(s: &str) -> Result<SocketAddr, Fail> {
 
 fn run(raw: Vec<OsString>) -> Result<(), Fail> {
     let mut args = pico_args::Arguments::from_vec(raw);
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return Ok(());
-    }
-    if args.contains(["-V", "--version"]) {
-        println!("parley {}", env!("CARGO_PKG_VERSION"));
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(text) = cli_args::help_or_version(&mut args, "parley", version, || HELP.into()) {
+        print!("{text}");
         return Ok(());
     }
     let opt =
         |args: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>, Fail> {
             let r = match keys {
-                [short, long] => args.opt_value_from_str::<_, String>([*short, *long]),
-                _ => args.opt_value_from_str::<_, String>(keys[0]),
+                [short, long] => cli_args::opt(args, [*short, *long]),
+                _ => cli_args::opt(args, keys[0]),
             };
-            r.map_err(|e| Fail::usage(e.to_string()))
+            r.map_err(|e| Fail::usage(e.0))
         };
     let server_text =
         opt(&mut args, &["-s", "--server"])?.unwrap_or_else(|| "127.0.0.1:9999".into());
@@ -353,6 +350,7 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
 fn main() -> ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(msg, cli_args::USAGE_STATUS)) => cli_args::usage("parley", &msg),
         Err(Fail(msg, code)) => {
             eprintln!("parley: {msg}");
             ExitCode::from(code)

@@ -14,31 +14,13 @@
 //! - at the end bob's reply still reaches alice, and only alice.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 
 use proto_core::Instant;
-use proto_core::client::{Client, Config, Event};
-use proto_core::secure::Keypair;
+use proto_core::client::{Client, Event};
 use proto_core::wire::Id;
+use testkit::peers::{ALICE, BOB, SERVER, addr, client};
 
-const SERVER: &str = "192.0.2.1:9999";
-const ALICE: &str = "198.51.100.2:5000";
-const BOB: &str = "198.51.100.3:6000";
 const MALLORY: &str = "203.0.113.66:4000";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("a literal address")
-}
-
-fn client(name: &str, seed: u8) -> Box<Client> {
-    let cfg = Config::new(addr(SERVER), Some(Id::new(name).expect("a valid id")));
-    Box::new(Client::new(
-        cfg,
-        Instant(1),
-        [seed; 32],
-        Keypair::from_secret([seed.wrapping_add(100); 32]),
-    ))
-}
 
 struct World {
     a: Box<Client>,

@@ -21,7 +21,7 @@ use arbitrary::{Result, Unstructured};
 use proto_core::wire::reply::{ChangeSeq, IdSeq, StatSeq};
 use proto_core::wire::request::{Header, MAX_LEASE_SECS};
 use proto_core::wire::sealed::{
-    INITIATION_MIN, MAX_INITIATION_NOISE, RESPONSE_MAX, Sealed, hex_decode, hex_encode,
+    INITIATION_MIN, MAX_INITIATION_NOISE, MAX_SEALED, RESPONSE_MAX, Sealed, hex_decode, hex_encode,
 };
 use proto_core::wire::seed::{Refusal, SeedList, emit_list};
 use proto_core::wire::{
@@ -480,7 +480,7 @@ fn sealed(u: &mut Unstructured<'_>) -> Result<()> {
                 Sealed::Transport { ciphertext, .. } => ciphertext.len() < 16,
                 Sealed::Initiation { hex, .. } => hex.is_empty(),
             };
-            assert!(m.len() > MAX_DATAGRAM || empty, "refused {m:?}");
+            assert!(m.len() > MAX_SEALED || empty, "refused {m:?}");
         }
     }
     Ok(())

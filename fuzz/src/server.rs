@@ -40,16 +40,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, SocketAddrV6};
 
 use arbitrary::{Result, Unstructured};
-use proto_core::limit::{QuotaCell, RateCell};
-use proto_core::registry::Slot;
 use proto_core::registry::{Entry, Owner};
-use proto_core::server::{Config, Layout, Server, Storage, VecOutbox};
+use proto_core::server::{Config, Server, VecOutbox};
 use proto_core::time::Millis;
 use proto_core::wire::seed::Refusal;
 use proto_core::wire::{
     Cookie, ErrorCode, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token,
 };
 use proto_core::{Instant, MAX_DATAGRAM, SEED_MAX_LIST};
+use testkit::tables::Tables;
 
 use crate::make::{self, same_ext};
 
@@ -170,17 +169,8 @@ fn run_script(script: &[u8]) {
 /// A server of `capacity` over fresh tables, with its model, for `f`; the
 /// state is checked before `f` and traced after.
 fn with_harness(cfg: Config, capacity: usize, entropy: [u8; 32], f: impl FnOnce(&mut Harness<'_>)) {
-    let l = Layout::for_capacity(capacity);
-    let mut slots = vec![Slot::EMPTY; l.slots];
-    let mut index = vec![0u32; l.index];
-    let mut rate = vec![RateCell::EMPTY; l.rate];
-    let mut quota = vec![QuotaCell::EMPTY; l.quota];
-    let storage = Storage {
-        slots: &mut slots,
-        index: &mut index,
-        rate: &mut rate,
-        quota: &mut quota,
-    };
+    let mut tables = Tables::new(capacity);
+    let storage = tables.storage();
     let server = Server::new(cfg.clone(), storage, entropy).expect("a valid configuration");
     let mut h = Harness {
         server,
@@ -352,6 +342,20 @@ impl Model {
             "{id} reported missing at {now:?} while registered: {:?}",
             self.ids.get(id)
         );
+    }
+
+    /// A reply to a request naming `id` that is none of its successes:
+    /// `no-such-id` must be true, any other error (or silence) may be,
+    /// and anything else is a bug.
+    fn not_served(&self, verb: &str, id: &str, now: Instant, rep: &Option<Reply<'_>>) {
+        match rep {
+            Some(Reply::Error {
+                code: ErrorCode::NoSuchId,
+                ..
+            }) => self.missing(id, now),
+            None | Some(Reply::Error { .. }) => {}
+            r => panic!("{verb} answered with {r:?}"),
+        }
     }
 
     /// A request that names `id` with `token` succeeded.
@@ -1036,12 +1040,7 @@ impl Harness<'_> {
                     let until = now.0 + u64::from(lease) * 1000;
                     m.definite(id.as_str(), src, until, token);
                 }
-                Some(Reply::Error {
-                    code: ErrorCode::NoSuchId,
-                    ..
-                }) => m.missing(id.as_str(), now),
-                ref r if err(r) => {}
-                r => panic!("KEEP answered with {r:?}"),
+                r => m.not_served("KEEP", id.as_str(), now, &r),
             },
             Request::Lookup { id, .. } => match rep {
                 Some(Reply::At {
@@ -1054,12 +1053,7 @@ impl Harness<'_> {
                     m.served(id.as_str(), addr, now, false);
                     m.reported(id.as_str(), kind, now);
                 }
-                Some(Reply::Error {
-                    code: ErrorCode::NoSuchId,
-                    ..
-                }) => m.missing(id.as_str(), now),
-                ref r if err(r) => {}
-                r => panic!("LOOKUP answered with {r:?}"),
+                r => m.not_served("LOOKUP", id.as_str(), now, &r),
             },
             Request::Introduce {
                 id,
@@ -1134,12 +1128,7 @@ impl Harness<'_> {
                         m.owned_by(id.as_str(), token, now);
                         m.id(id.as_str()).addrs = BTreeSet::from([src]);
                     }
-                    Some(Reply::Error {
-                        code: ErrorCode::NoSuchId,
-                        ..
-                    }) => m.missing(id.as_str(), now),
-                    ref r if err(r) => {}
-                    r => panic!("SUB/UNSUB answered with {r:?}"),
+                    r => m.not_served("SUB/UNSUB", id.as_str(), now, &r),
                 }
             }
             Request::Quit { id, token, .. } => match rep {
@@ -1152,12 +1141,7 @@ impl Harness<'_> {
                     s.sure_until = 0;
                     s.token = None;
                 }
-                Some(Reply::Error {
-                    code: ErrorCode::NoSuchId,
-                    ..
-                }) => m.missing(id.as_str(), now),
-                ref r if err(r) => {}
-                r => panic!("QUIT answered with {r:?}"),
+                r => m.not_served("QUIT", id.as_str(), now, &r),
             },
             Request::Stats { admin, .. } => match rep {
                 Some(Reply::Stats { tx, stats }) => {

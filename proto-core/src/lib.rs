@@ -41,6 +41,7 @@ pub use time::Instant;
 /// Parley sends is fragmented on any path.
 pub const MAX_DATAGRAM: usize = 1200;
 
-/// The largest `List` datagram sent to a seed client: the seed client reads
-/// with `recvfrom(1024)`, and on Windows a longer datagram is an error there.
-pub const SEED_MAX_LIST: usize = 1024;
+/// The largest `List` datagram sent to a seed client: no longer than any
+/// seed datagram, since the seed client reads with `recvfrom(1024)` and on
+/// Windows a longer datagram is an error there.
+pub const SEED_MAX_LIST: usize = wire::seed::MAX_SEED_DATAGRAM;

@@ -5,12 +5,11 @@
 use std::net::SocketAddr;
 
 use proto_core::Instant;
-use proto_core::limit::{QuotaCell, RateCell};
-use proto_core::registry::Slot;
-use proto_core::server::{Config, Layout, Server, Storage, VecOutbox};
+use proto_core::server::{Config, Server, VecOutbox};
 use proto_core::time::Millis;
 use proto_core::wire::reply::Change;
 use proto_core::wire::{Reply, Token};
+use testkit::tables::Tables;
 
 type Out = VecOutbox<16>;
 
@@ -45,17 +44,8 @@ fn register(
 
 #[test]
 fn a_backlog_longer_than_one_datagram_is_delivered_in_full() {
-    let layout = Layout::for_capacity(1024);
-    let mut slots = vec![Slot::EMPTY; layout.slots];
-    let mut index = vec![0u32; layout.index];
-    let mut rate = vec![RateCell::EMPTY; layout.rate];
-    let mut quota = vec![QuotaCell::EMPTY; layout.quota];
-    let storage = Storage {
-        slots: &mut slots,
-        index: &mut index,
-        rate: &mut rate,
-        quota: &mut quota,
-    };
+    let mut tables = Tables::new(1024);
+    let storage = tables.storage();
     let mut s = Server::new(Config::default(), storage, [1; 32]).unwrap();
     let mut out = Out::new();
     let alice: SocketAddr = "192.0.2.1:1000".parse().unwrap();

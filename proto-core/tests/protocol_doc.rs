@@ -38,12 +38,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use proto_core::Instant;
-use proto_core::limit::{QuotaCell, RateCell};
-use proto_core::registry::Slot;
-use proto_core::server::{Config, Layout, Outbox, OutboxFull, Server, Storage};
+use proto_core::server::{Config, Outbox, OutboxFull, Server};
 use proto_core::time::Millis;
 use proto_core::wire::peer::PeerMsg;
 use proto_core::wire::{ErrorCode, Reply, Request, SeedReply, SeedRequest, Token};
+use testkit::tables::Tables;
 
 /// The entropy every replayed server is built with.
 const KEY: [u8; 32] = *b"parley docs/PROTOCOL.md examples";
@@ -424,17 +423,8 @@ fn replay(
             _ => break,
         }
     }
-    let layout = Layout::for_capacity(capacity);
-    let mut slots = vec![Slot::EMPTY; layout.slots];
-    let mut index = vec![0u32; layout.index];
-    let mut rate = vec![RateCell::EMPTY; layout.rate];
-    let mut quota = vec![QuotaCell::EMPTY; layout.quota];
-    let storage = Storage {
-        slots: &mut slots,
-        index: &mut index,
-        rate: &mut rate,
-        quota: &mut quota,
-    };
+    let mut tables = Tables::new(capacity);
+    let storage = tables.storage();
     let first = block.lines.first().map_or(0, |l| l.0);
     let mut server = match Server::new(cfg, storage, KEY) {
         Ok(s) => s,

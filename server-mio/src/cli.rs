@@ -1,7 +1,6 @@
 //! Command-line options.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -9,6 +8,8 @@ use proto_core::limit::NetLimits;
 use proto_core::server::{Config, Layout};
 use proto_core::time::Millis;
 use proto_core::wire::Token;
+
+use cli_args::opt;
 
 /// Smallest and largest table the server accepts.
 pub const MIN_CAPACITY: usize = 1024;
@@ -67,17 +68,7 @@ pub enum Parsed {
     Exit(String),
 }
 
-/// A command line that could not be understood.
-#[derive(Debug, PartialEq, Eq)]
-pub struct CliError(String);
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CliError {}
+pub use cli_args::CliError;
 
 fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -175,42 +166,6 @@ the table) and exits 0.
     )
 }
 
-fn opt<T: std::str::FromStr>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-) -> Result<Option<T>, CliError>
-where
-    T::Err: fmt::Display,
-{
-    opt_value(args, name).map_err(CliError)
-}
-
-/// The value of option `name`, if given; an error that reads as a sentence
-/// (`--capacity: 'x' is not valid: ...`) if it is not a `T`. Shared with
-/// `parley-loadgen`, whose options read the same way.
-pub fn opt_value<T: std::str::FromStr>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-) -> Result<Option<T>, String>
-where
-    T::Err: fmt::Display,
-{
-    args.opt_value_from_str(name)
-        .map_err(|e| arg_error(name, e))
-}
-
-/// `name: what is wrong`, for a pico-args error about argument `name`.
-pub fn arg_error(name: &str, e: pico_args::Error) -> String {
-    let what = match e {
-        pico_args::Error::Utf8ArgumentParsingFailed { value, cause } => {
-            format!("'{value}' is not valid: {cause}")
-        }
-        pico_args::Error::OptionWithoutAValue(_) => "needs a value".into(),
-        other => other.to_string(),
-    };
-    format!("{name}: {what}")
-}
-
 /// Parse the command line (without the program name), reading the
 /// process's environment for [`ADMIN_TOKEN_ENV`].
 pub fn parse(raw: Vec<OsString>) -> Result<Parsed, CliError> {
@@ -223,14 +178,9 @@ pub fn parse_with_env(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Parsed, CliError> {
     let mut args = pico_args::Arguments::from_vec(raw);
-    if args.contains(["-h", "--help"]) {
-        return Ok(Parsed::Exit(help()));
-    }
-    if args.contains(["-V", "--version"]) {
-        return Ok(Parsed::Exit(format!(
-            "parley-server {}\n",
-            env!("CARGO_PKG_VERSION")
-        )));
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(text) = cli_args::help_or_version(&mut args, "parley-server", version, help) {
+        return Ok(Parsed::Exit(text));
     }
     let mut o = Options::default();
     let c = &mut o.config;
@@ -287,7 +237,9 @@ pub fn parse_with_env(
     let file = opt::<PathBuf>(&mut args, "--admin-token-file")?;
     c.admin_token = admin_token(on_line, file, env(ADMIN_TOKEN_ENV))?;
     if c.lease_default > c.lease_max {
-        c.lease_max = c.lease_default.min(proto_core::server::MAX_LEASE);
+        c.lease_max = c
+            .lease_default
+            .min(proto_core::wire::request::MAX_LEASE_SECS);
     }
     if c.lease_default < c.lease_min {
         c.lease_min = c.lease_default.max(1);
@@ -302,13 +254,7 @@ pub fn parse_with_env(
         }
         o.log_level = v;
     }
-    let rest = args.finish();
-    if let Some(first) = rest.first() {
-        return Err(CliError(format!(
-            "unexpected argument '{}'",
-            first.to_string_lossy()
-        )));
-    }
+    cli_args::finish(args)?;
     Ok(Parsed::Run(Box::new(o)))
 }
 

@@ -535,35 +535,6 @@ mod tests {
             .collect()
     }
 
-    /// Run `f` on a thread of its own network namespace whose loopback
-    /// sends at 10 Mbit/s through a token bucket, so that datagrams wait
-    /// in the qdisc and a small send buffer fills (on a plain loopback it
-    /// never does). `None` where that cannot be set up.
-    #[cfg(target_os = "linux")]
-    fn on_a_slow_loopback<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
-        std::thread::spawn(move || {
-            // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread
-            // (and what it starts) into a new, empty network namespace.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return None;
-            }
-            let tbf = "tc qdisc add dev lo root tbf rate 10mbit burst 1600 latency 1s";
-            for cmd in ["ip link set lo up", tbf] {
-                let mut words = cmd.split(' ');
-                let ok = std::process::Command::new(words.next()?)
-                    .args(words)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if !ok {
-                    return None;
-                }
-            }
-            Some(f())
-        })
-        .join()
-        .unwrap()
-    }
-
     /// Queue 100 datagrams behind a send buffer of the least size: the
     /// first flush blocks, and each later one follows a writable event
     /// of the socket replies leave from, until all are out.
@@ -614,7 +585,11 @@ mod tests {
     #[test]
     fn a_blocked_flush_resumes_when_the_send_socket_drains() {
         for one_socket in [false, true] {
-            if on_a_slow_loopback(move || blocked_flush_resumes_on_writable(one_socket)).is_none() {
+            if testkit::netns::on_thread(&[testkit::netns::SLOW_LOOPBACK], move || {
+                blocked_flush_resumes_on_writable(one_socket)
+            })
+            .is_none()
+            {
                 eprintln!("cannot make a network namespace with a slow loopback here; skipping");
                 return;
             }

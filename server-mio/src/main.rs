@@ -9,11 +9,7 @@ fn main() -> ExitCode {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
-            eprintln!("parley-server: {e}");
-            eprintln!("Try 'parley-server --help'.");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli_args::usage("parley-server", &e),
     };
     parley_server::init_logging(&opts.log_level);
     match parley_server::run(&opts, parley_server::Hooks::default()) {

@@ -27,11 +27,13 @@ pub enum Received<'a> {
 }
 
 /// The `mmsghdr` arrays of one batch call, kept between calls: zeroing
-/// them on every call was 3-4% of the server's time under load (perf).
+/// them on every call (13 KiB) shows in the server's profile under load
+/// (benches/RESULTS.md).
 /// Their pointers are set again before every call, so nothing stale is
-/// ever handed to the kernel.
+/// ever handed to the kernel. Public for the load generator's echo floor,
+/// which must make the very same calls.
 #[cfg(target_os = "linux")]
-struct Hdrs {
+pub struct MmsgHdrs {
     names: [libc::sockaddr_storage; BATCH],
     iovs: [libc::iovec; BATCH],
     msgs: [libc::mmsghdr; BATCH],
@@ -40,20 +42,77 @@ struct Hdrs {
 // SAFETY: the raw pointers inside are scratch, rewritten before each use to
 // point into buffers owned alongside; they are never dereferenced elsewhere.
 #[cfg(target_os = "linux")]
-unsafe impl Send for Hdrs {}
+unsafe impl Send for MmsgHdrs {}
 
 #[cfg(target_os = "linux")]
-impl Hdrs {
-    fn new() -> Box<Hdrs> {
+impl MmsgHdrs {
+    /// Headers pointing nowhere yet.
+    pub fn new() -> Box<MmsgHdrs> {
         // SAFETY: all-zero is a valid value for these plain C structs.
         Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    /// Point entry `i` at `buf` and at its own address slot, which holds
+    /// `namelen` meaningful bytes.
+    fn aim(&mut self, i: usize, buf: &mut [u8], namelen: libc::socklen_t) {
+        self.iovs[i].iov_base = buf.as_mut_ptr().cast();
+        self.iovs[i].iov_len = buf.len();
+        let h = &mut self.msgs[i].msg_hdr;
+        h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = namelen;
+        h.msg_iov = &mut self.iovs[i];
+        h.msg_iovlen = 1;
+    }
+
+    /// Point every entry at its receive buffer in `bufs` and at room for
+    /// any source address, before a `recvmmsg`.
+    fn aim_rx(&mut self, bufs: &mut [[u8; RX_BUF]]) {
+        let room = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        for (i, buf) in bufs.iter_mut().enumerate().take(BATCH) {
+            self.aim(i, buf, room);
+        }
+    }
+
+    /// Receive up to [`BATCH`] datagrams from `fd` into `bufs` with the
+    /// given `recvmmsg` flags; how many came. Entry `i`'s length, flags and
+    /// source are then in [`MmsgHdrs::msgs`].
+    #[inline]
+    pub fn recv_into(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        bufs: &mut [[u8; RX_BUF]],
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
+        self.aim_rx(bufs);
+        let room = bufs.len().min(BATCH);
+        // SAFETY: the first `room` entries point into `bufs` and `names`,
+        // which outlive the call, with their lengths; the kernel writes
+        // within them.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                room as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// The headers, as aimed, for `recvmmsg` and `sendmmsg`.
+    pub fn msgs(&mut self) -> &mut [libc::mmsghdr; BATCH] {
+        &mut self.msgs
     }
 }
 
 /// Receive buffers for one batch.
 pub struct RxBatch {
     #[cfg(target_os = "linux")]
-    hdrs: Box<Hdrs>,
+    hdrs: Box<MmsgHdrs>,
     bufs: Box<[[u8; RX_BUF]]>,
     lens: [usize; BATCH],
     truncated: [bool; BATCH],
@@ -72,7 +131,7 @@ impl RxBatch {
     pub fn new() -> Self {
         RxBatch {
             #[cfg(target_os = "linux")]
-            hdrs: Hdrs::new(),
+            hdrs: MmsgHdrs::new(),
             bufs: vec![[0u8; RX_BUF]; BATCH].into_boxed_slice(),
             lens: [0; BATCH],
             truncated: [false; BATCH],
@@ -93,32 +152,17 @@ impl RxBatch {
     #[cfg(target_os = "linux")]
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        let Hdrs { names, iovs, msgs } = &mut *self.hdrs;
-        for i in 0..BATCH {
-            iovs[i].iov_base = self.bufs[i].as_mut_ptr().cast();
-            iovs[i].iov_len = RX_BUF;
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-        }
-        // SAFETY: every pointer in `msgs` points into buffers that outlive
-        // the call, with the lengths given; the kernel writes within them.
-        let n = unsafe {
-            libc::recvmmsg(
-                sock.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        let got = self
+            .hdrs
+            .recv_into(sock.as_raw_fd(), &mut self.bufs, libc::MSG_DONTWAIT);
+        let n = match got {
+            Ok(n) => n,
+            Err(e) => {
+                self.count = 0;
+                return Err(e);
+            }
         };
-        if n < 0 {
-            self.count = 0;
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
+        let MmsgHdrs { names, msgs, .. } = &*self.hdrs;
         for i in 0..n {
             self.lens[i] = msgs[i].msg_len as usize;
             self.truncated[i] = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -228,7 +272,7 @@ pub struct Flushed {
 /// core is told so and counts the drop. Nothing grows.
 pub struct TxRing {
     #[cfg(target_os = "linux")]
-    hdrs: Box<Hdrs>,
+    hdrs: Box<MmsgHdrs>,
     slots: Box<[TxSlot]>,
     head: usize,
     len: usize,
@@ -244,7 +288,7 @@ impl TxRing {
         };
         TxRing {
             #[cfg(target_os = "linux")]
-            hdrs: Hdrs::new(),
+            hdrs: MmsgHdrs::new(),
             slots: vec![empty; capacity.max(BATCH)].into_boxed_slice(),
             head: 0,
             len: 0,
@@ -302,18 +346,13 @@ impl TxRing {
     #[cfg(target_os = "linux")]
     fn send_run(&mut self, sock: &UdpSocket, run: usize) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        let Hdrs { names, iovs, msgs } = &mut *self.hdrs;
+        let hdrs = &mut *self.hdrs;
         for i in 0..run {
             let slot = &mut self.slots[self.head + i];
-            iovs[i].iov_base = slot.buf.as_mut_ptr().cast();
-            iovs[i].iov_len = usize::from(slot.len);
-            let namelen = std_to_sockaddr(slot.dst, &mut names[i]);
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = namelen;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
+            let namelen = std_to_sockaddr(slot.dst, &mut hdrs.names[i]);
+            hdrs.aim(i, &mut slot.buf[..usize::from(slot.len)], namelen);
         }
+        let msgs = &mut hdrs.msgs;
         // SAFETY: the first `run` entries point into live buffers with
         // their true lengths; the kernel only reads them.
         let n =

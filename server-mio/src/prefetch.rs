@@ -7,8 +7,8 @@
 //! the one [`SLOT_AHEAD`] places on (its cell has arrived by then). The
 //! misses overlap with each other and with the handling, and only a few
 //! are in flight at a time: asking for a whole batch's cells, then all its
-//! slots (two lines each), at once filled the core's line-fill buffers,
-//! and the prefetch instructions themselves stalled (perf, 1M ids).
+//! slots (two lines each), at once fills the core's line-fill buffers, and
+//! the prefetch instructions themselves stall (benches/RESULTS.md).
 //! Prefetching pays at both table sizes (benches/RESULTS.md): the kernel's
 //! own traffic through the caches evicts even a 10k table between batches.
 
@@ -77,19 +77,30 @@ impl Plans {
 
     fn prefetch_cell(&self, server: &Server<'_>, i: usize) {
         if i < self.len {
-            if let Some(hint) = self.plans[i].and_then(|p| server.cell_hint(p)) {
-                hint.lines().for_each(prefetch);
+            if let Some(cell) = self.plans[i].as_ref().and_then(|p| server.cell_hint(p)) {
+                lines(cell).for_each(prefetch);
             }
         }
     }
 
     fn prefetch_slot(&self, server: &Server<'_>, i: usize) {
         if i < self.len {
-            if let Some(hint) = self.plans[i].and_then(|p| server.slot_hint(p)) {
-                hint.lines().for_each(prefetch);
+            if let Some(slot) = self.plans[i].as_ref().and_then(|p| server.slot_hint(p)) {
+                lines(slot).for_each(prefetch);
             }
         }
     }
+}
+
+/// Bytes of a cache line.
+const LINE: usize = 64;
+
+/// One address in each cache line that `value` lies in.
+fn lines<T>(value: &T) -> impl Iterator<Item = *const u8> + use<T> {
+    let start = std::ptr::from_ref(value).cast::<u8>();
+    let skew = start as usize % LINE;
+    let first = start.wrapping_sub(skew);
+    (0..(skew + size_of::<T>()).div_ceil(LINE)).map(move |k| first.wrapping_add(k * LINE))
 }
 
 /// Bring the cache line at `p` in, without waiting for it.
@@ -108,19 +119,28 @@ fn prefetch(p: *const u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::limit::{QuotaCell, RateCell};
     use proto_core::registry::Slot;
-    use proto_core::server::{Config, Layout, Storage};
+    use proto_core::server::Config;
+
+    #[test]
+    fn the_lines_of_a_value_cover_it_whole_one_address_per_line() {
+        let slots = vec![Slot::EMPTY; 4];
+        for slot in &slots {
+            let at = std::ptr::from_ref(slot) as usize;
+            let len = size_of::<Slot>();
+            let lines: Vec<usize> = lines(slot).map(|p| p as usize).collect();
+            assert!(lines[0] <= at && at < lines[0] + 64);
+            assert!(*lines.last().unwrap() + 64 >= at + len);
+            assert!(lines.windows(2).all(|w| w[1] == w[0] + 64));
+            assert!(lines.iter().all(|l| l % 64 == 0));
+        }
+        let cell = 7u32;
+        assert_eq!(lines(&cell).count(), 1);
+    }
 
     #[test]
     fn every_datagram_that_names_an_id_is_planned_in_order() {
-        let l = Layout::for_capacity(1024);
-        let storage = Storage {
-            slots: Vec::leak(vec![Slot::EMPTY; l.slots]),
-            index: Vec::leak(vec![0u32; l.index]),
-            rate: Vec::leak(vec![RateCell::EMPTY; l.rate]),
-            quota: Vec::leak(vec![QuotaCell::EMPTY; l.quota]),
-        };
+        let storage = testkit::tables::leaked(1024);
         let server = Server::new(Config::default(), storage, [3; 32]).unwrap();
         let batch: [Option<&[u8]>; 4] = [
             Some(b"LOOKUP 1 - alice"),

@@ -4,8 +4,9 @@
 //! Why two: while a socket has an epoll waiter on its wait queue, every
 //! datagram it sent wakes that waiter when the kernel frees it after
 //! delivery (`sock_wfree` -> `sk_write_space` -> `ep_poll_callback`, which
-//! takes the epoll lock with interrupts off): 7-13% of the server's time
-//! under load (perf). A socket epoll does not watch skips all of that, so
+//! takes the epoll lock with interrupts off), a large share of the server's
+//! time under load (benches/RESULTS.md). A socket epoll does not watch skips
+//! all of that, so
 //! replies go out on a socket of their own, watched only while its send
 //! buffer is full (rare).
 //!
@@ -18,7 +19,7 @@
 //!
 //! `SO_REUSEPORT` must not let a second server share the port silently, so
 //! a plain socket (no `SO_REUSEPORT`) binds the address first: if anything
-//! holds it, that bind fails with `AddrInUse` as it always did. The probe
+//! holds it, that bind fails with `AddrInUse` as any plain bind would. The probe
 //! also turns port 0 into a concrete port: a port-0 bind with
 //! `SO_REUSEPORT` may be given a port a reuseport group of the same user
 //! already holds (the kernel's search skips only ports it could not share).
@@ -34,11 +35,11 @@
 //! not on IPv4 (tried: the kernel's conflict check stops at the first
 //! compatible member of its hash chain). Likewise, while the server runs, a
 //! socket of the same user that sets `SO_REUSEPORT` can join its group,
-//! which it could not before; the BPF program gives it nothing.
+//! which a plain socket's port would refuse; the BPF program gives it nothing.
 //!
 //! If any step of the pair fails (an old kernel, a sandbox refusing the
 //! BPF program), the server logs it once and receives and sends on one
-//! socket, as it did before. Elsewhere than Linux it always uses one.
+//! socket. Elsewhere than Linux it always uses one.
 
 use std::io;
 use std::net::SocketAddr;
@@ -232,8 +233,8 @@ fn steer_to_first(sock: &socket2::Socket) -> io::Result<()> {
 /// fragmented. `PROBE` sets the bit without consulting the kernel's cached
 /// path MTU, so an ICMP message cannot make sends fail. With the bit set,
 /// Linux gives IPv4 datagrams the id 0 instead of drawing one from its
-/// shared, SipHash-keyed id table for each: that draw cost 1.7% of the
-/// server's core (perf, lookup workload; benches/RESULTS.md).
+/// shared, SipHash-keyed id table for each, a draw that shows in the
+/// server's profile under load (benches/RESULTS.md).
 #[cfg(target_os = "linux")]
 pub fn dont_fragment(sock: &impl std::os::fd::AsRawFd, local: SocketAddr) {
     let v4 = (

@@ -604,19 +604,9 @@ impl Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::limit::{QuotaCell, RateCell};
-    use proto_core::registry::Slot;
-    use proto_core::server::{Config, Layout, Storage, VecOutbox};
+    use proto_core::server::{Config, VecOutbox};
 
-    fn storage(capacity: usize) -> Storage<'static> {
-        let l = Layout::for_capacity(capacity);
-        Storage {
-            slots: Vec::leak(vec![Slot::EMPTY; l.slots]),
-            index: Vec::leak(vec![0u32; l.index]),
-            rate: Vec::leak(vec![RateCell::EMPTY; l.rate]),
-            quota: Vec::leak(vec![QuotaCell::EMPTY; l.quota]),
-        }
-    }
+    use testkit::tables::leaked as storage;
 
     fn dir() -> PathBuf {
         let d = std::env::temp_dir().join(format!(

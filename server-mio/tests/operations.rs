@@ -6,10 +6,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use testkit::process::run_briefly;
 
 fn free_tcp_port() -> std::net::SocketAddr {
     let probe = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -77,20 +78,12 @@ fn a_loopback_bind_is_not_warned_about() {
 /// own whose loopback also carries 192.0.2.1; returns its log, or `None`
 /// where no namespace can be made.
 fn log_in_namespace(args: &str) -> Option<String> {
-    let in_namespace = Command::new("unshare")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !in_namespace {
-        return None;
-    }
     let script = format!(
-        "ip link set lo up && ip addr add 192.0.2.1/32 dev lo && \
+        "ip addr add 192.0.2.1/32 dev lo && \
          {{ {bin} {args} & srv=$!; sleep 0.5; kill $srv; wait $srv; }}",
         bin = BIN
     );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
+    let out = testkit::netns::sh(&script)?
         .output()
         .expect("run the server in a namespace");
     Some(String::from_utf8_lossy(&out.stderr).into_owned())
@@ -116,33 +109,6 @@ fn an_exposed_bind_without_strict_is_warned_about() {
     assert!(!log.contains("without --strict"), "{log}");
 }
 
-/// Run `cmd` for at most five seconds (a server that starts is stopped);
-/// its exit code (`None` if it had to be stopped) and its stderr.
-fn run_briefly(mut cmd: Command) -> (Option<i32>, String) {
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    (code, err)
-}
-
 #[test]
 fn the_admin_token_can_stay_off_the_command_line() {
     let dir = std::env::temp_dir().join(format!("parley-ops-{}", std::process::id()));
@@ -164,7 +130,8 @@ fn the_admin_token_can_stay_off_the_command_line() {
             Some(v) => cmd.env("PARLEY_ADMIN_TOKEN", v),
             None => cmd.env_remove("PARLEY_ADMIN_TOKEN"),
         };
-        let (code, err) = run_briefly(cmd);
+        let (status, err) = run_briefly(&mut cmd, Duration::from_secs(5));
+        let code = status.and_then(|s| s.code());
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{err}");
     }

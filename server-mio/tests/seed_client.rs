@@ -18,31 +18,14 @@ fn seed_client_session_of_figures_10_to_13() {
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seed");
     let script = format!(
-        "ip link set lo up 2>/dev/null; \
-         {bin} --log-level warn & srv=$!; \
+        "{bin} --log-level warn & srv=$!; \
          sleep 0.5; python3 -u session.py; rc=$?; kill $srv; wait $srv; exit $rc",
         bin = common::BIN
     );
-    let in_namespace = Command::new("unshare")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    let out = if in_namespace {
-        Command::new("unshare")
-            .args(["-n", "sh", "-c", &script])
-            .current_dir(&dir)
-            .output()
-    } else {
-        assert!(
-            std::net::UdpSocket::bind("127.0.0.1:9999").is_ok(),
-            "no network namespace and 127.0.0.1:9999 is taken: cannot run the seed client"
-        );
-        Command::new("sh")
-            .args(["-c", &script])
-            .current_dir(&dir)
-            .output()
-    }
-    .expect("run the session");
+    let out = testkit::netns::sh_owning_port(&script, 9999)
+        .current_dir(&dir)
+        .output()
+        .expect("run the session");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "session failed:\n{stdout}\n{stderr}");

@@ -136,48 +136,11 @@ fn one_socket_mode_serves_as_before() {
     assert_eq!(from, srv.addr);
 }
 
-/// Run `f` on a thread of its own network namespace whose loopback sends
-/// at 10 Mbit/s through a token bucket: datagrams wait in the qdisc, so
-/// a small send buffer fills (on a plain loopback it never does: the
-/// kernel frees each datagram as it is handed over). `None` where this
-/// process may not make a namespace or `ip`/`tc` are missing.
-#[cfg(target_os = "linux")]
-fn on_a_slow_loopback<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
-    std::thread::spawn(move || {
-        // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread
-        // (and what it starts) into a new, empty network namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            eprintln!("unshare: {}", std::io::Error::last_os_error());
-            return None;
-        }
-        let setup: [&[&str]; 2] = [
-            &["ip", "link", "set", "lo", "up"],
-            &[
-                "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "10mbit", "burst",
-                "1600", "latency", "1s",
-            ],
-        ];
-        for cmd in setup {
-            let ok = Command::new(cmd[0])
-                .args(&cmd[1..])
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                eprintln!("{cmd:?} failed");
-                return None;
-            }
-        }
-        Some(f())
-    })
-    .join()
-    .unwrap()
-}
-
 /// Serve bursts of requests through a send socket with the smallest
 /// buffer; every reply must come, from the bound address.
 #[cfg(target_os = "linux")]
 fn burst_through_a_full_send_buffer(one_socket: bool) -> Option<IoStats> {
-    on_a_slow_loopback(move || {
+    testkit::netns::on_thread(&[testkit::netns::SLOW_LOOPBACK], move || {
         let addr = "127.0.0.1:0".parse().unwrap();
         let sockets = if one_socket {
             Sockets::bind_one(addr).unwrap()

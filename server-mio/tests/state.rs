@@ -5,10 +5,11 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Server, ask, client, client_on, cookie, recv};
+use testkit::process::run_briefly;
 
 const KEY: &str = "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f";
 
@@ -37,34 +38,11 @@ fn stop(mut srv: Server) {
 
 /// Run the server on `state`, which must refuse to start: its stderr.
 fn refused(state: &Path) -> String {
-    let mut child = Command::new(BIN)
-        .args(["--bind", "127.0.0.1:0", "--state"])
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("parley-server started on a damaged state file");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--bind", "127.0.0.1:0", "--state"]).arg(state);
+    let (status, err) = run_briefly(&mut cmd, Duration::from_secs(20));
+    let status = status.expect("parley-server started on a damaged state file");
     assert!(!status.success(), "exit status {status}");
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
     err
 }
 

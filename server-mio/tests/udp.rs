@@ -160,16 +160,9 @@ fn quotas_and_rate_limits_hold() {
 fn garbage_and_giant_datagrams_do_not_hurt() {
     let srv = Server::start(&["--no-limits"]);
     let s = client();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = testkit::rng::XorShift::default();
     for len in (0..2000).step_by(7) {
-        let junk: Vec<u8> = (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
+        let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         s.send_to(&junk, srv.addr).unwrap();
     }
     s.send_to(&vec![b'A'; 65507], srv.addr).unwrap();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use proto_core::wire::relay::{Frame, RelayReply};
 use testkit::natlab::{Nat, lab_or_skip, required};
+use testkit::udp::register_via;
 use testkit::{bins, parley};
 
 fn ask(s: &UdpSocket, to: SocketAddr, req: &str) -> String {
@@ -21,15 +22,6 @@ fn ask(s: &UdpSocket, to: SocketAddr, req: &str) -> String {
         }
     }
     panic!("no answer to {req}");
-}
-
-/// HELLO, REG: (cookie, token).
-fn register(s: &UdpSocket, to: SocketAddr, id: &str) -> (String, String) {
-    let r = ask(s, to, &format!("HELLO h {}", ".".repeat(90)));
-    let c = r.split(' ').nth(2).unwrap().to_string();
-    let r = ask(s, to, &format!("REG r {c} {id}"));
-    assert!(r.starts_with("REGD"), "{r}");
-    (c, r.rsplit(' ').next().unwrap().to_string())
 }
 
 #[test]
@@ -52,8 +44,8 @@ fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     let b = lab.host_behind(&mut rb, "b").unwrap();
     let (sa, sb) = (a.udp_socket(0).unwrap(), b.udp_socket(0).unwrap());
     let to = parley::server_addr();
-    let (ca, ta) = register(&sa, to, "alice");
-    let (cb, tb) = register(&sb, to, "bob");
+    let (ca, ta) = register_via(|r| ask(&sa, to, r), "alice");
+    let (cb, tb) = register_via(|r| ask(&sb, to, r), "bob");
 
     let r = ask(&sa, to, &format!("RELAY 1 {ca} alice {ta} bob"));
     let first = RelayReply::parse(r.as_bytes()).unwrap();

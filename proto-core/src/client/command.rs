@@ -86,7 +86,7 @@ impl Client {
     }
 
     /// Say that `peer` runs the seed's client: messages to it go as
-    /// `Message <text>` without waiting for probes.
+    /// `Message <text>` without waiting for handshakes (a peer with a key never is).
     pub fn mark_seed(&mut self, now: Instant, peer: Id<'_>) {
         if let Some(p) = self.peer_index(now, peer) {
             self.peers[p].kind = Kind::Seed;

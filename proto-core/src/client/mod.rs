@@ -160,9 +160,11 @@ pub struct Config {
     pub chat_rto_max: Millis,
     /// Transmissions of a chat message before it is reported not delivered.
     pub chat_attempts: u8,
-    /// Interval between the first probes of a path (it doubles, up to 1 s).
+    /// Interval between the first handshake initiations toward a peer (the
+    /// probes of its candidate addresses; it doubles, up to 1 s).
     pub probe_interval: Millis,
-    /// Probes sent before a peer is taken for the seed's client.
+    /// Initiations sent before giving up: messages to a peer with a key are
+    /// then not delivered; a peer without one is taken for the seed's client.
     pub probe_attempts: u8,
     /// Longest text in one `CHAT` fragment.
     pub fragment_text: usize,
@@ -418,7 +420,7 @@ impl Client {
         t
     }
 
-    /// Do the timed work due at `now`: retransmissions, keepalives, probes.
+    /// Do the timed work due at `now`: retransmissions, keepalives, handshakes.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.requests_due(now);
         self.keepalive_due(now);

@@ -68,7 +68,8 @@ impl Route {
 /// A peer the server placed this recently is not asked about again
 /// (unless its path goes silent).
 pub(super) const RESOLVE_AGAIN: Millis = Millis(10_000);
-/// How long a peer that never answered a probe is taken for a seed client.
+/// How long a keyless peer that never answered a handshake is taken for a
+/// seed client.
 const SEED_GUESS_FOR: Millis = Millis(60_000);
 /// Candidate addresses tried for one peer.
 pub(super) const MAX_CANDIDATES: usize = 6;
@@ -78,7 +79,7 @@ pub(super) const MAX_CANDIDATES: usize = 6;
 pub(super) enum Kind {
     /// Not heard from yet.
     Unknown,
-    /// Answers probes and acknowledges.
+    /// Answered a handshake: a session carries its chat.
     Parley,
     /// The seed's client: gets `Message <text>`.
     Seed,

@@ -122,4 +122,32 @@ mod tests {
             assert_ne!(predict_next(session), next, "seed {seed}");
         }
     }
+
+    /// The client draws its session id (which every `CHAT` carries to the
+    /// peer) and then its first transaction id (which the server sees):
+    /// the old generator let a peer compute the second from the first.
+    #[test]
+    fn a_peer_cannot_predict_the_clients_transaction_ids_from_its_session() {
+        use crate::client::{Client, Config};
+        use crate::wire::{Id, Request};
+        for seed in 0..32u8 {
+            let server: core::net::SocketAddr = "192.0.2.1:9999".parse().unwrap();
+            let cfg = Config::new(server, Some(Id::new("alice").unwrap()));
+            let mut c = Client::new(
+                cfg,
+                crate::Instant(0),
+                [seed; 32],
+                Keypair::from_secret([1; 32]),
+            );
+            let hello = c.poll_transmit().unwrap();
+            let Ok(Request::Hello { tx, .. }) = Request::parse(&hello.payload) else {
+                panic!("the first datagram is HELLO");
+            };
+            let tx: u64 = tx.as_str().parse().unwrap();
+            // The REG queued at start took the first transaction id; the
+            // HELLO that fetches its cookie, the next.
+            let predicted = predict_next(c.session) % 1_000_000 + 2;
+            assert_ne!(predicted, tx, "seed {seed}");
+        }
+    }
 }

@@ -31,10 +31,15 @@ impl Client {
                     }
                     self.send_fragments(now, i);
                     // A path that never carried an acknowledgement may be
-                    // stale (the peer moved): ask the server again.
+                    // stale (the peer moved), or the peer may have lost the
+                    // session (it restarted): ask the server again, and
+                    // handshake again on every address known.
                     if attempts == 3 && !self.outs[i].any_acked() {
                         let to = self.outs[i].to;
                         self.resolve(now, to);
+                        if let Some(p) = self.find_peer(&to) {
+                            self.start_handshake(now, p);
+                        }
                     }
                 }
             }

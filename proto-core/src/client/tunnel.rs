@@ -15,6 +15,7 @@ use crate::wire::sealed::{
 use crate::wire::{Id, IdBuf};
 
 use super::Client;
+use super::event::Undelivered;
 use super::path::{Kind, Probe, Via};
 
 /// Half-open handshakes as responder, held at once.
@@ -315,7 +316,7 @@ impl Client {
             }
             None => RespState::Xx(hs),
         };
-        self.keep_responding(
+        let kept = self.keep_responding(
             now,
             Responding {
                 local,
@@ -325,30 +326,42 @@ impl Client {
                 state,
             },
         );
-        self.emit_via(src, |b| resp.emit(b));
+        if kept {
+            self.emit_via(src, |b| resp.emit(b));
+        }
         true
     }
 
     /// Hold a half-open handshake: at most a few per source address and
-    /// [`MAX_RESPONDING`] in all, the oldest making room.
-    fn keep_responding(&mut self, now: Instant, r: Responding) {
+    /// [`MAX_RESPONDING`] in all, the oldest making room. An XX one (its
+    /// initiator proved nothing yet) makes room only among XX ones, and
+    /// goes first: a flood of initiations from anywhere cannot push out an
+    /// IK handshake, whose initiator proved its key. `false` if there was
+    /// no room (then nothing is answered).
+    pub(super) fn keep_responding(&mut self, now: Instant, r: Responding) -> bool {
         self.responding
             .retain(|x| now.since(x.created) < RESPONDING_FOR.0);
+        let xx = |x: &Responding| matches!(x.state, RespState::Xx(_));
+        let newcomer_xx = xx(&r);
         let from_src = self.responding.iter().filter(|x| x.src == r.src).count();
-        if from_src >= RESPONDING_PER_SOURCE || self.responding.is_full() {
-            let same = from_src >= RESPONDING_PER_SOURCE;
-            if let Some(i) = self
+        let over_src = from_src >= RESPONDING_PER_SOURCE;
+        if over_src || self.responding.is_full() {
+            let victim = self
                 .responding
                 .iter()
                 .enumerate()
-                .filter(|(_, x)| !same || x.src == r.src)
-                .min_by_key(|(_, x)| x.created)
-                .map(|(i, _)| i)
-            {
-                self.responding.swap_remove(i);
+                .filter(|(_, x)| !over_src || x.src == r.src)
+                .filter(|(_, x)| !newcomer_xx || xx(x))
+                .min_by_key(|(_, x)| (!xx(x), x.created))
+                .map(|(i, _)| i);
+            match victim {
+                Some(i) => {
+                    self.responding.swap_remove(i);
+                }
+                None => return false,
             }
         }
-        let _ = self.responding.push(r);
+        self.responding.push(r).is_ok()
     }
 
     fn hello_replayed(&self, id: Id<'_>, session: u64, counter: u64) -> bool {
@@ -391,6 +404,11 @@ impl Client {
         let Some(idr) = id.as_id() else { return false };
         if !self.key_ok(now, idr, key) {
             self.peers[p].probe = None;
+            // A changed pin holds the messages for the person to decide;
+            // a key the server contradicts ends them.
+            if self.peers[p].held.is_none() {
+                self.fail_outgoing(&id, Undelivered::NoAnswer);
+            }
             return true;
         }
         if ini.hs.pattern() == Pattern::XX {

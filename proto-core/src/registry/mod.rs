@@ -14,7 +14,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use table::{Full, Handle, Hint, Order, Plan, Registry, StorageError, index_len_for};
+pub use table::{Full, Handle, Order, Plan, Registry, StorageError, index_len_for};
 
 use core::net::SocketAddr;
 

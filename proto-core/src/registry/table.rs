@@ -60,12 +60,9 @@ impl fmt::Display for Full {
 /// field is below the capacity, so never all ones (see `slot_bits`).
 const EMPTY: u32 = NIL;
 
-/// Bytes of a cache line, the unit [`Hint::lines`] walks in.
-const LINE: usize = 64;
-
 /// Where an id lives in a [`Registry`]'s index: see [`Registry::plan`].
 /// Meaningful only to the registry that made it. It keeps the id too, so
-/// a registry told to [`Registry::remember`] it uses it only for that id.
+/// the `_planned` methods use it only for that id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     cell: usize,
@@ -81,25 +78,6 @@ impl Plan {
     }
 }
 
-/// Memory a lookup is about to read, for a caller that prefetches it: `len`
-/// bytes from `start`. Only an address; nothing may be read through it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hint {
-    /// The first byte.
-    pub start: *const u8,
-    /// How many bytes.
-    pub len: usize,
-}
-
-impl Hint {
-    /// One address in each 64-byte cache line the hint covers.
-    pub fn lines(self) -> impl Iterator<Item = *const u8> {
-        let skew = self.start as usize % LINE;
-        let first = self.start.wrapping_sub(skew);
-        (0..(skew + self.len).div_ceil(LINE)).map(move |k| first.wrapping_add(k * LINE))
-    }
-}
-
 /// The id table. See the module docs for the layout.
 pub struct Registry<'a> {
     slots: &'a mut [Slot],
@@ -107,7 +85,7 @@ pub struct Registry<'a> {
     /// low `slot_bits` and a tag (more bits of the id's hash) above them:
     /// a probe reads a slot only when the tag matches, so a lookup almost
     /// never touches another id's slot (in a table larger than the caches
-    /// each such visit was a cache miss, and a third of lookups made one).
+    /// each such visit is a cache miss).
     index: &'a mut [u32],
     mask: usize,
     slot_bits: u32,
@@ -124,8 +102,6 @@ pub struct Registry<'a> {
     sub_cursor: u32,
     /// The slot the clock hand visits next.
     hand: u32,
-    /// The plan of the datagram being handled, if it was planned.
-    memo: Option<Plan>,
     /// Every slot at or above this one has never held an entry. The free
     /// list starts in slot order and is LIFO, so a table that never held
     /// many entries at once keeps them all below a low mark.
@@ -181,7 +157,6 @@ impl<'a> Registry<'a> {
             sub_count: 0,
             sub_cursor: NIL,
             hand: 0,
-            memo: None,
             span: 0,
         })
     }
@@ -212,9 +187,10 @@ impl<'a> Registry<'a> {
         self.sub_count
     }
 
-    /// The home cell of `id` in the index and its tag.
-    fn place(&self, id: &[u8]) -> (usize, u32) {
-        if let Some(p) = self.memo.as_ref().filter(|p| p.is_for(id)) {
+    /// The home cell of `id` in the index and its tag: from `plan` if it
+    /// was made for `id`, else one keyed hash.
+    fn place(&self, id: &[u8], plan: Option<&Plan>) -> (usize, u32) {
+        if let Some(p) = plan.filter(|p| p.is_for(id)) {
             // Masked so that a plan of another registry, a caller's
             // mistake, can give wrong answers but never index out of range.
             return (p.cell & self.mask, p.tag);
@@ -238,7 +214,7 @@ impl<'a> Registry<'a> {
 
     /// The home cell of `id` in the index.
     pub(super) fn hash(&self, id: &[u8]) -> usize {
-        self.place(id).0
+        self.place(id, None).0
     }
 
     /// The slot number a stored cell names.
@@ -257,7 +233,13 @@ impl<'a> Registry<'a> {
 
     /// Where `id` is stored. Expiry is the caller's business.
     pub fn find(&self, id: Id<'_>) -> Option<Handle> {
-        let (mut i, tag) = self.place(id.as_bytes());
+        self.find_planned(id, None)
+    }
+
+    /// [`Self::find`], with the hash taken from `plan` if it was made for
+    /// `id` (see [`Self::plan`]).
+    pub fn find_planned(&self, id: Id<'_>, plan: Option<&Plan>) -> Option<Handle> {
+        let (mut i, tag) = self.place(id.as_bytes(), plan);
         loop {
             let cell = self.index[i];
             if cell == EMPTY {
@@ -277,9 +259,14 @@ impl<'a> Registry<'a> {
     /// caller that prefetches a whole batch of datagrams before handling
     /// them (memory-level parallelism on a table far larger than the
     /// caches): first [`Self::cell_hint`] for every datagram, then
-    /// [`Self::slot_hint`] for every one.
+    /// [`Self::slot_hint`] for every one. Handing the plan to
+    /// [`Self::find_planned`], [`Self::insert_planned`] or
+    /// [`Self::remove_planned`] saves them the hash. Any plan this registry
+    /// made stays right: it answers only for the id it was made for, and
+    /// an id's place never changes. (A plan made by another registry would
+    /// misplace its id here.)
     pub fn plan(&self, id: &[u8]) -> Plan {
-        let (cell, tag) = self.place(id);
+        let (cell, tag) = self.place(id, None);
         let mut plan = Plan {
             cell,
             tag,
@@ -293,27 +280,16 @@ impl<'a> Registry<'a> {
         plan
     }
 
-    /// Keep `plan`, so the next lookups of its id skip the hash that made
-    /// it. Any plan this registry made is safe to keep: it answers only
-    /// for the id it was made for, and an id's place never changes. (A
-    /// plan made by another registry would misplace its id here.)
-    pub fn remember(&mut self, plan: Plan) {
-        self.memo = Some(plan);
-    }
-
-    /// The index cell a lookup planned by `plan` reads first.
-    pub fn cell_hint(&self, plan: Plan) -> Option<Hint> {
-        let cell = self.index.get(plan.cell)?;
-        Some(Hint {
-            start: core::ptr::from_ref(cell).cast(),
-            len: core::mem::size_of::<u32>(),
-        })
+    /// The index cell a lookup planned by `plan` reads first, for a
+    /// caller that prefetches it (its address is all that is of use).
+    pub fn cell_hint(&self, plan: &Plan) -> Option<&u32> {
+        self.index.get(plan.cell)
     }
 
     /// The slot of the first cell in the planned probe run whose tag
     /// matches (`None` if there is none). This reads the cells, so ask for
     /// it only after the [`Self::cell_hint`] was prefetched.
-    pub fn slot_hint(&self, plan: Plan) -> Option<Hint> {
+    pub fn slot_hint(&self, plan: &Plan) -> Option<&Slot> {
         let mut i = plan.cell;
         // Runs are short at a load factor of at most 0.5; a hint that gives
         // up early costs only a miss later.
@@ -323,11 +299,7 @@ impl<'a> Registry<'a> {
                 return None;
             }
             if self.tag_of(cell) == plan.tag {
-                let s = self.slots.get(self.slot_of(cell) as usize)?;
-                return Some(Hint {
-                    start: core::ptr::from_ref(s).cast(),
-                    len: core::mem::size_of::<Slot>(),
-                });
+                return self.slots.get(self.slot_of(cell) as usize);
             }
             i = (i + 1) & self.mask;
         }
@@ -358,6 +330,12 @@ impl<'a> Registry<'a> {
     /// Store a new registration at the tail of registration order.
     /// The id must not be stored already.
     pub fn insert(&mut self, entry: Entry) -> Result<Handle, Full> {
+        self.insert_planned(entry, None)
+    }
+
+    /// [`Self::insert`], with the hash taken from `plan` if it was made
+    /// for the entry's id.
+    pub fn insert_planned(&mut self, entry: Entry, plan: Option<&Plan>) -> Result<Handle, Full> {
         debug_assert!(entry.id.as_id().is_some_and(|id| self.find(id).is_none()));
         if self.free == NIL {
             return Err(Full);
@@ -379,7 +357,7 @@ impl<'a> Registry<'a> {
             t => self.slots[t as usize].next = slot,
         }
         self.tail = slot;
-        let (mut i, tag) = self.place(entry.id.as_bytes());
+        let (mut i, tag) = self.place(entry.id.as_bytes(), plan);
         while self.index[i] != EMPTY {
             i = (i + 1) & self.mask;
         }
@@ -393,6 +371,12 @@ impl<'a> Registry<'a> {
 
     /// Remove a registration, returning it.
     pub fn remove(&mut self, h: Handle) -> Entry {
+        self.remove_planned(h, None)
+    }
+
+    /// [`Self::remove`], with the hash of the entry's id taken from `plan`
+    /// if it was made for it.
+    pub fn remove_planned(&mut self, h: Handle, plan: Option<&Plan>) -> Entry {
         let slot = h.0;
         let entry = *self.get(h);
         if entry.sub != Subscription::None {
@@ -410,7 +394,7 @@ impl<'a> Registry<'a> {
             NIL => self.tail = prev,
             n => self.slots[n as usize].prev = prev,
         }
-        self.unindex(slot, entry.id.as_bytes());
+        self.unindex(slot, entry.id.as_bytes(), plan);
         self.slots[slot as usize] = Slot {
             next: self.free,
             ..Slot::EMPTY
@@ -422,8 +406,8 @@ impl<'a> Registry<'a> {
 
     /// Take `slot` out of the index, shifting later members of its probe
     /// run back so that no lookup stops early at the hole.
-    fn unindex(&mut self, slot: u32, id: &[u8]) {
-        let mut i = self.hash(id);
+    fn unindex(&mut self, slot: u32, id: &[u8], plan: Option<&Plan>) {
+        let mut i = self.place(id, plan).0;
         while self.index[i] == EMPTY || self.slot_of(self.index[i]) != slot {
             i = (i + 1) & self.mask;
         }
@@ -566,7 +550,7 @@ impl<'a> Registry<'a> {
             let e = self
                 .entry_at(slot)
                 .ok_or("an index cell names an empty or missing slot")?;
-            if self.place(e.id.as_bytes()).1 != self.tag_of(cell) {
+            if self.place(e.id.as_bytes(), None).1 != self.tag_of(cell) {
                 return Err("an index cell's tag is not its entry's");
             }
             let id = e.id.as_id().ok_or("a stored id is not a valid id")?;

@@ -13,30 +13,45 @@ use core::net::SocketAddr;
 use crate::wire::Locals;
 
 use super::seed::NEVER;
-use super::text::Line;
-use super::{Outbox, Server, stats::Verb};
+use super::{Claim, Outbox, Server, stats::Verb};
 use crate::MAX_DATAGRAM;
-use crate::registry::{Entry, Handle, Owner, Subscription};
+use crate::registry::{Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
-use crate::wire::reply::{IdSeq, StatSeq};
-use crate::wire::request::Header;
-use crate::wire::{
-    ErrorCode, FieldError, Id, IdBuf, ParseError, PublicKey, Reply, Request, Token, TxId,
-};
+use crate::wire::body::{PageIds, StatCounters};
+use crate::wire::classify;
+use crate::wire::{ErrorCode, FieldError, Id, ParseError, PublicKey, Reply, Request, Token, TxId};
 
 /// Slots a `LIST` may visit for one page, so a sparse table cannot make
 /// one request expensive; the cursor says where to go on.
 const LIST_SCAN: u32 = 4096;
 
-/// Best effort at the transaction id of a request that did not parse, so
-/// the client can match the error to what it sent.
-pub(super) fn salvage_tx(d: &[u8]) -> Option<TxId<'_>> {
-    let mut words = d.split(|&b| b == b' ');
-    words.next()?;
-    let tx = words.next()?;
-    let tx = tx.strip_suffix(b"\n").unwrap_or(tx);
-    let tx = tx.strip_suffix(b"\r").unwrap_or(tx);
-    TxId::from_bytes(tx).ok()
+/// What every handler is asked with: when, by whom, and the transaction
+/// its reply echoes.
+#[derive(Clone, Copy)]
+struct Asked<'r> {
+    now: Instant,
+    src: SocketAddr,
+    tx: TxId<'r>,
+}
+
+/// A handler's reply, which `handle_ext` sends, or the error it sends
+/// instead.
+type Answer<'r> = Result<Reply<'r>, ErrorCode>;
+
+/// The counter a cookied request counts in.
+fn verb(req: &Request<'_>) -> Verb {
+    match req {
+        Request::Hello { .. } => Verb::Hello,
+        Request::Register { .. } => Verb::Reg,
+        Request::Keepalive { .. } => Verb::Keep,
+        Request::Lookup { .. } => Verb::Lookup,
+        Request::Introduce { .. } => Verb::Intro,
+        Request::List { .. } => Verb::List,
+        Request::Subscribe { .. } => Verb::Sub,
+        Request::Unsubscribe { .. } => Verb::Unsub,
+        Request::Quit { .. } => Verb::Quit,
+        Request::Stats { .. } => Verb::Stats,
+    }
 }
 
 fn parse_error_code(e: ParseError) -> ErrorCode {
@@ -77,7 +92,7 @@ impl Server<'_> {
             now,
             out,
             src,
-            salvage_tx(d),
+            classify::tx(d),
             ErrorCode::RateLimited,
             d.len(),
         );
@@ -99,7 +114,7 @@ impl Server<'_> {
             Err(e) => {
                 if self.charge_request(now, src, false, d, out) {
                     let code = parse_error_code(e);
-                    self.send_error(now, out, src, salvage_tx(d), code, unvalidated);
+                    self.send_error(now, out, src, classify::tx(d), code, unvalidated);
                 }
                 return;
             }
@@ -115,7 +130,7 @@ impl Server<'_> {
             Some(h) => h,
             None => {
                 let tx = req.tx();
-                self.stats.count_request(Verb::Hello);
+                self.stats.count_request(verb(&req));
                 let cookie = self.cookies.issue(now, src);
                 let reply = Reply::Cookie {
                     tx,
@@ -130,36 +145,56 @@ impl Server<'_> {
             self.send_error(now, out, src, Some(h.tx), ErrorCode::BadCookie, unvalidated);
             return;
         }
+        let tx = h.tx;
+        let a = Asked { now, src, tx };
+        self.stats.count_request(verb(&req));
+        // LIST and STATS build their bodies here, beside the reply that
+        // borrows them, so every handler hands back its reply and this one
+        // place writes it into the outbox.
+        let mut page;
+        let mut counters;
         let result = match req {
-            Request::Hello { .. } => Ok(()),
+            Request::Hello { .. } => return,
             Request::Register {
-                h,
                 id,
                 lease,
                 token,
                 key,
-            } => self.register(now, src, h, id, lease, token, key, out),
-            Request::Keepalive { h, id, token } => self.keepalive(now, src, h, id, token, out),
-            Request::Lookup { h, id } => self.lookup(now, src, h, id, out),
+                ..
+            } => self.register(a, id, lease, token, key),
+            Request::Keepalive { id, token, .. } => self.keepalive(a, id, token),
+            Request::Lookup { id, .. } => self.lookup(a, id),
             Request::Introduce {
-                h,
                 id,
                 token,
                 target,
                 local,
-            } => self.introduce(now, src, h, id, token, target, local, out),
-            Request::List { h, cursor } => self.list(now, src, h, cursor, out),
-            Request::Subscribe { h, id, token } => {
-                self.subscribe(now, src, h, id, token, true, out)
+                ..
+            } => self.introduce(a, id, token, target, local, out),
+            Request::List { cursor, .. } => {
+                page = PageIds::new(tx);
+                let next = self.list(now, cursor, &mut page);
+                Ok(Reply::Page {
+                    tx,
+                    next,
+                    ids: page.ids(),
+                })
             }
-            Request::Unsubscribe { h, id, token } => {
-                self.subscribe(now, src, h, id, token, false, out)
+            Request::Subscribe { id, token, .. } => self.subscribe(a, id, token, true),
+            Request::Unsubscribe { id, token, .. } => self.subscribe(a, id, token, false),
+            Request::Quit { id, token, .. } => self.quit(a, id, token),
+            Request::Stats { admin, .. } => {
+                counters = StatCounters::new(tx);
+                self.stats_body(src, admin, &mut counters)
+                    .map(|()| Reply::Stats {
+                        tx,
+                        stats: counters.stats(),
+                    })
             }
-            Request::Quit { h, id, token } => self.quit(now, src, h, id, token, out),
-            Request::Stats { h, admin } => self.stats_reply(src, h, admin, out),
         };
-        if let Err(code) = result {
-            self.send_error(now, out, src, Some(h.tx), code, MAX_DATAGRAM);
+        match result {
+            Ok(reply) => self.send_reply(out, src, &reply, MAX_DATAGRAM),
+            Err(code) => self.send_error(now, out, src, Some(tx), code, MAX_DATAGRAM),
         }
     }
 
@@ -172,22 +207,17 @@ impl Server<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn register(
+    fn register<'r>(
         &mut self,
-        now: Instant,
-        src: SocketAddr,
-        h: Header<'_>,
-        id: Id<'_>,
+        Asked { now, src, tx }: Asked<'r>,
+        id: Id<'r>,
         lease: Option<u32>,
         token: Option<Token>,
         key: Option<PublicKey>,
-        out: &mut impl Outbox,
-    ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::Reg);
+    ) -> Answer<'r> {
         let lease = self.cfg.grant(lease);
         let expires = now + Millis::from_secs(u64::from(lease));
-        let (slot, token) = match self.find_live(now, id) {
+        let token = match self.find_live(now, id) {
             Some(slot) => {
                 // Renewal: only the token that owns the id may renew it, and
                 // the stored address follows the datagram's source.
@@ -212,101 +242,62 @@ impl Server<'_> {
                 let e = self.reg.get_mut(slot);
                 e.expires = expires;
                 e.lease = lease;
-                (slot, owned)
+                owned
             }
             None => {
-                self.admit(now, src)?;
-                let token = self.tokens.next();
-                let entry = Entry {
-                    id: IdBuf::from_id(id),
-                    addr: src,
-                    expires,
-                    lease,
-                    owner: Owner::Token(token),
-                    key,
-                    sub: Subscription::None,
-                    sub_seq: 0,
-                    sub_sent: NEVER,
-                };
-                let slot = self.reg.insert(entry).map_err(|_| {
-                    self.release_quota(src);
-                    ErrorCode::TableFull
-                })?;
-                self.joined(slot);
-                (slot, token)
+                let slot = self.enroll(now, src, id, lease, Claim::Token { key })?;
+                match self.reg.get(slot).owner {
+                    Owner::Token(t) => t,
+                    // `enroll` mints a token for every `Claim::Token`.
+                    Owner::Address => return Err(ErrorCode::TableFull),
+                }
             }
         };
-        let _ = slot;
-        let reply = Reply::Registered {
-            tx: h.tx,
+        Ok(Reply::Registered {
+            tx,
             id,
             lease,
             addr: src,
             token,
-        };
-        self.send_reply(out, src, &reply, MAX_DATAGRAM);
-        Ok(())
+        })
     }
 
-    fn keepalive(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        h: Header<'_>,
-        id: Id<'_>,
-        token: Token,
-        out: &mut impl Outbox,
-    ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::Keep);
+    fn keepalive<'r>(&mut self, a: Asked<'r>, id: Id<'_>, token: Token) -> Answer<'r> {
+        let Asked { now, src, tx } = a;
         let slot = self.owned(now, id, token)?;
         self.rebind(slot, src)?;
         let e = self.reg.get_mut(slot);
         let lease = e.lease;
         e.expires = now + Millis::from_secs(u64::from(lease));
-        let reply = Reply::Alive {
-            tx: h.tx,
+        Ok(Reply::Alive {
+            tx,
             lease,
             addr: src,
             seq: self.log.latest(),
-        };
-        self.send_reply(out, src, &reply, MAX_DATAGRAM);
-        Ok(())
+        })
     }
 
-    fn lookup(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        h: Header<'_>,
-        id: Id<'_>,
-        out: &mut impl Outbox,
-    ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::Lookup);
+    fn lookup<'r>(&mut self, Asked { now, tx, .. }: Asked<'r>, id: Id<'r>) -> Answer<'r> {
         let slot = self.find_live(now, id).ok_or(ErrorCode::NoSuchId)?;
         let e = self.reg.get(slot);
-        let reply = Reply::At {
-            tx: h.tx,
+        Ok(Reply::At {
+            tx,
             id,
             addr: e.addr,
             kind: e.kind(),
-        };
-        self.send_reply(out, src, &reply, MAX_DATAGRAM);
-        Ok(())
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn introduce(
+    /// Besides its reply, `INTRO` sends the target a `PUNCH`.
+    fn introduce<'r>(
         &mut self,
-        now: Instant,
-        src: SocketAddr,
-        h: Header<'_>,
+        Asked { now, src, tx }: Asked<'r>,
         id: Id<'_>,
         token: Token,
-        target: Id<'_>,
+        target: Id<'r>,
         local: Locals,
         out: &mut impl Outbox,
-    ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::Intro);
+    ) -> Answer<'r> {
         // Only a registered requester may make the server send to a third
         // party, and the target learns who asked.
         let me = self.owned(now, id, token)?;
@@ -327,28 +318,17 @@ impl Server<'_> {
             local,
         };
         self.send_reply(out, target_addr, &punch, MAX_DATAGRAM);
-        let reply = Reply::At {
-            tx: h.tx,
+        Ok(Reply::At {
+            tx,
             id: target,
             addr: target_addr,
             kind: target_kind,
-        };
-        self.send_reply(out, src, &reply, MAX_DATAGRAM);
-        Ok(())
+        })
     }
 
-    fn list(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        h: Header<'_>,
-        cursor: u32,
-        out: &mut impl Outbox,
-    ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::List);
-        // Room for "PAGE <tx> <cursor>" and the ids after it.
-        let room = MAX_DATAGRAM - "PAGE  4294967295".len() - h.tx.as_bytes().len();
-        let mut ids = Line::new();
+    /// Fill `ids` with a page of live ids from `cursor` on; the cursor of
+    /// the next page, 0 after the last.
+    fn list(&mut self, now: Instant, cursor: u32, ids: &mut PageIds) -> u32 {
         // Slots past the span have never held an entry: a lightly used
         // table lists in one page however large its capacity.
         let cap = self.reg.span() as u32;
@@ -356,42 +336,17 @@ impl Server<'_> {
         let end = cursor.saturating_add(LIST_SCAN).min(cap);
         while slot < end {
             if let Some((_, e)) = self.reg.at_slot(slot) {
-                if e.expires > now {
-                    let id = e.id.as_bytes();
-                    if ids.len() + 1 + id.len() > room {
-                        break;
-                    }
-                    if !ids.is_empty() {
-                        ids.push(b" ");
-                    }
-                    ids.push(id);
+                if e.expires > now && !ids.push(e.id.as_bytes()) {
+                    break;
                 }
             }
             slot += 1;
         }
-        let next = if slot >= cap { 0 } else { slot };
-        let reply = Reply::Page {
-            tx: h.tx,
-            next,
-            ids: IdSeq(ids.as_str()),
-        };
-        self.send_reply(out, src, &reply, MAX_DATAGRAM);
-        Ok(())
+        if slot >= cap { 0 } else { slot }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn subscribe(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        h: Header<'_>,
-        id: Id<'_>,
-        token: Token,
-        on: bool,
-        out: &mut impl Outbox,
-    ) -> Result<(), ErrorCode> {
-        self.stats
-            .count_request(if on { Verb::Sub } else { Verb::Unsub });
+    fn subscribe<'r>(&mut self, a: Asked<'r>, id: Id<'_>, token: Token, on: bool) -> Answer<'r> {
+        let Asked { now, src, tx } = a;
         let slot = self.owned(now, id, token)?;
         self.rebind(slot, src)?;
         let reply = if on {
@@ -400,69 +355,45 @@ impl Server<'_> {
             let e = self.reg.get_mut(slot);
             e.sub_seq = seq;
             e.sub_sent = NEVER;
-            Reply::Subscribed { tx: h.tx, seq }
+            Reply::Subscribed { tx, seq }
         } else {
             self.reg.set_subscription(slot, Subscription::None);
-            Reply::Unsubscribed { tx: h.tx }
+            Reply::Unsubscribed { tx }
         };
         self.refresh_gauges();
-        self.send_reply(out, src, &reply, MAX_DATAGRAM);
-        Ok(())
+        Ok(reply)
     }
 
-    fn quit(
+    fn quit<'r>(
         &mut self,
-        now: Instant,
-        src: SocketAddr,
-        h: Header<'_>,
-        id: Id<'_>,
+        Asked { now, tx, .. }: Asked<'r>,
+        id: Id<'r>,
         token: Token,
-        out: &mut impl Outbox,
-    ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::Quit);
+    ) -> Answer<'r> {
         let slot = self.owned(now, id, token)?;
         self.remove(slot);
-        self.send_reply(out, src, &Reply::Bye { tx: h.tx, id }, MAX_DATAGRAM);
-        Ok(())
+        Ok(Reply::Bye { tx, id })
     }
 
-    fn stats_reply(
+    /// Fill `body` with the counters, for a loopback source or the admin
+    /// token only.
+    fn stats_body(
         &mut self,
         src: SocketAddr,
-        h: Header<'_>,
         admin: Option<Token>,
-        out: &mut impl Outbox,
+        body: &mut StatCounters,
     ) -> Result<(), ErrorCode> {
-        self.stats.count_request(Verb::Stats);
         // On a dual-stack socket a local IPv4 client is ::ffff:127.0.0.1.
         let allowed = src.ip().to_canonical().is_loopback()
             || (self.cfg.admin_token.is_some() && admin == self.cfg.admin_token);
         if !allowed {
             return Err(ErrorCode::Forbidden);
         }
-        // "STATS <tx> " comes before the counters; those that do not fit
-        // are left out whole (the metrics endpoint has all of them).
-        let room = MAX_DATAGRAM - "STATS  ".len() - h.tx.as_bytes().len();
-        let mut body = Line::new();
+        // Counters that do not fit are left out whole (the metrics
+        // endpoint has all of them).
         self.stats.for_each(|name, value| {
-            let mut digits = [0u8; 20];
-            let v = super::text::decimal(value, &mut digits);
-            let sep = usize::from(!body.is_empty());
-            if body.len() + sep + name.len() + 1 + v.len() > room {
-                return;
-            }
-            if sep == 1 {
-                body.push(b" ");
-            }
-            body.push(name.as_bytes());
-            body.push(b"=");
-            body.push(v);
+            body.push(name, value);
         });
-        let reply = Reply::Stats {
-            tx: h.tx,
-            stats: StatSeq(body.as_str()),
-        };
-        self.send_reply(out, src, &reply, MAX_DATAGRAM);
         Ok(())
     }
 }

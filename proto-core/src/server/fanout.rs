@@ -8,14 +8,13 @@
 //! another round, so every subscriber ends up with the latest state.
 
 use super::seed::NEVER;
-use super::text::Line;
 use super::{Outbox, Server, send_bytes};
 use crate::SEED_MAX_LIST;
 use crate::limit::TokenBucket;
 use crate::presence::Backlog;
 use crate::registry::Subscription;
 use crate::time::{Instant, Millis};
-use crate::wire::reply::ChangeSeq;
+use crate::wire::body::EventChanges;
 use crate::wire::{Reply, seed};
 
 /// Subscribers visited per tick at most.
@@ -168,27 +167,19 @@ impl Server<'_> {
                     Some((n, seq))
                 }
                 Backlog::Changes(records) => {
-                    // Room for "EVENTS <first> <last>" before the changes.
-                    let room = crate::MAX_DATAGRAM - "EVENTS 4294967295 4294967295 ".len();
-                    let mut changes = Line::new();
+                    let mut changes = EventChanges::default();
                     let (mut first, mut last) = (None, seen);
                     for r in records {
-                        let id = r.id.as_bytes();
-                        if changes.len() + 2 + id.len() > room {
+                        if !changes.push(r.join, r.id.as_bytes()) {
                             break;
                         }
-                        if !changes.is_empty() {
-                            changes.push(b" ");
-                        }
-                        changes.push(if r.join { b"+" } else { b"-" });
-                        changes.push(id);
                         first.get_or_insert(r.seq);
                         last = r.seq;
                     }
                     let reply = Reply::Events {
                         first: first?,
                         last,
-                        changes: ChangeSeq(changes.as_str()),
+                        changes: changes.changes(),
                     };
                     let n = reply.emit(&mut self.scratch).ok()?;
                     Some((n, last))

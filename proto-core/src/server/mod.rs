@@ -29,17 +29,18 @@
 
 mod ext;
 mod fanout;
-mod hint;
 mod keys;
 mod outbox;
+mod plan;
 mod relay;
 mod seed;
 mod snapshot;
 mod stats;
 mod stun;
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
-mod text;
 
 pub use outbox::VecOutbox;
 pub use snapshot::{Continuity, RestoreError, Restored};
@@ -51,9 +52,11 @@ use crate::MAX_DATAGRAM;
 use crate::cookie::CookieJar;
 use crate::limit::{Holders, NetLimits, NetQuota, Quota, QuotaCell, RateCell, RateLimiter};
 use crate::presence::ChangeLog;
-use crate::registry::{Entry, Handle, Registry, Slot};
+use crate::registry::{Entry, Handle, Owner, Plan, Registry, Slot, Subscription};
 use crate::time::{Instant, Millis};
-use crate::wire::{ErrorCode, Reply, Token, TxId};
+use crate::wire::classify::{self, Family};
+use crate::wire::request::MAX_LEASE_SECS;
+use crate::wire::{ErrorCode, Id, IdBuf, PublicKey, Reply, Token, TxId};
 
 /// Where the state machine puts the datagrams it wants sent.
 ///
@@ -164,13 +167,13 @@ impl Config {
         if self.lease_min == 0 || self.lease_min > self.lease_max {
             return Err(ConfigError::BadSetting("lease_min"));
         }
-        if self.lease_max > MAX_LEASE {
+        if self.lease_max > MAX_LEASE_SECS {
             return Err(ConfigError::BadSetting("lease_max"));
         }
         if !(self.lease_min..=self.lease_max).contains(&self.lease_default) {
             return Err(ConfigError::BadSetting("lease_default"));
         }
-        if self.seed_lease == 0 || self.seed_lease > MAX_LEASE {
+        if self.seed_lease == 0 || self.seed_lease > MAX_LEASE_SECS {
             return Err(ConfigError::BadSetting("seed_lease"));
         }
         if self.fanout_per_sec == 0 {
@@ -192,9 +195,6 @@ impl Config {
             .clamp(self.lease_min, self.lease_max)
     }
 }
-
-/// The longest lease the wire allows, in seconds (one day).
-pub const MAX_LEASE: u32 = 86_400;
 
 /// How many cells of each table a server of a given capacity needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,9 +265,10 @@ impl core::fmt::Display for ConfigError {
 /// long (a lookup reclaims what it finds at once, and a registration into
 /// a full table searches further). Slower only when ticks are too far
 /// apart for [`SWEEP_MAX_PER_TICK`]: a 1M table ticked once a second goes
-/// round in 16 s. Tied to time, not to traffic: two visits per datagram
-/// were cache misses that cost 7% of a request at 1M ids, and 1.5% even
-/// when paid in bulk at the tick (perf).
+/// round in 16 s. Tied to time, not to traffic: on a table larger than the
+/// caches every visit is a cache miss, and visits paid per datagram (or
+/// even in bulk at the tick, in proportion to traffic) would make every
+/// request dearer.
 const SWEEP_ROUND: Millis = Millis(10_000);
 /// The most slots one tick visits, so a server that ticks rarely never
 /// stalls for a sweep of its whole table.
@@ -278,6 +279,17 @@ const SWEEP_WHEN_FULL: usize = 64;
 /// most this often across the whole server; one asked for sooner starts
 /// when this has passed, so a seed client still gets the list it waits for.
 const RELIST_INTERVAL: Millis = Millis(1000);
+
+/// Who a new registration belongs to (see [`Server::enroll`]).
+enum Claim {
+    /// The source address, under the seed's rule.
+    Address,
+    /// A token minted for it, with the key it binds, if any.
+    Token {
+        /// The public key bound for the whole lease.
+        key: Option<PublicKey>,
+    },
+}
 
 /// The rendezvous server, without I/O.
 pub struct Server<'a> {
@@ -307,6 +319,9 @@ pub struct Server<'a> {
     stun: stun::StunBudget,
     relay: relay::Relay,
     stats: Stats,
+    /// The plan of the datagram [`Server::handle_planned`] is handling;
+    /// `None` outside that call.
+    planned: Option<Plan>,
     /// When the clock hand last moved (`None` before the first tick).
     swept_at: Option<Instant>,
     scratch: [u8; MAX_DATAGRAM],
@@ -384,9 +399,17 @@ impl<'a> Server<'a> {
             log: ChangeLog::new(),
             seed_version: 0,
             stats,
+            planned: None,
             swept_at: None,
             scratch: [0; MAX_DATAGRAM],
         })
+    }
+
+    /// Every datagram counts in, whichever port it came to and whatever
+    /// becomes of it.
+    fn count_in(&mut self, datagram: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
     }
 
     /// Handle one datagram from `src` that arrived at `now`.
@@ -397,39 +420,41 @@ impl<'a> Server<'a> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += datagram.len() as u64;
-        if crate::wire::stun::is_stun(datagram) {
-            return self.handle_stun(now, src, datagram, out);
-        }
-        // Relayed data has its own per-session and global budgets.
-        if crate::wire::relay::is_frame(datagram) {
-            return self.handle_relay_frame(now, src, datagram, out);
-        }
-        if crate::wire::relay::is_request(datagram) {
+        self.count_in(datagram);
+        match classify::family(datagram) {
+            Family::Stun => self.handle_stun(now, src, datagram, out),
+            // Relayed data has its own per-session and global budgets.
+            Family::RelayFrame => self.handle_relay_frame(now, src, datagram, out),
             // Charged like any request that has not yet shown a cookie.
-            if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
-                self.stats.drop_rate_limited += 1;
-                return;
+            Family::RelayRequest => {
+                if self.charge_uncookied(now, src) {
+                    self.handle_relay_request(now, src, datagram, out);
+                }
             }
-            return self.handle_relay_request(now, src, datagram, out);
-        }
-        if seed::is_seed(datagram) {
             // The seed protocol has no cookie: its verbs are charged to the
             // budget of requests that prove nothing, and get no
             // rate-limited reply (the seed client would not understand one).
-            if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
-                self.stats.drop_rate_limited += 1;
-                return;
+            Family::Seed => {
+                if self.charge_uncookied(now, src) {
+                    if self.cfg.strict {
+                        self.stats.drop_strict += 1;
+                    } else {
+                        self.handle_seed(now, src, datagram, out);
+                    }
+                }
             }
-            if self.cfg.strict {
-                self.stats.drop_strict += 1;
-            } else {
-                self.handle_seed(now, src, datagram, out);
-            }
-        } else {
-            self.handle_ext(now, src, datagram, out);
+            Family::Extended => self.handle_ext(now, src, datagram, out),
         }
+    }
+
+    /// Charge a request that carries no cookie to its source's budget for
+    /// such requests; `false`, counted, when that is spent.
+    fn charge_uncookied(&mut self, now: Instant, src: SocketAddr) -> bool {
+        if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
+            self.stats.drop_rate_limited += 1;
+            return false;
+        }
+        true
     }
 
     /// Do timed work due at `now`; returns when it next wants to run. The
@@ -532,7 +557,7 @@ impl<'a> Server<'a> {
 
     /// Find a live registration; an expired one found here is reclaimed.
     fn find_live(&mut self, now: Instant, id: crate::wire::Id<'_>) -> Option<Handle> {
-        let h = self.reg.find(id)?;
+        let h = self.reg.find_planned(id, self.planned.as_ref())?;
         if self.reg.get(h).expires <= now {
             self.remove(h);
             self.stats.expired += 1;
@@ -543,7 +568,7 @@ impl<'a> Server<'a> {
 
     /// Remove a registration and tell presence about it.
     fn remove(&mut self, h: Handle) {
-        let e = self.reg.remove(h);
+        let e = self.reg.remove_planned(h, self.planned.as_ref());
         self.release_quota(e.addr);
         if e.owner == crate::registry::Owner::Address {
             self.seed_holders.remove(e.addr);
@@ -589,6 +614,51 @@ impl<'a> Server<'a> {
             self.quota.release(src.ip());
             self.net_quota.release(src.ip());
         }
+    }
+
+    /// Register `id` for `src` for `lease` seconds, if it is new: admit
+    /// the source, store the entry, give the quota back if the table
+    /// refuses it, and announce it. The one way an id enters the table
+    /// from the network, for both protocols.
+    fn enroll(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        id: Id<'_>,
+        lease: u32,
+        claim: Claim,
+    ) -> Result<Handle, ErrorCode> {
+        self.admit(now, src)?;
+        let (owner, key, sub, sub_seq) = match claim {
+            // A seed client is owed the list from the moment it registers.
+            Claim::Address => (
+                Owner::Address,
+                None,
+                Subscription::SeedList,
+                self.seed_version.wrapping_sub(1),
+            ),
+            Claim::Token { key } => (Owner::Token(self.tokens.next()), key, Subscription::None, 0),
+        };
+        let entry = Entry {
+            id: IdBuf::from_id(id),
+            addr: src,
+            expires: now + Millis::from_secs(u64::from(lease)),
+            lease,
+            owner,
+            key,
+            sub,
+            sub_seq,
+            sub_sent: seed::NEVER,
+        };
+        let Ok(h) = self.reg.insert_planned(entry, self.planned.as_ref()) else {
+            self.release_quota(src);
+            return Err(ErrorCode::TableFull);
+        };
+        if owner == Owner::Address {
+            self.seed_holders.add(src);
+        }
+        self.joined(h);
+        Ok(h)
     }
 
     /// Tell presence that `h` joined.

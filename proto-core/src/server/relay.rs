@@ -180,7 +180,7 @@ impl Server<'_> {
         let req = match RelayRequest::parse(d) {
             Ok(r) => r,
             Err(_) => {
-                let tx = super::ext::salvage_tx(d);
+                let tx = crate::wire::classify::tx(d);
                 self.send_error(now, out, src, tx, ErrorCode::Malformed, unvalidated);
                 return;
             }
@@ -367,7 +367,6 @@ impl Server<'_> {
 mod tests {
     extern crate std;
 
-    use std::boxed::Box;
     use std::format;
     use std::string::String;
     use std::vec;
@@ -376,15 +375,10 @@ mod tests {
     use core::net::SocketAddr;
 
     use super::{PER_ID, SESSIONS};
-    use crate::limit::{QuotaCell, RateCell};
-    use crate::registry::Slot;
-    use crate::server::{Config, Layout, Server, Storage, VecOutbox};
+    use crate::server::testing::leaked_storage;
+    use crate::server::{Config, Server, VecOutbox};
     use crate::time::Instant;
     use crate::wire::relay::{Frame, RelayReply};
-
-    fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
-        Box::leak(vec![v; n].into_boxed_slice())
-    }
 
     struct H {
         s: Server<'static>,
@@ -398,13 +392,7 @@ mod tests {
 
     impl H {
         fn new(cfg: Config) -> H {
-            let l = Layout::for_capacity(1024);
-            let storage = Storage {
-                slots: leak(Slot::EMPTY, l.slots),
-                index: leak(0u32, l.index),
-                rate: leak(RateCell::EMPTY, l.rate),
-                quota: leak(QuotaCell::EMPTY, l.quota),
-            };
+            let storage = leaked_storage(1024);
             H {
                 s: Server::new(cfg, storage, [3; 32]).unwrap(),
                 out: VecOutbox::new(),

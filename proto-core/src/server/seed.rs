@@ -16,20 +16,11 @@
 
 use core::net::SocketAddr;
 
-use super::{Outbox, RELIST_INTERVAL, Server, send_bytes, stats::Verb};
-use crate::registry::{Entry, Owner, Subscription};
+use super::{Claim, Outbox, RELIST_INTERVAL, Server, send_bytes, stats::Verb};
+use crate::registry::Owner;
 use crate::time::{Instant, Millis};
 use crate::wire::seed::Refusal;
-use crate::wire::{ErrorCode, Id, IdBuf, SeedReply, SeedRequest};
-
-/// Whether a datagram is one of the seed's verbs (they are mixed case; the
-/// extended protocol's are upper case, so a prefix decides).
-pub(super) fn is_seed(d: &[u8]) -> bool {
-    d.starts_with(b"ID ")
-        || d.starts_with(b"ID2")
-        || d.starts_with(b"Peer ")
-        || d.starts_with(b"Quit ")
-}
+use crate::wire::{ErrorCode, Id, SeedReply, SeedRequest};
 
 /// `sub_sent` of a subscriber that has never been sent anything.
 pub(super) const NEVER: Instant = Instant(u64::MAX);
@@ -107,32 +98,12 @@ impl Server<'_> {
             self.relist(now);
             return Ok(());
         }
-        self.admit(now, src).map_err(|code| match code {
-            ErrorCode::OverQuota => Refusal::OverQuota,
-            _ => Refusal::TableFull,
-        })?;
-        let entry = Entry {
-            id: IdBuf::from_id(id),
-            addr: src,
-            expires,
-            lease: self.cfg.seed_lease,
-            owner: Owner::Address,
-            key: None,
-            sub: Subscription::SeedList,
-            sub_seq: self.seed_version.wrapping_sub(1),
-            sub_sent: NEVER,
-        };
-        match self.reg.insert(entry) {
-            Ok(h) => {
-                self.seed_holders.add(src);
-                self.joined(h);
-                Ok(())
-            }
-            Err(_) => {
-                self.release_quota(src);
-                Err(Refusal::TableFull)
-            }
-        }
+        self.enroll(now, src, id, self.cfg.seed_lease, Claim::Address)
+            .map(|_| ())
+            .map_err(|code| match code {
+                ErrorCode::OverQuota => Refusal::OverQuota,
+                _ => Refusal::TableFull,
+            })
     }
 
     /// Tell a seed client why its `ID` was refused, if both the sender's

@@ -54,9 +54,8 @@ impl Server<'_> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += datagram.len() as u64;
-        if crate::wire::stun::is_stun(datagram) {
+        self.count_in(datagram);
+        if crate::wire::classify::family(datagram) == crate::wire::classify::Family::Stun {
             self.handle_stun(now, src, datagram, out);
         } else {
             self.stats.drop_stun += 1;
@@ -71,8 +70,7 @@ impl Server<'_> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        if self.cfg.limits && !self.req_limit.allow(now, src.ip()) {
-            self.stats.drop_rate_limited += 1;
+        if !self.charge_uncookied(now, src) {
             return;
         }
         let Ok(req) = BindingRequest::parse(datagram) else {
@@ -112,29 +110,15 @@ impl Server<'_> {
 mod tests {
     extern crate std;
 
-    use std::boxed::Box;
-    use std::vec;
-
     use core::net::SocketAddr;
 
-    use crate::limit::{QuotaCell, RateCell};
-    use crate::registry::Slot;
-    use crate::server::{Config, Layout, Server, Storage, VecOutbox};
+    use crate::server::testing::leaked_storage;
+    use crate::server::{Config, Server, VecOutbox};
     use crate::time::Instant;
     use crate::wire::stun::{BindingRequest, BindingSuccess};
 
-    fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
-        Box::leak(vec![v; n].into_boxed_slice())
-    }
-
     fn server(cfg: Config) -> Server<'static> {
-        let l = Layout::for_capacity(1024);
-        let storage = Storage {
-            slots: leak(Slot::EMPTY, l.slots),
-            index: leak(0u32, l.index),
-            rate: leak(RateCell::EMPTY, l.rate),
-            quota: leak(QuotaCell::EMPTY, l.quota),
-        };
+        let storage = leaked_storage(1024);
         Server::new(cfg, storage, [9; 32]).unwrap()
     }
 

@@ -4,15 +4,13 @@
 extern crate std;
 
 use std::boxed::Box;
+use std::format;
 use std::string::{String, ToString};
 use std::vec::Vec;
-use std::{format, vec};
 
 use core::net::SocketAddr;
 
 use super::*;
-use crate::limit::{QuotaCell, RateCell};
-use crate::registry::Slot;
 use crate::wire::{Cookie, Id, Reply, Token};
 
 struct Harness {
@@ -21,23 +19,13 @@ struct Harness {
     now: Instant,
 }
 
-fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
-    Box::leak(vec![v; n].into_boxed_slice())
-}
-
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
 impl Harness {
     fn new(capacity: usize, cfg: Config) -> Self {
-        let l = Layout::for_capacity(capacity);
-        let storage = Storage {
-            slots: leak(Slot::EMPTY, l.slots),
-            index: leak(0u32, l.index),
-            rate: leak(RateCell::EMPTY, l.rate),
-            quota: leak(QuotaCell::EMPTY, l.quota),
-        };
+        let storage = testing::leaked_storage(capacity);
         Harness {
             server: Server::new(cfg, storage, [42; 32]).unwrap(),
             out: VecOutbox::new(),
@@ -1084,3 +1072,40 @@ fn a_mapped_loopback_source_is_local() {
 
 mod keys;
 mod snapshot;
+
+#[test]
+fn a_planned_datagram_is_answered_as_an_unplanned_one() {
+    let mut plain = Harness::new(64, Config::default());
+    let mut planned = Harness::new(64, Config::default());
+    let c = "127.0.0.1:5000";
+    let ck = plain.cookie(c);
+    assert_eq!(planned.cookie(c), ck);
+    // Odd steps go with the plan of the step before, which names another
+    // id: a plan must be used for its own id only.
+    let script = [
+        format!("REG 2 {ck} alice"),
+        "ID carol".to_string(),
+        format!("LOOKUP 3 {ck} alice"),
+        "Peer carol".to_string(),
+        format!("LOOKUP 4 {ck} bob"),
+        "Quit carol".to_string(),
+        "Peer carol".to_string(),
+        format!("LOOKUP 5 {ck} alice"),
+    ];
+    let mut previous = None;
+    for (k, d) in script.iter().enumerate() {
+        plain.send(c, d);
+        let own = planned.server.plan(d.as_bytes());
+        let plan = if k % 2 == 0 { own } else { previous };
+        previous = own;
+        planned
+            .server
+            .handle_planned(planned.now, addr(c), d.as_bytes(), plan, &mut planned.out);
+        plain.tick();
+        planned.tick();
+        let answer = plain.take();
+        assert!(!answer.is_empty() || d.starts_with("Quit"), "{d}");
+        assert_eq!(planned.take(), answer, "{d}");
+        planned.server.audit(planned.now).unwrap();
+    }
+}

@@ -16,17 +16,34 @@
 use core::net::Ipv4Addr;
 use core::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use super::text::Writer;
+use super::text::{Fields, Writer, parse_u32};
 use super::{EmitError, ParseError};
 
 /// Longest text of an address in Rust's form (`[v6%scope]:port`).
 pub const MAX_ADDR_LEN: usize = 64;
 
+// The text codec's readers and writers learn addresses here, so that
+// `text` knows nothing of them and the two modules do not import each other.
+impl Fields<'_> {
+    /// The next field, an address in Rust's form.
+    pub fn addr(&mut self) -> Result<SocketAddr, ParseError> {
+        parse(self.raw()?)
+    }
+}
+
+impl Writer<'_> {
+    /// A space, then an address in Rust's form.
+    pub fn addr(&mut self, a: SocketAddr) -> Result<&mut Self, EmitError> {
+        self.put(b" ")?;
+        write(self, a)
+    }
+}
+
 /// Write `a` in Rust's form.
 ///
 /// Written by hand: an address is in most replies on the hot path, and
-/// `core::fmt` (argument tables, padding checks, integer `Display`) cost more
-/// than the rest of the reply. The output is byte for byte `SocketAddr`'s
+/// `core::fmt` (argument tables, padding checks, integer `Display`) costs
+/// more than the rest of the reply. The output is byte for byte `SocketAddr`'s
 /// `Display` (the tests compare the two over arbitrary addresses).
 pub(crate) fn write<'w, 'b>(
     w: &'w mut Writer<'b>,
@@ -161,7 +178,7 @@ pub(crate) fn write_py<'w, 'b>(
     }
 }
 
-/// Parse Python's repr of an address tuple, as [`write_py`] writes it.
+/// Parse Python's repr of an address tuple, as `write_py` writes it.
 pub fn parse_py(b: &[u8]) -> Result<SocketAddr, ParseError> {
     let s = core::str::from_utf8(b).map_err(|_| ParseError::Malformed)?;
     let inner = s
@@ -201,7 +218,7 @@ pub fn parse_py(b: &[u8]) -> Result<SocketAddr, ParseError> {
 }
 
 fn py_int(s: Option<&str>) -> Result<u32, ParseError> {
-    super::text::parse_u32(s.ok_or(ParseError::Malformed)?.as_bytes())
+    parse_u32(s.ok_or(ParseError::Malformed)?.as_bytes())
 }
 
 /// An IPv6 address's text never exceeds this; used by tests.

@@ -72,8 +72,7 @@ pub const fn is_id_byte(b: u8) -> bool {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Id<'a>(
     /// Id bytes only (all ASCII): held as bytes so that making an `Id`
-    /// from a datagram needs no UTF-8 check (two of them cost 0.6% of the
-    /// server's time at 500k lookups/s).
+    /// from a datagram needs no UTF-8 check on the hot path.
     &'a [u8],
 );
 

@@ -7,6 +7,10 @@
 //! seed `Message`, which is carried verbatim. The grammar of each family sits
 //! at the top of its module; `docs/PROTOCOL.md` has all of it with examples.
 //!
+//! - [`body`]: builders for the variable bodies of `PAGE`, `EVENTS` and
+//!   `STATS`, within the room one datagram leaves them.
+//! - [`classify`]: which family a datagram belongs to, and where its
+//!   transaction id and first id are, without parsing it.
 //! - [`fields`]: ids, transaction ids, cookies, tokens, public keys, addresses.
 //! - [`seed`]: the verbs of the seed system (`ID`, `Peer`, `Quit`, `ID2`,
 //!   `List`, `NoPeer`, `Message`), byte for byte.
@@ -24,6 +28,8 @@
 //! and returns the length, or [`EmitError::TooLong`].
 
 pub mod addr;
+pub mod body;
+pub mod classify;
 pub mod fields;
 pub mod peer;
 pub mod relay;

@@ -40,12 +40,6 @@ pub fn is_frame(d: &[u8]) -> bool {
     d.len() >= FRAME_HEADER && d[0] == FRAME_MAGIC && d[1] == FRAME_VERSION
 }
 
-/// Whether `d` is a `RELAY` request (by its verb).
-#[inline]
-pub fn is_request(d: &[u8]) -> bool {
-    d.starts_with(b"RELAY ")
-}
-
 /// `RELAY`: ask for a relay session with `peer`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayRequest<'a> {

@@ -390,6 +390,22 @@ impl<'a> Reply<'a> {
         Ok(reply)
     }
 
+    /// Bytes a `PAGE` answering `tx` has for its ids in one datagram,
+    /// whatever its cursor: ids whose text (with the single spaces
+    /// between them) is this long or shorter always fit.
+    pub fn page_room(tx: TxId<'_>) -> usize {
+        MAX_DATAGRAM - ("PAGE".len() + 1 + tx.as_bytes().len() + 1 + U32_DIGITS + 1)
+    }
+
+    /// Bytes a `STATS` reply answering `tx` has for its counters in one datagram.
+    pub fn stats_room(tx: TxId<'_>) -> usize {
+        MAX_DATAGRAM - ("STATS".len() + 1 + tx.as_bytes().len() + 1)
+    }
+
+    /// Bytes an `EVENTS` has for its changes in one datagram, whatever
+    /// its sequence numbers.
+    pub const EVENTS_ROOM: usize = MAX_DATAGRAM - ("EVENTS".len() + 2 * (1 + U32_DIGITS) + 1);
+
     /// Write this reply into `buf`, returning the number of bytes written.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
         let mut w = Writer::new(buf);
@@ -496,6 +512,9 @@ impl<'a> Reply<'a> {
     }
 }
 
+/// Digits of the longest decimal `u32`.
+const U32_DIGITS: usize = 10;
+
 /// A space, then a peer's kind.
 fn put_kind(w: &mut Writer<'_>, kind: PeerKind) -> Result<(), EmitError> {
     match kind {
@@ -585,6 +604,7 @@ impl<'a> StatSeq<'a> {
 mod tests {
     extern crate std;
 
+    use std::format;
     use std::string::String;
     use std::vec::Vec;
 
@@ -596,6 +616,47 @@ mod tests {
         let mut buf = [0u8; MAX_DATAGRAM];
         let n = r.emit(&mut buf).unwrap();
         buf[..n].to_vec()
+    }
+
+    #[test]
+    fn the_rooms_are_exactly_what_one_datagram_leaves_for_the_body() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        for t in ["1", "0123456789abcdef"] {
+            let room = Reply::page_room(tx(t));
+            // Short ids fill the room to the byte, at the longest cursor.
+            let ids = if room % 2 == 1 {
+                "a ".repeat(room / 2) + "a"
+            } else {
+                "a ".repeat(room / 2 - 1) + "aa"
+            };
+            assert_eq!(ids.len(), room);
+            let page = |ids| Reply::Page {
+                tx: tx(t),
+                next: u32::MAX,
+                ids: IdSeq(ids),
+            };
+            assert_eq!(page(&ids).emit(&mut buf), Ok(MAX_DATAGRAM));
+            let longer = format!("{ids}a");
+            assert_eq!(page(&longer).emit(&mut buf), Err(EmitError::TooLong));
+            let room = Reply::stats_room(tx(t));
+            let stats = format!("k={}", "9".repeat(room - 2));
+            let reply = |s| Reply::Stats {
+                tx: tx(t),
+                stats: StatSeq(s),
+            };
+            assert_eq!(reply(&stats).emit(&mut buf), Ok(MAX_DATAGRAM));
+            let longer = format!("{stats}9");
+            assert_eq!(reply(&longer).emit(&mut buf), Err(EmitError::TooLong));
+        }
+        let changes = format!("+{}", "a".repeat(Reply::EVENTS_ROOM - 1));
+        let events = |c| Reply::Events {
+            first: u32::MAX,
+            last: u32::MAX,
+            changes: ChangeSeq(c),
+        };
+        assert_eq!(events(&changes).emit(&mut buf), Ok(MAX_DATAGRAM));
+        let longer = format!("{changes}a");
+        assert_eq!(events(&longer).emit(&mut buf), Err(EmitError::TooLong));
     }
 
     fn tx(s: &str) -> TxId<'_> {

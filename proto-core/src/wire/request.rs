@@ -279,6 +279,19 @@ impl<'a> Request<'a> {
         Ok(req)
     }
 
+    /// A `HELLO` with `tx`, padded to `len` bytes in all (or as short as
+    /// it can be, if `len` is shorter): the server answers a `HELLO` only
+    /// in as many bytes as it carried.
+    pub fn padded_hello(tx: TxId<'a>, len: usize) -> Self {
+        let bare = "HELLO".len() + 1 + tx.as_bytes().len();
+        // The padding field takes a space before its dots.
+        let pad = len.saturating_sub(bare + 1).min(usize::from(u16::MAX));
+        Request::Hello {
+            tx,
+            pad: pad as u16,
+        }
+    }
+
     /// Write this request into `buf`, returning the number of bytes written.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
         let mut w = Writer::new(buf);
@@ -426,6 +439,26 @@ mod tests {
         let mut buf = [0u8; MAX_DATAGRAM];
         let n = r.emit(&mut buf).unwrap();
         buf[..n].to_vec()
+    }
+
+    #[test]
+    fn a_padded_hello_is_as_long_as_asked() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        for t in ["1", "0123456789abcdef"] {
+            let tx = TxId::new(t).unwrap();
+            let bare = Request::Hello { tx, pad: 0 }.emit(&mut buf).unwrap();
+            for len in [bare + 2, 100, MAX_DATAGRAM] {
+                let n = Request::padded_hello(tx, len).emit(&mut buf).unwrap();
+                assert_eq!(n, len, "{t} {len}");
+            }
+            // Too short to pad: no padding at all.
+            for len in [0, bare, bare + 1] {
+                assert_eq!(
+                    Request::padded_hello(tx, len),
+                    Request::Hello { tx, pad: 0 }
+                );
+            }
+        }
     }
 
     #[test]

@@ -30,10 +30,11 @@
 //! naming anyone. An initiation is padded to [`INITIATION_MIN`] bytes so
 //! that the response (at most [`RESPONSE_MAX`]) is never larger than what
 //! provoked it: a spoofed initiation cannot make a client an amplifier.
+//! Every sealed datagram fits [`MAX_SEALED`] (1190) bytes, so it can also
+//! travel in a relay frame ([`super::relay`]) unchanged.
 
 use super::fields::Id;
 use super::{EmitError, ParseError};
-use crate::MAX_DATAGRAM;
 
 /// How an initiation starts.
 pub const INITIATION: &[u8] = b"NOISE ";
@@ -48,8 +49,11 @@ pub const CONFIRM: u8 = 0xFB;
 pub const TRANSPORT_HEADER: usize = 1 + 4 + 8;
 /// Bytes the AEAD adds.
 pub const TAG: usize = 16;
+/// The longest sealed datagram: one that still fits a relay frame
+/// ([`super::relay::MAX_PAYLOAD`]) when no direct path exists.
+pub const MAX_SEALED: usize = super::relay::MAX_PAYLOAD;
 /// The longest peer message a transport datagram carries.
-pub const MAX_PLAINTEXT: usize = MAX_DATAGRAM - TRANSPORT_HEADER - TAG;
+pub const MAX_PLAINTEXT: usize = MAX_SEALED - TRANSPORT_HEADER - TAG;
 /// Every initiation is at least this long (see the module doc).
 pub const INITIATION_MIN: usize = 192;
 /// The longest Noise message an initiation carries (IK's message 1 with
@@ -186,7 +190,7 @@ fn parse_initiation(d: &[u8]) -> Result<Sealed<'_>, ParseError> {
 impl<'a> Sealed<'a> {
     /// Parse one sealed datagram.
     pub fn parse(d: &'a [u8]) -> Result<Sealed<'a>, ParseError> {
-        if d.len() > MAX_DATAGRAM {
+        if d.len() > MAX_SEALED {
             return Err(ParseError::TooLong);
         }
         let (&kind, _) = d.split_first().ok_or(ParseError::Empty)?;
@@ -265,7 +269,7 @@ impl<'a> Sealed<'a> {
             return Err(EmitError::TooLong);
         }
         let n = self.len();
-        if n > buf.len() || n > MAX_DATAGRAM {
+        if n > buf.len() || n > MAX_SEALED {
             return Err(EmitError::TooLong);
         }
         let out = &mut buf[..n];
@@ -387,6 +391,7 @@ impl<'a> Hello<'a> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::MAX_DATAGRAM;
     use proptest::prelude::*;
 
     fn rt(s: Sealed<'_>) {

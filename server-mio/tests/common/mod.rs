@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -78,44 +78,6 @@ impl Drop for Server {
     }
 }
 
-/// A client socket on `ip`, with a short read timeout.
-pub fn client_on(ip: &str) -> UdpSocket {
-    let s = UdpSocket::bind(format!("{ip}:0")).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
-    s
-}
-
-pub fn client() -> UdpSocket {
-    client_on("127.0.0.1")
-}
-
-/// Send `req` and return the next datagram, as text.
-pub fn ask(s: &UdpSocket, to: SocketAddr, req: &str) -> String {
-    s.send_to(req.as_bytes(), to).unwrap();
-    recv(s).unwrap_or_else(|| panic!("no reply to {req:?}"))
-}
-
-/// The next datagram, or `None` after the timeout.
-pub fn recv(s: &UdpSocket) -> Option<String> {
-    let mut buf = [0u8; 2048];
-    match s.recv_from(&mut buf) {
-        Ok((n, _)) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-        Err(_) => None,
-    }
-}
-
-/// A cookie for this socket.
-pub fn cookie(s: &UdpSocket, to: SocketAddr) -> String {
-    let r = ask(s, to, &format!("HELLO h {}", ".".repeat(90)));
-    assert!(r.starts_with("COOKIE h "), "{r}");
-    r.split(' ').nth(2).unwrap().to_string()
-}
-
-/// Register `id` on the extended protocol; returns (cookie, token).
-pub fn register(s: &UdpSocket, to: SocketAddr, id: &str) -> (String, String) {
-    let c = cookie(s, to);
-    let r = ask(s, to, &format!("REG r {c} {id}"));
-    assert!(r.starts_with(&format!("REGD r {id} ")), "{r}");
-    (c, r.rsplit(' ').next().unwrap().to_string())
-}
+// Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use testkit::udp::{ask, client, client_on, cookie, recv, register};

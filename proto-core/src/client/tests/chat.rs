@@ -42,6 +42,16 @@ fn long_text_is_fragmented_and_reassembled_in_order() {
     net.send_message(b, id("alice"), &big).unwrap();
     net.run(5000);
     assert_eq!(net.take(a), [format!("msg bob: {big}")]);
+    // Each sealed datagram also fits a relay frame unchanged.
+    let raw: Vec<usize> = net.sent_raw(b, "CHAT ").iter().map(Vec::len).collect();
+    assert!(
+        raw.iter().all(|&n| n <= crate::wire::relay::MAX_PAYLOAD),
+        "{raw:?}"
+    );
+    assert!(
+        raw.iter().any(|&n| n > 1100),
+        "full-sized fragments: {raw:?}"
+    );
     let sizes: Vec<usize> = net.sent(b, "CHAT ").iter().map(|c| c.2.len()).collect();
     assert!(
         sizes.len() >= 4 && sizes.iter().all(|&n| n <= MAX_DATAGRAM),

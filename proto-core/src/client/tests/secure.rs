@@ -523,3 +523,124 @@ mod tampering {
         }
     }
 }
+
+#[test]
+fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
+    use crate::client::tunnel::{RespState, Responding};
+    use crate::secure::{Handshake, Pattern};
+    let mut net = Net::new();
+    let (_, b) = two(&mut net);
+    let now = net.now;
+    let bob_key = Keypair::from_secret([7; 32]);
+    // A real IK session, as bob holds it until the first transport datagram.
+    let alice = Keypair::from_secret([8; 32]);
+    let mut i = Handshake::initiator(
+        &alice,
+        &Keypair::from_secret([9; 32]),
+        Some(bob_key.public()),
+    );
+    let mut r = Handshake::responder(&bob_key, &Keypair::from_secret([10; 32]), Pattern::IK);
+    let (mut m, mut p) = ([0u8; 256], [0u8; 256]);
+    let n = i.write(b"", &mut m).unwrap();
+    r.read(&m[..n], &mut p).unwrap();
+    r.write(b"", &mut m).unwrap();
+    let session = r.into_session().unwrap();
+    let c = net.client(b);
+    assert!(c.keep_responding(
+        now,
+        Responding {
+            local: 1,
+            remote: 1,
+            src: Via::Direct(addr("10.0.0.2:5000")),
+            created: now,
+            state: RespState::Ik {
+                id: IdBuf::from_id(id("alice")),
+                hello: (1, 1),
+                session,
+            },
+        },
+    ));
+    for k in 0..100u32 {
+        let hs = Handshake::responder(&bob_key, &Keypair::from_secret([11; 32]), Pattern::XX);
+        c.keep_responding(
+            now + Millis(u64::from(k)),
+            Responding {
+                local: 100 + k,
+                remote: k,
+                src: Via::Direct(SocketAddr::from((
+                    [10, 9, (k / 250) as u8, (k % 250) as u8],
+                    1,
+                ))),
+                created: now + Millis(u64::from(k)),
+                state: RespState::Xx(hs),
+            },
+        );
+        assert!(c.responding.len() <= MAX_RESPONDING);
+    }
+    assert!(
+        c.responding.iter().any(|x| x.local == 1),
+        "the IK handshake stays"
+    );
+    assert!(c.responding.iter().filter(|x| x.local >= 100).count() == MAX_RESPONDING - 1);
+}
+
+#[test]
+fn a_peer_that_restarted_gets_a_new_session_and_the_message() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "before").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: before"]);
+    net.take(a);
+    // Bob's process restarts with the same key: his sessions are gone,
+    // alice's is not.
+    let now = net.now;
+    let secret = *net.client(b).identity.secret();
+    let mut c = Box::new(Client::new(
+        Net::config("bob"),
+        now,
+        [99; 32],
+        Keypair::from_secret(secret),
+    ));
+    c.pin(id("alice"), net.client(a).public_key()).unwrap();
+    net.clients.insert(b, c);
+    net.run(2000);
+    net.take(b);
+    let m = net.send_message(a, id("bob"), "after").unwrap();
+    net.run(20_000);
+    assert_eq!(net.take(b), ["msg alice: after"]);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+}
+
+#[test]
+fn a_peer_that_restarted_while_the_server_is_away_gets_a_new_handshake() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.send_message(a, id("bob"), "before").unwrap();
+    net.run(1000);
+    assert_eq!(net.take(b), ["msg alice: before"]);
+    net.take(a);
+    // The server is out of reach, and bob restarts (same key, his pins
+    // loaded): only a new handshake from alice can reach him.
+    net.cut.push(addr(SERVER));
+    let now = net.now;
+    let secret = *net.client(b).identity.secret();
+    let mut c = Box::new(Client::new(
+        Net::config("bob"),
+        now,
+        [98; 32],
+        Keypair::from_secret(secret),
+    ));
+    c.pin(id("alice"), net.client(a).public_key()).unwrap();
+    net.clients.insert(b, c);
+    net.run(500);
+    let m = net.send_message(a, id("bob"), "after").unwrap();
+    net.run(20_000);
+    let got: Vec<String> = net
+        .take(b)
+        .into_iter()
+        .filter(|e| e.starts_with("msg"))
+        .collect();
+    assert_eq!(got, ["msg alice: after"]);
+    assert!(net.take(a).contains(&format!("delivered bob #{m}")));
+}
