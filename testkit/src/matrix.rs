@@ -173,8 +173,20 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     let (ida, idb) = (format!("a{n}"), format!("b{n}"));
     let text = format!("hello-{n}");
     let debug = std::env::var_os("NATLAB_DEBUG").is_some();
-    let mut listen =
-        parley::client(&pair.b, &["--id", &idb, "listen", "--json"]).map_err(|e| e.to_string())?;
+    // Each side keeps the keys it learns in a file of this try's own: a
+    // shared one would fill up (256 peers) over a long matrix.
+    let dir = std::env::temp_dir().join(format!("natlab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let kpa = dir.join(format!("known-a{n}"));
+    let kpb = dir.join(format!("known-b{n}"));
+    let (kpa, kpb) = (kpa.to_string_lossy(), kpb.to_string_lossy());
+    let _ = std::fs::remove_file(&*kpa);
+    let _ = std::fs::remove_file(&*kpb);
+    let mut listen = parley::client(
+        &pair.b,
+        &["--known-peers", &kpb, "--id", &idb, "listen", "--json"],
+    )
+    .map_err(|e| e.to_string())?;
     if debug {
         listen.env("PARLEY_TRACE", "1");
     }
@@ -201,12 +213,19 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     });
     // Registered?
     let registered = Instant::now() + Duration::from_secs(10);
+    let mut said = Vec::new();
     loop {
         let left = registered.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok((_, line, false)) if line.starts_with("listening as") => break,
-            Ok(_) => {}
-            Err(_) => return Err(format!("{}: the listener did not register", pair.name)),
+            Ok((_, line, _)) => said.push(line),
+            Err(_) => {
+                return Err(format!(
+                    "{}: the listener did not register: {}",
+                    pair.name,
+                    said.join(" / ")
+                ));
+            }
         }
     }
     let secs = limit.as_secs().max(1).to_string();
@@ -214,6 +233,8 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     let mut send = parley::client(
         &pair.a,
         &[
+            "--known-peers",
+            &kpa,
             "--id",
             &ida,
             "--timeout",
@@ -250,6 +271,9 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     let reported = ["lan", "direct", "relayed"]
         .into_iter()
         .find(|p| stdout.contains(&format!("\"path\":\"{p}\"")));
+    drop(guard);
+    let _ = std::fs::remove_file(&*kpa);
+    let _ = std::fs::remove_file(&*kpb);
     let path = match (got, reported) {
         (None, _) => "none",
         (Some((_, true)), _) => "seed-fallback",
@@ -276,7 +300,21 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
 struct KillOnDrop<'a>(&'a mut std::process::Child);
 
 impl Drop for KillOnDrop<'_> {
+    /// SIGTERM first, so that the listener signs off (`QUIT`) and its id
+    /// does not hold a place in the server's per-source and per-network
+    /// quotas for a lease (20 tries a pair would fill them); then SIGKILL.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

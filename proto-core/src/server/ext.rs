@@ -372,6 +372,7 @@ impl Server<'_> {
     ) -> Answer<'r> {
         let slot = self.owned(now, id, token)?;
         self.remove(slot);
+        self.relay.end_for(id);
         Ok(Reply::Bye { tx, id })
     }
 
