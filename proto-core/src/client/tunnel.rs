@@ -719,9 +719,7 @@ impl Client {
             self.start_handshake(now, p);
         }
         let peer = &mut self.peers[p];
-        let Some(link) = peer.cur.as_mut() else {
-            return None;
-        };
+        let link = peer.cur.as_mut()?;
         let header = transport_header(link.remote, link.session.next_counter());
         buf[..TRANSPORT_HEADER].copy_from_slice(&header);
         let Ok((_, len)) = link
