@@ -32,6 +32,7 @@ enum Cmd {
     Accept(IdBuf),
     Who,
     Lookup(IdBuf),
+    Path(IdBuf),
     Ping,
     Quit,
 }
@@ -269,6 +270,11 @@ fn editor(
                     let _ = tx.send(Cmd::Lookup(id));
                 }
             }
+            "/path" => {
+                if let Some(id) = peer(rest) {
+                    let _ = tx.send(Cmd::Path(id));
+                }
+            }
             "/to" => {
                 if rest.is_empty() {
                     say(out, "! usage: /to ID".into());
@@ -407,6 +413,17 @@ fn network(net: Net) {
                     Some(id) => s.with(|c, now| c.lookup(now, id)),
                     None => Ok(()),
                 },
+                Cmd::Path(id) => {
+                    if let Some(i) = id.as_id() {
+                        let now = s.now();
+                        let line = match s.client().route(now, i) {
+                            Some(r) => format!("* {i}: {r}"),
+                            None => format!("* {i}: no session (nothing sent or received lately)"),
+                        };
+                        say(&out, line);
+                    }
+                    Ok(())
+                }
                 Cmd::Ping => s.with(|c, now| c.ping(now)),
                 Cmd::Accept(id) => {
                     accept(&mut s, &mut known, &offered, &out, &id);

@@ -13,6 +13,7 @@ macro_rules! chat_commands {
   /to ID         make ID the current conversation: plain lines go to it
   /who           who is online
   /lookup ID     where the server sees ID
+  /path ID       how chat with ID travels: LAN, direct or relayed
   /ping          round trip to the server
   /whoami        your id and your key's fingerprint
   /verify ID     the safety number of your key and ID's: read it to ID by
@@ -50,7 +51,7 @@ parley: peer-to-peer chat through a Parley rendezvous server
 
 USAGE:
   parley [--server HOST:PORT] [--id NAME]           chat interactively
-  parley send --id ME --to PEER [--seed] [--accept-new-key] TEXT...
+  parley send --id ME --to PEER [--seed] [--accept-new-key] [--json] TEXT...
                                                     send one message and wait for its acknowledgement
   parley listen --id ME [--json]                    print each incoming message as a line
   parley who                                        list who is online
@@ -70,7 +71,9 @@ OPTIONS:
                            plain `Message <text>`, which it cannot acknowledge
       --accept-new-key     (send) if PEER's key is not the one kept for it,
                            take the new one (without this: exit 1, nothing sent)
-      --json               (listen) one JSON object per message:
+      --json               (send) one JSON object: to, delivered, path (lan,
+                           direct or relayed) and ms to the acknowledgement;
+                           (listen) one JSON object per message:
                            {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false,
                             \"authenticated\":true}
       --bind ADDR          local UDP address (default: an ephemeral port)
@@ -307,7 +310,7 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
             if rest.is_empty() {
                 return Err(Fail::usage("send needs the TEXT to send"));
             }
-            script::send(common, to, &rest.join(" "), seed, accept_new_key)
+            script::send(common, to, &rest.join(" "), seed, accept_new_key, json)
         }
         Some("listen") => {
             no_extra(&rest)?;

@@ -102,6 +102,7 @@ pub fn send(
     text: &str,
     seed: bool,
     accept_new_key: bool,
+    json: bool,
 ) -> Result<(), Fail> {
     let me = need_id(&c)?;
     let ident = c.identity()?;
@@ -113,6 +114,7 @@ pub fn send(
     if seed {
         s.with(|cl, now| cl.mark_seed(now, to_id));
     }
+    let started = std::time::Instant::now();
     let msg = s
         .with(|cl, now| cl.send_message(now, to_id, text))
         .map_err(|e| Fail::usage(e.to_string()))?;
@@ -180,8 +182,25 @@ Someone may be pretending to be {to_id}. Ask {to_id} (not through parley) whethe
             }
         }
     };
+    let took = started.elapsed().as_millis();
+    // The path the acknowledgement found: what the NAT matrix reports.
+    let now = s.now();
+    let path = s.client().route(now, to_id);
     sign_off(&mut s);
-    println!("{}", r?);
+    let r = r?;
+    let word = path.map_or(if seed { "seed" } else { "unknown" }, |p| p.word());
+    if json {
+        println!(
+            "{{\"to\":{},\"delivered\":{},\"path\":\"{word}\",\"ms\":{took}}}",
+            show::json_str(to_id.as_str()),
+            !seed
+        );
+    } else {
+        match path {
+            Some(p) => println!("{r} ({p})"),
+            None => println!("{r}"),
+        }
+    }
     Ok(())
 }
 

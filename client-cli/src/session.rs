@@ -15,6 +15,9 @@ use crate::known_peers::KnownPeers;
 
 /// A client session on a real socket.
 pub struct Session {
+    /// `PARLEY_TRACE` set: every datagram, in and out, on stderr (the
+    /// NAT lab shows it for a try that missed).
+    trace: bool,
     sock: UdpSocket,
     client: Box<Client>,
     epoch: StdInstant,
@@ -30,13 +33,33 @@ fn entropy() -> io::Result<[u8; 32]> {
     Ok(out)
 }
 
+/// This host's address toward `server` with `sock`'s port: the local
+/// (host) candidate a peer on the same network reaches us at. The kernel
+/// picks the source address for a connected socket; nothing is sent.
+fn host_candidate(sock: &UdpSocket, server: SocketAddr) -> Option<SocketAddr> {
+    let port = sock.local_addr().ok()?.port();
+    let bound = sock.local_addr().ok()?.ip();
+    let ip = if bound.is_unspecified() {
+        let any: SocketAddr = match server {
+            SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+            SocketAddr::V6(_) => ([0u16; 8], 0).into(),
+        };
+        let probe = UdpSocket::bind(any).ok()?;
+        probe.connect(server).ok()?;
+        probe.local_addr().ok()?.ip()
+    } else {
+        bound
+    };
+    (!ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
+}
+
 impl Session {
     /// Bind a socket (on `bind`, or an ephemeral port of the server's
     /// family) and start a client with `cfg`, as `me` (with the peers'
     /// keys in `known` pinned), or with a throwaway key for commands that
     /// only ask the server.
     pub fn open(
-        cfg: Config,
+        mut cfg: Config,
         bind: Option<SocketAddr>,
         me: Option<(&Identity, &KnownPeers)>,
     ) -> io::Result<Session> {
@@ -46,6 +69,11 @@ impl Session {
         });
         let sock = UdpSocket::bind(local)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {local}: {e}")))?;
+        if cfg.local.is_empty() {
+            if let Some(a) = host_candidate(&sock, cfg.server) {
+                cfg.local = proto_core::wire::Locals::new(&[a]);
+            }
+        }
         let epoch = StdInstant::now();
         let throwaway;
         let ident = match me {
@@ -68,6 +96,7 @@ impl Session {
             })?;
         }
         let mut s = Session {
+            trace: std::env::var_os("PARLEY_TRACE").is_some_and(|v| !v.is_empty()),
             sock,
             client,
             epoch,
@@ -75,6 +104,21 @@ impl Session {
         };
         s.flush();
         Ok(s)
+    }
+
+    fn show(&self, dir: &str, peer: SocketAddr, d: &[u8], failed: bool) {
+        let head: String = match d.first() {
+            Some(0xB7) => format!("[frame {}]", d.len()),
+            Some(0xF9) => "[resp]".into(),
+            Some(0xFA) => format!("[data {}]", d.len()),
+            Some(0xFB) => "[confirm]".into(),
+            _ => String::from_utf8_lossy(&d[..d.len().min(48)]).into_owned(),
+        };
+        eprintln!(
+            "trace {:>6} {dir} {peer} {head}{}",
+            self.now().0,
+            if failed { " (send failed)" } else { "" }
+        );
     }
 
     /// Now, on the client's clock.
@@ -99,7 +143,10 @@ impl Session {
     /// good as lost; the client's timers deal with that.
     pub fn flush(&mut self) {
         while let Some(t) = self.client.poll_transmit() {
-            let _ = self.sock.send_to(&t.payload, t.dst);
+            let r = self.sock.send_to(&t.payload, t.dst);
+            if self.trace {
+                self.show(">", t.dst, &t.payload, r.is_err());
+            }
         }
     }
 
@@ -117,12 +164,20 @@ impl Session {
             let _ = self.sock.set_read_timeout(Some(wait));
             if let Ok((n, src)) = self.sock.recv_from(&mut self.buf[..]) {
                 let now = self.now();
+                if self.trace {
+                    self.show("<", src, &self.buf[..n], false);
+                }
                 self.client.handle(now, src, &self.buf[..n]);
                 // Take whatever else is already there without waiting.
                 let _ = self.sock.set_nonblocking(true);
                 for _ in 0..64 {
                     match self.sock.recv_from(&mut self.buf[..]) {
-                        Ok((n, src)) => self.client.handle(now, src, &self.buf[..n]),
+                        Ok((n, src)) => {
+                            if self.trace {
+                                self.show("<", src, &self.buf[..n], false);
+                            }
+                            self.client.handle(now, src, &self.buf[..n])
+                        }
                         Err(_) => break,
                     }
                 }

@@ -144,6 +144,13 @@ fn request(u: &mut Unstructured<'_>) -> Result<()> {
             id: m.id(),
             token: m.token,
             target: m.other(),
+            local: {
+                let mut l = proto_core::wire::Locals::EMPTY;
+                for _ in 0..u.int_in_range(0..=proto_core::wire::MAX_LOCAL)? {
+                    let _ = l.push(make::addr(u, false)?);
+                }
+                l
+            },
         },
         5 => Request::List { h, cursor: m.n1 },
         6 => Request::Subscribe {
@@ -282,6 +289,7 @@ fn reply(u: &mut Unstructured<'_>) -> Result<()> {
             id,
             addr: a,
             kind: kind(u)?,
+            local: proto_core::wire::Locals::new(&[a][..u.int_in_range(0..=1)?]),
         },
         11 if !changes.is_empty() => Reply::Events {
             first: m.n1,

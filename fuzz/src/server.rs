@@ -1057,7 +1057,11 @@ impl Harness<'_> {
                 r => m.not_served("LOOKUP", id.as_str(), now, &r),
             },
             Request::Introduce {
-                id, token, target, ..
+                id,
+                token,
+                target,
+                local,
+                ..
             } => match rep {
                 Some(Reply::At {
                     tx,
@@ -1083,8 +1087,12 @@ impl Harness<'_> {
                             id: pid,
                             addr: pa,
                             kind: pk,
+                            local: pl,
                         }) => {
                             assert_eq!(pid, id);
+                            // Local addresses are passed on as they came,
+                            // to the target only.
+                            assert_eq!(pl, local);
                             assert!(same_ext(pa, src));
                             m.reported(id.as_str(), pk, now);
                         }

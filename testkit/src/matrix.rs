@@ -3,11 +3,11 @@
 //! one to a real `parley listen` at the other, through the real
 //! `parley-server`: delivered or not, over which path, how fast.
 //!
-//! The path is what can be told from outside the client: `direct` (chat
-//! acknowledged by the peer; over the LAN for two hosts behind one
-//! router, which does not hairpin), `seed-fallback` (the sender gave up
-//! and sent the peer a plain seed `Message`: a Parley peer downgraded,
-//! which issue 13 forbids), or `none`.
+//! The path is what the sender reports (`parley send --json`): `lan`,
+//! `direct` or `relayed` (chat acknowledged by the peer); or what can be
+//! told from outside: `seed-fallback` (the sender gave up and sent the
+//! peer a plain seed `Message`: a Parley peer downgraded, which issue 13
+//! forbids), `one-way` (shown, never acknowledged) or `none`.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -63,7 +63,7 @@ pub struct Pair {
 /// What one try gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// `direct`, `lan`, `seed-fallback` or `none`.
+    /// `lan`, `direct`, `relayed`, `seed-fallback`, `one-way` or `none`.
     pub path: &'static str,
     /// From the start of `parley send` (which registers first) to the
     /// listener printing the message.
@@ -73,7 +73,7 @@ pub struct Outcome {
 impl Outcome {
     /// Delivered as Parley chat (not downgraded, not lost).
     pub fn ok(&self) -> bool {
-        matches!(self.path, "direct" | "lan")
+        matches!(self.path, "direct" | "lan" | "relayed")
     }
 }
 
@@ -172,8 +172,24 @@ impl World {
 pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String> {
     let (ida, idb) = (format!("a{n}"), format!("b{n}"));
     let text = format!("hello-{n}");
-    let mut listen =
-        parley::client(&pair.b, &["--id", &idb, "listen", "--json"]).map_err(|e| e.to_string())?;
+    let debug = std::env::var_os("NATLAB_DEBUG").is_some();
+    // Each side keeps the keys it learns in a file of this try's own: a
+    // shared one would fill up (256 peers) over a long matrix.
+    let dir = std::env::temp_dir().join(format!("natlab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let kpa = dir.join(format!("known-a{n}"));
+    let kpb = dir.join(format!("known-b{n}"));
+    let (kpa, kpb) = (kpa.to_string_lossy(), kpb.to_string_lossy());
+    let _ = std::fs::remove_file(&*kpa);
+    let _ = std::fs::remove_file(&*kpb);
+    let mut listen = parley::client(
+        &pair.b,
+        &["--known-peers", &kpb, "--id", &idb, "listen", "--json"],
+    )
+    .map_err(|e| e.to_string())?;
+    if debug {
+        listen.env("PARLEY_TRACE", "1");
+    }
     listen.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = listen.spawn().map_err(|e| format!("parley listen: {e}"))?;
     let guard = KillOnDrop(&mut child);
@@ -197,51 +213,84 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     });
     // Registered?
     let registered = Instant::now() + Duration::from_secs(10);
+    let mut said = Vec::new();
     loop {
         let left = registered.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok((_, line, false)) if line.starts_with("listening as") => break,
-            Ok(_) => {}
-            Err(_) => return Err(format!("{}: the listener did not register", pair.name)),
+            Ok((_, line, _)) => said.push(line),
+            Err(_) => {
+                return Err(format!(
+                    "{}: the listener did not register: {}",
+                    pair.name,
+                    said.join(" / ")
+                ));
+            }
         }
     }
     let secs = limit.as_secs().max(1).to_string();
     let t0 = Instant::now();
-    let send = parley::client(
+    let mut send = parley::client(
         &pair.a,
         &[
+            "--known-peers",
+            &kpa,
             "--id",
             &ida,
             "--timeout",
             &secs,
             "send",
+            "--json",
             "--to",
             &idb,
             &text,
         ],
     )
-    .map_err(|e| e.to_string())?
-    .output()
-    .map_err(|e| format!("parley send: {e}"))?;
+    .map_err(|e| e.to_string())?;
+    if debug {
+        send.env("PARLEY_TRACE", "1");
+    }
+    let send = send.output().map_err(|e| format!("parley send: {e}"))?;
     // The message may still be on its way to the listener's stdout.
     let mut got = None;
+    let mut trace = Vec::new();
     let until = Instant::now() + Duration::from_millis(500);
     while let Ok((at, line, is_out)) =
         rx.recv_timeout(until.saturating_duration_since(Instant::now()))
     {
-        if is_out && line.contains(&text) {
+        if !is_out {
+            trace.push(line);
+            continue;
+        }
+        if line.contains(&text) {
             got = Some((at, line.contains("\"seed\":true")));
             break;
         }
     }
-    let path = match got {
-        None => "none",
-        Some((_, true)) => "seed-fallback",
-        Some((_, false)) if send.status.success() && pair.same_router => "lan",
-        Some((_, false)) if send.status.success() => "direct",
+    let stdout = String::from_utf8_lossy(&send.stdout);
+    let reported = ["lan", "direct", "relayed"]
+        .into_iter()
+        .find(|p| stdout.contains(&format!("\"path\":\"{p}\"")));
+    drop(guard);
+    let _ = std::fs::remove_file(&*kpa);
+    let _ = std::fs::remove_file(&*kpb);
+    let path = match (got, reported) {
+        (None, _) => "none",
+        (Some((_, true)), _) => "seed-fallback",
+        (Some((_, false)), Some(p)) if send.status.success() => p,
         // Shown as chat, but the sender never saw the acknowledgement.
-        Some((_, false)) => "one-way",
+        (Some((_, false)), _) => "one-way",
     };
+    if debug && !matches!(path, "lan" | "direct" | "relayed") {
+        eprintln!(
+            "{} try {n}: {path} after {} ms: parley send said {:?}\n--- sender:\n{}\n--- listener:\n{}",
+            pair.name,
+            t0.elapsed().as_millis(),
+            stdout,
+            String::from_utf8_lossy(&send.stderr),
+            trace.join("\n")
+        );
+    }
     Ok(Outcome {
         path,
         time: got.map(|(at, _)| at.duration_since(t0)),
@@ -251,7 +300,21 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
 struct KillOnDrop<'a>(&'a mut std::process::Child);
 
 impl Drop for KillOnDrop<'_> {
+    /// SIGTERM first, so that the listener signs off (`QUIT`) and its id
+    /// does not hold a place in the server's per-source and per-network
+    /// quotas for a lease (20 tries a pair would fill them); then SIGKILL.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

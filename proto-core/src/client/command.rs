@@ -67,7 +67,11 @@ impl Client {
             return Err(CommandError::Busy);
         }
         let seq = self.next_seq;
-        let frag_len = self.cfg.fragment_text.clamp(4, MAX_FRAGMENT_TEXT);
+        // Room for the relay frame's header: any fragment may go either way.
+        let frag_len = self
+            .cfg
+            .fragment_text
+            .clamp(4, MAX_FRAGMENT_TEXT - crate::wire::relay::FRAME_HEADER);
         let out = Outgoing::new(IdBuf::from_id(to), seq, text, frag_len, now)
             .ok_or(CommandError::TooLong)?;
         let p = self.peer_index(now, to).ok_or(CommandError::Busy)?;

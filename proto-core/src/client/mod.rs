@@ -80,6 +80,7 @@ mod keys;
 mod path;
 mod receive;
 mod registration;
+mod relay;
 mod reply;
 mod request;
 mod rng;
@@ -96,12 +97,13 @@ use crate::MAX_DATAGRAM;
 use crate::secure::{Keypair, PublicKey};
 use crate::time::{Instant, Millis};
 use crate::wire::peer::MAX_FRAGMENT_TEXT;
+use crate::wire::relay::{RelayReply, is_frame};
 use crate::wire::sealed::is_sealed;
-use crate::wire::{Cookie, EmitError, Id, IdBuf, Reply, Token};
+use crate::wire::{Cookie, EmitError, Id, IdBuf, Locals, Reply, Token};
 
 use chat::{MAX_TEXT, OutState, Outgoing, Reassembly, SlotState};
 use event::Rec;
-use path::Peer;
+use path::{Peer, Via};
 use receive::REASSEMBLY_TIMEOUT;
 use registration::RegState;
 use request::{Pending, Req};
@@ -111,6 +113,7 @@ use tunnel::Responding;
 pub use command::CommandError;
 pub use event::{Event, Failure, Undelivered, What};
 pub use keys::MAX_PINS;
+pub use path::Route;
 pub use tunnel::MAX_RESPONDING;
 
 /// Messages one client may have in flight at once.
@@ -171,6 +174,9 @@ pub struct Config {
     pub rekey_after_messages: u64,
     /// A session older than this is not used at all (in either direction).
     pub reject_after: Millis,
+    /// This client's local (host) addresses, announced in `INTRO` so
+    /// that a peer on the same network reaches it over the LAN.
+    pub local: Locals,
 }
 
 impl Config {
@@ -192,12 +198,13 @@ impl Config {
             chat_attempts: 14,
             probe_interval: Millis(200),
             probe_attempts: 7,
-            fragment_text: MAX_FRAGMENT_TEXT,
+            fragment_text: MAX_FRAGMENT_TEXT - crate::wire::relay::FRAME_HEADER,
             // WireGuard's REKEY_AFTER_TIME, REKEY_AFTER_MESSAGES and
             // REJECT_AFTER_TIME.
             rekey_after: Millis::from_secs(120),
             rekey_after_messages: 1 << 60,
             reject_after: Millis::from_secs(180),
+            local: Locals::EMPTY,
         }
     }
 }
@@ -401,6 +408,9 @@ impl Client {
             if let Some(pr) = p.probe {
                 at(pr.next);
             }
+            if let Some(r) = p.relay.deadline() {
+                at(r);
+            }
         }
         for s in &self.slots {
             if s.state == SlotState::Partial {
@@ -416,6 +426,7 @@ impl Client {
         self.keepalive_due(now);
         self.chat_due(now);
         self.probes_due(now);
+        self.relays_due(now);
         self.reassembly_due(now);
         self.responding_due(now);
         self.pump(now);
@@ -424,11 +435,15 @@ impl Client {
     /// Handle a datagram that arrived at `now` from `src`.
     pub fn handle(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
         if src == self.cfg.server {
-            if let Ok(reply) = Reply::parse(datagram) {
+            if is_frame(datagram) {
+                self.on_frame(now, datagram);
+            } else if let Ok(r) = RelayReply::parse(datagram) {
+                self.on_relayd(now, r);
+            } else if let Ok(reply) = Reply::parse(datagram) {
                 self.on_reply(now, reply);
             }
         } else if is_sealed(datagram) {
-            self.on_sealed(now, src, datagram);
+            self.on_sealed(now, Via::Direct(src), datagram);
         } else {
             self.on_plain(now, src, datagram);
         }

@@ -15,17 +15,64 @@ use crate::wire::{Id, IdBuf};
 use super::Client;
 use super::chat::{OutState, Window};
 use super::event::Undelivered;
+use super::relay::RelayLink;
 use super::request::Req;
 use super::tunnel::{Initiating, Link};
 
+/// How a datagram came, or is to go: straight between the peers, or
+/// inside the server's relay session with that peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Via {
+    Direct(SocketAddr),
+    /// The relay session on this channel.
+    Relay(u64),
+}
+
+/// The path chat with a peer takes, for the application (`/path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to one of the local addresses the peer announced (both
+    /// hosts on one network).
+    Lan(SocketAddr),
+    /// Straight to this address, proven both ways.
+    Direct(SocketAddr),
+    /// Through the server's relay (the server sees only ciphertext).
+    Relayed,
+    /// Straight to this address, not yet proven both ways (the relay, if
+    /// any, carries copies meanwhile).
+    Trying(SocketAddr),
+}
+
+impl core::fmt::Display for Route {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Route::Lan(a) => write!(f, "LAN ({a})"),
+            Route::Direct(a) => write!(f, "direct ({a})"),
+            Route::Relayed => f.write_str("relayed"),
+            Route::Trying(a) => write!(f, "direct, unconfirmed ({a})"),
+        }
+    }
+}
+
+impl Route {
+    /// One word for scripts: `lan`, `direct` or `relayed`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Route::Lan(_) => "lan",
+            Route::Direct(_) | Route::Trying(_) => "direct",
+            Route::Relayed => "relayed",
+        }
+    }
+}
+
 /// A peer the server placed this recently is not asked about again
 /// (unless its path goes silent).
-const RESOLVE_AGAIN: Millis = Millis(10_000);
+pub(super) const RESOLVE_AGAIN: Millis = Millis(10_000);
 /// How long a keyless peer that never answered a handshake is taken for a
 /// seed client.
 const SEED_GUESS_FOR: Millis = Millis(60_000);
 /// Candidate addresses tried for one peer.
-const MAX_CANDIDATES: usize = 4;
+pub(super) const MAX_CANDIDATES: usize = 6;
 
 /// Which client a peer runs, as far as we know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +97,17 @@ pub(super) struct Probe {
 pub(super) struct Peer {
     pub(super) id: IdBuf,
     pub(super) kind: Kind,
+    /// The direct address an authenticated datagram last came from.
     pub(super) path: Option<SocketAddr>,
+    /// A round trip over `path` is proven (an answer to our handshake or
+    /// probe came back from it): the relay, if any, is no longer used.
+    pub(super) confirmed: bool,
+    /// The peer's local addresses, as it announced them (LAN paths).
+    pub(super) lan: Vec<SocketAddr, { crate::wire::MAX_LOCAL }>,
+    /// The relay session with the peer.
+    pub(super) relay: RelayLink,
+    /// When we began wanting to reach the peer (see `relay`).
+    pub(super) want: Option<Instant>,
     pub(super) cands: Vec<SocketAddr, MAX_CANDIDATES>,
     pub(super) probe: Option<Probe>,
     pub(super) resolving: bool,
@@ -62,6 +119,9 @@ pub(super) struct Peer {
     pub(super) srtt: Option<u64>,
     pub(super) rx: Window,
     pub(super) used: Instant,
+    /// The server says the peer runs Parley (with a key or without):
+    /// it never gets plain text.
+    pub(super) extended: bool,
     /// The key the server reports for the peer.
     pub(super) server_key: Option<PublicKey>,
     /// Our handshake in flight.
@@ -94,6 +154,10 @@ impl Client {
             id: b,
             kind: Kind::Unknown,
             path: None,
+            confirmed: false,
+            lan: Vec::new(),
+            relay: RelayLink::new(now),
+            want: None,
             cands: Vec::new(),
             probe: None,
             resolving: false,
@@ -102,6 +166,7 @@ impl Client {
             srtt: None,
             rx: Window::default(),
             used: now,
+            extended: false,
             server_key: None,
             hs: None,
             cur: None,
@@ -196,7 +261,10 @@ impl Client {
         if !self.peers[p].resolving && self.peers[p].path.is_none() && !asked_lately {
             self.resolve(now, id);
         }
-        if !self.peers[p].cands.is_empty() && self.peers[p].probe.is_none() {
+        self.want(now, p);
+        if (!self.peers[p].cands.is_empty() || self.peers[p].relay.ready())
+            && self.peers[p].probe.is_none()
+        {
             self.start_handshake(now, p);
         }
     }
@@ -206,6 +274,7 @@ impl Client {
     pub(super) fn keyed(&self, p: usize) -> bool {
         let id = self.peers[p].id;
         self.peers[p].server_key.is_some()
+            || self.peers[p].extended
             || self.peers[p].cur.is_some()
             || self.pins.iter().any(|(i, _)| *i == id)
     }
@@ -223,8 +292,28 @@ impl Client {
         if !self.outs.iter().any(|o| o.to == id) {
             return;
         }
+        // A relay on its way starts the handshake again when it is ready;
+        // through a relay just made, the peer may not be listening yet.
+        let relay = &self.peers[p].relay;
+        let held = self.peers[p].held.is_some();
+        if !held && !relay.ready() && self.relay_pending(p) {
+            return;
+        }
+        if !held && self.relay_young(now, p) {
+            self.start_handshake(now, p);
+            return;
+        }
+        self.unreachable(now, p);
+    }
+
+    /// Neither probes nor the relay reached peer `p`: messages waiting
+    /// for a Parley peer fail; a peer nobody said runs Parley is taken
+    /// for a seed client.
+    pub(super) fn unreachable(&mut self, now: Instant, p: usize) {
+        let id = self.peers[p].id;
         if self.keyed(p) {
-            // A peer with a key is never downgraded to plain text.
+            // A Parley peer (a key, or the server says so) is never
+            // downgraded to plain text.
             self.fail_outgoing(&id, Undelivered::NoAnswer);
             return;
         }

@@ -16,7 +16,12 @@ use super::{Client, MAX_REQUESTS};
 impl Client {
     pub(super) fn on_reply(&mut self, now: Instant, reply: Reply<'_>) {
         match reply {
-            Reply::Punch { id, addr, kind } => {
+            Reply::Punch {
+                id,
+                addr,
+                kind,
+                local,
+            } => {
                 self.server_answered();
                 if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
                     return;
@@ -24,6 +29,31 @@ impl Client {
                 if let Some(p) = self.peer_index(now, id) {
                     self.learn_kind(p, kind);
                     self.add_candidate(p, addr);
+                    // Its local addresses: a LAN path if we share a network.
+                    // (One that is the address the server sees is no LAN.)
+                    for a in local.as_slice().iter().filter(|a| **a != addr) {
+                        if !self.peers[p].lan.contains(a) {
+                            let _ = self.peers[p].lan.push(*a);
+                        }
+                        self.add_candidate(p, *a);
+                    }
+                    // Tell it ours the same way (an INTRO of our own, which
+                    // reaches it as a PUNCH), unless we asked lately: two
+                    // introductions, and no loop.
+                    let asked = self.peers[p].resolving
+                        || self.peers[p]
+                            .resolved
+                            .is_some_and(|t| now.since(t) < super::path::RESOLVE_AGAIN.0);
+                    if !self.cfg.local.is_empty()
+                        && !asked
+                        && self.peers[p].kind != Kind::Seed
+                        && !self.has_session(now, p)
+                    {
+                        self.resolve(now, self.peers[p].id);
+                    }
+                    if self.peers[p].kind != Kind::Seed {
+                        self.want(now, p);
+                    }
                     // The peer wants to talk: open our side of the path
                     // (the initiation is the hole punch) unless a session
                     // already exists.
@@ -175,6 +205,7 @@ impl Client {
         match kind {
             PeerKind::Key(k) => {
                 peer.server_key = Some(k);
+                peer.extended = true;
                 if peer.kind == Kind::Seed {
                     peer.kind = Kind::Unknown;
                     peer.assumed_seed = None;
@@ -183,6 +214,7 @@ impl Client {
             }
             PeerKind::Seed => {
                 peer.server_key = None;
+                peer.extended = false;
                 if !self.keyed(p) {
                     let peer = &mut self.peers[p];
                     peer.kind = Kind::Seed;
@@ -191,7 +223,15 @@ impl Client {
                     peer.hs = None;
                 }
             }
-            PeerKind::Keyless => peer.server_key = None,
+            PeerKind::Keyless => {
+                peer.server_key = None;
+                peer.extended = true;
+                if peer.kind == Kind::Seed {
+                    peer.kind = Kind::Unknown;
+                    peer.assumed_seed = None;
+                    peer.path = None;
+                }
+            }
         }
     }
 
@@ -326,6 +366,7 @@ impl Client {
                 id: None,
                 reason: why,
             }),
+            Req::Relay(peer) => self.relay_failed(now, peer),
         }
     }
 }

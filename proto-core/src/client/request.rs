@@ -36,6 +36,8 @@ pub(super) enum Req {
     },
     Lookup(IdBuf),
     List(u32),
+    /// A relay session with this peer (`RELAY`).
+    Relay(IdBuf),
 }
 
 /// A request waiting for its answer.
@@ -134,6 +136,9 @@ impl Client {
                 Req::Resolve { .. } => {
                     self.cookie.is_some() && !matches!(self.reg, RegState::Registering { .. })
                 }
+                Req::Relay(_) => {
+                    self.cookie.is_some() && matches!(self.reg, RegState::Registered { .. })
+                }
                 _ => self.cookie.is_some(),
             };
             if ready {
@@ -198,6 +203,7 @@ impl Client {
                         id,
                         token,
                         target,
+                        local: self.cfg.local,
                     }),
                     (_, _, Some(target)) => Some(Request::Lookup { h, id: target }),
                     _ => None,
@@ -208,13 +214,27 @@ impl Client {
                 req_buf[0].as_id().map(|id| Request::Lookup { h, id })
             }
             Req::List(cursor) => Some(Request::List { h, cursor }),
+            Req::Relay(peer) => {
+                req_buf[0] = peer;
+                if let (Some(id), Some(peer)) = (me, req_buf[0].as_id()) {
+                    let r = crate::wire::relay::RelayRequest { h, id, token, peer };
+                    let server = self.cfg.server;
+                    self.emit(server, |b| r.emit(b));
+                }
+                None
+            }
         };
-        let Some(req) = req else {
-            self.pending.swap_remove(i);
-            return;
-        };
-        let server = self.cfg.server;
-        self.emit(server, |b| req.emit(b));
+        match req {
+            Some(req) => {
+                let server = self.cfg.server;
+                self.emit(server, |b| req.emit(b));
+            }
+            None if matches!(p.req, Req::Relay(_)) && me.is_some() => {}
+            None => {
+                self.pending.swap_remove(i);
+                return;
+            }
+        }
         let jitter = self.rng.jitter(p.rto);
         let p = &mut self.pending[i];
         if p.attempts == 0 {

@@ -4,8 +4,6 @@
 //! them. Only what opens under a session's keys reaches the chat, and the
 //! sender is the peer whose key it is, never an id inside.
 
-use core::net::SocketAddr;
-
 use crate::MAX_DATAGRAM;
 use crate::secure::{Handshake, Pattern, Session};
 use crate::time::{Instant, Millis};
@@ -18,7 +16,7 @@ use crate::wire::{Id, IdBuf};
 
 use super::Client;
 use super::event::Undelivered;
-use super::path::{Kind, Probe};
+use super::path::{Kind, Probe, Via};
 
 /// Half-open handshakes as responder, held at once.
 pub const MAX_RESPONDING: usize = 8;
@@ -47,7 +45,7 @@ pub(super) struct Initiating {
 pub(super) struct Responding {
     pub(super) local: u32,
     pub(super) remote: u32,
-    pub(super) src: SocketAddr,
+    pub(super) src: Via,
     pub(super) created: Instant,
     pub(super) state: RespState,
 }
@@ -104,7 +102,7 @@ impl Client {
     pub(super) fn has_session(&self, now: Instant, p: usize) -> bool {
         let peer = &self.peers[p];
         peer.held.is_none()
-            && peer.path.is_some()
+            && (peer.path.is_some() || peer.relay.ready())
             && peer
                 .cur
                 .as_ref()
@@ -192,6 +190,12 @@ impl Client {
         for a in targets {
             self.emit(a, |b| d.emit(b));
         }
+        if self.peers[p].relay.ready() {
+            let mut buf = [0u8; MAX_DATAGRAM];
+            if let Ok(n) = d.emit(&mut buf) {
+                self.push_relayed(now, p, &buf[..n]);
+            }
+        }
         self.stats.handshakes_started += 1;
         self.peers[p].hs = Some(Initiating { hs, local });
         let step = self.cfg.probe_interval.0 << pr.sent.min(3);
@@ -201,7 +205,7 @@ impl Client {
     }
 
     /// A sealed datagram from `src`.
-    pub(super) fn on_sealed(&mut self, now: Instant, src: SocketAddr, d: &[u8]) {
+    pub(super) fn on_sealed(&mut self, now: Instant, src: Via, d: &[u8]) {
         let Ok(s) = Sealed::parse(d) else {
             self.stats.unauthenticated += 1;
             return;
@@ -245,7 +249,7 @@ impl Client {
     fn on_initiation(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Via,
         pattern: u8,
         sender: u32,
         noise: &[u8],
@@ -281,6 +285,16 @@ impl Client {
             if !self.key_ok(now, hello.id, key) {
                 return true;
             }
+            // The peer's key proved this initiation: the address it came
+            // from is a candidate of ours too (a NAT may have given the
+            // peer another port toward us than toward the server), so
+            // our own initiations go there as well (Tailscale's disco).
+            if let Via::Direct(a) = src {
+                let b = IdBuf::from_id(hello.id);
+                if let Some(p) = self.find_peer(&b) {
+                    self.add_candidate(p, a);
+                }
+            }
             state = Some((IdBuf::from_id(hello.id), (hello.session, hello.counter)));
         }
         let mut noise_out = [0u8; 256];
@@ -313,7 +327,7 @@ impl Client {
             },
         );
         if kept {
-            self.emit(src, |b| resp.emit(b));
+            self.emit_via(src, |b| resp.emit(b));
         }
         true
     }
@@ -360,7 +374,7 @@ impl Client {
     fn on_response(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Via,
         sender: u32,
         receiver: u32,
         noise: &[u8],
@@ -419,7 +433,7 @@ impl Client {
                 receiver: sender,
                 noise: &out[..n],
             };
-            self.emit(src, |b| c.emit(b));
+            self.emit_via(src, |b| c.emit(b));
         }
         let Ok(session) = ini.hs.into_session() else {
             return false;
@@ -434,7 +448,7 @@ impl Client {
         if let Some(pr) = first_try {
             self.peers[p].srtt = Some(now.since(pr.started));
         }
-        self.install(now, p, link, src);
+        self.install(now, p, link, src, true);
         // Say something at once, so an IK responder learns the handshake
         // was live (and takes the path) even with nothing queued.
         if !self.outs.iter().any(|o| o.to == id) {
@@ -447,7 +461,7 @@ impl Client {
         true
     }
 
-    fn on_confirm(&mut self, now: Instant, src: SocketAddr, receiver: u32, noise: &[u8]) -> bool {
+    fn on_confirm(&mut self, now: Instant, src: Via, receiver: u32, noise: &[u8]) -> bool {
         let Some(r) = self.responding.iter().position(|x| x.local == receiver) else {
             return false;
         };
@@ -492,14 +506,14 @@ impl Client {
             remote: resp.remote,
             born: now,
         };
-        self.install(now, p, link, src);
+        self.install(now, p, link, src, false);
         true
     }
 
     fn on_transport(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Via,
         receiver: u32,
         counter: u64,
         header: &[u8],
@@ -554,39 +568,79 @@ impl Client {
                     remote: resp.remote,
                     born: now,
                 };
-                self.install(now, p, link, src);
+                self.install(now, p, link, src, false);
                 (p, n)
             }
             None => return false,
         };
-        // Authenticated: this is where the peer is now (WireGuard roaming).
-        self.peers[p].path = Some(src);
+        // Authenticated: this is where the peer is now (WireGuard
+        // roaming), and a candidate; a round trip proves it.
+        if let Via::Relay(channel) = src {
+            self.relay_seen(now, p, channel);
+        }
+        if let Via::Direct(a) = src {
+            if self.peers[p].path != Some(a) {
+                self.peers[p].path = Some(a);
+                self.peers[p].confirmed = false;
+                self.ping_direct(now, p, a);
+            }
+            self.add_candidate(p, a);
+        }
         self.peers[p].kind = Kind::Parley;
         self.peers[p].used = now;
         let Ok(msg) = PeerMsg::parse(&plain[..n]) else {
             return true;
         };
-        self.on_peer(now, p, msg);
+        match msg {
+            // Answered the way it came, so the answer proves that way.
+            PeerMsg::Probe { nonce, .. } => {
+                let Some(me) = self.cfg.id else { return true };
+                let Some(me) = me.as_id() else { return true };
+                let reply = PeerMsg::Probed { from: me, nonce };
+                self.send_sealed_via(now, p, &reply, Some(src));
+            }
+            PeerMsg::Probed { .. } => {
+                if let Via::Direct(_) = src {
+                    self.peers[p].confirmed = true;
+                    self.drive_peer(now, p);
+                }
+            }
+            msg => self.on_peer(now, p, msg),
+        }
         true
     }
 
     /// A handshake with peer `p` finished: its session becomes the one we
     /// send on (the last one stays, to open datagrams still in flight),
     /// and `src`, which answered, the path.
-    fn install(&mut self, now: Instant, p: usize, link: Link, src: SocketAddr) {
+    fn install(&mut self, now: Instant, p: usize, link: Link, src: Via, proven: bool) {
         let peer = &mut self.peers[p];
         if peer.cur.as_ref().is_some_and(|c| c.local != link.local) {
             peer.prev = peer.cur.take();
         }
         peer.cur = Some(link);
-        peer.path = Some(src);
         peer.kind = Kind::Parley;
         peer.probe = None;
         peer.hs = None;
         peer.assumed_seed = None;
         peer.used = now;
-        if !peer.cands.contains(&src) {
-            self.add_candidate(p, src);
+        match src {
+            Via::Direct(a) => {
+                peer.path = Some(a);
+                peer.confirmed = proven;
+                self.add_candidate(p, a);
+            }
+            // Through the relay: a direct path known before is tried
+            // again (copies go both ways until a probe proves it).
+            Via::Relay(channel) => {
+                peer.confirmed = false;
+                self.relay_seen(now, p, channel);
+            }
+        }
+        // Our answer may not get through where the peer's datagram did
+        // (a NAT that filters): prove the way back.
+        if let (Via::Direct(a), false) = (src, proven) {
+            self.ping_direct(now, p, a);
         }
         self.drive_peer(now, p);
     }
@@ -601,32 +655,83 @@ impl Client {
         self.send_sealed_bytes(now, p, &inner[..n])
     }
 
+    /// Seal `msg` for peer `p` and send it along `only`, or (`None`)
+    /// its path: direct when proven; otherwise direct if known and through
+    /// the relay if ready (the replay window drops whichever copy comes
+    /// second).
+    pub(super) fn send_sealed_via(
+        &mut self,
+        now: Instant,
+        p: usize,
+        msg: &PeerMsg<'_>,
+        only: Option<Via>,
+    ) -> bool {
+        let mut inner = [0u8; MAX_PLAINTEXT];
+        let Ok(n) = msg.emit(&mut inner) else {
+            return false;
+        };
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let Some(len) = self.seal(now, p, &inner[..n], &mut buf, only.is_none()) else {
+            return false;
+        };
+        let bytes = &buf[..len];
+        match only {
+            Some(via) => self.push_via(via, bytes),
+            None => self.push_routed(now, p, bytes),
+        }
+        true
+    }
+
+    fn push_routed(&mut self, now: Instant, p: usize, bytes: &[u8]) {
+        let direct = self.peers[p].path;
+        if let Some(a) = direct {
+            self.push_out(a, bytes);
+        }
+        if !self.direct_proven(p) {
+            self.push_relayed(now, p, bytes);
+        }
+    }
+
     /// Seal an emitted peer message for peer `p`, as [`Client::send_sealed`].
     pub(super) fn send_sealed_bytes(&mut self, now: Instant, p: usize, inner: &[u8]) -> bool {
-        if !self.has_session(now, p) || inner.len() > MAX_PLAINTEXT {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let Some(len) = self.seal(now, p, inner, &mut buf, true) else {
             return false;
+        };
+        self.push_routed(now, p, &buf[..len]);
+        true
+    }
+
+    /// Seal `inner` for peer `p` into `buf`; the datagram's length. A
+    /// path probe (`rekey` false) never starts a new handshake itself.
+    fn seal(
+        &mut self,
+        now: Instant,
+        p: usize,
+        inner: &[u8],
+        buf: &mut [u8; MAX_DATAGRAM],
+        rekey: bool,
+    ) -> Option<usize> {
+        if !self.has_session(now, p) || inner.len() > MAX_PLAINTEXT {
+            return None;
         }
-        if self.rekey_due(now, p) && self.peers[p].probe.is_none() {
+        if rekey && self.rekey_due(now, p) && self.peers[p].probe.is_none() {
             self.start_handshake(now, p);
         }
         let peer = &mut self.peers[p];
-        let (Some(path), Some(link)) = (peer.path, peer.cur.as_mut()) else {
-            return false;
-        };
+        let link = peer.cur.as_mut()?;
         let header = transport_header(link.remote, link.session.next_counter());
-        let mut buf = [0u8; MAX_DATAGRAM];
         buf[..TRANSPORT_HEADER].copy_from_slice(&header);
         let Ok((_, len)) = link
             .session
             .seal(&header, inner, &mut buf[TRANSPORT_HEADER..])
         else {
             peer.cur = None;
-            return false;
+            return None;
         };
         #[cfg(test)]
         super::tests::tap(&buf[..TRANSPORT_HEADER + len], inner);
-        self.push_out(path, &buf[..TRANSPORT_HEADER + len]);
-        true
+        Some(TRANSPORT_HEADER + len)
     }
 
     /// Drop the responder handshakes that were never confirmed.

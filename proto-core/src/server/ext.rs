@@ -10,6 +10,8 @@
 
 use core::net::SocketAddr;
 
+use crate::wire::Locals;
+
 use super::seed::NEVER;
 use super::{Claim, Outbox, Server, stats::Verb};
 use crate::MAX_DATAGRAM;
@@ -163,8 +165,12 @@ impl Server<'_> {
             Request::Keepalive { id, token, .. } => self.keepalive(a, id, token),
             Request::Lookup { id, .. } => self.lookup(a, id),
             Request::Introduce {
-                id, token, target, ..
-            } => self.introduce(a, id, token, target, out),
+                id,
+                token,
+                target,
+                local,
+                ..
+            } => self.introduce(a, id, token, target, local, out),
             Request::List { cursor, .. } => {
                 page = PageIds::new(tx);
                 let next = self.list(now, cursor, &mut page);
@@ -289,6 +295,7 @@ impl Server<'_> {
         id: Id<'_>,
         token: Token,
         target: Id<'r>,
+        local: Locals,
         out: &mut impl Outbox,
     ) -> Answer<'r> {
         // Only a registered requester may make the server send to a third
@@ -301,10 +308,14 @@ impl Server<'_> {
             let e = self.reg.get(there);
             (e.addr, e.kind())
         };
+        // The requester's local addresses go to the target only (for a
+        // LAN path), never used here: the server sends nothing to an
+        // address named in a payload. Nothing is stored either.
         let punch = Reply::Punch {
             id,
             addr: src,
             kind: self.reg.get(me).kind(),
+            local,
         };
         self.send_reply(out, target_addr, &punch, MAX_DATAGRAM);
         Ok(Reply::At {
@@ -361,6 +372,7 @@ impl Server<'_> {
     ) -> Answer<'r> {
         let slot = self.owned(now, id, token)?;
         self.remove(slot);
+        self.relay.end_for(id);
         Ok(Reply::Bye { tx, id })
     }
 

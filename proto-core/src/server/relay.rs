@@ -18,7 +18,8 @@
 //!   per source address (IPv4 address, IPv6 /64), [`SESSIONS`] in all;
 //!   each session [`SESSION_BYTES_PER_SEC`] and lives [`IDLE`] past the
 //!   last `RELAY` from either end, [`MAX_LIFE`] at most; all sessions
-//!   together `Config::relay_bytes_per_sec` (0 turns relaying off).
+//!   together `Config::relay_bytes_per_sec` (0 turns relaying off). A
+//!   `QUIT` ends the sessions of the id that signs off.
 
 use core::hash::Hasher;
 use core::net::{IpAddr, SocketAddr};
@@ -156,6 +157,18 @@ impl Relay {
         let mut h = siphasher::sip::SipHasher24::new_with_key(&self.key);
         h.write(id.as_bytes());
         h.finish()
+    }
+
+    /// End every session `id` takes part in (it signed off: its relays
+    /// lead nowhere, and should not hold places in the limits for a
+    /// minute more).
+    pub(super) fn end_for(&mut self, id: Id<'_>) {
+        let k = self.id_key(id);
+        for s in self.sessions.iter_mut() {
+            if s.is_some_and(|x| x.a == k || x.b == k) {
+                *s = None;
+            }
+        }
     }
 
     /// Sessions live now.
@@ -638,6 +651,36 @@ mod tests {
         h.now = Instant(h.now.0 + super::IDLE.0 + 1);
         assert!(h.frame(a(ALICE), ch, b"late").is_empty());
         assert_eq!(h.s.relay_sessions(h.now), 0);
+    }
+
+    #[test]
+    fn quit_ends_the_sessions_of_the_id_and_frees_its_places() {
+        let mut h = H::new(Config::default());
+        let (ca, ta) = h.reg(a(ALICE), "alice");
+        let (cb, tb) = h.reg(a(BOB), "bob");
+        let (cc, tc) = h.reg(a(MALLORY), "carol");
+        h.relay(a(ALICE), &ca, "alice", &ta, "bob");
+        let (ch, _) = channel(&h.relay(a(BOB), &cb, "bob", &tb, "alice"));
+        h.relay(a(MALLORY), &cc, "carol", &tc, "bob");
+        let (cb2, _) = channel(&h.relay(a(BOB), &cb, "bob", &tb, "carol"));
+        assert_eq!(h.s.relay.count(h.now), 2);
+        assert_eq!(
+            h.text(a(BOB), &format!("QUIT q {cb} bob {tb}")),
+            "BYE q bob"
+        );
+        assert_eq!(h.s.relay.count(h.now), 0, "bob's sessions end with him");
+        assert!(h.frame(a(ALICE), ch, b"x").is_empty());
+        assert!(h.frame(a(MALLORY), cb2, b"x").is_empty());
+        // alice and carol's own sessions are untouched.
+        h.relay(a(ALICE), &ca, "alice", &ta, "carol");
+        let (ch3, ready) = channel(&h.relay(a(MALLORY), &cc, "carol", &tc, "alice"));
+        assert!(ready);
+        assert_eq!(
+            h.text(a(ALICE), &format!("QUIT q {ca} alice {ta}")),
+            "BYE q alice"
+        );
+        assert!(h.frame(a(MALLORY), ch3, b"x").is_empty());
+        h.s.audit_relay().unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! addr      = IPv4 ":" port / "[" IPv6 "]" ":" port    ; Rust's SocketAddr Display
+//! locals    = 0*4(SP addr)    ; a client's own (host) addresses, in INTRO and PUNCH
 //! py-tuple  = "('" IPv4 "', " port ")"
 //!           / "('" IPv6 "', " port ", " flowinfo ", " scope-id ")"
 //! ```
@@ -225,6 +226,78 @@ fn py_int(s: Option<&str>) -> Result<u32, ParseError> {
 const LONGEST_V6: Ipv6Addr = Ipv6Addr::new(
     0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
 );
+
+/// A client's local (host) addresses, as `INTRO` announces them and
+/// `PUNCH` passes them on: at most [`super::MAX_LOCAL`], in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Locals {
+    len: u8,
+    addrs: [SocketAddr; super::MAX_LOCAL],
+}
+
+impl Default for Locals {
+    fn default() -> Self {
+        Locals::EMPTY
+    }
+}
+
+impl Locals {
+    /// No addresses.
+    pub const EMPTY: Locals = Locals {
+        len: 0,
+        addrs: [SocketAddr::V4(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0));
+            super::MAX_LOCAL],
+    };
+
+    /// Up to [`super::MAX_LOCAL`] of `addrs` (the rest are left out).
+    pub fn new(addrs: &[SocketAddr]) -> Locals {
+        let mut l = Locals::EMPTY;
+        for a in addrs {
+            if l.push(*a).is_err() {
+                break;
+            }
+        }
+        l
+    }
+
+    /// Add `a`; `Err` when full.
+    pub fn push(&mut self, a: SocketAddr) -> Result<(), ParseError> {
+        let slot = self
+            .addrs
+            .get_mut(usize::from(self.len))
+            .ok_or(ParseError::Malformed)?;
+        *slot = a;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The addresses.
+    pub fn as_slice(&self) -> &[SocketAddr] {
+        &self.addrs[..usize::from(self.len)]
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Read the rest of a line's fields as addresses.
+    pub(crate) fn parse_rest(f: &mut super::text::Fields<'_>) -> Result<Locals, ParseError> {
+        let mut l = Locals::EMPTY;
+        while f.end().is_err() {
+            l.push(f.addr()?)?;
+        }
+        Ok(l)
+    }
+
+    /// Write each address after a space.
+    pub(crate) fn emit(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
+        for a in self.as_slice() {
+            w.addr(*a)?;
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,11 @@ pub mod stun;
 mod testgen;
 mod text;
 
+/// Local (host) addresses a client may announce in `INTRO`, and the
+/// server passes on in `PUNCH`.
+pub const MAX_LOCAL: usize = 4;
+
+pub use addr::Locals;
 pub use fields::{Cookie, FieldError, Id, IdBuf, PeerKind, PublicKey, Token, TxId};
 pub use reply::{ErrorCode, Reply};
 pub use request::Request;

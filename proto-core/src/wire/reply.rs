@@ -17,7 +17,8 @@
 //! code    = "malformed" / "unknown-verb" / "bad-id" / "table-full" / "id-taken"
 //!         / "not-owner" / "rate-limited" / "bad-cookie" / "no-such-id"
 //!         / "over-quota" / "forbidden" / "key-taken"
-//! punch   = "PUNCH" SP id SP addr SP kind              ; id wants to reach you at addr
+//! punch   = "PUNCH" SP id SP addr SP kind locals       ; id wants to reach you at addr
+//!                                                      ; (or at its own local addresses)
 //! events  = "EVENTS" SP seq SP seq 1*(SP ("+" / "-") id) ; first and last change included
 //! resync  = "RESYNC" SP seq                            ; events were lost: LIST again
 //! addr    = IPv4 ":" port / "[" IPv6 "]" ":" port      ; as Rust's SocketAddr prints it
@@ -28,6 +29,7 @@
 use core::fmt;
 use core::net::SocketAddr;
 
+use super::addr::Locals;
 use super::fields::{Cookie, Id, PeerKind, Token, TxId, parse_hex64};
 use super::text::{Fields, Writer, verb_and_rest};
 use super::{EmitError, ParseError};
@@ -282,6 +284,8 @@ pub enum Reply<'a> {
         addr: SocketAddr,
         /// Its public key, or that it has none.
         kind: PeerKind,
+        /// The local addresses it announced in its `INTRO`.
+        local: Locals,
     },
     /// Unsolicited: presence changes `first..=last` for a subscriber.
     Events {
@@ -364,6 +368,7 @@ impl<'a> Reply<'a> {
                 id: f.id()?,
                 addr: f.addr()?,
                 kind: PeerKind::parse(f.raw()?)?,
+                local: Locals::parse_rest(&mut f)?,
             },
             b"EVENTS" => {
                 let first = f.u32()?;
@@ -476,9 +481,15 @@ impl<'a> Reply<'a> {
                     .field(t.map_or(&b"-"[..], tx))?
                     .field(code.as_str().as_bytes())?;
             }
-            Reply::Punch { id, addr, kind } => {
+            Reply::Punch {
+                id,
+                addr,
+                kind,
+                local,
+            } => {
                 w.put(b"PUNCH")?.field(id.as_bytes())?.addr(addr)?;
                 put_kind(&mut w, kind)?;
+                local.emit(&mut w)?;
             }
             Reply::Events {
                 first,
@@ -661,7 +672,7 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:51234".parse().unwrap();
         let v6: SocketAddr = "[::1]:9".parse().unwrap();
         let k = crate::wire::PublicKey(core::array::from_fn(|i| 0xa0 + i as u8));
-        let cases: [(Reply<'_>, &[u8]); 18] = [
+        let cases: [(Reply<'_>, &[u8]); 19] = [
             (
                 Reply::Cookie {
                     tx: tx("1"),
@@ -773,6 +784,7 @@ mod tests {
                     id: id("bob"),
                     addr: a,
                     kind: PeerKind::Keyless,
+                    local: Locals::EMPTY,
                 },
                 b"PUNCH bob 127.0.0.1:51234 -",
             ),
@@ -780,7 +792,17 @@ mod tests {
                 Reply::Punch {
                     id: id("bob"),
                     addr: a,
+                    kind: PeerKind::Keyless,
+                    local: Locals::new(&["192.168.1.20:40001".parse().unwrap()]),
+                },
+                b"PUNCH bob 127.0.0.1:51234 - 192.168.1.20:40001",
+            ),
+            (
+                Reply::Punch {
+                    id: id("bob"),
+                    addr: a,
                     kind: PeerKind::Key(k),
+                    local: Locals::EMPTY,
                 },
                 b"PUNCH bob 127.0.0.1:51234 a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
             ),
@@ -957,6 +979,7 @@ mod tests {
                 id: one,
                 addr: p.addr,
                 kind,
+                local: Locals::new(&[p.addr, p.addr]),
             },
             11 => Reply::Events {
                 first: a,

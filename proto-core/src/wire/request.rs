@@ -24,6 +24,7 @@
 //! hold its place before a field that follows (`-` as the last field is
 //! refused).
 
+use super::addr::Locals;
 use super::fields::{Cookie, Id, PublicKey, Token, TxId, parse_hex64};
 use super::text::{Fields, Writer, parse_u32, verb_and_rest};
 use super::{EmitError, ParseError};
@@ -114,6 +115,9 @@ pub enum Request<'a> {
         token: Token,
         /// The id to be introduced to.
         target: Id<'a>,
+        /// The requester's local addresses, passed to `target` in `PUNCH`
+        /// (LAN paths); the server never sends to them.
+        local: Locals,
     },
     /// One page of online ids, starting at `cursor` (0 for the first page).
     List {
@@ -242,6 +246,7 @@ impl<'a> Request<'a> {
                 id: f.id()?,
                 token: f.token()?,
                 target: f.id()?,
+                local: Locals::parse_rest(&mut f)?,
             },
             b"LIST" => Request::List {
                 h,
@@ -343,11 +348,13 @@ impl<'a> Request<'a> {
                 id,
                 token,
                 target,
+                local,
             } => {
                 header(&mut w, b"INTRO", h)?
                     .field(id.as_bytes())?
                     .hex(token.0)?
                     .field(target.as_bytes())?;
+                local.emit(&mut w)?;
             }
             Request::List { h, cursor } => {
                 header(&mut w, b"LIST", h)?.num(cursor)?;
@@ -459,7 +466,7 @@ mod tests {
         let c = Some(0x5f0c_2a1b_9d8e_7f60);
         let t = Token(0x8c1d_2e3f_4a5b_6c7d);
         let k = PublicKey(core::array::from_fn(|i| i as u8));
-        let cases: [(Request<'_>, &[u8]); 15] = [
+        let cases: [(Request<'_>, &[u8]); 16] = [
             (
                 Request::Hello {
                     tx: TxId::new("1").unwrap(),
@@ -555,8 +562,22 @@ mod tests {
                     id: id("alice"),
                     token: t,
                     target: id("bob"),
+                    local: Locals::EMPTY,
                 },
                 b"INTRO 4 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d bob",
+            ),
+            (
+                Request::Introduce {
+                    h: h("4", c),
+                    id: id("alice"),
+                    token: t,
+                    target: id("bob"),
+                    local: Locals::new(&[
+                        "192.168.1.20:40001".parse().unwrap(),
+                        "[fd00::20]:40001".parse().unwrap(),
+                    ]),
+                },
+                b"INTRO 4 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d bob 192.168.1.20:40001 [fd00::20]:40001",
             ),
             (
                 Request::List {
@@ -655,6 +676,7 @@ mod tests {
         key: Option<[u8; 32]>,
         cursor: u32,
         pad: u16,
+        local: std::vec::Vec<core::net::SocketAddr>,
     }
 
     fn parts() -> impl Strategy<Value = Parts> {
@@ -669,9 +691,10 @@ mod tests {
             any::<Option<[u8; 32]>>(),
             any::<u32>(),
             0u16..1100,
+            proptest::collection::vec(testgen::addr(), 0..=crate::wire::MAX_LOCAL),
         )
             .prop_map(
-                |(verb, tx, cookie, id, target, lease, token, key, cursor, pad)| Parts {
+                |(verb, tx, cookie, id, target, lease, token, key, cursor, pad, local)| Parts {
                     verb,
                     tx,
                     cookie,
@@ -682,6 +705,7 @@ mod tests {
                     key,
                     cursor,
                     pad,
+                    local,
                 },
             )
     }
@@ -710,6 +734,7 @@ mod tests {
                 id,
                 token,
                 target: Id::new(&p.target).unwrap(),
+                local: Locals::new(&p.local),
             },
             5 => Request::List {
                 h,

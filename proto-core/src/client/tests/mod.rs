@@ -22,6 +22,7 @@ use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
 mod chat;
 mod fuzz;
 mod path;
+mod relay;
 mod secure;
 mod server;
 
@@ -128,6 +129,16 @@ struct Net {
     cut: Vec<SocketAddr>,
     /// Addresses whose outgoing traffic is dropped.
     mute: Vec<SocketAddr>,
+    /// Pairs of addresses between which nothing passes (either way): a
+    /// NAT that lets only the server through.
+    blocked: Vec<(SocketAddr, SocketAddr)>,
+    /// (src, dst) pairs dropped in that direction only.
+    oneway: Vec<(SocketAddr, SocketAddr)>,
+    /// A router without hairpinning: (inside, outside) pairs. What an
+    /// inside address sends the server comes from the outside address,
+    /// what the server sends there goes inside; anything else sent to an
+    /// outside address is dropped.
+    nat: Vec<(SocketAddr, SocketAddr)>,
     /// Datagrams that reached addresses with no client (seed stand-ins).
     inbox: Vec<(SocketAddr, SocketAddr, String)>,
     next_entropy: u8,
@@ -197,6 +208,9 @@ impl Net {
             unread: Vec::new(),
             cut: Vec::new(),
             mute: Vec::new(),
+            blocked: Vec::new(),
+            oneway: Vec::new(),
+            nat: Vec::new(),
             inbox: Vec::new(),
             next_entropy: 1,
             first_seen: BTreeMap::new(),
@@ -252,6 +266,27 @@ impl Net {
         self.raw.push(bytes.to_vec());
         if self.cut.contains(&src) || self.cut.contains(&dst) || self.mute.contains(&src) {
             return;
+        }
+        if self
+            .blocked
+            .iter()
+            .any(|&(x, y)| (x, y) == (src, dst) || (y, x) == (src, dst))
+            || self.oneway.contains(&(src, dst))
+        {
+            return;
+        }
+        let server = addr(SERVER);
+        let (mut src, mut dst) = (src, dst);
+        if let Some(&(_, out)) = self.nat.iter().find(|(i, _)| *i == src) {
+            if dst == server {
+                src = out;
+            }
+        }
+        if let Some(&(inside, _)) = self.nat.iter().find(|(_, o)| *o == dst) {
+            if src != server {
+                return;
+            }
+            dst = inside;
         }
         let f = self.faults;
         if self.dice.chance(f.loss) {

@@ -551,7 +551,7 @@ fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
         Responding {
             local: 1,
             remote: 1,
-            src: addr("10.0.0.2:5000"),
+            src: Via::Direct(addr("10.0.0.2:5000")),
             created: now,
             state: RespState::Ik {
                 id: IdBuf::from_id(id("alice")),
@@ -567,7 +567,10 @@ fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
             Responding {
                 local: 100 + k,
                 remote: k,
-                src: SocketAddr::from(([10, 9, (k / 250) as u8, (k % 250) as u8], 1)),
+                src: Via::Direct(SocketAddr::from((
+                    [10, 9, (k / 250) as u8, (k % 250) as u8],
+                    1,
+                ))),
                 created: now + Millis(u64::from(k)),
                 state: RespState::Xx(hs),
             },

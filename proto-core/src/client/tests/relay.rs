@@ -1,0 +1,303 @@
+//! Relay fallback: peers no direct path joins talk through the server's
+//! relay, carrying the same sealed datagrams, and move to a direct path
+//! as soon as one is proven.
+
+use super::*;
+use crate::wire::relay::{FRAME_MAGIC, is_frame};
+
+fn route(net: &mut Net, at: SocketAddr, peer: &str) -> Option<String> {
+    let now = net.now;
+    net.client(at)
+        .route(now, id(peer))
+        .map(|r| r.word().to_string())
+}
+
+/// Relay frames `src` sent to the server.
+fn frames(net: &Net, src: SocketAddr) -> usize {
+    net.log
+        .iter()
+        .zip(&net.raw)
+        .filter(|((_, s, d, _), raw)| *s == src && *d == addr(SERVER) && is_frame(raw))
+        .count()
+}
+
+#[test]
+fn peers_no_direct_path_joins_talk_through_the_relay_exactly_once() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    let t0 = net.now;
+    let m = net.send_message(a, id("bob"), "through the relay").unwrap();
+    net.run(8_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: through the relay"]);
+    // Both asked (the server pairs only then), after the direct tries.
+    let asked_a = net.sent(a, "RELAY ");
+    let asked_b = net.sent(b, "RELAY ");
+    assert!(!asked_a.is_empty() && !asked_b.is_empty());
+    assert!(
+        asked_a[0].0.since(t0) >= 1_900,
+        "{}",
+        asked_a[0].0.since(t0)
+    );
+    assert!(frames(&net, a) > 0 && frames(&net, b) > 0);
+    // The server sees only ciphertext: no frame holds the text.
+    for ((_, _, d, _), raw) in net.log.iter().zip(&net.raw) {
+        if *d == addr(SERVER) || raw.first() == Some(&FRAME_MAGIC) {
+            assert!(
+                raw.windows(7).all(|w| w != b"through"),
+                "plain text relayed"
+            );
+        }
+    }
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("relayed"));
+    // Never downgraded to the seed's plain text.
+    assert!(net.sent(a, "Message").is_empty());
+    // Later messages use the relay at once, both ways.
+    let m2 = net.send_message(b, id("alice"), "back").unwrap();
+    net.run(2_000);
+    assert_eq!(net.take(b), [format!("delivered alice #{m2}")]);
+    assert_eq!(net.take(a), ["msg bob: back"]);
+}
+
+#[test]
+fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    net.send_message(a, id("bob"), "one").unwrap();
+    net.run(8_000);
+    net.take(a);
+    net.take(b);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    // The NATs open up: the direct probes find the way.
+    net.blocked.clear();
+    net.run(5_000);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("direct"));
+    let before = frames(&net, a);
+    let m = net.send_message(a, id("bob"), "two").unwrap();
+    net.run(2_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: two"]);
+    assert_eq!(frames(&net, a), before, "direct now: nothing relayed");
+}
+
+#[test]
+fn a_direct_path_needs_no_relay() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    let m = net.send_message(a, id("bob"), "hi").unwrap();
+    net.run(10_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: hi"]);
+    assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
+}
+
+#[test]
+fn the_relay_switch_loses_and_repeats_nothing_under_loss() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    net.faults = Faults {
+        loss: 20,
+        dup: 10,
+        jitter: 30,
+    };
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(net.send_message(a, id("bob"), &format!("m{i}")).unwrap());
+        net.run(300);
+    }
+    net.run(6_000);
+    // Open the direct path half way: some go relayed, some direct.
+    net.blocked.clear();
+    for i in 5..8 {
+        sent.push(net.send_message(a, id("bob"), &format!("m{i}")).unwrap());
+        net.run(300);
+    }
+    net.run(30_000);
+    let got = net.take(b);
+    for i in 0..8 {
+        let want = format!("msg alice: m{i}");
+        assert_eq!(got.iter().filter(|g| **g == want).count(), 1, "{got:?}");
+    }
+    let ev = net.take(a);
+    for m in sent {
+        assert!(ev.contains(&format!("delivered bob #{m}")), "{ev:?}");
+    }
+}
+
+#[test]
+fn a_relay_keeps_alive_while_used_and_the_server_keeps_it() {
+    let mut net = Net::new();
+    let (a, b) = two(&mut net);
+    net.blocked.push((a, b));
+    net.send_message(a, id("bob"), "first").unwrap();
+    net.run(8_000);
+    let asked = net.sent(a, "RELAY ").len();
+    // Two minutes of chat, past the server's one-minute idle timeout.
+    for i in 0..12 {
+        net.send_message(a, id("bob"), &format!("t{i}")).unwrap();
+        net.run(10_000);
+    }
+    assert!(net.sent(a, "RELAY ").len() >= asked + 4, "refreshed");
+    let got = net.take(b);
+    assert_eq!(got.len(), 13, "{got:?}");
+    assert!(net.take(a).iter().all(|e| e.starts_with("delivered")));
+}
+
+/// Two hosts behind one router that does not hairpin: alice and bob.
+fn behind_one_router(net: &mut Net, announce: bool) -> (SocketAddr, SocketAddr) {
+    let (ia, ib) = (addr("192.168.1.2:5000"), addr("192.168.1.3:6000"));
+    net.nat.push((ia, addr("203.0.113.1:40000")));
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let mut ca = Net::config("alice");
+    let mut cb = Net::config("bob");
+    if announce {
+        ca.local = crate::wire::Locals::new(&[ia]);
+        cb.local = crate::wire::Locals::new(&[ib]);
+    }
+    let a = net.add("192.168.1.2:5000", ca);
+    let b = net.add("192.168.1.3:6000", cb);
+    net.run(1000);
+    assert_eq!(net.take(a), ["registered alice again=false"]);
+    assert_eq!(net.take(b), ["registered bob again=false"]);
+    (a, b)
+}
+
+#[test]
+fn hosts_behind_one_router_talk_over_their_lan() {
+    let mut net = Net::new();
+    let (a, b) = behind_one_router(&mut net, true);
+    let m = net.send_message(a, id("bob"), "next door").unwrap();
+    net.run(3_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: next door"]);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("lan"));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("lan"));
+    assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
+    // The server passed the addresses on and sent nothing to them.
+    let punches = net.sent(addr(SERVER), "PUNCH ");
+    assert!(
+        punches
+            .iter()
+            .any(|(_, _, t)| t.ends_with(" 192.168.1.2:5000"))
+    );
+    assert!(
+        punches
+            .iter()
+            .any(|(_, _, t)| t.ends_with(" 192.168.1.3:6000"))
+    );
+    assert!(
+        net.log
+            .iter()
+            .all(|(_, s, d, _)| *s != addr(SERVER) || ![a, b].contains(d)),
+        "the server sends only to the addresses it saw"
+    );
+}
+
+#[test]
+fn without_local_addresses_the_same_hosts_are_relayed() {
+    let mut net = Net::new();
+    let (a, b) = behind_one_router(&mut net, false);
+    let m = net.send_message(a, id("bob"), "next door").unwrap();
+    net.run(8_000);
+    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    assert_eq!(net.take(b), ["msg alice: next door"]);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+}
+
+/// 10% loss on every link: about 20% each way between the peers
+/// through the relay (two links), like the lab's lossy router.
+#[test]
+fn a_lossy_network_still_delivers_every_time() {
+    for seed in 1..40u64 {
+        let mut net = Net::new();
+        net.dice = Dice(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x1234_5678_9abc));
+        let (a, b) = two(&mut net);
+        net.blocked.push((a, b));
+        net.faults = Faults {
+            loss: 10,
+            dup: 0,
+            jitter: 20,
+        };
+        let m = net.send_message(a, id("bob"), "lossy").unwrap();
+        net.run(15_000);
+        let ev = net.take(a);
+        if ev != [format!("delivered bob #{m}")] {
+            for (t, s, d, x) in &net.log {
+                std::eprintln!(
+                    "{} {s} -> {d}: {}",
+                    t.0,
+                    x.chars().take(60).collect::<String>()
+                );
+            }
+            panic!("seed {seed}: {ev:?} {:?}", net.take(b));
+        }
+    }
+}
+
+#[test]
+fn a_lost_punch_is_made_up_for() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    let ib = addr("192.168.1.3:6000");
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let b = net.add("192.168.1.3:6000", Net::config("bob"));
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    // The first introduction never reaches bob.
+    net.blocked.push((addr(SERVER), addr("203.0.113.1:40001")));
+    let m = net.send_message(a, id("bob"), "again").unwrap();
+    net.run(1_000);
+    net.blocked.clear();
+    net.run(14_000);
+    let ev = net.take(a);
+    if ev != [format!("delivered bob #{m}")] {
+        for (t, s, d, x) in &net.log {
+            std::eprintln!(
+                "{} {s} -> {d}: {}",
+                t.0,
+                x.chars().take(60).collect::<String>()
+            );
+        }
+        panic!("{ev:?} {:?}", net.take(b));
+    }
+}
+
+/// A NAT may give bob another port toward alice than toward the server;
+/// his initiation, which his key proves, tells alice where, and her own
+/// probes go there too.
+#[test]
+fn a_port_first_seen_in_a_peers_handshake_is_probed() {
+    let mut net = Net::new();
+    let a = net.add("10.0.0.2:5000", Net::config("alice"));
+    let ib = addr("192.168.1.3:6000");
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let b = net.add("192.168.1.3:6000", Net::config("bob"));
+    net.run(1000);
+    net.take(a);
+    net.take(b);
+    net.send_message(a, id("bob"), "hi").unwrap();
+    // Until alice answered bob's initiation; then what bob sends her is
+    // lost for a while (his first transport datagram among it).
+    for _ in 0..100 {
+        net.run(1);
+        if !net.sent(a, "[resp").is_empty() {
+            break;
+        }
+    }
+    net.oneway.push((ib, a));
+    net.run(1_500);
+    assert!(
+        net.sent(a, "[init").iter().any(|(_, d, _)| *d == ib),
+        "alice probes the port bob's handshake came from"
+    );
+    net.oneway.clear();
+    net.run(5_000);
+    assert_eq!(net.take(b), ["msg alice: hi"]);
+}
