@@ -77,6 +77,8 @@ OPTIONS:
                            {\"from\":\"alice\",\"text\":\"hi\",\"seed\":false,
                             \"authenticated\":true}
       --bind ADDR          local UDP address (default: an ephemeral port)
+      --no-local           do not tell peers this host's LAN address (by default
+                           it goes with each introduction, for a LAN path)
       --timeout SECS       (send, who, lookup, ping) give up after SECS (default 60)
       --keepalive SECS     refresh the registration about every SECS seconds
                            (default: every 15 to 25 s, inside common NAT timeouts)
@@ -268,6 +270,9 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
     let seed = args.contains("--seed");
     let accept_new_key = args.contains("--accept-new-key");
     let json = args.contains("--json");
+    if args.contains("--no-local") {
+        session::NO_LOCAL.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let common = Common {
         server,
         server_text,

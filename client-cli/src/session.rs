@@ -33,6 +33,11 @@ fn entropy() -> io::Result<[u8; 32]> {
     Ok(out)
 }
 
+/// `--no-local`: announce no local address (peers then reach us only at
+/// the address the server sees, or through the relay), so that peers do
+/// not learn the host's address on its LAN. Set once, at startup.
+pub static NO_LOCAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// This host's address toward `server` with `sock`'s port: the local
 /// (host) candidate a peer on the same network reaches us at. The kernel
 /// picks the source address for a connected socket; nothing is sent.
@@ -69,7 +74,7 @@ impl Session {
         });
         let sock = UdpSocket::bind(local)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {local}: {e}")))?;
-        if cfg.local.is_empty() {
+        if cfg.local.is_empty() && !NO_LOCAL.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(a) = host_candidate(&sock, cfg.server) {
                 cfg.local = proto_core::wire::Locals::new(&[a]);
             }

@@ -33,6 +33,20 @@ fn send_is_delivered_and_listen_prints_it() {
         r.stdout
     );
     assert_eq!(wait_line(&bob.out, "hello", T), "[alice] hello bob");
+    // --json says the path the acknowledgement came by, for scripts.
+    let r = parley(
+        &[
+            "send", "--server", &server, "--id", "alan", "--json", "--to", "bob", "again",
+        ],
+        T,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with(r#"{"to":"bob","delivered":true,"path":"direct","ms":"#),
+        "{}",
+        r.stdout
+    );
     let r = parley(
         &[
             "send",
@@ -94,8 +108,10 @@ fn exactly_once_through_a_lossy_relay() {
         },
     );
     let front = s(relay.front());
-    let (bob, _) = Parley::listen(relay.front(), "bob", &[]);
-    let mut alice = Parley::spawn(&["--server", &front, "--id", "alice"]);
+    // Without local addresses, so that chat goes the way the server saw
+    // them: through the lossy relay.
+    let (bob, _) = Parley::listen(relay.front(), "bob", &["--no-local"]);
+    let mut alice = Parley::spawn(&["--server", &front, "--id", "alice", "--no-local"]);
     wait_line(&alice.out, "You are alice", T);
     let long: String = (0..3000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
@@ -383,6 +399,14 @@ fn interactive_mode_driven_through_a_pipe() {
     // ...so a plain line after a /msg to nobody still reaches bob.
     ann.type_line("back to bob");
     assert_eq!(wait_line(&bob.out, "back to", T), "[ann] back to bob");
+    // How chat with bob travels: straight to him on this host.
+    ann.type_line("/path bob");
+    assert!(
+        wait_line(&ann.out, "* bob: ", T).starts_with("* bob: direct (127.0.0.1:"),
+        "the path"
+    );
+    ann.type_line("/path zed");
+    wait_line(&ann.out, "* zed: no session", T);
     ann.type_line("/frob");
     wait_line(&ann.out, "unknown command /frob", T);
     ann.type_line("/quit");
