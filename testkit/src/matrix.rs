@@ -212,7 +212,8 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
         }
     });
     // Registered?
-    let registered = Instant::now() + Duration::from_secs(10);
+    // Behind the lossy router, registering can take a while.
+    let registered = Instant::now() + Duration::from_secs(20);
     let mut said = Vec::new();
     loop {
         let left = registered.saturating_duration_since(Instant::now());

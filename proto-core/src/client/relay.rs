@@ -345,21 +345,19 @@ impl Client {
                         self.ask_relay(now, p, id);
                     }
                 }
-                RelayState::Asking => {}
+                RelayState::Asking => {
+                    // `RELAY` retransmits itself; meanwhile the peer may
+                    // never have heard of us.
+                    self.reintroduce(now, p, id);
+                    self.peers[p].relay.next = Some(now + WAITING_AGAIN);
+                }
                 RelayState::Waiting => {
                     if r.asked.is_some_and(|a| now.since(a) >= WAITING_FOR.0) {
                         self.peers[p].relay.state = RelayState::Refused;
                         self.relay_gave_up(now, p);
                     } else {
                         self.ask_relay(now, p, id);
-                        // The peer may never have heard of us (its PUNCH
-                        // lost): introduce us again, now and then.
-                        let peer = &self.peers[p];
-                        if !peer.resolving
-                            && peer.resolved.is_none_or(|t| now.since(t) >= INTRO_AGAIN.0)
-                        {
-                            self.resolve(now, id);
-                        }
+                        self.reintroduce(now, p, id);
                     }
                 }
                 RelayState::Ready => {
@@ -375,6 +373,19 @@ impl Client {
         }
     }
 
+    /// The peer may never have heard of us (its `PUNCH` lost, with loss
+    /// on the way): introduce us again, now and then, until a session is
+    /// up (relayed or direct).
+    fn reintroduce(&mut self, now: Instant, p: usize, id: IdBuf) {
+        let peer = &self.peers[p];
+        if !peer.resolving
+            && peer.resolved.is_none_or(|t| now.since(t) >= INTRO_AGAIN.0)
+            && !self.has_session(now, p)
+        {
+            self.resolve(now, id);
+        }
+    }
+
     fn ask_relay(&mut self, now: Instant, p: usize, id: IdBuf) {
         if self.has_pending(|r| *r == Req::Relay(id)) {
             self.peers[p].relay.next = Some(now + WAITING_AGAIN);
@@ -384,6 +395,7 @@ impl Client {
         if r.state == RelayState::Off {
             r.state = RelayState::Asking;
             r.asked = Some(now);
+            r.next = Some(now + WAITING_AGAIN);
         }
         self.request(now, Req::Relay(id));
     }
