@@ -63,7 +63,8 @@ pub struct Pair {
 /// What one try gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// `lan`, `direct`, `relayed`, `seed-fallback`, `one-way` or `none`.
+    /// `lan`, `direct`, `relayed`, `seed-fallback`, `one-way`, `duplicated`
+    /// (shown more than once) or `none`.
     pub path: &'static str,
     /// From the start of `parley send` (which registers first) to the
     /// listener printing the message.
@@ -71,7 +72,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Delivered as Parley chat (not downgraded, not lost).
+    /// Delivered as Parley chat, exactly once (not downgraded, not lost,
+    /// not repeated).
     pub fn ok(&self) -> bool {
         matches!(self.path, "direct" | "lan" | "relayed")
     }
@@ -252,8 +254,10 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
         send.env("PARLEY_TRACE", "1");
     }
     let send = send.output().map_err(|e| format!("parley send: {e}"))?;
-    // The message may still be on its way to the listener's stdout.
+    // The message may still be on its way to the listener's stdout; and a
+    // copy shown twice would show within this window too.
     let mut got = None;
+    let mut shown = 0;
     let mut trace = Vec::new();
     let until = Instant::now() + Duration::from_millis(500);
     while let Ok((at, line, is_out)) =
@@ -264,8 +268,8 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
             continue;
         }
         if line.contains(&text) {
-            got = Some((at, line.contains("\"seed\":true")));
-            break;
+            shown += 1;
+            got.get_or_insert((at, line.contains("\"seed\":true")));
         }
     }
     let stdout = String::from_utf8_lossy(&send.stdout);
@@ -278,6 +282,7 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     let path = match (got, reported) {
         (None, _) => "none",
         (Some((_, true)), _) => "seed-fallback",
+        _ if shown > 1 => "duplicated",
         (Some((_, false)), Some(p)) if send.status.success() => p,
         // Shown as chat, but the sender never saw the acknowledgement.
         (Some((_, false)), _) => "one-way",
