@@ -10,103 +10,9 @@ use std::vec::Vec;
 
 use core::net::SocketAddr;
 
+use super::testing::{Harness, addr, err_code, rate_limited, unlimited};
 use super::*;
 use crate::wire::{Cookie, Id, Reply, Token};
-
-struct Harness {
-    server: Server<'static>,
-    out: VecOutbox<256>,
-    now: Instant,
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-impl Harness {
-    fn new(capacity: usize, cfg: Config) -> Self {
-        let storage = testing::leaked_storage(capacity);
-        Harness {
-            server: Server::new(cfg, storage, [42; 32]).unwrap(),
-            out: VecOutbox::new(),
-            now: Instant::from_secs(1000),
-        }
-    }
-
-    fn send(&mut self, from: &str, d: &str) {
-        self.server
-            .handle(self.now, addr(from), d.as_bytes(), &mut self.out);
-    }
-
-    fn tick(&mut self) {
-        self.server.tick(self.now, &mut self.out);
-    }
-
-    fn advance(&mut self, ms: u64) {
-        self.now = Instant(self.now.0 + ms);
-    }
-
-    /// Every datagram sent since the last call, as (destination, text).
-    fn take(&mut self) -> Vec<(SocketAddr, String)> {
-        let mut v = Vec::new();
-        while let Some((dst, bytes)) = self.out.pop() {
-            v.push((dst, String::from_utf8(bytes.to_vec()).unwrap()));
-        }
-        v
-    }
-
-    /// The datagrams sent to `to` since the last call (others are kept).
-    fn take_to(&mut self, to: &str) -> Vec<String> {
-        let to = addr(to);
-        let all = self.take();
-        let mut mine = Vec::new();
-        for (dst, text) in all {
-            if dst == to {
-                mine.push(text);
-            } else {
-                self.out.send(dst, text.as_bytes()).unwrap();
-            }
-        }
-        mine
-    }
-
-    fn one_reply(&mut self, from: &str, d: &str) -> String {
-        self.send(from, d);
-        let got = self.take_to(from);
-        assert_eq!(got.len(), 1, "expected one reply to {d:?}, got {got:?}");
-        got.into_iter().next().unwrap()
-    }
-
-    fn cookie(&mut self, from: &str) -> String {
-        let hello = format!("HELLO c {}", ".".repeat(90));
-        let r = self.one_reply(from, &hello);
-        match Reply::parse(r.as_bytes()).unwrap() {
-            Reply::Cookie {
-                cookie, addr: a, ..
-            } => {
-                assert_eq!(a, addr(from));
-                cookie.to_string()
-            }
-            other => panic!("expected COOKIE, got {other:?}"),
-        }
-    }
-
-    fn register(&mut self, from: &str, id: &str) -> String {
-        let c = self.cookie(from);
-        let r = self.one_reply(from, &format!("REG r {c} {id}"));
-        match Reply::parse(r.as_bytes()).unwrap() {
-            Reply::Registered { token, .. } => token.to_string(),
-            other => panic!("expected REGD for {id}, got {other:?}"),
-        }
-    }
-}
-
-fn err_code(reply: &str) -> ErrorCode {
-    match Reply::parse(reply.as_bytes()) {
-        Ok(Reply::Error { code, .. }) => code,
-        other => panic!("expected ERR, got {other:?} from {reply:?}"),
-    }
-}
 
 const C120: &str = "127.0.0.1:10520";
 const C150: &str = "127.0.0.1:10107";
@@ -361,11 +267,7 @@ fn the_clock_hand_reclaims_without_lookups() {
 
 #[test]
 fn the_clock_hand_goes_round_in_ten_seconds_whatever_the_traffic() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(16384, cfg);
+    let mut h = Harness::new(16384, unlimited());
     h.tick();
     // 6000 seed registrations in slots 0..6000, for the seed lease (an hour).
     for i in 0..6000 {
@@ -422,11 +324,7 @@ fn frequent_ticks_on_a_small_table_still_sweep() {
 
 #[test]
 fn a_full_table_refuses_and_evicts_nobody() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, unlimited());
     for i in 0..1024 {
         h.register(
             &format!("127.0.{}.{}:7", i / 250, i % 250 + 1),
@@ -475,12 +373,7 @@ fn quota_per_source_address() {
 
 #[test]
 fn a_flooding_source_is_rate_limited() {
-    let cfg = Config {
-        rate_per_sec: 10,
-        rate_burst: 20,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, rate_limited(10, 20));
     for _ in 0..100 {
         h.send(C120, "Peer nobody");
     }
@@ -495,12 +388,7 @@ fn a_flooding_source_is_rate_limited() {
 
 #[test]
 fn a_flooding_extended_client_is_told_to_slow_down_within_the_error_budget() {
-    let cfg = Config {
-        rate_per_sec: 10,
-        rate_burst: 20,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, rate_limited(10, 20));
     h.register("127.0.0.7:7", "bob");
     let c = h.cookie(C120);
     let mut sent = Vec::new();
@@ -567,13 +455,9 @@ fn introduction_tells_both_sides() {
 
 #[test]
 fn a_lightly_used_large_table_lists_in_one_page() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
     // Sixteen times what one page may scan: without the span, this takes
     // sixteen round trips for three ids.
-    let mut h = Harness::new(65_536, cfg);
+    let mut h = Harness::new(65_536, unlimited());
     for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
         h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID {id}"));
     }
@@ -588,11 +472,7 @@ fn a_lightly_used_large_table_lists_in_one_page() {
 
 #[test]
 fn list_pages_cover_every_id_once() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(4096, cfg);
+    let mut h = Harness::new(4096, unlimited());
     let mut want: Vec<String> = (0..700).map(|i| format!("user-{i:04}-padding")).collect();
     for (i, id) in want.iter().enumerate() {
         h.send(
@@ -728,11 +608,7 @@ fn fan_out_stays_within_its_budget_and_catches_up() {
 
 #[test]
 fn seed_list_fits_the_seed_clients_buffer() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, unlimited());
     for i in 0..200 {
         h.send(
             &format!("127.0.2.{}:1", i + 1),
@@ -1003,12 +879,7 @@ fn one_network_cannot_fill_the_table() {
 
 #[test]
 fn spoofed_traffic_does_not_silence_the_client_it_names() {
-    let cfg = Config {
-        rate_per_sec: 10,
-        rate_burst: 20,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, rate_limited(10, 20));
     let token = h.register(C120, "alice");
     let c = h.cookie(C120);
     // Junk "from" alice's address: seed verbs, bad cookies, garbage.
@@ -1100,7 +971,7 @@ fn a_planned_datagram_is_answered_as_an_unplanned_one() {
         previous = own;
         planned
             .server
-            .handle_planned(planned.now, addr(c), d.as_bytes(), plan, &mut planned.out);
+            .handle_planned(planned.now, addr(c), d.as_bytes(), plan, &mut *planned.out);
         plain.tick();
         planned.tick();
         let answer = plain.take();
