@@ -389,7 +389,7 @@ mod tests {
 
     use super::{PER_ID, SESSIONS};
     use crate::server::Config;
-    use crate::server::testing::{Harness, addr};
+    use crate::server::testing::{Harness, addr, configured};
     use crate::wire::relay::{Frame, RelayReply};
 
     impl Harness {
@@ -543,13 +543,7 @@ mod tests {
 
     #[test]
     fn per_source_and_table_limits_hold() {
-        let mut h = Harness::new(
-            1024,
-            Config {
-                quota_per_source: 64,
-                ..Config::default()
-            },
-        );
+        let mut h = Harness::new(1024, configured(|c| c.quota_per_source = 64));
         // Many ids at one source address: the source's share runs out.
         let src = MALLORY;
         let c = h.cookie(src);
@@ -584,13 +578,7 @@ mod tests {
         assert!(passed <= burst + 1, "{passed} > {burst}");
         assert!(h.server.stats().drop_relay_budget > 0);
         // The global budget binds before the session's.
-        let mut h2 = Harness::new(
-            1024,
-            Config {
-                relay_bytes_per_sec: 12_000,
-                ..Config::default()
-            },
-        );
+        let mut h2 = Harness::new(1024, configured(|c| c.relay_bytes_per_sec = 12_000));
         let (ca, ta) = h2.register_with(ALICE, "alice", "");
         let (cb, tb) = h2.register_with(BOB, "bob", "");
         let (ch, _) = channel(&h2.relay(ALICE, &ca, "alice", &ta, "bob"));
@@ -640,13 +628,7 @@ mod tests {
 
     #[test]
     fn relay_off_refuses_sessions() {
-        let mut h = Harness::new(
-            1024,
-            Config {
-                relay_bytes_per_sec: 0,
-                ..Config::default()
-            },
-        );
+        let mut h = Harness::new(1024, configured(|c| c.relay_bytes_per_sec = 0));
         let (ca, ta) = h.register_with(ALICE, "alice", "");
         h.register_with(BOB, "bob", "");
         assert_eq!(h.relay(ALICE, &ca, "alice", &ta, "bob"), "ERR x forbidden");

@@ -113,7 +113,7 @@ mod tests {
     use core::net::SocketAddr;
 
     use crate::server::Config;
-    use crate::server::testing::{Harness, addr, rate_limited};
+    use crate::server::testing::{Harness, addr, configured, rate_limited};
     use crate::wire::stun::{BindingRequest, BindingSuccess};
 
     const TX: [u8; 12] = *b"parley-stun!";
@@ -199,11 +199,7 @@ mod tests {
 
     #[test]
     fn all_sources_together_stay_within_the_global_budget() {
-        let cfg = Config {
-            stun_per_sec: 5,
-            ..Config::default()
-        };
-        let mut h = Harness::new(1024, cfg);
+        let mut h = Harness::new(1024, configured(|c| c.stun_per_sec = 5));
         let answered = |h: &mut Harness, net: &str| {
             (0..40)
                 .filter_map(|i| ask(h, &std::format!("{net}.{i}:4000")))
@@ -218,11 +214,7 @@ mod tests {
 
     #[test]
     fn a_zero_budget_turns_stun_off() {
-        let cfg = Config {
-            stun_per_sec: 0,
-            ..Config::default()
-        };
-        let mut h = Harness::new(1024, cfg);
+        let mut h = Harness::new(1024, configured(|c| c.stun_per_sec = 0));
         assert_eq!(ask(&mut h, "203.0.113.10:40001"), None);
     }
 

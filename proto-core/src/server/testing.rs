@@ -39,23 +39,23 @@ pub(crate) fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// The default configuration as `change` leaves it.
+pub(crate) fn configured(change: impl FnOnce(&mut Config)) -> Config {
+    let mut cfg = Config::default();
+    change(&mut cfg);
+    cfg
+}
+
 /// The default configuration with every limit off, for tests that fill
 /// tables faster than any budget allows.
 pub(crate) fn unlimited() -> Config {
-    Config {
-        limits: false,
-        ..Config::default()
-    }
+    configured(|c| c.limits = false)
 }
 
 /// The default configuration with a per-source rate of `per_sec`
 /// requests a second and bursts of `burst`.
 pub(crate) fn rate_limited(per_sec: u32, burst: u32) -> Config {
-    Config {
-        rate_per_sec: per_sec,
-        rate_burst: burst,
-        ..Config::default()
-    }
+    configured(|c| (c.rate_per_sec, c.rate_burst) = (per_sec, burst))
 }
 
 /// The code of an `ERR` reply; any other reply fails the test.

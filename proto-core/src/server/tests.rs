@@ -10,7 +10,7 @@ use std::vec::Vec;
 
 use core::net::SocketAddr;
 
-use super::testing::{Harness, addr, err_code, rate_limited, unlimited};
+use super::testing::{Harness, addr, configured, err_code, rate_limited, unlimited};
 use super::*;
 use crate::wire::{Cookie, Id, Reply, Token};
 
@@ -21,58 +21,44 @@ const C170: &str = "127.0.0.1:10128";
 /// Figures 10 to 13 of the seed document, datagram by datagram.
 #[test]
 fn seed_session_of_figures_10_to_13() {
+    const L120: &[&str] = &["List ['120']"];
+    const L2: &[&str] = &["List ['120', '150']"];
+    const L3: &[&str] = &["List ['120', '150', '170']"];
+    const L120_170: &[&str] = &["List ['120', '170']"];
+    // (sender, datagram, what each address then gets: a `Peer` question
+    // its answer at once, anything else the lists of a tick 2 s later).
+    #[allow(clippy::type_complexity)]
+    let script: &[(&str, &str, &[(&str, &[&str])])] = &[
+        (C120, "ID 120", &[(C120, L120)]),
+        (C150, "ID 150", &[(C120, L2), (C150, L2)]),
+        // 120 says y, 150: the server answers with 150's address...
+        (C120, "Peer 150", &[(C120, &["Peer ('127.0.0.1', 10107)"])]),
+        // ...120 sends "Message hi" to 150 directly, then "ID2 " to the server.
+        (C120, "ID2 ", &[(C120, L2), (C150, L2)]),
+        (C170, "ID 170", &[(C120, L3), (C150, L3), (C170, L3)]),
+        (C170, "Peer 120", &[(C170, &["Peer ('127.0.0.1', 10520)"])]),
+        (C170, "ID2 ", &[(C120, L3), (C150, L3), (C170, L3)]),
+        (
+            C150,
+            "Quit 150",
+            &[(C150, &[]), (C120, L120_170), (C170, L120_170)],
+        ),
+        (C120, "Peer 170", &[(C120, &["Peer ('127.0.0.1', 10128)"])]),
+        (C120, "ID2 ", &[(C120, L120_170), (C170, L120_170)]),
+        (C170, "Quit 170", &[(C120, L120)]),
+        (C120, "Quit 120", &[]),
+    ];
     let mut h = Harness::new(1024, Config::default());
-    let step = |h: &mut Harness| {
-        h.advance(2000);
-        h.tick();
-    };
-    h.send(C120, "ID 120");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120']"]);
-
-    h.send(C150, "ID 150");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120', '150']"]);
-    assert_eq!(h.take_to(C150), ["List ['120', '150']"]);
-
-    // 120 says y, 150: the server answers with 150's address...
-    assert_eq!(h.one_reply(C120, "Peer 150"), "Peer ('127.0.0.1', 10107)");
-    // ...120 sends "Message hi" to 150 directly, then "ID2 " to the server.
-    h.send(C120, "ID2 ");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120', '150']"]);
-    assert_eq!(h.take_to(C150), ["List ['120', '150']"]);
-
-    h.send(C170, "ID 170");
-    step(&mut h);
-    for c in [C120, C150, C170] {
-        assert_eq!(h.take_to(c), ["List ['120', '150', '170']"]);
+    for (from, d, want) in script {
+        h.send(from, d);
+        if !d.starts_with("Peer ") {
+            h.advance(2000);
+            h.tick();
+        }
+        for (to, got) in *want {
+            assert_eq!(h.take_to(to), *got, "{to} after {d:?} from {from}");
+        }
     }
-
-    assert_eq!(h.one_reply(C170, "Peer 120"), "Peer ('127.0.0.1', 10520)");
-    h.send(C170, "ID2 ");
-    step(&mut h);
-    for c in [C120, C150, C170] {
-        assert_eq!(h.take_to(c), ["List ['120', '150', '170']"]);
-    }
-
-    h.send(C150, "Quit 150");
-    step(&mut h);
-    assert_eq!(h.take_to(C150), Vec::<String>::new());
-    assert_eq!(h.take_to(C120), ["List ['120', '170']"]);
-    assert_eq!(h.take_to(C170), ["List ['120', '170']"]);
-
-    assert_eq!(h.one_reply(C120, "Peer 170"), "Peer ('127.0.0.1', 10128)");
-    h.send(C120, "ID2 ");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120', '170']"]);
-    assert_eq!(h.take_to(C170), ["List ['120', '170']"]);
-
-    h.send(C170, "Quit 170");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120']"]);
-    h.send(C120, "Quit 120");
-    step(&mut h);
     assert!(h.take().is_empty());
     assert_eq!(h.server.stats().occupancy, 0);
 }
@@ -109,11 +95,7 @@ fn seed_ids_belong_to_the_address_that_registered_them() {
 
 #[test]
 fn strict_mode_drops_seed_verbs() {
-    let cfg = Config {
-        strict: true,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.strict = true));
     h.send(C120, "ID 120");
     h.send(C120, "Peer 120");
     h.tick();
@@ -352,11 +334,7 @@ fn a_full_table_refuses_and_evicts_nobody() {
 
 #[test]
 fn quota_per_source_address() {
-    let cfg = Config {
-        quota_per_source: 2,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.quota_per_source = 2));
     let t = h.register("127.0.0.1:1", "a");
     h.register("127.0.0.1:2", "b");
     let c = h.cookie("127.0.0.1:3");
@@ -505,11 +483,7 @@ fn list_pages_cover_every_id_once() {
 
 #[test]
 fn subscribers_get_coalesced_events_and_the_latest_state() {
-    let cfg = Config {
-        presence_interval: Millis(1000),
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.presence_interval = Millis(1000)));
     let t = h.register(C120, "watcher");
     let c = h.cookie(C120);
     let r = h.one_reply(C120, &format!("SUB 1 {c} watcher {t}"));
@@ -543,11 +517,10 @@ fn subscribers_get_coalesced_events_and_the_latest_state() {
 
 #[test]
 fn a_subscriber_too_far_behind_is_told_to_resync() {
-    let cfg = Config {
-        presence_interval: Millis(10_000),
-        limits: false,
-        ..Config::default()
-    };
+    let cfg = configured(|c| {
+        c.presence_interval = Millis(10_000);
+        c.limits = false;
+    });
     let mut h = Harness::new(4096, cfg);
     let t = h.register(C120, "watcher");
     let c = h.cookie(C120);
@@ -568,12 +541,11 @@ fn a_subscriber_too_far_behind_is_told_to_resync() {
 
 #[test]
 fn fan_out_stays_within_its_budget_and_catches_up() {
-    let cfg = Config {
-        fanout_per_sec: 10,
-        presence_interval: Millis(1),
-        limits: false,
-        ..Config::default()
-    };
+    let cfg = configured(|c| {
+        c.fanout_per_sec = 10;
+        c.presence_interval = Millis(1);
+        c.limits = false;
+    });
     let mut h = Harness::new(1024, cfg);
     // 50 seed subscribers.
     for i in 0..50 {
@@ -628,11 +600,7 @@ fn seed_list_fits_the_seed_clients_buffer() {
 #[test]
 fn stats_need_loopback_or_the_admin_token() {
     let admin = Token(0xfeed);
-    let cfg = Config {
-        admin_token: Some(admin),
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.admin_token = Some(admin)));
     let outside = "192.0.2.7:4000";
     let c = h.cookie(outside);
     let r = h.one_reply(outside, &format!("STATS 1 {c}"));
@@ -807,11 +775,7 @@ fn list_rounds_asked_for_are_one_a_second_across_the_server() {
 
 #[test]
 fn seed_refusals_are_told_within_the_error_budget() {
-    let cfg = Config {
-        quota_per_source: 1,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.quota_per_source = 1));
     h.send(C120, "ID 120");
     h.take();
     assert_eq!(
