@@ -750,31 +750,5 @@ mod tests {
         }
     }
 
-    proptest! {
-        #[test]
-        fn parse_inverts_emit(p in parts()) {
-            let req = build(&p);
-            let wire = emitted(&req);
-            prop_assert!(wire.len() <= MAX_DATAGRAM);
-            prop_assert_eq!(Request::parse(&wire), Ok(req));
-        }
-
-        #[test]
-        fn no_byte_string_makes_parse_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
-            if let Ok(req) = Request::parse(&bytes) {
-                // Whatever parses re-emits to an equal message.
-                let wire = emitted(&req);
-                prop_assert_eq!(Request::parse(&wire), Ok(req));
-            }
-        }
-
-        #[test]
-        fn mangled_valid_requests_never_panic(p in parts(), at in any::<usize>(), byte in any::<u8>()) {
-            let mut wire = emitted(&build(&p));
-            let i = at % wire.len();
-            wire[i] = byte;
-            let _ = Request::parse(&wire);
-            let _ = Request::parse(&wire[..i]);
-        }
-    }
+    testgen::round_trip_properties!(Request, parts(), build);
 }
