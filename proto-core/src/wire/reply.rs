@@ -138,10 +138,8 @@ pub struct IdSeq<'a>(pub(crate) &'a str);
 impl<'a> IdSeq<'a> {
     /// The ids in order.
     pub fn iter(&self) -> impl Iterator<Item = Id<'a>> + 'a {
-        self.0
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| Id::new(s).ok())
+        // An empty word (the run of no ids) is no id: `Id::new` refuses it.
+        self.0.split(' ').filter_map(|s| Id::new(s).ok())
     }
 }
 

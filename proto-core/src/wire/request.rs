@@ -42,7 +42,7 @@ fn parse_lease(w: &[u8]) -> Result<u32, ParseError> {
 }
 
 /// Write `VERB tx cookie`.
-fn header<'w, 'b>(
+pub(super) fn header<'w, 'b>(
     w: &'w mut Writer<'b>,
     verb: &[u8],
     h: Header<'_>,
@@ -61,6 +61,16 @@ pub struct Header<'a> {
     pub tx: TxId<'a>,
     /// The cookie from a `COOKIE` reply, or `None` (`-` on the wire).
     pub cookie: Option<Cookie>,
+}
+
+impl<'a> Header<'a> {
+    /// Read `tx cookie`, the fields after the verb.
+    pub(super) fn read(f: &mut Fields<'a>) -> Result<Self, ParseError> {
+        Ok(Header {
+            tx: f.tx()?,
+            cookie: f.cookie()?,
+        })
+    }
 }
 
 /// An extended-protocol request.
@@ -197,10 +207,7 @@ impl<'a> Request<'a> {
         if !known {
             return Err(ParseError::UnknownVerb);
         }
-        let h = Header {
-            tx: f.tx()?,
-            cookie: f.cookie()?,
-        };
+        let h = Header::read(&mut f)?;
         let req = match verb {
             b"REG" => {
                 let id = f.id()?;
