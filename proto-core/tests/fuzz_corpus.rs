@@ -37,8 +37,11 @@ fn files(target: &str) -> Vec<PathBuf> {
     v
 }
 
+/// A fuzz target's check: it panics on an input that breaks a rule.
+type Check = fn(&[u8]);
+
 /// Run `check` over every file of `target`; returns how many there were.
-fn replay(target: &str, check: fn(&[u8])) -> usize {
+fn replay(target: &str, check: Check) -> usize {
     let all = files(target);
     let mut failed = Vec::new();
     for p in &all {
@@ -64,7 +67,7 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
 /// check, the fewest inputs its corpus holds).
 #[test]
 fn every_corpus_replays() {
-    let targets: [(&str, fn(&[u8]), usize); 4] = [
+    let targets: [(&str, Check, usize); 4] = [
         ("decode", decode::check, 11),
         ("peer", peer::check, 3),
         ("roundtrip", roundtrip::check, 11),
