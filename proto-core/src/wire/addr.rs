@@ -147,7 +147,17 @@ pub fn parse(b: &[u8]) -> Result<SocketAddr, ParseError> {
     let a: SocketAddr = s.parse().map_err(|_| ParseError::Malformed)?;
     // Refuse non-canonical spellings (leading zeros, uncompressed IPv6) so
     // that parsing and emitting are inverses.
-    let mut buf = [0u8; MAX_ADDR_LEN];
+    canonical::<MAX_ADDR_LEN>(b, a, |w, a| write(w, a).map(drop))
+}
+
+/// `a`, if `write` spells it as exactly `b` in at most `N` bytes; any
+/// other spelling of it is malformed.
+fn canonical<const N: usize>(
+    b: &[u8],
+    a: SocketAddr,
+    write: impl FnOnce(&mut Writer<'_>, SocketAddr) -> Result<(), EmitError>,
+) -> Result<SocketAddr, ParseError> {
+    let mut buf = [0u8; N];
     let mut w = Writer::new(&mut buf);
     write(&mut w, a).map_err(|_| ParseError::Malformed)?;
     let n = w.finish();
@@ -207,14 +217,7 @@ pub fn parse_py(b: &[u8]) -> Result<SocketAddr, ParseError> {
         }
     };
     // Canonical form only, as for [`parse`].
-    let mut buf = [0u8; 96];
-    let mut w = Writer::new(&mut buf);
-    write_py(&mut w, a).map_err(|_| ParseError::Malformed)?;
-    let n = w.finish();
-    if &buf[..n] != b {
-        return Err(ParseError::Malformed);
-    }
-    Ok(a)
+    canonical::<96>(b, a, |w, a| write_py(w, a).map(drop))
 }
 
 fn py_int(s: Option<&str>) -> Result<u32, ParseError> {

@@ -31,7 +31,7 @@ use core::net::SocketAddr;
 
 use super::addr::Locals;
 use super::fields::{Cookie, Id, PeerKind, Token, TxId, parse_hex64};
-use super::text::{Fields, Writer, verb_and_rest};
+use super::text::{Fields, Writer, check_run, verb_and_rest};
 use super::{EmitError, ParseError};
 use crate::MAX_DATAGRAM;
 
@@ -534,11 +534,10 @@ fn utf8(b: &[u8]) -> Result<&str, ParseError> {
 impl<'a> IdSeq<'a> {
     /// Validate a space-separated run of ids (possibly empty).
     pub fn new(s: &'a str) -> Result<Self, ParseError> {
-        if !s.is_empty() {
-            for w in s.split(' ') {
-                Id::new(w)?;
-            }
-        }
+        check_run(s, " ", |w| {
+            Id::new(w)?;
+            Ok(())
+        })?;
         Ok(IdSeq(s))
     }
 
@@ -551,15 +550,14 @@ impl<'a> IdSeq<'a> {
 impl<'a> ChangeSeq<'a> {
     /// Validate a space-separated run of `+id` / `-id` (possibly empty).
     pub fn new(s: &'a str) -> Result<Self, ParseError> {
-        if !s.is_empty() {
-            for w in s.split(' ') {
-                let id = w
-                    .strip_prefix('+')
-                    .or_else(|| w.strip_prefix('-'))
-                    .ok_or(ParseError::Malformed)?;
-                Id::new(id)?;
-            }
-        }
+        check_run(s, " ", |w| {
+            let id = w
+                .strip_prefix('+')
+                .or_else(|| w.strip_prefix('-'))
+                .ok_or(ParseError::Malformed)?;
+            Id::new(id)?;
+            Ok(())
+        })?;
         Ok(ChangeSeq(s))
     }
 
@@ -572,23 +570,22 @@ impl<'a> ChangeSeq<'a> {
 impl<'a> StatSeq<'a> {
     /// Validate a space-separated run of `key=value` (possibly empty).
     pub fn new(s: &'a str) -> Result<Self, ParseError> {
-        if !s.is_empty() {
-            for w in s.split(' ') {
-                let (k, v) = w.split_once('=').ok_or(ParseError::Malformed)?;
-                let key_ok = !k.is_empty()
-                    && k.len() <= 32
-                    && k.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-                let digits_ok = !v.is_empty()
-                    && v.len() <= 20
-                    && v.bytes().all(|b| b.is_ascii_digit())
-                    && (v == "0" || !v.starts_with('0'))
-                    && v.parse::<u64>().is_ok();
-                if !key_ok || !digits_ok {
-                    return Err(ParseError::Malformed);
-                }
+        check_run(s, " ", |w| {
+            let (k, v) = w.split_once('=').ok_or(ParseError::Malformed)?;
+            let key_ok = !k.is_empty()
+                && k.len() <= 32
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+            let digits_ok = !v.is_empty()
+                && v.len() <= 20
+                && v.bytes().all(|b| b.is_ascii_digit())
+                && (v == "0" || !v.starts_with('0'))
+                && v.parse::<u64>().is_ok();
+            if !key_ok || !digits_ok {
+                return Err(ParseError::Malformed);
             }
-        }
+            Ok(())
+        })?;
         Ok(StatSeq(s))
     }
 
