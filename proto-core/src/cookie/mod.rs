@@ -133,16 +133,57 @@ mod tests {
     }
 
     #[test]
-    fn valid_in_its_window_and_the_next_only() {
-        let j = jar();
+    fn a_cookie_passes_in_its_window_and_the_next_only() {
         let src = a("203.0.113.5:5000");
-        let c = j.issue(Instant::from_secs(100), src);
-        assert!(j.check(Instant::from_secs(100), src, c));
-        assert!(j.check(Instant::from_secs(119), src, c));
-        assert!(j.check(Instant::from_secs(239), src, c));
-        assert!(!j.check(Instant::from_secs(240), src, c));
-        // 16 windows later the low bits match again; the MAC must not.
-        assert!(!j.check(Instant::from_secs(100 + 16 * 120), src, c));
+        // (window, issued at, [(checked at, passes)]), in milliseconds.
+        #[allow(clippy::type_complexity)]
+        let cases: &[(u64, u64, &[(u64, bool)])] = &[
+            // 16 windows later the low bits match again; the MAC must not.
+            (
+                120_000,
+                100_000,
+                &[
+                    (100_000, true),
+                    (119_000, true),
+                    (239_000, true),
+                    (240_000, false),
+                    (100_000 + 16 * 120_000, false),
+                ],
+            ),
+            // Issued in the last millisecond of window 4, valid through
+            // the last millisecond of window 5 and not a millisecond
+            // longer; nor before its window began (a clock never runs
+            // back, but a cookie from the next window must not pass for
+            // this one).
+            (
+                1000,
+                4999,
+                &[
+                    (4000, true),
+                    (5000, true),
+                    (5999, true),
+                    (6000, false),
+                    (3999, false),
+                ],
+            ),
+            // The first window has no previous one: window 15 shares its
+            // low bits with "window -1".
+            (1000, 15_000, &[(0, false)]),
+            (1000, 999, &[(0, true)]),
+            // A zero window counts as one millisecond.
+            (0, 10, &[(11, true), (12, false)]),
+        ];
+        for &(window, issued, checks) in cases {
+            let j = CookieJar::new([7; 16], Millis(window));
+            let c = j.issue(Instant(issued), src);
+            for &(at, passes) in checks {
+                assert_eq!(
+                    j.check(Instant(at), src, c),
+                    passes,
+                    "{window} {issued} {at}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -172,42 +213,6 @@ mod tests {
             assert!(!j.check(now, src, Cookie(real.0 ^ (1 << bit))), "bit {bit}");
         }
         assert!(!j.check(now, src, Cookie(0)));
-    }
-
-    #[test]
-    fn window_edges_are_exact() {
-        let j = CookieJar::new([7; 16], Millis(1000));
-        let src = a("203.0.113.5:5000");
-        // Issued in the last millisecond of window 4...
-        let c = j.issue(Instant(4999), src);
-        assert!(j.check(Instant(4000), src, c));
-        // ...valid through the last millisecond of window 5...
-        assert!(j.check(Instant(5000), src, c));
-        assert!(j.check(Instant(5999), src, c));
-        // ...and not a millisecond longer.
-        assert!(!j.check(Instant(6000), src, c));
-        // Nor before its window began (a clock never runs back, but a
-        // cookie from the next window must not pass for this one).
-        assert!(!j.check(Instant(3999), src, c));
-    }
-
-    #[test]
-    fn the_first_window_has_no_previous_one() {
-        let j = CookieJar::new([7; 16], Millis(1000));
-        let src = a("203.0.113.5:5000");
-        // Window 15 shares its low bits with "window -1".
-        let c = j.issue(Instant(15_000), src);
-        assert!(!j.check(Instant(0), src, c));
-        assert!(j.check(Instant(0), src, j.issue(Instant(999), src)));
-    }
-
-    #[test]
-    fn a_zero_window_counts_as_one_millisecond() {
-        let j = CookieJar::new([7; 16], Millis(0));
-        let src = a("203.0.113.5:5000");
-        let c = j.issue(Instant(10), src);
-        assert!(j.check(Instant(11), src, c));
-        assert!(!j.check(Instant(12), src, c));
     }
 
     #[test]

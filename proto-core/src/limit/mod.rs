@@ -494,6 +494,15 @@ mod tests {
 
     use super::*;
 
+    /// Limits of `v4_24`, `v6_56` and `v6_48` ids a network.
+    fn limits(v4_24: u16, v6_56: u16, v6_48: u16) -> NetLimits {
+        NetLimits {
+            v4_24,
+            v6_56,
+            v6_48,
+        }
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -674,12 +683,7 @@ mod tests {
     #[test]
     fn net_quota_counts_v4_24s_and_mapped_addresses_alike() {
         let mut cells = [QuotaCell::EMPTY; 4096];
-        let limits = NetLimits {
-            v4_24: 2,
-            v6_56: 9,
-            v6_48: 9,
-        };
-        let mut q = NetQuota::new(&mut cells, [5; 16], limits);
+        let mut q = NetQuota::new(&mut cells, [5; 16], limits(2, 9, 9));
         assert!(q.try_acquire(ip("198.51.100.1")));
         assert!(q.try_acquire(ip("::ffff:198.51.100.200")));
         assert!(!q.try_acquire(ip("198.51.100.7")), "same /24");
@@ -691,12 +695,7 @@ mod tests {
     #[test]
     fn net_quota_refusal_at_one_level_counts_at_none() {
         let mut cells = [QuotaCell::EMPTY; 4096];
-        let limits = NetLimits {
-            v4_24: 1,
-            v6_56: 5,
-            v6_48: 1,
-        };
-        let mut q = NetQuota::new(&mut cells, [5; 16], limits);
+        let mut q = NetQuota::new(&mut cells, [5; 16], limits(1, 5, 1));
         assert!(q.try_acquire(ip("2001:db8:1:1::1")));
         let before = cells_snapshot(&q.sketch);
         // The /56 has room, the /48 has not: nothing is counted anywhere.

@@ -21,6 +21,43 @@ impl Handle {
     }
 }
 
+/// The registration-order links of a slot: (prev, next).
+fn order_links(s: &mut Slot) -> (&mut u32, &mut u32) {
+    (&mut s.prev, &mut s.next)
+}
+
+/// The subscriber-list links of a slot: (prev, next).
+fn sub_links(s: &mut Slot) -> (&mut u32, &mut u32) {
+    (&mut s.sub_prev, &mut s.sub_next)
+}
+
+/// Take `slot` out of a doubly linked list threaded through `slots` by
+/// the links `links` picks, mending the list's `head` and `tail`: the
+/// registration order and the subscriber list come apart alike. The
+/// slot's own links are left as they were; returns its `next`.
+#[inline]
+fn unlink(
+    slots: &mut [Slot],
+    head: &mut u32,
+    tail: &mut u32,
+    slot: u32,
+    links: impl Fn(&mut Slot) -> (&mut u32, &mut u32),
+) -> u32 {
+    let (prev, next) = {
+        let (p, n) = links(&mut slots[slot as usize]);
+        (*p, *n)
+    };
+    match prev {
+        NIL => *head = next,
+        p => *links(&mut slots[p as usize]).1 = next,
+    }
+    match next {
+        NIL => *tail = prev,
+        n => *links(&mut slots[n as usize]).0 = prev,
+    }
+    next
+}
+
 /// Index cells for a table of `capacity` slots: a power of two at least
 /// twice the capacity, so linear probes stay short (load factor <= 0.5).
 pub const fn index_len_for(capacity: usize) -> usize {
@@ -382,18 +419,13 @@ impl<'a> Registry<'a> {
         if entry.sub != Subscription::None {
             self.sub_unlink(slot);
         }
-        let (prev, next) = {
-            let s = &self.slots[slot as usize];
-            (s.prev, s.next)
-        };
-        match prev {
-            NIL => self.head = next,
-            p => self.slots[p as usize].next = next,
-        }
-        match next {
-            NIL => self.tail = prev,
-            n => self.slots[n as usize].prev = prev,
-        }
+        unlink(
+            self.slots,
+            &mut self.head,
+            &mut self.tail,
+            slot,
+            order_links,
+        );
         self.unindex(slot, entry.id.as_bytes(), plan);
         self.slots[slot as usize] = Slot {
             next: self.free,
@@ -461,18 +493,13 @@ impl<'a> Registry<'a> {
     }
 
     fn sub_unlink(&mut self, slot: u32) {
-        let (prev, next) = {
-            let s = &self.slots[slot as usize];
-            (s.sub_prev, s.sub_next)
-        };
-        match prev {
-            NIL => self.sub_head = next,
-            p => self.slots[p as usize].sub_next = next,
-        }
-        match next {
-            NIL => self.sub_tail = prev,
-            n => self.slots[n as usize].sub_prev = prev,
-        }
+        let next = unlink(
+            self.slots,
+            &mut self.sub_head,
+            &mut self.sub_tail,
+            slot,
+            sub_links,
+        );
         if self.sub_cursor == slot {
             self.sub_cursor = next;
         }

@@ -94,10 +94,7 @@ impl Session {
         ciphertext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SecureError> {
-        if counter >= MAX_COUNTER {
-            return Err(SecureError::Replayed);
-        }
-        if !self.window.fresh(counter) {
+        if counter >= MAX_COUNTER || !self.window.fresh(counter) {
             return Err(SecureError::Replayed);
         }
         let len = ciphertext

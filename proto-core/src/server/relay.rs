@@ -388,73 +388,24 @@ mod tests {
     use core::net::SocketAddr;
 
     use super::{PER_ID, SESSIONS};
-    use crate::server::testing::leaked_storage;
-    use crate::server::{Config, Server, VecOutbox};
-    use crate::time::Instant;
+    use crate::server::Config;
+    use crate::server::testing::{Harness, addr, configured};
     use crate::wire::relay::{Frame, RelayReply};
 
-    struct H {
-        s: Server<'static>,
-        out: VecOutbox<64>,
-        now: Instant,
-    }
-
-    fn a(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
-
-    impl H {
-        fn new(cfg: Config) -> H {
-            let storage = leaked_storage(1024);
-            H {
-                s: Server::new(cfg, storage, [3; 32]).unwrap(),
-                out: VecOutbox::new(),
-                now: Instant::from_secs(10),
-            }
-        }
-
-        fn send(&mut self, from: SocketAddr, d: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
-            self.s.handle(self.now, from, d, &mut self.out);
-            let mut v = Vec::new();
-            while let Some((to, d)) = self.out.pop() {
-                v.push((to, d.to_vec()));
-            }
-            v
-        }
-
-        fn text(&mut self, from: SocketAddr, d: &str) -> String {
-            let r = self.send(from, d.as_bytes());
-            assert_eq!(r.len(), 1, "{d}: {r:?}");
-            assert_eq!(r[0].0, from);
-            String::from_utf8(r[0].1.clone()).unwrap()
-        }
-
-        fn cookie(&mut self, from: SocketAddr) -> String {
-            let r = self.text(from, &format!("HELLO h {}", ".".repeat(90)));
-            r.split(' ').nth(2).unwrap().into()
-        }
-
-        /// Register `id` at `from`: (cookie, token).
-        fn reg(&mut self, from: SocketAddr, id: &str) -> (String, String) {
-            let c = self.cookie(from);
-            let r = self.text(from, &format!("REG r {c} {id}"));
-            assert!(r.starts_with("REGD"), "{r}");
-            (c, r.rsplit(' ').next().unwrap().into())
-        }
-
-        fn relay(&mut self, from: SocketAddr, c: &str, id: &str, t: &str, peer: &str) -> String {
+    impl Harness {
+        fn relay(&mut self, from: &str, c: &str, id: &str, t: &str, peer: &str) -> String {
             self.text(from, &format!("RELAY x {c} {id} {t} {peer}"))
         }
 
         fn frame(
             &mut self,
-            from: SocketAddr,
+            from: &str,
             channel: u64,
             payload: &[u8],
         ) -> Vec<(SocketAddr, Vec<u8>)> {
             let mut buf = [0u8; 1300];
             let n = Frame { channel, payload }.emit(&mut buf).unwrap();
-            self.send(from, &buf[..n])
+            self.exchange(from, &buf[..n])
         }
     }
 
@@ -468,13 +419,13 @@ mod tests {
     const MALLORY: &str = "192.0.2.66:6666";
 
     /// alice and bob paired: (harness, channel).
-    fn paired() -> (H, u64) {
-        let mut h = H::new(Config::default());
-        let (ca, ta) = h.reg(a(ALICE), "alice");
-        let (cb, tb) = h.reg(a(BOB), "bob");
-        let (ch, ready) = channel(&h.relay(a(ALICE), &ca, "alice", &ta, "bob"));
+    fn paired() -> (Harness, u64) {
+        let mut h = Harness::new(1024, Config::default());
+        let (ca, ta) = h.register_with(ALICE, "alice", "");
+        let (cb, tb) = h.register_with(BOB, "bob", "");
+        let (ch, ready) = channel(&h.relay(ALICE, &ca, "alice", &ta, "bob"));
         assert!(!ready);
-        let (ch2, ready) = channel(&h.relay(a(BOB), &cb, "bob", &tb, "alice"));
+        let (ch2, ready) = channel(&h.relay(BOB, &cb, "bob", &tb, "alice"));
         assert_eq!((ch2, ready), (ch, true));
         (h, ch)
     }
@@ -482,83 +433,80 @@ mod tests {
     #[test]
     fn a_paired_session_forwards_frames_both_ways_unchanged() {
         let (mut h, ch) = paired();
-        let r = h.frame(a(ALICE), ch, b"\x01secret to bob");
+        let r = h.frame(ALICE, ch, b"\x01secret to bob");
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].0, a(BOB));
+        assert_eq!(r[0].0, addr(BOB));
         assert_eq!(Frame::parse(&r[0].1).unwrap().payload, b"\x01secret to bob");
-        let r = h.frame(a(BOB), ch, b"back");
+        let r = h.frame(BOB, ch, b"back");
         assert_eq!(
             (r[0].0, Frame::parse(&r[0].1).unwrap().payload),
-            (a(ALICE), &b"back"[..])
+            (addr(ALICE), &b"back"[..])
         );
-        assert_eq!(h.s.stats().relay_forwarded, 2);
-        assert_eq!(h.s.stats().relay_sessions, 1);
-        h.s.audit_relay().unwrap();
+        assert_eq!(h.server.stats().relay_forwarded, 2);
+        assert_eq!(h.server.stats().relay_sessions, 1);
+        h.server.audit_relay().unwrap();
     }
 
     #[test]
     fn nothing_is_forwarded_before_the_peer_asks() {
-        let mut h = H::new(Config::default());
-        let (ca, ta) = h.reg(a(ALICE), "alice");
-        h.reg(a(BOB), "bob");
-        let (ch, _) = channel(&h.relay(a(ALICE), &ca, "alice", &ta, "bob"));
+        let mut h = Harness::new(1024, Config::default());
+        let (ca, ta) = h.register_with(ALICE, "alice", "");
+        h.register_with(BOB, "bob", "");
+        let (ch, _) = channel(&h.relay(ALICE, &ca, "alice", &ta, "bob"));
         // bob is registered, but never asked: alice cannot reach him.
-        assert!(h.frame(a(ALICE), ch, b"unwanted").is_empty());
-        assert_eq!(h.s.stats().drop_relay, 1);
+        assert!(h.frame(ALICE, ch, b"unwanted").is_empty());
+        assert_eq!(h.server.stats().drop_relay, 1);
     }
 
     #[test]
     fn frames_from_unproven_sources_or_unknown_channels_are_dropped() {
         let (mut h, ch) = paired();
         // A third address that knows the channel: nothing.
-        assert!(h.frame(a(MALLORY), ch, b"spoof").is_empty());
+        assert!(h.frame(MALLORY, ch, b"spoof").is_empty());
         // alice's IP, another port: not the proven address.
-        assert!(h.frame(a("203.0.113.10:40002"), ch, b"x").is_empty());
+        assert!(h.frame("203.0.113.10:40002", ch, b"x").is_empty());
         // A channel of the right slot with another tag, and one of no slot.
-        assert!(h.frame(a(ALICE), ch ^ 1, b"x").is_empty());
-        assert!(h.frame(a(ALICE), u64::MAX, b"x").is_empty());
-        assert_eq!(h.s.stats().drop_relay, 4);
-        assert_eq!(h.s.stats().relay_forwarded, 0);
+        assert!(h.frame(ALICE, ch ^ 1, b"x").is_empty());
+        assert!(h.frame(ALICE, u64::MAX, b"x").is_empty());
+        assert_eq!(h.server.stats().drop_relay, 4);
+        assert_eq!(h.server.stats().relay_forwarded, 0);
     }
 
     #[test]
     fn a_relay_needs_the_token_the_cookie_and_a_registered_peer() {
-        let mut h = H::new(Config::default());
-        let (ca, ta) = h.reg(a(ALICE), "alice");
-        h.reg(a(BOB), "bob");
+        let mut h = Harness::new(1024, Config::default());
+        let (ca, ta) = h.register_with(ALICE, "alice", "");
+        h.register_with(BOB, "bob", "");
         let bad_token = format!("{:016x}", u64::from_str_radix(&ta, 16).unwrap() ^ 1);
         assert_eq!(
-            h.relay(a(ALICE), &ca, "alice", &bad_token, "bob"),
+            h.relay(ALICE, &ca, "alice", &bad_token, "bob"),
             "ERR x not-owner"
         );
         assert_eq!(
-            h.relay(a(ALICE), &ca, "alice", &ta, "carol"),
+            h.relay(ALICE, &ca, "alice", &ta, "carol"),
             "ERR x no-such-id"
         );
         assert_eq!(
-            h.relay(a(ALICE), &ca, "alice", &ta, "alice"),
+            h.relay(ALICE, &ca, "alice", &ta, "alice"),
             "ERR x no-such-id"
         );
         // mallory replays alice's cookie from its own address.
-        let r = h.send(
-            a(MALLORY),
-            format!("RELAY x {ca} alice {ta} bob").as_bytes(),
-        );
+        let r = h.exchange(MALLORY, format!("RELAY x {ca} alice {ta} bob").as_bytes());
         assert!(
             r.iter().all(|(_, d)| d.starts_with(b"ERR x bad-cookie")),
             "{r:?}"
         );
-        assert_eq!(h.s.relay_sessions(h.now), 0);
+        assert_eq!(h.server.relay_sessions(h.now), 0);
     }
 
     #[test]
     fn the_relay_never_sends_to_an_address_a_payload_names() {
         let (mut h, ch) = paired();
-        let r = h.frame(a(ALICE), ch, MALLORY.as_bytes());
+        let r = h.frame(ALICE, ch, MALLORY.as_bytes());
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].0, a(BOB));
+        assert_eq!(r[0].0, addr(BOB));
         // Every datagram the server sent went to alice or bob.
-        h.s.audit_relay().unwrap();
+        h.server.audit_relay().unwrap();
     }
 
     #[test]
@@ -569,22 +517,22 @@ mod tests {
         for len in [0usize, 1, 100, 1190] {
             let p = vec![7u8; len];
             sent_in += 10 + len;
-            for (_, d) in h.frame(a(ALICE), ch, &p) {
+            for (_, d) in h.frame(ALICE, ch, &p) {
                 sent_out += d.len();
             }
         }
         assert_eq!(sent_out, sent_in);
-        h.s.audit_relay().unwrap();
+        h.server.audit_relay().unwrap();
     }
 
     #[test]
     fn per_id_limit_holds() {
-        let mut h = H::new(Config::default());
-        let (ca, ta) = h.reg(a(ALICE), "alice");
+        let mut h = Harness::new(1024, Config::default());
+        let (ca, ta) = h.register_with(ALICE, "alice", "");
         for i in 0..PER_ID + 2 {
             let peer = format!("p{i}");
-            h.reg(SocketAddr::from(([198, 51, 100, i as u8], 4000)), &peer);
-            let r = h.relay(a(ALICE), &ca, "alice", &ta, &peer);
+            h.register(&format!("198.51.100.{i}:4000"), &peer);
+            let r = h.relay(ALICE, &ca, "alice", &ta, &peer);
             if i < PER_ID {
                 assert!(r.starts_with("RELAYD"), "{r}");
             } else {
@@ -595,21 +543,18 @@ mod tests {
 
     #[test]
     fn per_source_and_table_limits_hold() {
-        let mut h = H::new(Config {
-            quota_per_source: 64,
-            ..Config::default()
-        });
+        let mut h = Harness::new(1024, configured(|c| c.quota_per_source = 64));
         // Many ids at one source address: the source's share runs out.
-        let src = a(MALLORY);
+        let src = MALLORY;
         let c = h.cookie(src);
         let mut ok = 0;
         for i in 0..40 {
-            let (_, t) = h.reg(src, &format!("m{i}"));
+            let (_, t) = h.register_with(src, &format!("m{i}"), "");
             if i == 0 {
                 continue;
             }
             // Refusals are `over-quota`, as far as the error budget sends them.
-            let r = h.send(src, format!("RELAY x {c} m{i} {t} m0").as_bytes());
+            let r = h.exchange(src, format!("RELAY x {c} m{i} {t} m0").as_bytes());
             match r.first() {
                 Some((_, d)) if d.starts_with(b"RELAYD") => ok += 1,
                 Some((_, d)) => assert_eq!(d.as_slice(), b"ERR x over-quota"),
@@ -617,7 +562,7 @@ mod tests {
             }
         }
         assert_eq!(ok, super::PER_SOURCE);
-        assert!(h.s.relay_sessions(h.now) <= SESSIONS);
+        assert!(h.server.relay_sessions(h.now) <= SESSIONS);
     }
 
     #[test]
@@ -626,74 +571,66 @@ mod tests {
         let p = vec![0u8; 1190];
         let mut passed = 0;
         for _ in 0..2000 {
-            passed += h.frame(a(ALICE), ch, &p).len();
+            passed += h.frame(ALICE, ch, &p).len();
         }
         // A burst of twice the per-second budget, then nothing in the same ms.
         let burst = (2 * super::SESSION_BYTES_PER_SEC) as usize / 1200;
         assert!(passed <= burst + 1, "{passed} > {burst}");
-        assert!(h.s.stats().drop_relay_budget > 0);
+        assert!(h.server.stats().drop_relay_budget > 0);
         // The global budget binds before the session's.
-        let mut h2 = H::new(Config {
-            relay_bytes_per_sec: 12_000,
-            ..Config::default()
-        });
-        let (ca, ta) = h2.reg(a(ALICE), "alice");
-        let (cb, tb) = h2.reg(a(BOB), "bob");
-        let (ch, _) = channel(&h2.relay(a(ALICE), &ca, "alice", &ta, "bob"));
-        channel(&h2.relay(a(BOB), &cb, "bob", &tb, "alice"));
-        let passed: usize = (0..100).map(|_| h2.frame(a(ALICE), ch, &p).len()).sum();
+        let mut h2 = Harness::new(1024, configured(|c| c.relay_bytes_per_sec = 12_000));
+        let (ca, ta) = h2.register_with(ALICE, "alice", "");
+        let (cb, tb) = h2.register_with(BOB, "bob", "");
+        let (ch, _) = channel(&h2.relay(ALICE, &ca, "alice", &ta, "bob"));
+        channel(&h2.relay(BOB, &cb, "bob", &tb, "alice"));
+        let passed: usize = (0..100).map(|_| h2.frame(ALICE, ch, &p).len()).sum();
         assert_eq!(passed, 24_000 / 1200);
     }
 
     #[test]
     fn a_session_ends_when_nobody_refreshes_it() {
         let (mut h, ch) = paired();
-        h.now = Instant(h.now.0 + super::IDLE.0 + 1);
-        assert!(h.frame(a(ALICE), ch, b"late").is_empty());
-        assert_eq!(h.s.relay_sessions(h.now), 0);
+        h.advance(super::IDLE.0 + 1);
+        assert!(h.frame(ALICE, ch, b"late").is_empty());
+        assert_eq!(h.server.relay_sessions(h.now), 0);
     }
 
     #[test]
     fn quit_ends_the_sessions_of_the_id_and_frees_its_places() {
-        let mut h = H::new(Config::default());
-        let (ca, ta) = h.reg(a(ALICE), "alice");
-        let (cb, tb) = h.reg(a(BOB), "bob");
-        let (cc, tc) = h.reg(a(MALLORY), "carol");
-        h.relay(a(ALICE), &ca, "alice", &ta, "bob");
-        let (ch, _) = channel(&h.relay(a(BOB), &cb, "bob", &tb, "alice"));
-        h.relay(a(MALLORY), &cc, "carol", &tc, "bob");
-        let (cb2, _) = channel(&h.relay(a(BOB), &cb, "bob", &tb, "carol"));
-        assert_eq!(h.s.relay.count(h.now), 2);
+        let mut h = Harness::new(1024, Config::default());
+        let (ca, ta) = h.register_with(ALICE, "alice", "");
+        let (cb, tb) = h.register_with(BOB, "bob", "");
+        let (cc, tc) = h.register_with(MALLORY, "carol", "");
+        h.relay(ALICE, &ca, "alice", &ta, "bob");
+        let (ch, _) = channel(&h.relay(BOB, &cb, "bob", &tb, "alice"));
+        h.relay(MALLORY, &cc, "carol", &tc, "bob");
+        let (cb2, _) = channel(&h.relay(BOB, &cb, "bob", &tb, "carol"));
+        assert_eq!(h.server.relay.count(h.now), 2);
+        assert_eq!(h.text(BOB, &format!("QUIT q {cb} bob {tb}")), "BYE q bob");
         assert_eq!(
-            h.text(a(BOB), &format!("QUIT q {cb} bob {tb}")),
-            "BYE q bob"
+            h.server.relay.count(h.now),
+            0,
+            "bob's sessions end with him"
         );
-        assert_eq!(h.s.relay.count(h.now), 0, "bob's sessions end with him");
-        assert!(h.frame(a(ALICE), ch, b"x").is_empty());
-        assert!(h.frame(a(MALLORY), cb2, b"x").is_empty());
+        assert!(h.frame(ALICE, ch, b"x").is_empty());
+        assert!(h.frame(MALLORY, cb2, b"x").is_empty());
         // alice and carol's own sessions are untouched.
-        h.relay(a(ALICE), &ca, "alice", &ta, "carol");
-        let (ch3, ready) = channel(&h.relay(a(MALLORY), &cc, "carol", &tc, "alice"));
+        h.relay(ALICE, &ca, "alice", &ta, "carol");
+        let (ch3, ready) = channel(&h.relay(MALLORY, &cc, "carol", &tc, "alice"));
         assert!(ready);
         assert_eq!(
-            h.text(a(ALICE), &format!("QUIT q {ca} alice {ta}")),
+            h.text(ALICE, &format!("QUIT q {ca} alice {ta}")),
             "BYE q alice"
         );
-        assert!(h.frame(a(MALLORY), ch3, b"x").is_empty());
-        h.s.audit_relay().unwrap();
+        assert!(h.frame(MALLORY, ch3, b"x").is_empty());
+        h.server.audit_relay().unwrap();
     }
 
     #[test]
     fn relay_off_refuses_sessions() {
-        let mut h = H::new(Config {
-            relay_bytes_per_sec: 0,
-            ..Config::default()
-        });
-        let (ca, ta) = h.reg(a(ALICE), "alice");
-        h.reg(a(BOB), "bob");
-        assert_eq!(
-            h.relay(a(ALICE), &ca, "alice", &ta, "bob"),
-            "ERR x forbidden"
-        );
+        let mut h = Harness::new(1024, configured(|c| c.relay_bytes_per_sec = 0));
+        let (ca, ta) = h.register_with(ALICE, "alice", "");
+        h.register_with(BOB, "bob", "");
+        assert_eq!(h.relay(ALICE, &ca, "alice", &ta, "bob"), "ERR x forbidden");
     }
 }

@@ -112,15 +112,9 @@ mod tests {
 
     use core::net::SocketAddr;
 
-    use crate::server::testing::leaked_storage;
-    use crate::server::{Config, Server, VecOutbox};
-    use crate::time::Instant;
+    use crate::server::Config;
+    use crate::server::testing::{Harness, addr, configured, rate_limited};
     use crate::wire::stun::{BindingRequest, BindingSuccess};
-
-    fn server(cfg: Config) -> Server<'static> {
-        let storage = leaked_storage(1024);
-        Server::new(cfg, storage, [9; 32]).unwrap()
-    }
 
     const TX: [u8; 12] = *b"parley-stun!";
 
@@ -130,44 +124,40 @@ mod tests {
         d
     }
 
-    fn a(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    /// A Binding request from `src`: where the answer went and its
+    /// mapped address, if it was answered.
+    fn ask(h: &mut Harness, src: &str) -> Option<(SocketAddr, SocketAddr)> {
+        let (to, d) = h.exchange(src, &request()).pop()?;
+        Some((to, BindingSuccess::parse(&d).unwrap().mapped))
     }
 
     #[test]
     fn a_binding_request_gets_the_source_address_back() {
-        let mut s = server(Config::default());
-        let mut out = VecOutbox::<8>::new();
+        let mut h = Harness::new(1024, Config::default());
         for src in ["203.0.113.10:40001", "[2001:db8::7]:5000"] {
-            s.handle(Instant::from_secs(1), a(src), &request(), &mut out);
-            let (to, d) = out.pop().expect("an answer");
-            assert_eq!(to, a(src));
+            let (to, d) = h.exchange(src, &request()).pop().expect("an answer");
+            assert_eq!(to, addr(src));
             let r = BindingSuccess::parse(&d).unwrap();
-            assert_eq!((r.transaction, r.mapped), (TX, a(src)));
+            assert_eq!((r.transaction, r.mapped), (TX, addr(src)));
             // The amplification bound the module states.
             assert!(d.len() <= 44 && d.len() * 10 <= request().len() * 22);
         }
         // A v4-mapped source (dual-stack socket) is told its IPv4 address.
-        s.handle(
-            Instant::from_secs(1),
-            a("[::ffff:198.51.100.9]:7"),
-            &request(),
-            &mut out,
-        );
-        let (_, d) = out.pop().unwrap();
+        let (_, d) = h
+            .exchange("[::ffff:198.51.100.9]:7", &request())
+            .pop()
+            .unwrap();
         assert_eq!(
             BindingSuccess::parse(&d).unwrap().mapped,
-            a("198.51.100.9:7")
+            addr("198.51.100.9:7")
         );
         assert_eq!(d.len(), 32);
-        assert_eq!(s.stats().stun_answered, 3);
+        assert_eq!(h.server.stats().stun_answered, 3);
     }
 
     #[test]
     fn anything_but_a_clean_binding_request_gets_nothing() {
-        let mut s = server(Config::default());
-        let mut out = VecOutbox::<8>::new();
-        let src = a("203.0.113.10:40001");
+        let mut h = Harness::new(1024, Config::default());
         let mut other_method = request();
         other_method[1] = 0x03;
         let mut response = request();
@@ -180,113 +170,71 @@ mod tests {
         with_username[3] = 8;
         with_username[20..24].copy_from_slice(&[0x00, 0x06, 0x00, 0x04]);
         for d in [&other_method[..], &response, &bad_len, &with_username] {
-            s.handle(Instant::from_secs(1), src, d, &mut out);
+            let sent = h.exchange("203.0.113.10:40001", d);
+            assert!(sent.is_empty(), "{sent:?}");
         }
-        assert!(out.is_empty(), "{:?}", out.pop());
-        assert_eq!(s.stats().drop_stun, 4);
-        assert_eq!(s.stats().stun_answered, 0);
+        assert_eq!(h.server.stats().drop_stun, 4);
+        assert_eq!(h.server.stats().stun_answered, 0);
     }
 
     #[test]
     fn port_zero_is_never_answered() {
-        let mut s = server(Config::default());
-        let mut out = VecOutbox::<8>::new();
-        s.handle(
-            Instant::from_secs(1),
-            a("203.0.113.10:0"),
-            &request(),
-            &mut out,
-        );
-        assert!(out.is_empty());
-        assert_eq!(s.stats().drop_stun, 1);
+        let mut h = Harness::new(1024, Config::default());
+        assert_eq!(ask(&mut h, "203.0.113.10:0"), None);
+        assert_eq!(h.server.stats().drop_stun, 1);
     }
 
     #[test]
     fn stun_is_charged_to_the_source_rate() {
-        let cfg = Config {
-            rate_per_sec: 1,
-            rate_burst: 3,
-            ..Config::default()
-        };
-        let mut s = server(cfg);
-        let mut out = VecOutbox::<16>::new();
-        let now = Instant::from_secs(1);
-        for _ in 0..10 {
-            s.handle(now, a("203.0.113.10:40001"), &request(), &mut out);
-        }
+        let mut h = Harness::new(1024, rate_limited(1, 3));
+        let src = "203.0.113.10:40001";
+        let answered = (0..10).filter_map(|_| ask(&mut h, src)).count();
         // Only the burst is answered, and nothing (not a text ERR) beyond it.
-        assert_eq!(out.len(), 3);
-        while let Some((_, d)) = out.pop() {
-            assert!(BindingSuccess::parse(&d).is_ok());
-        }
-        assert_eq!(s.stats().drop_rate_limited, 7);
+        assert_eq!(answered, 3);
+        assert_eq!(h.server.stats().drop_rate_limited, 7);
         // Text from the same source is limited too: STUN spent its budget.
-        s.handle(
-            now,
-            a("203.0.113.10:40001"),
-            b"LOOKUP 1 - bob....",
-            &mut out,
-        );
-        assert_eq!(s.stats().drop_rate_limited, 8);
+        h.send(src, "LOOKUP 1 - bob....");
+        assert_eq!(h.server.stats().drop_rate_limited, 8);
     }
 
     #[test]
     fn all_sources_together_stay_within_the_global_budget() {
-        let cfg = Config {
-            stun_per_sec: 5,
-            ..Config::default()
+        let mut h = Harness::new(1024, configured(|c| c.stun_per_sec = 5));
+        let answered = |h: &mut Harness, net: &str| {
+            (0..40)
+                .filter_map(|i| ask(h, &std::format!("{net}.{i}:4000")))
+                .count()
         };
-        let mut s = server(cfg);
-        let mut out = VecOutbox::<64>::new();
-        let now = Instant::from_secs(1);
-        for i in 0..40u8 {
-            let src = SocketAddr::from(([203, 0, 113, i], 4000));
-            s.handle(now, src, &request(), &mut out);
-        }
-        assert_eq!(out.len(), 5);
-        assert_eq!(s.stats().drop_stun_budget, 35);
+        assert_eq!(answered(&mut h, "203.0.113"), 5);
+        assert_eq!(h.server.stats().drop_stun_budget, 35);
         // A second later, five more.
-        out.clear();
-        for i in 0..40u8 {
-            let src = SocketAddr::from(([198, 51, 100, i], 4000));
-            s.handle(Instant::from_secs(2), src, &request(), &mut out);
-        }
-        assert_eq!(out.len(), 5);
+        h.advance(1000);
+        assert_eq!(answered(&mut h, "198.51.100"), 5);
     }
 
     #[test]
     fn a_zero_budget_turns_stun_off() {
-        let cfg = Config {
-            stun_per_sec: 0,
-            ..Config::default()
-        };
-        let mut s = server(cfg);
-        let mut out = VecOutbox::<8>::new();
-        s.handle(
-            Instant::from_secs(1),
-            a("203.0.113.10:40001"),
-            &request(),
-            &mut out,
-        );
-        assert!(out.is_empty());
+        let mut h = Harness::new(1024, configured(|c| c.stun_per_sec = 0));
+        assert_eq!(ask(&mut h, "203.0.113.10:40001"), None);
     }
 
     #[test]
     fn the_stun_port_answers_stun_only() {
-        let mut s = server(Config::default());
-        let mut out = VecOutbox::<8>::new();
-        let src = a("203.0.113.10:40001");
+        let mut h = Harness::new(1024, Config::default());
+        let src = "203.0.113.10:40001";
         let mut d = [b'.'; 128];
         d[..8].copy_from_slice(b"HELLO 1 ");
-        s.handle_stun_port(Instant::from_secs(1), src, &d, &mut out);
+        let port = |h: &mut Harness, d: &[u8]| {
+            h.server.handle_stun_port(h.now, addr(src), d, &mut *h.out);
+            h.take_bytes()
+        };
         assert!(
-            out.is_empty(),
+            port(&mut h, &d).is_empty(),
             "a text request on the STUN port got an answer"
         );
-        s.handle_stun_port(Instant::from_secs(1), src, &request(), &mut out);
-        let (to, r) = out.pop().unwrap();
-        assert_eq!(to, src);
-        assert_eq!(BindingSuccess::parse(&r).unwrap().mapped, src);
-        assert_eq!(s.stats().datagrams_in, 2);
+        let (to, r) = port(&mut h, &request()).pop().unwrap();
+        assert_eq!(to, addr(src));
+        assert_eq!(BindingSuccess::parse(&r).unwrap().mapped, addr(src));
+        assert_eq!(h.server.stats().datagrams_in, 2);
     }
 }

@@ -10,103 +10,9 @@ use std::vec::Vec;
 
 use core::net::SocketAddr;
 
+use super::testing::{Harness, addr, configured, err_code, rate_limited, unlimited};
 use super::*;
 use crate::wire::{Cookie, Id, Reply, Token};
-
-struct Harness {
-    server: Server<'static>,
-    out: VecOutbox<256>,
-    now: Instant,
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-impl Harness {
-    fn new(capacity: usize, cfg: Config) -> Self {
-        let storage = testing::leaked_storage(capacity);
-        Harness {
-            server: Server::new(cfg, storage, [42; 32]).unwrap(),
-            out: VecOutbox::new(),
-            now: Instant::from_secs(1000),
-        }
-    }
-
-    fn send(&mut self, from: &str, d: &str) {
-        self.server
-            .handle(self.now, addr(from), d.as_bytes(), &mut self.out);
-    }
-
-    fn tick(&mut self) {
-        self.server.tick(self.now, &mut self.out);
-    }
-
-    fn advance(&mut self, ms: u64) {
-        self.now = Instant(self.now.0 + ms);
-    }
-
-    /// Every datagram sent since the last call, as (destination, text).
-    fn take(&mut self) -> Vec<(SocketAddr, String)> {
-        let mut v = Vec::new();
-        while let Some((dst, bytes)) = self.out.pop() {
-            v.push((dst, String::from_utf8(bytes.to_vec()).unwrap()));
-        }
-        v
-    }
-
-    /// The datagrams sent to `to` since the last call (others are kept).
-    fn take_to(&mut self, to: &str) -> Vec<String> {
-        let to = addr(to);
-        let all = self.take();
-        let mut mine = Vec::new();
-        for (dst, text) in all {
-            if dst == to {
-                mine.push(text);
-            } else {
-                self.out.send(dst, text.as_bytes()).unwrap();
-            }
-        }
-        mine
-    }
-
-    fn one_reply(&mut self, from: &str, d: &str) -> String {
-        self.send(from, d);
-        let got = self.take_to(from);
-        assert_eq!(got.len(), 1, "expected one reply to {d:?}, got {got:?}");
-        got.into_iter().next().unwrap()
-    }
-
-    fn cookie(&mut self, from: &str) -> String {
-        let hello = format!("HELLO c {}", ".".repeat(90));
-        let r = self.one_reply(from, &hello);
-        match Reply::parse(r.as_bytes()).unwrap() {
-            Reply::Cookie {
-                cookie, addr: a, ..
-            } => {
-                assert_eq!(a, addr(from));
-                cookie.to_string()
-            }
-            other => panic!("expected COOKIE, got {other:?}"),
-        }
-    }
-
-    fn register(&mut self, from: &str, id: &str) -> String {
-        let c = self.cookie(from);
-        let r = self.one_reply(from, &format!("REG r {c} {id}"));
-        match Reply::parse(r.as_bytes()).unwrap() {
-            Reply::Registered { token, .. } => token.to_string(),
-            other => panic!("expected REGD for {id}, got {other:?}"),
-        }
-    }
-}
-
-fn err_code(reply: &str) -> ErrorCode {
-    match Reply::parse(reply.as_bytes()) {
-        Ok(Reply::Error { code, .. }) => code,
-        other => panic!("expected ERR, got {other:?} from {reply:?}"),
-    }
-}
 
 const C120: &str = "127.0.0.1:10520";
 const C150: &str = "127.0.0.1:10107";
@@ -115,58 +21,44 @@ const C170: &str = "127.0.0.1:10128";
 /// Figures 10 to 13 of the seed document, datagram by datagram.
 #[test]
 fn seed_session_of_figures_10_to_13() {
+    const L120: &[&str] = &["List ['120']"];
+    const L2: &[&str] = &["List ['120', '150']"];
+    const L3: &[&str] = &["List ['120', '150', '170']"];
+    const L120_170: &[&str] = &["List ['120', '170']"];
+    // (sender, datagram, what each address then gets: a `Peer` question
+    // its answer at once, anything else the lists of a tick 2 s later).
+    #[allow(clippy::type_complexity)]
+    let script: &[(&str, &str, &[(&str, &[&str])])] = &[
+        (C120, "ID 120", &[(C120, L120)]),
+        (C150, "ID 150", &[(C120, L2), (C150, L2)]),
+        // 120 says y, 150: the server answers with 150's address...
+        (C120, "Peer 150", &[(C120, &["Peer ('127.0.0.1', 10107)"])]),
+        // ...120 sends "Message hi" to 150 directly, then "ID2 " to the server.
+        (C120, "ID2 ", &[(C120, L2), (C150, L2)]),
+        (C170, "ID 170", &[(C120, L3), (C150, L3), (C170, L3)]),
+        (C170, "Peer 120", &[(C170, &["Peer ('127.0.0.1', 10520)"])]),
+        (C170, "ID2 ", &[(C120, L3), (C150, L3), (C170, L3)]),
+        (
+            C150,
+            "Quit 150",
+            &[(C150, &[]), (C120, L120_170), (C170, L120_170)],
+        ),
+        (C120, "Peer 170", &[(C120, &["Peer ('127.0.0.1', 10128)"])]),
+        (C120, "ID2 ", &[(C120, L120_170), (C170, L120_170)]),
+        (C170, "Quit 170", &[(C120, L120)]),
+        (C120, "Quit 120", &[]),
+    ];
     let mut h = Harness::new(1024, Config::default());
-    let step = |h: &mut Harness| {
-        h.advance(2000);
-        h.tick();
-    };
-    h.send(C120, "ID 120");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120']"]);
-
-    h.send(C150, "ID 150");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120', '150']"]);
-    assert_eq!(h.take_to(C150), ["List ['120', '150']"]);
-
-    // 120 says y, 150: the server answers with 150's address...
-    assert_eq!(h.one_reply(C120, "Peer 150"), "Peer ('127.0.0.1', 10107)");
-    // ...120 sends "Message hi" to 150 directly, then "ID2 " to the server.
-    h.send(C120, "ID2 ");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120', '150']"]);
-    assert_eq!(h.take_to(C150), ["List ['120', '150']"]);
-
-    h.send(C170, "ID 170");
-    step(&mut h);
-    for c in [C120, C150, C170] {
-        assert_eq!(h.take_to(c), ["List ['120', '150', '170']"]);
+    for (from, d, want) in script {
+        h.send(from, d);
+        if !d.starts_with("Peer ") {
+            h.advance(2000);
+            h.tick();
+        }
+        for (to, got) in *want {
+            assert_eq!(h.take_to(to), *got, "{to} after {d:?} from {from}");
+        }
     }
-
-    assert_eq!(h.one_reply(C170, "Peer 120"), "Peer ('127.0.0.1', 10520)");
-    h.send(C170, "ID2 ");
-    step(&mut h);
-    for c in [C120, C150, C170] {
-        assert_eq!(h.take_to(c), ["List ['120', '150', '170']"]);
-    }
-
-    h.send(C150, "Quit 150");
-    step(&mut h);
-    assert_eq!(h.take_to(C150), Vec::<String>::new());
-    assert_eq!(h.take_to(C120), ["List ['120', '170']"]);
-    assert_eq!(h.take_to(C170), ["List ['120', '170']"]);
-
-    assert_eq!(h.one_reply(C120, "Peer 170"), "Peer ('127.0.0.1', 10128)");
-    h.send(C120, "ID2 ");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120', '170']"]);
-    assert_eq!(h.take_to(C170), ["List ['120', '170']"]);
-
-    h.send(C170, "Quit 170");
-    step(&mut h);
-    assert_eq!(h.take_to(C120), ["List ['120']"]);
-    h.send(C120, "Quit 120");
-    step(&mut h);
     assert!(h.take().is_empty());
     assert_eq!(h.server.stats().occupancy, 0);
 }
@@ -203,11 +95,7 @@ fn seed_ids_belong_to_the_address_that_registered_them() {
 
 #[test]
 fn strict_mode_drops_seed_verbs() {
-    let cfg = Config {
-        strict: true,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.strict = true));
     h.send(C120, "ID 120");
     h.send(C120, "Peer 120");
     h.tick();
@@ -361,11 +249,7 @@ fn the_clock_hand_reclaims_without_lookups() {
 
 #[test]
 fn the_clock_hand_goes_round_in_ten_seconds_whatever_the_traffic() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(16384, cfg);
+    let mut h = Harness::new(16384, unlimited());
     h.tick();
     // 6000 seed registrations in slots 0..6000, for the seed lease (an hour).
     for i in 0..6000 {
@@ -422,11 +306,7 @@ fn frequent_ticks_on_a_small_table_still_sweep() {
 
 #[test]
 fn a_full_table_refuses_and_evicts_nobody() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, unlimited());
     for i in 0..1024 {
         h.register(
             &format!("127.0.{}.{}:7", i / 250, i % 250 + 1),
@@ -454,11 +334,7 @@ fn a_full_table_refuses_and_evicts_nobody() {
 
 #[test]
 fn quota_per_source_address() {
-    let cfg = Config {
-        quota_per_source: 2,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.quota_per_source = 2));
     let t = h.register("127.0.0.1:1", "a");
     h.register("127.0.0.1:2", "b");
     let c = h.cookie("127.0.0.1:3");
@@ -475,12 +351,7 @@ fn quota_per_source_address() {
 
 #[test]
 fn a_flooding_source_is_rate_limited() {
-    let cfg = Config {
-        rate_per_sec: 10,
-        rate_burst: 20,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, rate_limited(10, 20));
     for _ in 0..100 {
         h.send(C120, "Peer nobody");
     }
@@ -495,12 +366,7 @@ fn a_flooding_source_is_rate_limited() {
 
 #[test]
 fn a_flooding_extended_client_is_told_to_slow_down_within_the_error_budget() {
-    let cfg = Config {
-        rate_per_sec: 10,
-        rate_burst: 20,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, rate_limited(10, 20));
     h.register("127.0.0.7:7", "bob");
     let c = h.cookie(C120);
     let mut sent = Vec::new();
@@ -567,13 +433,9 @@ fn introduction_tells_both_sides() {
 
 #[test]
 fn a_lightly_used_large_table_lists_in_one_page() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
     // Sixteen times what one page may scan: without the span, this takes
     // sixteen round trips for three ids.
-    let mut h = Harness::new(65_536, cfg);
+    let mut h = Harness::new(65_536, unlimited());
     for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
         h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID {id}"));
     }
@@ -588,11 +450,7 @@ fn a_lightly_used_large_table_lists_in_one_page() {
 
 #[test]
 fn list_pages_cover_every_id_once() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(4096, cfg);
+    let mut h = Harness::new(4096, unlimited());
     let mut want: Vec<String> = (0..700).map(|i| format!("user-{i:04}-padding")).collect();
     for (i, id) in want.iter().enumerate() {
         h.send(
@@ -625,11 +483,7 @@ fn list_pages_cover_every_id_once() {
 
 #[test]
 fn subscribers_get_coalesced_events_and_the_latest_state() {
-    let cfg = Config {
-        presence_interval: Millis(1000),
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.presence_interval = Millis(1000)));
     let t = h.register(C120, "watcher");
     let c = h.cookie(C120);
     let r = h.one_reply(C120, &format!("SUB 1 {c} watcher {t}"));
@@ -663,11 +517,10 @@ fn subscribers_get_coalesced_events_and_the_latest_state() {
 
 #[test]
 fn a_subscriber_too_far_behind_is_told_to_resync() {
-    let cfg = Config {
-        presence_interval: Millis(10_000),
-        limits: false,
-        ..Config::default()
-    };
+    let cfg = configured(|c| {
+        c.presence_interval = Millis(10_000);
+        c.limits = false;
+    });
     let mut h = Harness::new(4096, cfg);
     let t = h.register(C120, "watcher");
     let c = h.cookie(C120);
@@ -688,12 +541,11 @@ fn a_subscriber_too_far_behind_is_told_to_resync() {
 
 #[test]
 fn fan_out_stays_within_its_budget_and_catches_up() {
-    let cfg = Config {
-        fanout_per_sec: 10,
-        presence_interval: Millis(1),
-        limits: false,
-        ..Config::default()
-    };
+    let cfg = configured(|c| {
+        c.fanout_per_sec = 10;
+        c.presence_interval = Millis(1);
+        c.limits = false;
+    });
     let mut h = Harness::new(1024, cfg);
     // 50 seed subscribers.
     for i in 0..50 {
@@ -728,11 +580,7 @@ fn fan_out_stays_within_its_budget_and_catches_up() {
 
 #[test]
 fn seed_list_fits_the_seed_clients_buffer() {
-    let cfg = Config {
-        limits: false,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, unlimited());
     for i in 0..200 {
         h.send(
             &format!("127.0.2.{}:1", i + 1),
@@ -752,11 +600,7 @@ fn seed_list_fits_the_seed_clients_buffer() {
 #[test]
 fn stats_need_loopback_or_the_admin_token() {
     let admin = Token(0xfeed);
-    let cfg = Config {
-        admin_token: Some(admin),
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.admin_token = Some(admin)));
     let outside = "192.0.2.7:4000";
     let c = h.cookie(outside);
     let r = h.one_reply(outside, &format!("STATS 1 {c}"));
@@ -931,11 +775,7 @@ fn list_rounds_asked_for_are_one_a_second_across_the_server() {
 
 #[test]
 fn seed_refusals_are_told_within_the_error_budget() {
-    let cfg = Config {
-        quota_per_source: 1,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, configured(|c| c.quota_per_source = 1));
     h.send(C120, "ID 120");
     h.take();
     assert_eq!(
@@ -1003,12 +843,7 @@ fn one_network_cannot_fill_the_table() {
 
 #[test]
 fn spoofed_traffic_does_not_silence_the_client_it_names() {
-    let cfg = Config {
-        rate_per_sec: 10,
-        rate_burst: 20,
-        ..Config::default()
-    };
-    let mut h = Harness::new(1024, cfg);
+    let mut h = Harness::new(1024, rate_limited(10, 20));
     let token = h.register(C120, "alice");
     let c = h.cookie(C120);
     // Junk "from" alice's address: seed verbs, bad cookies, garbage.
@@ -1100,7 +935,7 @@ fn a_planned_datagram_is_answered_as_an_unplanned_one() {
         previous = own;
         planned
             .server
-            .handle_planned(planned.now, addr(c), d.as_bytes(), plan, &mut planned.out);
+            .handle_planned(planned.now, addr(c), d.as_bytes(), plan, &mut *planned.out);
         plain.tick();
         planned.tick();
         let answer = plain.take();

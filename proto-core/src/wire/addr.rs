@@ -147,7 +147,17 @@ pub fn parse(b: &[u8]) -> Result<SocketAddr, ParseError> {
     let a: SocketAddr = s.parse().map_err(|_| ParseError::Malformed)?;
     // Refuse non-canonical spellings (leading zeros, uncompressed IPv6) so
     // that parsing and emitting are inverses.
-    let mut buf = [0u8; MAX_ADDR_LEN];
+    canonical::<MAX_ADDR_LEN>(b, a, |w, a| write(w, a).map(drop))
+}
+
+/// `a`, if `write` spells it as exactly `b` in at most `N` bytes; any
+/// other spelling of it is malformed.
+fn canonical<const N: usize>(
+    b: &[u8],
+    a: SocketAddr,
+    write: impl FnOnce(&mut Writer<'_>, SocketAddr) -> Result<(), EmitError>,
+) -> Result<SocketAddr, ParseError> {
+    let mut buf = [0u8; N];
     let mut w = Writer::new(&mut buf);
     write(&mut w, a).map_err(|_| ParseError::Malformed)?;
     let n = w.finish();
@@ -207,14 +217,7 @@ pub fn parse_py(b: &[u8]) -> Result<SocketAddr, ParseError> {
         }
     };
     // Canonical form only, as for [`parse`].
-    let mut buf = [0u8; 96];
-    let mut w = Writer::new(&mut buf);
-    write_py(&mut w, a).map_err(|_| ParseError::Malformed)?;
-    let n = w.finish();
-    if &buf[..n] != b {
-        return Err(ParseError::Malformed);
-    }
-    Ok(a)
+    canonical::<96>(b, a, |w, a| write_py(w, a).map(drop))
 }
 
 fn py_int(s: Option<&str>) -> Result<u32, ParseError> {
@@ -309,6 +312,20 @@ mod tests {
 
     use super::*;
     use crate::wire::testgen;
+
+    /// `a` is written (in the seed's tuple form if `py`) as exactly
+    /// `want`, and parses back to itself.
+    fn emits_as(a: SocketAddr, py: bool, want: &str) -> Result<(), TestCaseError> {
+        let (b, n) = emit(a, py);
+        prop_assert_eq!(&b[..n], want.as_bytes());
+        let back = if py {
+            parse_py(&b[..n])
+        } else {
+            parse(&b[..n])
+        };
+        prop_assert_eq!(back, Ok(a));
+        Ok(())
+    }
 
     fn emit(a: SocketAddr, py: bool) -> ([u8; 96], usize) {
         let mut buf = [0u8; 96];
@@ -422,36 +439,24 @@ mod tests {
             scope in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
         ) {
             let a = SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope));
-            let (b, n) = emit(a, false);
-            let want = format!("{a}");
-            prop_assert_eq!(&b[..n], want.as_bytes());
-            prop_assert_eq!(parse(&b[..n]), Ok(a));
+            emits_as(a, false, &format!("{a}"))?;
         }
 
         #[test]
         fn rust_form_is_byte_for_byte_display(a in testgen::addr()) {
-            let (b, n) = emit(a, false);
-            let want = format!("{a}");
-            prop_assert_eq!(&b[..n], want.as_bytes());
-            prop_assert_eq!(parse(&b[..n]), Ok(a));
+            emits_as(a, false, &format!("{a}"))?;
         }
 
         #[test]
         fn v4_form_is_byte_for_byte_display(ip in v4(), port in port()) {
             let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
-            let (b, n) = emit(a, false);
-            let want = format!("{a}");
-            prop_assert_eq!(&b[..n], want.as_bytes());
-            prop_assert_eq!(parse(&b[..n]), Ok(a));
+            emits_as(a, false, &format!("{a}"))?;
         }
 
         #[test]
         fn v4_python_tuple_is_byte_for_byte_format(ip in v4(), port in port()) {
             let a = SocketAddr::V4(SocketAddrV4::new(ip, port));
-            let (b, n) = emit(a, true);
-            let want = format!("('{ip}', {port})");
-            prop_assert_eq!(&b[..n], want.as_bytes());
-            prop_assert_eq!(parse_py(&b[..n]), Ok(a));
+            emits_as(a, true, &format!("('{ip}', {port})"))?;
         }
 
         #[test]
@@ -462,10 +467,7 @@ mod tests {
             scope in prop_oneof![Just(0u32), any::<u32>()],
         ) {
             let a = SocketAddr::V6(SocketAddrV6::new(ip, port, flow, scope));
-            let (b, n) = emit(a, true);
-            let want = format!("('{ip}', {port}, {flow}, {scope})");
-            prop_assert_eq!(&b[..n], want.as_bytes());
-            prop_assert_eq!(parse_py(&b[..n]), Ok(a));
+            emits_as(a, true, &format!("('{ip}', {port}, {flow}, {scope})"))?;
         }
 
         #[test]

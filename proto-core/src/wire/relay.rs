@@ -19,11 +19,20 @@
 //! unchanged (same channel, same octets) from one peer of a session to
 //! the other, so it never sends more octets than it received.
 
-use super::fields::{Cookie, Id, Token, TxId};
-use super::request::Header;
+use super::fields::{Id, Token, TxId};
+use super::request::{Header, header};
 use super::text::{Fields, Writer, verb_and_rest};
 use super::{EmitError, ParseError};
 use crate::MAX_DATAGRAM;
+
+/// The fields of a datagram whose verb must be `verb`.
+fn fields_after<'a>(d: &'a [u8], verb: &[u8]) -> Result<Fields<'a>, ParseError> {
+    let (v, rest) = verb_and_rest(d, MAX_DATAGRAM)?;
+    if v != verb {
+        return Err(ParseError::UnknownVerb);
+    }
+    Ok(Fields::new(rest))
+}
 
 /// The first octet of a frame.
 pub const FRAME_MAGIC: u8 = 0xB7;
@@ -56,16 +65,9 @@ pub struct RelayRequest<'a> {
 impl<'a> RelayRequest<'a> {
     /// Parse a `RELAY` request.
     pub fn parse(d: &'a [u8]) -> Result<Self, ParseError> {
-        let (verb, rest) = verb_and_rest(d, MAX_DATAGRAM)?;
-        if verb != b"RELAY" {
-            return Err(ParseError::UnknownVerb);
-        }
-        let mut f = Fields::new(rest);
+        let mut f = fields_after(d, b"RELAY")?;
         let r = RelayRequest {
-            h: Header {
-                tx: f.tx()?,
-                cookie: f.cookie()?,
-            },
+            h: Header::read(&mut f)?,
             id: f.id()?,
             token: f.token()?,
             peer: f.id()?,
@@ -78,12 +80,8 @@ impl<'a> RelayRequest<'a> {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
         let n = buf.len().min(MAX_DATAGRAM);
         let mut w = Writer::new(&mut buf[..n]);
-        w.put(b"RELAY")?.field(self.h.tx.as_bytes())?;
-        match self.h.cookie {
-            Some(Cookie(c)) => w.hex(c)?,
-            None => w.field(b"-")?,
-        };
-        w.field(self.id.as_bytes())?
+        header(&mut w, b"RELAY", self.h)?
+            .field(self.id.as_bytes())?
             .hex(self.token.0)?
             .field(self.peer.as_bytes())?;
         Ok(w.finish())
@@ -106,11 +104,7 @@ pub struct RelayReply<'a> {
 impl<'a> RelayReply<'a> {
     /// Parse a `RELAYD` reply.
     pub fn parse(d: &'a [u8]) -> Result<Self, ParseError> {
-        let (verb, rest) = verb_and_rest(d, MAX_DATAGRAM)?;
-        if verb != b"RELAYD" {
-            return Err(ParseError::UnknownVerb);
-        }
-        let mut f = Fields::new(rest);
+        let mut f = fields_after(d, b"RELAYD")?;
         let tx = f.tx()?;
         let peer = f.id()?;
         let channel = f.token()?.0;

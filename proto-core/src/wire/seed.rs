@@ -33,7 +33,7 @@ use core::net::SocketAddr;
 
 use super::addr::{parse_py, write_py};
 use super::fields::Id;
-use super::text::{Fields, Writer, strip_newline, verb_and_rest};
+use super::text::{Fields, Writer, check_run, strip_newline, verb_and_rest};
 use super::{EmitError, ParseError};
 
 /// The seed client reads with `recvfrom(1024)`; nothing longer is a seed message.
@@ -166,15 +166,14 @@ impl<'a> SeedRequest<'a> {
 impl<'a> SeedList<'a> {
     /// Validate the text between the brackets of a `List [...]`.
     pub fn new(inner: &'a str) -> Result<Self, ParseError> {
-        if !inner.is_empty() {
-            for item in inner.split(", ") {
-                let id = item
-                    .strip_prefix('\'')
-                    .and_then(|s| s.strip_suffix('\''))
-                    .ok_or(ParseError::Malformed)?;
-                Id::new(id)?;
-            }
-        }
+        check_run(inner, ", ", |item| {
+            let id = item
+                .strip_prefix('\'')
+                .and_then(|s| s.strip_suffix('\''))
+                .ok_or(ParseError::Malformed)?;
+            Id::new(id)?;
+            Ok(())
+        })?;
         Ok(SeedList(inner))
     }
 }

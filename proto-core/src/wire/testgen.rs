@@ -50,3 +50,42 @@ pub fn py_addr() -> impl Strategy<Value = SocketAddr> {
         ),
     ]
 }
+
+/// The round-trip properties every text message family keeps, as
+/// proptests for `$msg` built by `$build` from values of `$parts`:
+/// parsing inverts emitting; whatever parses re-emits to an equal
+/// message; a valid message mangled in one byte, or cut short, never
+/// makes the parser panic. The test module must have an `emitted`
+/// function for `$msg`. A macro, as proptests are test functions.
+macro_rules! round_trip_properties {
+    ($msg:ident, $parts:expr, $build:expr) => {
+        proptest! {
+            #[test]
+            fn parse_inverts_emit(p in $parts) {
+                let m = $build(&p);
+                let wire = emitted(&m);
+                prop_assert!(wire.len() <= MAX_DATAGRAM);
+                prop_assert_eq!($msg::parse(&wire), Ok(m));
+            }
+
+            #[test]
+            fn no_byte_string_makes_parse_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
+                if let Ok(m) = $msg::parse(&bytes) {
+                    let wire = emitted(&m);
+                    prop_assert_eq!($msg::parse(&wire), Ok(m));
+                }
+            }
+
+            #[test]
+            fn mangled_valid_messages_never_panic(p in $parts, at in any::<usize>(), byte in any::<u8>()) {
+                let mut wire = emitted(&$build(&p));
+                let i = at % wire.len();
+                wire[i] = byte;
+                let _ = $msg::parse(&wire);
+                let _ = $msg::parse(&wire[..i]);
+            }
+        }
+    };
+}
+
+pub(crate) use round_trip_properties;

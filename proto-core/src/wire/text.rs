@@ -28,6 +28,22 @@ pub(crate) fn strip_newline(d: &[u8]) -> &[u8] {
         .map_or(d, |d| d.strip_suffix(b"\r").unwrap_or(d))
 }
 
+/// Check each item of a run separated by `sep` (an empty run has none):
+/// the one rule the runs of `PAGE`, `EVENTS`, `STATS` and the seed's
+/// `List` share, each with its own `item`.
+pub(crate) fn check_run(
+    s: &str,
+    sep: &str,
+    item: impl Fn(&str) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
+    if !s.is_empty() {
+        for w in s.split(sep) {
+            item(w)?;
+        }
+    }
+    Ok(())
+}
+
 /// Split a datagram into its verb and the rest, after the common checks.
 pub(crate) fn verb_and_rest(d: &[u8], max: usize) -> Result<(&[u8], &[u8]), ParseError> {
     if d.is_empty() {

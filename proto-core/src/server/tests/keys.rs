@@ -9,7 +9,6 @@ use std::string::String;
 
 use super::{C120, C150, C170, Harness};
 use crate::server::{Config, ErrorCode};
-use crate::wire::Reply;
 
 const K1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const K2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -17,12 +16,7 @@ const K2: &str = "22222222222222222222222222222222222222222222222222222222222222
 impl Harness {
     /// Register `id` from `from` with `key`; the token.
     fn register_key(&mut self, from: &str, id: &str, key: &str) -> String {
-        let c = self.cookie(from);
-        let r = self.one_reply(from, &format!("REG r {c} {id} - - {key}"));
-        match Reply::parse(r.as_bytes()).unwrap() {
-            Reply::Registered { token, .. } => format!("{token}"),
-            other => panic!("expected REGD for {id}, got {other:?}"),
-        }
+        self.register_with(from, id, &format!(" - - {key}")).1
     }
 
     fn lookup(&mut self, from: &str, id: &str) -> String {

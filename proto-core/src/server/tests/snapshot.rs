@@ -6,7 +6,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use super::{C120, C150, C170, Harness};
+use super::{C120, C150, C170, Harness, configured};
 use crate::registry::Entry;
 use crate::server::{Config, RestoreError, Restored};
 use crate::time::Instant;
@@ -180,10 +180,7 @@ fn restored_ids_count_against_quotas_and_seed_holders_keep_asking_for_lists() {
 const OTHER: &str = "127.0.0.2:10150";
 
 fn quotas_and_holders() {
-    let cfg = Config {
-        quota_per_source: 2,
-        ..Config::default()
-    };
+    let cfg = configured(|c| c.quota_per_source = 2);
     let mut h = Harness::new(1024, cfg.clone());
     h.send(C120, "ID 120");
     h.register(C120, "alice");
