@@ -16,7 +16,7 @@ use core::net::SocketAddr;
 use super::*;
 use crate::limit::{QuotaCell, RateCell};
 use crate::registry::Slot;
-use crate::secure::Keypair;
+use crate::secure::{Keypair, PublicKey};
 use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
 
 mod chat;
@@ -27,6 +27,9 @@ mod secure;
 mod server;
 
 const SERVER: &str = "10.0.0.1:9999";
+/// Where the tests' alice and bob usually live.
+const ALICE: &str = "10.0.0.2:5000";
+const BOB: &str = "10.0.0.3:6000";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -98,6 +101,12 @@ impl Dice {
     fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
+
+    /// The generator for run `seed` of a test that repeats over seeds;
+    /// `mix` keeps one test's runs apart from another's.
+    fn seeded(seed: u64, mix: u64) -> Dice {
+        Dice(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(mix))
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -106,6 +115,13 @@ struct Faults {
     dup: u64,
     /// Extra delay up to this many ms (reorders datagrams).
     jitter: u64,
+}
+
+impl Faults {
+    /// `loss` and `dup` in percent, `jitter` in ms.
+    const fn new(loss: u64, dup: u64, jitter: u64) -> Faults {
+        Faults { loss, dup, jitter }
+    }
 }
 
 struct Net {
@@ -221,6 +237,41 @@ impl Net {
         Config::new(addr(SERVER), Some(id(name)))
     }
 
+    /// A client that registers no key (the server reports it as `-`).
+    fn keyless(name: &str) -> Config {
+        let mut cfg = Net::config(name);
+        cfg.register_key = false;
+        cfg
+    }
+
+    /// Clients added at these addresses, with these configurations, each
+    /// registered within a second (and its events read).
+    fn registered<const N: usize>(&mut self, clients: [(&str, Config); N]) -> [SocketAddr; N] {
+        let at = clients.map(|(at, cfg)| self.add(at, cfg));
+        self.run(1000);
+        for a in at {
+            let me = self.name(a);
+            assert_eq!(self.take(a), [format!("registered {me} again=false")]);
+        }
+        at
+    }
+
+    /// A client put in place of the one at `at`: a new process with the
+    /// same key, `cfg`, the entropy `entropy`, and the pin `pin` loaded
+    /// (from its known-peers file).
+    fn restart(&mut self, at: SocketAddr, cfg: Config, entropy: u8, pin: (&str, PublicKey)) {
+        let now = self.now;
+        let secret = *self.client(at).identity.secret();
+        let mut c = Box::new(Client::new(
+            cfg,
+            now,
+            [entropy; 32],
+            Keypair::from_secret(secret),
+        ));
+        c.pin(id(pin.0), pin.1).unwrap();
+        self.clients.insert(at, c);
+    }
+
     fn add(&mut self, at: &str, cfg: Config) -> SocketAddr {
         let a = addr(at);
         self.next_entropy += 1;
@@ -258,6 +309,23 @@ impl Net {
     fn lookup(&mut self, at: SocketAddr, who: Id<'_>) -> Result<(), CommandError> {
         let now = self.now;
         self.client(at).lookup(now, who)
+    }
+
+    /// The id of the client at `at`.
+    fn name(&mut self, at: SocketAddr) -> String {
+        self.client(at).id().unwrap().to_string()
+    }
+
+    /// `from` sends `text` to the client at `to`; `ms` later it was
+    /// delivered, and shown at `to` once (and nothing else happened at
+    /// either). The message's number.
+    fn chat(&mut self, from: SocketAddr, to: SocketAddr, text: &str, ms: u64) -> u32 {
+        let (f, t) = (self.name(from), self.name(to));
+        let m = self.send_message(from, id(&t), text).unwrap();
+        self.run(ms);
+        assert_eq!(self.take(from), [format!("delivered {t} #{m}")]);
+        assert_eq!(self.take(to), [format!("msg {f}: {text}")]);
+        m
     }
 
     /// Put a datagram on the wire, with the network's faults.
@@ -405,6 +473,17 @@ impl Net {
         core::mem::take(self.events.get_mut(&at).unwrap())
     }
 
+    /// Every datagram so far, to read why a test failed.
+    fn dump_log(&self) {
+        for (t, s, d, x) in &self.log {
+            std::eprintln!(
+                "{} {s} -> {d}: {}",
+                t.0,
+                x.chars().take(60).collect::<String>()
+            );
+        }
+    }
+
     /// The bytes of the datagrams sent by `src` whose text starts with `prefix`.
     fn sent_raw(&self, src: SocketAddr, prefix: &str) -> Vec<Vec<u8>> {
         self.log
@@ -425,11 +504,16 @@ impl Net {
     }
 }
 
+/// Alice and bob, registered.
 fn two(net: &mut Net) -> (SocketAddr, SocketAddr) {
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    let b = net.add("10.0.0.3:6000", Net::config("bob"));
-    net.run(1000);
-    assert_eq!(net.take(a), ["registered alice again=false"]);
-    assert_eq!(net.take(b), ["registered bob again=false"]);
+    let [a, b] = net.registered([(ALICE, Net::config("alice")), (BOB, Net::config("bob"))]);
+    (a, b)
+}
+
+/// Alice and bob, registered, with a session between them: alice's
+/// `text` was delivered and shown.
+fn talking(net: &mut Net, text: &str) -> (SocketAddr, SocketAddr) {
+    let (a, b) = two(net);
+    net.chat(a, b, text, 1000);
     (a, b)
 }
