@@ -35,6 +35,17 @@ pub(super) struct Link {
     pub(super) born: Instant,
 }
 
+impl Link {
+    fn new(session: Session, local: u32, remote: u32, born: Instant) -> Link {
+        Link {
+            session,
+            local,
+            remote,
+            born,
+        }
+    }
+}
+
 /// A handshake we started.
 pub(super) struct Initiating {
     pub(super) hs: Handshake,
@@ -434,12 +445,7 @@ impl Client {
         let Ok(session) = ini.hs.into_session() else {
             return false;
         };
-        let link = Link {
-            session,
-            local: ini.local,
-            remote: sender,
-            born: now,
-        };
+        let link = Link::new(session, ini.local, sender, now);
         self.stats.handshakes_done += 1;
         if let Some(pr) = first_try {
             self.peers[p].srtt = Some(now.since(pr.started));
@@ -509,16 +515,17 @@ impl Client {
         let Some(p) = self.peer_index(now, hello.id) else {
             return true;
         };
-        self.peers[p].last_hello = Some((hello.session, hello.counter));
-        self.stats.handshakes_done += 1;
-        let link = Link {
-            session,
-            local: resp.local,
-            remote: resp.remote,
-            born: now,
-        };
-        self.install(now, p, link, src, false);
+        let link = Link::new(session, resp.local, resp.remote, now);
+        self.responded(now, p, (hello.session, hello.counter), link, src);
         true
+    }
+
+    /// A handshake a peer started is done: `link` becomes peer `p`'s
+    /// session, `src` its path, and `hello` the last hello seen from it.
+    fn responded(&mut self, now: Instant, p: usize, hello: (u64, u64), link: Link, src: Via) {
+        self.peers[p].last_hello = Some(hello);
+        self.stats.handshakes_done += 1;
+        self.install(now, p, link, src, false);
     }
 
     fn on_transport(
@@ -587,15 +594,8 @@ impl Client {
         if self.peers[p].held.is_some() {
             return Err(true);
         }
-        self.peers[p].last_hello = Some(hello);
-        self.stats.handshakes_done += 1;
-        let link = Link {
-            session,
-            local: resp.local,
-            remote: resp.remote,
-            born: now,
-        };
-        self.install(now, p, link, src, false);
+        let link = Link::new(session, resp.local, resp.remote, now);
+        self.responded(now, p, hello, link, src);
         Ok(p)
     }
 

@@ -75,10 +75,8 @@ fn show(e: &Event<'_>) -> String {
             verified,
         } => {
             assert_eq!(*verified, !*seed, "only sealed chat is verified");
-            match from {
-                Some(f) => format!("msg {f}{}: {text}", if *seed { " (seed)" } else { "" }),
-                None => format!("msg ?{}: {text}", if *seed { " (seed)" } else { "" }),
-            }
+            let from = from.map_or("?".into(), |f| f.to_string());
+            format!("msg {from}{}: {text}", if *seed { " (seed)" } else { "" })
         }
         Event::KeyFirstSeen { id, .. } => format!("key first seen {id}"),
         Event::KeyChanged { id, .. } => format!("key changed {id}"),
@@ -471,6 +469,13 @@ impl Net {
 
     fn take(&mut self, at: SocketAddr) -> Vec<String> {
         core::mem::take(self.events.get_mut(&at).unwrap())
+    }
+
+    /// The messages shown at `at` (its other events dropped).
+    fn take_messages(&mut self, at: SocketAddr) -> Vec<String> {
+        let mut events = self.take(at);
+        events.retain(|e| e.starts_with("msg"));
+        events
     }
 
     /// Every datagram so far, to read why a test failed.

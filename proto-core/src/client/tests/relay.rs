@@ -167,13 +167,21 @@ fn behind_one_router(net: &mut Net, announce: bool) -> (SocketAddr, SocketAddr) 
     (a, b)
 }
 
+/// Alice and bob behind one router, with their local addresses announced
+/// or not: alice's message is delivered within `ms`, by the route
+/// `via` (the same both ways).
+fn next_door(announce: bool, ms: u64, via: &str) -> (Net, SocketAddr, SocketAddr) {
+    let mut net = Net::new();
+    let (a, b) = behind_one_router(&mut net, announce);
+    net.chat(a, b, "next door", ms);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some(via));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some(via));
+    (net, a, b)
+}
+
 #[test]
 fn hosts_behind_one_router_talk_over_their_lan() {
-    let mut net = Net::new();
-    let (a, b) = behind_one_router(&mut net, true);
-    net.chat(a, b, "next door", 3_000);
-    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("lan"));
-    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("lan"));
+    let (net, a, b) = next_door(true, 3_000, "lan");
     assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
     // The server passed the addresses on and sent nothing to them.
     let punches = net.sent(addr(SERVER), "PUNCH ");
@@ -197,10 +205,7 @@ fn hosts_behind_one_router_talk_over_their_lan() {
 
 #[test]
 fn without_local_addresses_the_same_hosts_are_relayed() {
-    let mut net = Net::new();
-    let (a, b) = behind_one_router(&mut net, false);
-    net.chat(a, b, "next door", 8_000);
-    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    next_door(false, 8_000, "relayed");
 }
 
 /// 10% loss on every link: about 20% each way between the peers
