@@ -106,7 +106,7 @@ fn bad_commands_are_refused_at_once() {
 fn messages_survive_loss_duplication_and_reordering_exactly_once() {
     for seed in [1u64, 2, 3, 4, 5] {
         let mut net = Net::new();
-        net.dice = Dice::seeded(seed, 0xbf58_476d_1ce4_e5b9);
+        net.dice = seeded(seed, 0xbf58_476d_1ce4_e5b9);
         let [a, b] = on_faulty_net(&mut net, Faults::new(20, 10, 80), 40, 20_000);
         assert!(
             net.client(a).is_registered() && net.client(b).is_registered(),

@@ -14,10 +14,11 @@ use std::vec::Vec;
 use core::net::SocketAddr;
 
 use super::*;
-use crate::limit::{QuotaCell, RateCell};
-use crate::registry::Slot;
+use testkit::rng::XorShift;
+
 use crate::secure::{Keypair, PublicKey};
-use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
+use crate::server::testing::leaked_storage;
+use crate::server::{Config as ServerConfig, Server, VecOutbox};
 
 mod chat;
 mod fuzz;
@@ -39,19 +40,8 @@ fn id(s: &str) -> Id<'_> {
     Id::new(s).unwrap()
 }
 
-fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
-    Box::leak(vec![v; n].into_boxed_slice())
-}
-
 fn server(cfg: ServerConfig, entropy: u8) -> Server<'static> {
-    let l = Layout::for_capacity(64);
-    let storage = Storage {
-        slots: leak(Slot::EMPTY, l.slots),
-        index: leak(0u32, l.index),
-        rate: leak(RateCell::EMPTY, l.rate),
-        quota: leak(QuotaCell::EMPTY, l.quota),
-    };
-    Server::new(cfg, storage, [entropy; 32]).unwrap()
+    Server::new(cfg, leaked_storage(64), [entropy; 32]).unwrap()
 }
 
 /// An event as text, for assertions.
@@ -87,24 +77,10 @@ fn show(e: &Event<'_>) -> String {
     }
 }
 
-/// A tiny seeded generator for the network's faults.
-struct Dice(u64);
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    /// The generator for run `seed` of a test that repeats over seeds;
-    /// `mix` keeps one test's runs apart from another's.
-    fn seeded(seed: u64, mix: u64) -> Dice {
-        Dice(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(mix))
-    }
+/// The generator for run `seed` of a test that repeats over seeds; `mix`
+/// keeps one test's runs apart from another's.
+fn seeded(seed: u64, mix: u64) -> XorShift {
+    XorShift::new(XorShift::SEED ^ seed.wrapping_mul(mix))
 }
 
 #[derive(Clone, Copy, Default)]
@@ -131,7 +107,7 @@ struct Net {
     wire: Vec<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>,
     order: u64,
     now: Instant,
-    dice: Dice,
+    dice: XorShift,
     faults: Faults,
     /// Every datagram put on the wire: (time, src, dst, text).
     log: Vec<(Instant, SocketAddr, SocketAddr, String)>,
@@ -215,7 +191,7 @@ impl Net {
             wire: Vec::new(),
             order: 0,
             now: Instant::from_secs(1000),
-            dice: Dice(0x2545_f491_4f6c_dd1d),
+            dice: XorShift::new(0x2545_f491_4f6c_dd1d),
             faults: Faults::default(),
             log: Vec::new(),
             raw: Vec::new(),
@@ -355,13 +331,13 @@ impl Net {
             dst = inside;
         }
         let f = self.faults;
-        if self.dice.chance(f.loss) {
+        if self.dice.percent(f.loss) {
             return;
         }
-        let copies = if self.dice.chance(f.dup) { 2 } else { 1 };
+        let copies = if self.dice.percent(f.dup) { 2 } else { 1 };
         for _ in 0..copies {
             let delay = 1 + if f.jitter > 0 {
-                self.dice.next() % f.jitter
+                self.dice.below(f.jitter)
             } else {
                 0
             };

@@ -214,7 +214,7 @@ fn without_local_addresses_the_same_hosts_are_relayed() {
 fn a_lossy_network_still_delivers_every_time() {
     for seed in 1..40u64 {
         let mut net = Net::new();
-        net.dice = Dice::seeded(seed, 0x1234_5678_9abc);
+        net.dice = seeded(seed, 0x1234_5678_9abc);
         let (a, b) = two(&mut net);
         net.blocked.push((a, b));
         net.faults = Faults::new(10, 0, 20);
