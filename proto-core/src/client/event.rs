@@ -241,47 +241,50 @@ pub(super) enum Rec {
 }
 
 impl Client {
+    /// The event `rec` stands for; [`Event::Resync`] if an id in it no
+    /// longer reads as one.
     pub(super) fn event_of<'s>(&'s self, rec: &'s Rec) -> Event<'s> {
+        self.try_event_of(rec).unwrap_or(Event::Resync)
+    }
+
+    fn try_event_of<'s>(&'s self, rec: &'s Rec) -> Option<Event<'s>> {
         let id = |b: &'s IdBuf| b.as_id();
-        match rec {
+        Some(match *rec {
             Rec::Registered { addr, lease, again } => match self.id() {
-                Some(me) => Event::Registered {
-                    id: me,
-                    addr: *addr,
-                    lease: *lease,
-                    again: *again,
+                Some(id) => Event::Registered {
+                    id,
+                    addr,
+                    lease,
+                    again,
                 },
                 None => Event::ServerBack,
             },
-            Rec::RegistrationFailed(f) => Event::RegistrationFailed(*f),
+            Rec::RegistrationFailed(f) => Event::RegistrationFailed(f),
             Rec::ServerUnreachable => Event::ServerUnreachable,
             Rec::ServerBack => Event::ServerBack,
-            Rec::Pong { addr, rtt } => Event::Pong {
-                addr: *addr,
-                rtt: *rtt,
-            },
-            Rec::Found { id: i, addr } => match id(i) {
-                Some(i) => Event::Found { id: i, addr: *addr },
-                None => Event::Resync,
+            Rec::Pong { addr, rtt } => Event::Pong { addr, rtt },
+            Rec::Found { ref id, addr } => Event::Found {
+                id: id.as_id()?,
+                addr,
             },
             Rec::Failed {
                 what,
-                id: i,
+                ref id,
                 reason,
             } => Event::Failed {
-                what: *what,
-                id: i.as_ref().and_then(id),
-                reason: *reason,
+                what,
+                id: id.as_ref().and_then(IdBuf::as_id),
+                reason,
             },
             Rec::Page { next } => Event::Page {
-                next: *next,
+                next,
                 ids: IdSeq(&self.page),
             },
-            Rec::Joined(i) => id(i).map_or(Event::Resync, Event::Joined),
-            Rec::Left(i) => id(i).map_or(Event::Resync, Event::Left),
+            Rec::Joined(ref i) => Event::Joined(id(i)?),
+            Rec::Left(ref i) => Event::Left(id(i)?),
             Rec::Resync => Event::Resync,
             Rec::Message { slot } => {
-                let s = &self.slots[usize::from(*slot) % MAX_INCOMING];
+                let s = &self.slots[usize::from(slot) % MAX_INCOMING];
                 Event::Message {
                     from: s.from.as_ref().and_then(id),
                     text: &self.lend,
@@ -289,40 +292,32 @@ impl Client {
                     verified: !s.seed,
                 }
             }
-            Rec::Delivered { to, msg } => match id(to) {
-                Some(to) => Event::Delivered { to, msg: *msg },
-                None => Event::Resync,
+            Rec::Delivered { ref to, msg } => Event::Delivered { to: id(to)?, msg },
+            Rec::NotDelivered {
+                ref to,
+                msg,
+                reason,
+            } => Event::NotDelivered {
+                to: id(to)?,
+                msg,
+                reason,
             },
-            Rec::NotDelivered { to, msg, reason } => match id(to) {
-                Some(to) => Event::NotDelivered {
-                    to,
-                    msg: *msg,
-                    reason: *reason,
-                },
-                None => Event::Resync,
-            },
-            Rec::SentUnconfirmed { to, msg } => match id(to) {
-                Some(to) => Event::SentUnconfirmed { to, msg: *msg },
-                None => Event::Resync,
-            },
-            Rec::KeyFirstSeen { id: i, key } => match id(i) {
-                Some(i) => Event::KeyFirstSeen { id: i, key: *key },
-                None => Event::Resync,
+            Rec::SentUnconfirmed { ref to, msg } => Event::SentUnconfirmed { to: id(to)?, msg },
+            Rec::KeyFirstSeen { ref id, key } => Event::KeyFirstSeen {
+                id: id.as_id()?,
+                key,
             },
             Rec::KeyChanged {
-                id: i,
+                ref id,
                 pinned,
                 offered,
-            } => match id(i) {
-                Some(i) => Event::KeyChanged {
-                    id: i,
-                    pinned: *pinned,
-                    offered: *offered,
-                },
-                None => Event::Resync,
+            } => Event::KeyChanged {
+                id: id.as_id()?,
+                pinned,
+                offered,
             },
             Rec::Bye => Event::Bye,
-        }
+        })
     }
 
     /// Whether one more event that must not be lost can be queued: there

@@ -330,6 +330,11 @@ impl Client {
         matches!(self.reg, RegState::Registered { .. })
     }
 
+    /// Whether a `REG` is pending: requests that need the registration wait.
+    fn is_registering(&self) -> bool {
+        matches!(self.reg, RegState::Registering { .. })
+    }
+
     /// The address the server last said it sees us at.
     pub fn observed_addr(&self) -> Option<SocketAddr> {
         self.observed

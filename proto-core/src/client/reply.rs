@@ -1,11 +1,13 @@
 //! What the server's answers do, and what its refusals or silence do to
 //! the request they were about.
 
+use core::net::SocketAddr;
+
 use heapless::Vec;
 
 use crate::time::{Instant, Millis};
-use crate::wire::reply::Change;
-use crate::wire::{ErrorCode, IdBuf, PeerKind, Reply};
+use crate::wire::reply::{Change, ChangeSeq};
+use crate::wire::{ErrorCode, Id, IdBuf, Locals, PeerKind, Reply, Token};
 
 use super::event::{Failure, Rec, Undelivered, What};
 use super::path::Kind;
@@ -21,100 +23,105 @@ impl Client {
                 addr,
                 kind,
                 local,
-            } => {
-                self.server_answered();
-                if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
-                    return;
-                }
-                if let Some(p) = self.peer_index(now, id) {
-                    self.learn_kind(p, kind);
-                    self.add_candidate(p, addr);
-                    // Its local addresses: a LAN path if we share a network.
-                    // (One that is the address the server sees is no LAN.)
-                    for a in local.as_slice().iter().filter(|a| **a != addr) {
-                        if !self.peers[p].lan.contains(a) {
-                            let _ = self.peers[p].lan.push(*a);
-                        }
-                        self.add_candidate(p, *a);
-                    }
-                    // Tell it ours the same way (an INTRO of our own, which
-                    // reaches it as a PUNCH), unless we asked lately: two
-                    // introductions, and no loop.
-                    let asked = self.peers[p].resolving
-                        || self.peers[p]
-                            .resolved
-                            .is_some_and(|t| now.since(t) < super::path::RESOLVE_AGAIN.0);
-                    if !self.cfg.local.is_empty()
-                        && !asked
-                        && self.peers[p].kind != Kind::Seed
-                        && !self.has_session(now, p)
-                    {
-                        self.resolve(now, self.peers[p].id);
-                    }
-                    if self.peers[p].kind != Kind::Seed {
-                        self.want(now, p);
-                    }
-                    // The peer wants to talk: open our side of the path
-                    // (the initiation is the hole punch) unless a session
-                    // already exists.
-                    if self.peers[p].kind != Kind::Seed && !self.has_session(now, p) {
-                        self.start_handshake(now, p);
-                    }
-                }
-                return;
-            }
+            } => self.on_punch(now, id, addr, kind, local),
             Reply::Events {
                 first,
                 last,
                 changes,
-            } => {
-                if self
-                    .presence_seq
-                    .is_some_and(|s| last.wrapping_sub(s) as i32 <= 0)
-                {
-                    return;
-                }
-                // EVENTS are never repeated: a first number that does not
-                // follow the last one seen means a datagram was lost.
-                if self
-                    .presence_seq
-                    .is_some_and(|s| first.wrapping_sub(s) as i32 > 1)
-                {
-                    self.push_event(Rec::Resync);
-                }
-                self.presence_seq = Some(last);
-                for c in changes.iter() {
-                    let (id, join) = match c {
-                        Change::Join(id) => (id, true),
-                        Change::Leave(id) => (id, false),
-                    };
-                    if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
-                        continue;
-                    }
-                    let b = IdBuf::from_id(id);
-                    self.push_event(if join { Rec::Joined(b) } else { Rec::Left(b) });
-                }
-                return;
-            }
+            } => self.on_presence(first, last, changes),
             Reply::Resync { seq } => {
                 self.presence_seq = Some(seq);
                 self.push_event(Rec::Resync);
-                return;
             }
-            _ => {}
+            _ => self.on_answer(now, reply),
         }
-        let tx = match reply {
-            Reply::Cookie { tx, .. }
-            | Reply::Registered { tx, .. }
-            | Reply::Alive { tx, .. }
-            | Reply::At { tx, .. }
-            | Reply::Page { tx, .. }
-            | Reply::Subscribed { tx, .. }
-            | Reply::Unsubscribed { tx }
-            | Reply::Bye { tx, .. }
-            | Reply::Stats { tx, .. } => tx,
-            Reply::Error { tx: Some(tx), .. } => tx,
-            _ => return,
+    }
+
+    /// An introduction: peer `id` wants to reach us, seen by the server
+    /// at `addr` (and announcing its own `local` addresses).
+    fn on_punch(
+        &mut self,
+        now: Instant,
+        id: Id<'_>,
+        addr: SocketAddr,
+        kind: PeerKind,
+        local: Locals,
+    ) {
+        self.server_answered();
+        if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
+            return;
+        }
+        if let Some(p) = self.peer_index(now, id) {
+            self.learn_kind(p, kind);
+            self.add_candidate(p, addr);
+            // Its local addresses: a LAN path if we share a network.
+            // (One that is the address the server sees is no LAN.)
+            for a in local.as_slice().iter().filter(|a| **a != addr) {
+                if !self.peers[p].lan.contains(a) {
+                    let _ = self.peers[p].lan.push(*a);
+                }
+                self.add_candidate(p, *a);
+            }
+            // Tell it ours the same way (an INTRO of our own, which
+            // reaches it as a PUNCH), unless we asked lately: two
+            // introductions, and no loop.
+            let asked = self.peers[p].resolving
+                || self.peers[p]
+                    .resolved
+                    .is_some_and(|t| now.since(t) < super::path::RESOLVE_AGAIN.0);
+            if !self.cfg.local.is_empty()
+                && !asked
+                && self.peers[p].kind != Kind::Seed
+                && !self.has_session(now, p)
+            {
+                self.resolve(now, self.peers[p].id);
+            }
+            if self.peers[p].kind != Kind::Seed {
+                self.want(now, p);
+            }
+            // The peer wants to talk: open our side of the path
+            // (the initiation is the hole punch) unless a session
+            // already exists.
+            if self.peers[p].kind != Kind::Seed && !self.has_session(now, p) {
+                self.start_handshake(now, p);
+            }
+        }
+    }
+
+    /// Presence changes `first..=last`.
+    fn on_presence(&mut self, first: u32, last: u32, changes: ChangeSeq<'_>) {
+        if self
+            .presence_seq
+            .is_some_and(|s| last.wrapping_sub(s) as i32 <= 0)
+        {
+            return;
+        }
+        // EVENTS are never repeated: a first number that does not
+        // follow the last one seen means a datagram was lost.
+        if self
+            .presence_seq
+            .is_some_and(|s| first.wrapping_sub(s) as i32 > 1)
+        {
+            self.push_event(Rec::Resync);
+        }
+        self.presence_seq = Some(last);
+        for c in changes.iter() {
+            let (id, join) = match c {
+                Change::Join(id) => (id, true),
+                Change::Leave(id) => (id, false),
+            };
+            if self.cfg.id.is_some_and(|me| me.eq_id(id)) {
+                continue;
+            }
+            let b = IdBuf::from_id(id);
+            self.push_event(if join { Rec::Joined(b) } else { Rec::Left(b) });
+        }
+    }
+
+    /// The answer to a pending request, or a refusal of it.
+    fn on_answer(&mut self, now: Instant, reply: Reply<'_>) {
+        let Some(tx) = reply.tx() else {
+            return;
         };
         // A page arriving while the last one is still being read, or while
         // the event queue has no room for it, is left unanswered: the
@@ -142,18 +149,7 @@ impl Client {
                 Reply::Registered {
                     lease, addr, token, ..
                 },
-            ) => {
-                let again = matches!(self.reg, RegState::Registering { again: true });
-                self.reg = RegState::Registered { token };
-                self.token = Some(token);
-                self.lease = Some(lease);
-                self.observed = Some(addr);
-                self.schedule_keepalive(now);
-                self.push_event(Rec::Registered { addr, lease, again });
-                if self.cfg.subscribe {
-                    self.request(now, Req::Subscribe);
-                }
-            }
+            ) => self.on_registered(now, lease, addr, token),
             (Req::Keep, Reply::Alive { lease, addr, .. }) => {
                 self.lease = Some(lease);
                 self.observed = Some(addr);
@@ -167,20 +163,7 @@ impl Client {
                 self.push_event(Rec::Bye);
             }
             (Req::Resolve { peer, .. }, Reply::At { id, addr, kind, .. }) if peer.eq_id(id) => {
-                if let Some(i) = self.find_peer(&peer) {
-                    self.learn_kind(i, kind);
-                    self.peers[i].resolving = false;
-                    self.peers[i].resolved = Some(now);
-                    self.add_candidate(i, addr);
-                    let moved = self.peers[i].path.is_some_and(|p| p != addr);
-                    if moved && self.peers[i].kind != Kind::Seed {
-                        // The peer may have moved: find out which address
-                        // answers (the path itself moves only on an
-                        // authenticated datagram).
-                        self.start_handshake(now, i);
-                    }
-                    self.drive_peer(now, i);
-                }
+                self.on_resolved(now, &peer, addr, kind);
             }
             (Req::Lookup(want), Reply::At { id, addr, .. }) if want.eq_id(id) => {
                 self.push_event(Rec::Found { id: want, addr });
@@ -194,6 +177,37 @@ impl Client {
             (req, Reply::Error { code, .. }) => self.on_error(now, p, req, code),
             _ => {}
         }
+    }
+
+    fn on_registered(&mut self, now: Instant, lease: u32, addr: SocketAddr, token: Token) {
+        let again = matches!(self.reg, RegState::Registering { again: true });
+        self.reg = RegState::Registered { token };
+        self.token = Some(token);
+        self.lease = Some(lease);
+        self.observed = Some(addr);
+        self.schedule_keepalive(now);
+        self.push_event(Rec::Registered { addr, lease, again });
+        if self.cfg.subscribe {
+            self.request(now, Req::Subscribe);
+        }
+    }
+
+    /// The server says where `peer` is, and what it runs.
+    fn on_resolved(&mut self, now: Instant, peer: &IdBuf, addr: SocketAddr, kind: PeerKind) {
+        let Some(i) = self.find_peer(peer) else {
+            return;
+        };
+        self.learn_kind(i, kind);
+        self.peers[i].resolving = false;
+        self.peers[i].resolved = Some(now);
+        self.add_candidate(i, addr);
+        let moved = self.peers[i].path.is_some_and(|p| p != addr);
+        if moved && self.peers[i].kind != Kind::Seed {
+            // The peer may have moved: find out which address answers
+            // (the path itself moves only on an authenticated datagram).
+            self.start_handshake(now, i);
+        }
+        self.drive_peer(now, i);
     }
 
     /// What the server says peer `p` runs: a key (never sent plain text
@@ -287,24 +301,10 @@ impl Client {
         }
         match req {
             Req::Hello { ping } => {
-                // Everything waiting for the cookie fails with it.
                 if ping {
-                    self.push_event(Rec::Failed {
-                        what: What::Ping,
-                        id: None,
-                        reason: why,
-                    });
+                    self.command_failed(What::Ping, None, why);
                 }
-                let waiting: Vec<Pending, MAX_REQUESTS> = self
-                    .pending
-                    .iter()
-                    .filter(|p| p.next.is_none())
-                    .copied()
-                    .collect();
-                self.pending.retain(|p| p.next.is_some());
-                for p in waiting {
-                    self.request_failed(now, p.req, why);
-                }
+                self.fail_waiting(now, why);
             }
             Req::Register => {
                 if let RegState::Registering { again } = self.reg {
@@ -318,55 +318,62 @@ impl Client {
                 }
             }
             Req::Keep => {
-                if matches!(self.reg, RegState::Registered { .. }) {
-                    self.schedule_keepalive(now);
-                } else if let RegState::Registering { .. } = self.reg {
+                if matches!(
+                    self.reg,
+                    RegState::Registered { .. } | RegState::Registering { .. }
+                ) {
                     self.schedule_keepalive(now);
                 }
             }
-            Req::Subscribe => self.push_event(Rec::Failed {
-                what: What::Subscribe,
-                id: None,
-                reason: why,
-            }),
-            Req::Quit => self.push_event(Rec::Failed {
-                what: What::Quit,
-                id: None,
-                reason: why,
-            }),
-            Req::Resolve { peer, .. } => {
-                let reason = match why {
-                    Failure::Server(ErrorCode::NoSuchId) => Undelivered::NoSuchPeer,
-                    other => Undelivered::Server(other),
-                };
-                if let Some(p) = self.find_peer(&peer) {
-                    let peer = &mut self.peers[p];
-                    peer.resolving = false;
-                    if reason == Undelivered::NoSuchPeer {
-                        // It left: whatever path we had leads nowhere now.
-                        peer.path = None;
-                        peer.probe = None;
-                        peer.kind = Kind::Unknown;
-                        peer.cands.clear();
-                    } else if peer.path.is_some() || peer.probe.is_some() {
-                        // The server is unreachable, but a path exists or
-                        // is being tried: let it decide.
-                        return;
-                    }
-                }
-                self.fail_outgoing(&peer, reason);
-            }
-            Req::Lookup(id) => self.push_event(Rec::Failed {
-                what: What::Lookup,
-                id: Some(id),
-                reason: why,
-            }),
-            Req::List(_) => self.push_event(Rec::Failed {
-                what: What::List,
-                id: None,
-                reason: why,
-            }),
+            Req::Subscribe => self.command_failed(What::Subscribe, None, why),
+            Req::Quit => self.command_failed(What::Quit, None, why),
+            Req::Resolve { peer, .. } => self.resolve_failed(peer, why),
+            Req::Lookup(id) => self.command_failed(What::Lookup, Some(id), why),
+            Req::List(_) => self.command_failed(What::List, None, why),
             Req::Relay(peer) => self.relay_failed(now, peer),
         }
+    }
+
+    fn command_failed(&mut self, what: What, id: Option<IdBuf>, reason: Failure) {
+        self.push_event(Rec::Failed { what, id, reason });
+    }
+
+    /// The cookie could not be had: everything waiting for it fails with it.
+    fn fail_waiting(&mut self, now: Instant, why: Failure) {
+        let waiting: Vec<Pending, MAX_REQUESTS> = self
+            .pending
+            .iter()
+            .filter(|p| p.next.is_none())
+            .copied()
+            .collect();
+        self.pending.retain(|p| p.next.is_some());
+        for p in waiting {
+            self.request_failed(now, p.req, why);
+        }
+    }
+
+    /// Where `peer` is could not be found out: the messages to it fail,
+    /// unless a path to it exists or is being tried.
+    fn resolve_failed(&mut self, peer: IdBuf, why: Failure) {
+        let reason = match why {
+            Failure::Server(ErrorCode::NoSuchId) => Undelivered::NoSuchPeer,
+            other => Undelivered::Server(other),
+        };
+        if let Some(p) = self.find_peer(&peer) {
+            let peer = &mut self.peers[p];
+            peer.resolving = false;
+            if reason == Undelivered::NoSuchPeer {
+                // It left: whatever path we had leads nowhere now.
+                peer.path = None;
+                peer.probe = None;
+                peer.kind = Kind::Unknown;
+                peer.cands.clear();
+            } else if peer.path.is_some() || peer.probe.is_some() {
+                // The server is unreachable, but a path exists or
+                // is being tried: let it decide.
+                return;
+            }
+        }
+        self.fail_outgoing(&peer, reason);
     }
 }

@@ -3,16 +3,17 @@
 //! registration) is in hand, and retransmission with exponential backoff.
 
 use crate::time::{Instant, Millis};
+use crate::wire::relay::RelayRequest;
 use crate::wire::request::Header;
-use crate::wire::{IdBuf, Request, Token, TxId};
+use crate::wire::{Id, IdBuf, Reply, Request, Token, TxId};
 
 use super::Client;
 use super::event::{Failure, Rec};
-use super::registration::RegState;
 
-/// `HELLO` is padded to this length so the `COOKIE` reply (at most 99
-/// bytes with an IPv6 address) is never larger than the request.
+/// `HELLO` is padded to this length, a round size above the longest
+/// `COOKIE`, so the server's answer is never larger than the request.
 pub(super) const HELLO_LEN: usize = 128;
+const _: () = assert!(Reply::COOKIE_MAX <= HELLO_LEN);
 /// A cookie older than this is refreshed before use (servers keep one
 /// valid for at least one 120 s window).
 const COOKIE_FRESH: Millis = Millis(100_000);
@@ -129,16 +130,10 @@ impl Client {
             let ready = match p.req {
                 Req::Hello { .. } => true,
                 Req::Keep | Req::Subscribe | Req::Quit => {
-                    self.cookie.is_some()
-                        && (self.token.is_some()
-                            || !matches!(self.reg, RegState::Registering { .. }))
+                    self.cookie.is_some() && (self.token.is_some() || !self.is_registering())
                 }
-                Req::Resolve { .. } => {
-                    self.cookie.is_some() && !matches!(self.reg, RegState::Registering { .. })
-                }
-                Req::Relay(_) => {
-                    self.cookie.is_some() && matches!(self.reg, RegState::Registered { .. })
-                }
+                Req::Resolve { .. } => self.cookie.is_some() && !self.is_registering(),
+                Req::Relay(_) => self.cookie.is_some() && self.is_registered(),
                 _ => self.cookie.is_some(),
             };
             if ready {
@@ -157,9 +152,8 @@ impl Client {
 
     /// (Re)transmit pending request `i` and schedule its retransmission.
     fn transmit_request(&mut self, now: Instant, i: usize) {
-        let p = self.pending[i];
         let mut tbuf = [0u8; 10];
-        let Some(tx) = tx_text(p.tx, &mut tbuf) else {
+        let Some(tx) = tx_text(self.pending[i].tx, &mut tbuf) else {
             self.pending.swap_remove(i);
             return;
         };
@@ -167,75 +161,85 @@ impl Client {
             tx,
             cookie: self.cookie.map(|(c, _)| c),
         };
+        // Whether a resolve goes as `INTRO` is decided anew on every
+        // attempt, and remembered for what its answer means.
+        let registered = self.is_registered();
+        if let Req::Resolve { plain, intro, .. } = &mut self.pending[i].req {
+            *intro = !*plain && registered;
+        }
+        let req = self.pending[i].req;
         let me = self.cfg.id;
         let me = me.as_ref().and_then(IdBuf::as_id);
+        let server = self.cfg.server;
+        let sent = match &req {
+            Req::Relay(peer) => {
+                if let (Some(id), Some(peer)) = (me, peer.as_id()) {
+                    let token = self.token.unwrap_or(Token(0));
+                    let r = RelayRequest { h, id, token, peer };
+                    self.emit(server, |b| r.emit(b));
+                }
+                me.is_some()
+            }
+            req => match self.request_of(req, h, me) {
+                Some(r) => {
+                    self.emit(server, |b| r.emit(b));
+                    true
+                }
+                None => false,
+            },
+        };
+        if !sent {
+            self.pending.swap_remove(i);
+            return;
+        }
+        self.schedule_retransmit(now, i);
+    }
+
+    /// The request `req` stands for, under header `h`, from `me`; `None`
+    /// if it cannot be written (no id of our own, or a bad id in it).
+    fn request_of<'r>(
+        &self,
+        req: &'r Req,
+        h: Header<'r>,
+        me: Option<Id<'r>>,
+    ) -> Option<Request<'r>> {
         let token = self.token.unwrap_or(Token(0));
-        let mut req_buf = [IdBuf::EMPTY; 1];
-        let req = match p.req {
-            Req::Hello { .. } => Some(Request::Hello {
-                tx,
-                pad: (HELLO_LEN - "HELLO  ".len() - tx.as_bytes().len()) as u16,
-            }),
-            Req::Register => me.map(|id| Request::Register {
+        Some(match req {
+            Req::Hello { .. } => Request::padded_hello(h.tx, HELLO_LEN),
+            Req::Register => Request::Register {
                 h,
-                id,
+                id: me?,
                 lease: self.cfg.lease,
                 token: self.token,
                 key: self.cfg.register_key.then(|| self.identity.public()),
-            }),
-            Req::Keep => me.map(|id| Request::Keepalive { h, id, token }),
-            Req::Subscribe => me.map(|id| Request::Subscribe { h, id, token }),
-            Req::Quit => me.map(|id| Request::Quit { h, id, token }),
-            Req::Resolve { peer, plain, .. } => {
-                req_buf[0] = peer;
-                let target = req_buf[0].as_id();
-                let intro = !plain && matches!(self.reg, RegState::Registered { .. });
-                if let Req::Resolve {
-                    intro: ref mut flag,
-                    ..
-                } = self.pending[i].req
-                {
-                    *flag = intro;
-                }
-                match (intro, me, target) {
-                    (true, Some(id), Some(target)) => Some(Request::Introduce {
+            },
+            Req::Keep => Request::Keepalive { h, id: me?, token },
+            Req::Subscribe => Request::Subscribe { h, id: me?, token },
+            Req::Quit => Request::Quit { h, id: me?, token },
+            Req::Resolve { peer, intro, .. } => {
+                let target = peer.as_id()?;
+                match me {
+                    Some(id) if *intro => Request::Introduce {
                         h,
                         id,
                         token,
                         target,
                         local: self.cfg.local,
-                    }),
-                    (_, _, Some(target)) => Some(Request::Lookup { h, id: target }),
-                    _ => None,
+                    },
+                    _ => Request::Lookup { h, id: target },
                 }
             }
-            Req::Lookup(id) => {
-                req_buf[0] = id;
-                req_buf[0].as_id().map(|id| Request::Lookup { h, id })
-            }
-            Req::List(cursor) => Some(Request::List { h, cursor }),
-            Req::Relay(peer) => {
-                req_buf[0] = peer;
-                if let (Some(id), Some(peer)) = (me, req_buf[0].as_id()) {
-                    let r = crate::wire::relay::RelayRequest { h, id, token, peer };
-                    let server = self.cfg.server;
-                    self.emit(server, |b| r.emit(b));
-                }
-                None
-            }
-        };
-        match req {
-            Some(req) => {
-                let server = self.cfg.server;
-                self.emit(server, |b| req.emit(b));
-            }
-            None if matches!(p.req, Req::Relay(_)) && me.is_some() => {}
-            None => {
-                self.pending.swap_remove(i);
-                return;
-            }
-        }
-        let jitter = self.rng.jitter(p.rto);
+            Req::Lookup(id) => Request::Lookup { h, id: id.as_id()? },
+            Req::List(cursor) => Request::List { h, cursor: *cursor },
+            // Not a `Request`: written by the caller.
+            Req::Relay(_) => return None,
+        })
+    }
+
+    /// Count an attempt of pending request `i` and set when it goes again
+    /// (exponential backoff with jitter, at most 4 s).
+    fn schedule_retransmit(&mut self, now: Instant, i: usize) {
+        let jitter = self.rng.jitter(self.pending[i].rto);
         let p = &mut self.pending[i];
         if p.attempts == 0 {
             p.first = now;

@@ -35,6 +35,17 @@ pub(super) struct Link {
     pub(super) born: Instant,
 }
 
+impl Link {
+    fn new(session: Session, local: u32, remote: u32, born: Instant) -> Link {
+        Link {
+            session,
+            local,
+            remote,
+            born,
+        }
+    }
+}
+
 /// A handshake we started.
 pub(super) struct Initiating {
     pub(super) hs: Handshake,
@@ -269,22 +280,10 @@ impl Client {
         let mut state = None;
         if pattern == Pattern::IK {
             // The initiator proved its key: check it, and the hello's counter.
-            let Ok(hello) = Hello::parse(&payload[..n]) else {
-                return false;
+            let hello = match self.checked_hello(now, &hs, &payload[..n]) {
+                Ok(hello) => hello,
+                Err(done) => return done,
             };
-            let Some(key) = hs.remote_static() else {
-                return false;
-            };
-            if self.cfg.id.is_some_and(|me| me.eq_id(hello.id)) {
-                return false;
-            }
-            if self.hello_replayed(hello.id, hello.session, hello.counter) {
-                self.stats.replayed += 1;
-                return true;
-            }
-            if !self.key_ok(now, hello.id, key) {
-                return true;
-            }
             // The peer's key proved this initiation: the address it came
             // from is a candidate of ours too (a NAT may have given the
             // peer another port toward us than toward the server), so
@@ -364,6 +363,35 @@ impl Client {
         self.responding.push(r).is_ok()
     }
 
+    /// The hello a handshake's initiator sent (IK: in its initiation; XX:
+    /// in its confirmation), checked: not our own id, not a replay, and
+    /// under a key taken for that id. `Err` ends the datagram, with what
+    /// the caller returns: `true` if it authenticated but was refused.
+    fn checked_hello<'p>(
+        &mut self,
+        now: Instant,
+        hs: &Handshake,
+        payload: &'p [u8],
+    ) -> Result<Hello<'p>, bool> {
+        let Ok(hello) = Hello::parse(payload) else {
+            return Err(false);
+        };
+        let Some(key) = hs.remote_static() else {
+            return Err(false);
+        };
+        if self.cfg.id.is_some_and(|me| me.eq_id(hello.id)) {
+            return Err(false);
+        }
+        if self.hello_replayed(hello.id, hello.session, hello.counter) {
+            self.stats.replayed += 1;
+            return Err(true);
+        }
+        if !self.key_ok(now, hello.id, key) {
+            return Err(true);
+        }
+        Ok(hello)
+    }
+
     fn hello_replayed(&self, id: Id<'_>, session: u64, counter: u64) -> bool {
         let b = IdBuf::from_id(id);
         self.find_peer(&b)
@@ -411,39 +439,13 @@ impl Client {
             }
             return true;
         }
-        if ini.hs.pattern() == Pattern::XX {
-            let Some(me) = self.cfg.id else { return false };
-            let mut hello = [0u8; HELLO_MAX];
-            let Some(hl) = me.as_id().and_then(|me| {
-                Hello {
-                    id: me,
-                    session: self.session,
-                    counter: self.hs_counter,
-                }
-                .emit(&mut hello)
-                .ok()
-            }) else {
-                return false;
-            };
-            let mut out = [0u8; 256];
-            let Ok(n) = ini.hs.write(&hello[..hl], &mut out) else {
-                return false;
-            };
-            let c = Sealed::Confirm {
-                receiver: sender,
-                noise: &out[..n],
-            };
-            self.emit_via(src, |b| c.emit(b));
+        if ini.hs.pattern() == Pattern::XX && !self.send_confirm(&mut ini.hs, src, sender) {
+            return false;
         }
         let Ok(session) = ini.hs.into_session() else {
             return false;
         };
-        let link = Link {
-            session,
-            local: ini.local,
-            remote: sender,
-            born: now,
-        };
+        let link = Link::new(session, ini.local, sender, now);
         self.stats.handshakes_done += 1;
         if let Some(pr) = first_try {
             self.peers[p].srtt = Some(now.since(pr.started));
@@ -458,6 +460,33 @@ impl Client {
             };
             self.send_sealed(now, p, &msg);
         }
+        true
+    }
+
+    /// XX's third message: our hello, to the responder `receiver` at `src`.
+    fn send_confirm(&mut self, hs: &mut Handshake, src: Via, receiver: u32) -> bool {
+        let Some(me) = self.cfg.id else { return false };
+        let mut hello = [0u8; HELLO_MAX];
+        let Some(hl) = me.as_id().and_then(|me| {
+            Hello {
+                id: me,
+                session: self.session,
+                counter: self.hs_counter,
+            }
+            .emit(&mut hello)
+            .ok()
+        }) else {
+            return false;
+        };
+        let mut out = [0u8; 256];
+        let Ok(n) = hs.write(&hello[..hl], &mut out) else {
+            return false;
+        };
+        let c = Sealed::Confirm {
+            receiver,
+            noise: &out[..n],
+        };
+        self.emit_via(src, |b| c.emit(b));
         true
     }
 
@@ -476,38 +505,27 @@ impl Client {
         let Ok(n) = hs.read(noise, &mut payload) else {
             return false;
         };
-        let Ok(hello) = Hello::parse(&payload[..n]) else {
-            return false;
+        let hello = match self.checked_hello(now, &hs, &payload[..n]) {
+            Ok(hello) => hello,
+            Err(done) => return done,
         };
-        let Some(key) = hs.remote_static() else {
-            return false;
-        };
-        if self.cfg.id.is_some_and(|me| me.eq_id(hello.id)) {
-            return false;
-        }
-        if self.hello_replayed(hello.id, hello.session, hello.counter) {
-            self.stats.replayed += 1;
-            return true;
-        }
-        if !self.key_ok(now, hello.id, key) {
-            return true;
-        }
         let Ok(session) = hs.into_session() else {
             return false;
         };
         let Some(p) = self.peer_index(now, hello.id) else {
             return true;
         };
-        self.peers[p].last_hello = Some((hello.session, hello.counter));
-        self.stats.handshakes_done += 1;
-        let link = Link {
-            session,
-            local: resp.local,
-            remote: resp.remote,
-            born: now,
-        };
-        self.install(now, p, link, src, false);
+        let link = Link::new(session, resp.local, resp.remote, now);
+        self.responded(now, p, (hello.session, hello.counter), link, src);
         true
+    }
+
+    /// A handshake a peer started is done: `link` becomes peer `p`'s
+    /// session, `src` its path, and `hello` the last hello seen from it.
+    fn responded(&mut self, now: Instant, p: usize, hello: (u64, u64), link: Link, src: Via) {
+        self.peers[p].last_hello = Some(hello);
+        self.stats.handshakes_done += 1;
+        self.install(now, p, link, src, false);
     }
 
     fn on_transport(
@@ -548,31 +566,41 @@ impl Client {
                 let Ok(n) = session.open(counter, header, ciphertext, &mut plain) else {
                     return false;
                 };
-                // The initiator used the keys: the handshake was live.
-                let resp = self.responding.swap_remove(r);
-                let RespState::Ik { id, hello, session } = resp.state else {
-                    return false;
-                };
-                let Some(idr) = id.as_id() else { return false };
-                let Some(p) = self.peer_index(now, idr) else {
-                    return false;
-                };
-                if self.peers[p].held.is_some() {
-                    return true;
+                match self.ik_used(now, r, src) {
+                    Ok(p) => (p, n),
+                    Err(done) => return done,
                 }
-                self.peers[p].last_hello = Some(hello);
-                self.stats.handshakes_done += 1;
-                let link = Link {
-                    session,
-                    local: resp.local,
-                    remote: resp.remote,
-                    born: now,
-                };
-                self.install(now, p, link, src, false);
-                (p, n)
             }
             None => return false,
         };
+        self.on_opened(now, p, src, &plain[..n]);
+        true
+    }
+
+    /// The initiator of IK handshake `r` sent on its keys: the handshake
+    /// was live, and its session becomes the peer's. `Err` ends the
+    /// datagram with what the caller returns.
+    fn ik_used(&mut self, now: Instant, r: usize, src: Via) -> Result<usize, bool> {
+        let resp = self.responding.swap_remove(r);
+        let RespState::Ik { id, hello, session } = resp.state else {
+            return Err(false);
+        };
+        let Some(idr) = id.as_id() else {
+            return Err(false);
+        };
+        let Some(p) = self.peer_index(now, idr) else {
+            return Err(false);
+        };
+        if self.peers[p].held.is_some() {
+            return Err(true);
+        }
+        let link = Link::new(session, resp.local, resp.remote, now);
+        self.responded(now, p, hello, link, src);
+        Ok(p)
+    }
+
+    /// A transport datagram from peer `p` opened to `plain`.
+    fn on_opened(&mut self, now: Instant, p: usize, src: Via, plain: &[u8]) {
         // Authenticated: this is where the peer is now (WireGuard
         // roaming), and a candidate; a round trip proves it.
         if let Via::Relay(channel) = src {
@@ -588,14 +616,14 @@ impl Client {
         }
         self.peers[p].kind = Kind::Parley;
         self.peers[p].used = now;
-        let Ok(msg) = PeerMsg::parse(&plain[..n]) else {
-            return true;
+        let Ok(msg) = PeerMsg::parse(plain) else {
+            return;
         };
         match msg {
             // Answered the way it came, so the answer proves that way.
             PeerMsg::Probe { nonce, .. } => {
-                let Some(me) = self.cfg.id else { return true };
-                let Some(me) = me.as_id() else { return true };
+                let Some(me) = self.cfg.id else { return };
+                let Some(me) = me.as_id() else { return };
                 let reply = PeerMsg::Probed { from: me, nonce };
                 self.send_sealed_via(now, p, &reply, Some(src));
             }
@@ -607,7 +635,6 @@ impl Client {
             }
             msg => self.on_peer(now, p, msg),
         }
-        true
     }
 
     /// A handshake with peer `p` finished: its session becomes the one we

@@ -38,7 +38,7 @@ mod snapshot;
 mod stats;
 mod stun;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -29,8 +29,8 @@
 use core::fmt;
 use core::net::SocketAddr;
 
-use super::addr::Locals;
-use super::fields::{Cookie, Id, PeerKind, Token, TxId, parse_hex64};
+use super::addr::{Locals, MAX_ADDR_LEN};
+use super::fields::{Cookie, Id, MAX_TXID_LEN, PeerKind, Token, TxId, parse_hex64};
 use super::text::{Fields, Writer, check_run, verb_and_rest};
 use super::{EmitError, ParseError};
 use crate::MAX_DATAGRAM;
@@ -388,6 +388,30 @@ impl<'a> Reply<'a> {
         Ok(reply)
     }
 
+    /// The transaction id this reply answers; `None` for what the server
+    /// sends unasked (`PUNCH`, `EVENTS`, `RESYNC`) and for an `ERR` to a
+    /// request it could not read.
+    pub fn tx(&self) -> Option<TxId<'a>> {
+        match *self {
+            Reply::Cookie { tx, .. }
+            | Reply::Registered { tx, .. }
+            | Reply::Alive { tx, .. }
+            | Reply::At { tx, .. }
+            | Reply::Page { tx, .. }
+            | Reply::Subscribed { tx, .. }
+            | Reply::Unsubscribed { tx }
+            | Reply::Bye { tx, .. }
+            | Reply::Stats { tx, .. } => Some(tx),
+            Reply::Error { tx, .. } => tx,
+            Reply::Punch { .. } | Reply::Events { .. } | Reply::Resync { .. } => None,
+        }
+    }
+
+    /// The longest `COOKIE` there is (a 16-digit transaction id and the
+    /// longest address): a `HELLO` padded to this many bytes or more is
+    /// always answered.
+    pub const COOKIE_MAX: usize = "COOKIE".len() + 1 + MAX_TXID_LEN + 1 + 16 + 1 + MAX_ADDR_LEN;
+
     /// Bytes a `PAGE` answering `tx` has for its ids in one datagram,
     /// whatever its cursor: ids whose text (with the single spaces
     /// between them) is this long or shorter always fit.
@@ -652,6 +676,19 @@ mod tests {
         assert_eq!(events(&changes).emit(&mut buf), Ok(MAX_DATAGRAM));
         let longer = format!("{changes}a");
         assert_eq!(events(&longer).emit(&mut buf), Err(EmitError::TooLong));
+    }
+
+    #[test]
+    fn the_longest_cookie_is_cookie_max_and_names_its_tx() {
+        let longest_v6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let cookie = Reply::Cookie {
+            tx: tx("0123456789abcdef"),
+            cookie: Cookie(u64::MAX),
+            addr: SocketAddr::new(longest_v6, 65535),
+        };
+        assert!(emitted(&cookie).len() <= Reply::COOKIE_MAX);
+        assert_eq!(cookie.tx(), Some(tx("0123456789abcdef")));
+        assert_eq!(Reply::Resync { seq: 1 }.tx(), None);
     }
 
     fn tx(s: &str) -> TxId<'_> {

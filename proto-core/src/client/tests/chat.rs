@@ -3,19 +3,22 @@
 
 use super::*;
 
+/// Alice, who splits her text into fragments of `fragment` bytes, and
+/// bob, on a network with `faults`, given `ms` to register.
+fn on_faulty_net(net: &mut Net, faults: Faults, fragment: usize, ms: u64) -> [SocketAddr; 2] {
+    net.faults = faults;
+    let mut cfg = Net::config("alice");
+    cfg.fragment_text = fragment;
+    let a = net.add(ALICE, cfg);
+    let b = net.add(BOB, Net::config("bob"));
+    net.run(ms);
+    [a, b]
+}
+
 #[test]
 fn long_text_is_fragmented_and_reassembled_in_order() {
     let mut net = Net::new();
-    net.faults = Faults {
-        loss: 0,
-        dup: 30,
-        jitter: 200,
-    };
-    let mut cfg = Net::config("alice");
-    cfg.fragment_text = 10;
-    let a = net.add("10.0.0.2:5000", cfg);
-    let b = net.add("10.0.0.3:6000", Net::config("bob"));
-    net.run(2000);
+    let [a, b] = on_faulty_net(&mut net, Faults::new(0, 30, 200), 10, 2000);
     net.take(a);
     net.take(b);
     let text: String = (0..15).map(|i| format!("part{i:02}....")).collect();
@@ -103,17 +106,8 @@ fn bad_commands_are_refused_at_once() {
 fn messages_survive_loss_duplication_and_reordering_exactly_once() {
     for seed in [1u64, 2, 3, 4, 5] {
         let mut net = Net::new();
-        net.dice = Dice(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0xbf58_476d_1ce4_e5b9));
-        net.faults = Faults {
-            loss: 20,
-            dup: 10,
-            jitter: 80,
-        };
-        let mut cfg = Net::config("alice");
-        cfg.fragment_text = 40;
-        let a = net.add("10.0.0.2:5000", cfg);
-        let b = net.add("10.0.0.3:6000", Net::config("bob"));
-        net.run(20_000);
+        net.dice = seeded(seed, 0xbf58_476d_1ce4_e5b9);
+        let [a, b] = on_faulty_net(&mut net, Faults::new(20, 10, 80), 40, 20_000);
         assert!(
             net.client(a).is_registered() && net.client(b).is_registered(),
             "{:?} {:?}",
@@ -171,11 +165,7 @@ fn messages_survive_loss_duplication_and_reordering_exactly_once() {
 #[test]
 fn duplicates_are_acked_again_but_shown_once() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "hello").unwrap();
-    net.run(1000);
-    net.take(a);
-    net.take(b);
+    let (a, b) = talking(&mut net, "hello");
     // Bob's acknowledgements are lost for a while: alice sends again
     // (each time a new sealed datagram), and bob acknowledges each.
     net.mute.push(b);
@@ -193,11 +183,7 @@ fn duplicates_are_acked_again_but_shown_once() {
 #[test]
 fn a_replayed_or_tampered_datagram_is_refused() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "once").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(b), ["msg alice: once"]);
-    assert_eq!(net.take(a), ["delivered bob #1"]);
+    let (a, b) = talking(&mut net, "once");
     let chat = net.sent_raw(a, "CHAT ")[0].clone();
     let acks = net.sent(b, "ACK ").len();
     let before = net.client(b).stats();
@@ -222,19 +208,14 @@ fn a_replayed_or_tampered_datagram_is_refused() {
         before.replayed + before.unauthenticated + 6
     );
     // The path did not move to the replaying address.
-    net.send_message(b, id("alice"), "still you?").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(a), ["msg bob: still you?"]);
+    net.chat(b, a, "still you?", 1000);
     assert!(net.sent(b, "CHAT ").iter().all(|c| c.1 == a));
 }
 
 #[test]
 fn retransmissions_back_off_then_not_delivered() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "first").unwrap();
-    net.run(1000);
-    net.take(a);
+    let (a, b) = talking(&mut net, "first");
     // Bob vanishes without a word.
     net.cut.push(b);
     let m = net.send_message(a, id("bob"), "lost").unwrap();
@@ -297,11 +278,7 @@ fn reassembly_slots_are_bounded_and_recover() {
 #[test]
 fn a_message_is_not_acknowledged_while_it_could_not_be_shown() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "first").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(b), ["msg alice: first"]);
-    net.take(a);
+    let (a, b) = talking(&mut net, "first");
     // Bob's application stops reading its events, and the queue fills
     // with ones that must not be dropped.
     net.unread.push(b);

@@ -14,10 +14,11 @@ use std::vec::Vec;
 use core::net::SocketAddr;
 
 use super::*;
-use crate::limit::{QuotaCell, RateCell};
-use crate::registry::Slot;
-use crate::secure::Keypair;
-use crate::server::{Config as ServerConfig, Layout, Server, Storage, VecOutbox};
+use testkit::rng::XorShift;
+
+use crate::secure::{Keypair, PublicKey};
+use crate::server::testing::leaked_storage;
+use crate::server::{Config as ServerConfig, Server, VecOutbox};
 
 mod chat;
 mod fuzz;
@@ -27,6 +28,9 @@ mod secure;
 mod server;
 
 const SERVER: &str = "10.0.0.1:9999";
+/// Where the tests' alice and bob usually live.
+const ALICE: &str = "10.0.0.2:5000";
+const BOB: &str = "10.0.0.3:6000";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -36,19 +40,8 @@ fn id(s: &str) -> Id<'_> {
     Id::new(s).unwrap()
 }
 
-fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
-    Box::leak(vec![v; n].into_boxed_slice())
-}
-
 fn server(cfg: ServerConfig, entropy: u8) -> Server<'static> {
-    let l = Layout::for_capacity(64);
-    let storage = Storage {
-        slots: leak(Slot::EMPTY, l.slots),
-        index: leak(0u32, l.index),
-        rate: leak(RateCell::EMPTY, l.rate),
-        quota: leak(QuotaCell::EMPTY, l.quota),
-    };
-    Server::new(cfg, storage, [entropy; 32]).unwrap()
+    Server::new(cfg, leaked_storage(64), [entropy; 32]).unwrap()
 }
 
 /// An event as text, for assertions.
@@ -72,10 +65,8 @@ fn show(e: &Event<'_>) -> String {
             verified,
         } => {
             assert_eq!(*verified, !*seed, "only sealed chat is verified");
-            match from {
-                Some(f) => format!("msg {f}{}: {text}", if *seed { " (seed)" } else { "" }),
-                None => format!("msg ?{}: {text}", if *seed { " (seed)" } else { "" }),
-            }
+            let from = from.map_or("?".into(), |f| f.to_string());
+            format!("msg {from}{}: {text}", if *seed { " (seed)" } else { "" })
         }
         Event::KeyFirstSeen { id, .. } => format!("key first seen {id}"),
         Event::KeyChanged { id, .. } => format!("key changed {id}"),
@@ -86,18 +77,10 @@ fn show(e: &Event<'_>) -> String {
     }
 }
 
-/// A tiny seeded generator for the network's faults.
-struct Dice(u64);
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
+/// The generator for run `seed` of a test that repeats over seeds; `mix`
+/// keeps one test's runs apart from another's.
+fn seeded(seed: u64, mix: u64) -> XorShift {
+    XorShift::new(XorShift::SEED ^ seed.wrapping_mul(mix))
 }
 
 #[derive(Clone, Copy, Default)]
@@ -106,6 +89,13 @@ struct Faults {
     dup: u64,
     /// Extra delay up to this many ms (reorders datagrams).
     jitter: u64,
+}
+
+impl Faults {
+    /// `loss` and `dup` in percent, `jitter` in ms.
+    const fn new(loss: u64, dup: u64, jitter: u64) -> Faults {
+        Faults { loss, dup, jitter }
+    }
 }
 
 struct Net {
@@ -117,7 +107,7 @@ struct Net {
     wire: Vec<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>,
     order: u64,
     now: Instant,
-    dice: Dice,
+    dice: XorShift,
     faults: Faults,
     /// Every datagram put on the wire: (time, src, dst, text).
     log: Vec<(Instant, SocketAddr, SocketAddr, String)>,
@@ -201,7 +191,7 @@ impl Net {
             wire: Vec::new(),
             order: 0,
             now: Instant::from_secs(1000),
-            dice: Dice(0x2545_f491_4f6c_dd1d),
+            dice: XorShift::new(0x2545_f491_4f6c_dd1d),
             faults: Faults::default(),
             log: Vec::new(),
             raw: Vec::new(),
@@ -219,6 +209,41 @@ impl Net {
 
     fn config(name: &str) -> Config {
         Config::new(addr(SERVER), Some(id(name)))
+    }
+
+    /// A client that registers no key (the server reports it as `-`).
+    fn keyless(name: &str) -> Config {
+        let mut cfg = Net::config(name);
+        cfg.register_key = false;
+        cfg
+    }
+
+    /// Clients added at these addresses, with these configurations, each
+    /// registered within a second (and its events read).
+    fn registered<const N: usize>(&mut self, clients: [(&str, Config); N]) -> [SocketAddr; N] {
+        let at = clients.map(|(at, cfg)| self.add(at, cfg));
+        self.run(1000);
+        for a in at {
+            let me = self.name(a);
+            assert_eq!(self.take(a), [format!("registered {me} again=false")]);
+        }
+        at
+    }
+
+    /// A client put in place of the one at `at`: a new process with the
+    /// same key, `cfg`, the entropy `entropy`, and the pin `pin` loaded
+    /// (from its known-peers file).
+    fn restart(&mut self, at: SocketAddr, cfg: Config, entropy: u8, pin: (&str, PublicKey)) {
+        let now = self.now;
+        let secret = *self.client(at).identity.secret();
+        let mut c = Box::new(Client::new(
+            cfg,
+            now,
+            [entropy; 32],
+            Keypair::from_secret(secret),
+        ));
+        c.pin(id(pin.0), pin.1).unwrap();
+        self.clients.insert(at, c);
     }
 
     fn add(&mut self, at: &str, cfg: Config) -> SocketAddr {
@@ -260,6 +285,23 @@ impl Net {
         self.client(at).lookup(now, who)
     }
 
+    /// The id of the client at `at`.
+    fn name(&mut self, at: SocketAddr) -> String {
+        self.client(at).id().unwrap().to_string()
+    }
+
+    /// `from` sends `text` to the client at `to`; `ms` later it was
+    /// delivered, and shown at `to` once (and nothing else happened at
+    /// either). The message's number.
+    fn chat(&mut self, from: SocketAddr, to: SocketAddr, text: &str, ms: u64) -> u32 {
+        let (f, t) = (self.name(from), self.name(to));
+        let m = self.send_message(from, id(&t), text).unwrap();
+        self.run(ms);
+        assert_eq!(self.take(from), [format!("delivered {t} #{m}")]);
+        assert_eq!(self.take(to), [format!("msg {f}: {text}")]);
+        m
+    }
+
     /// Put a datagram on the wire, with the network's faults.
     fn put(&mut self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
         self.log.push((self.now, src, dst, label(bytes)));
@@ -289,13 +331,13 @@ impl Net {
             dst = inside;
         }
         let f = self.faults;
-        if self.dice.chance(f.loss) {
+        if self.dice.percent(f.loss) {
             return;
         }
-        let copies = if self.dice.chance(f.dup) { 2 } else { 1 };
+        let copies = if self.dice.percent(f.dup) { 2 } else { 1 };
         for _ in 0..copies {
             let delay = 1 + if f.jitter > 0 {
-                self.dice.next() % f.jitter
+                self.dice.below(f.jitter)
             } else {
                 0
             };
@@ -405,6 +447,24 @@ impl Net {
         core::mem::take(self.events.get_mut(&at).unwrap())
     }
 
+    /// The messages shown at `at` (its other events dropped).
+    fn take_messages(&mut self, at: SocketAddr) -> Vec<String> {
+        let mut events = self.take(at);
+        events.retain(|e| e.starts_with("msg"));
+        events
+    }
+
+    /// Every datagram so far, to read why a test failed.
+    fn dump_log(&self) {
+        for (t, s, d, x) in &self.log {
+            std::eprintln!(
+                "{} {s} -> {d}: {}",
+                t.0,
+                x.chars().take(60).collect::<String>()
+            );
+        }
+    }
+
     /// The bytes of the datagrams sent by `src` whose text starts with `prefix`.
     fn sent_raw(&self, src: SocketAddr, prefix: &str) -> Vec<Vec<u8>> {
         self.log
@@ -425,11 +485,16 @@ impl Net {
     }
 }
 
+/// Alice and bob, registered.
 fn two(net: &mut Net) -> (SocketAddr, SocketAddr) {
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    let b = net.add("10.0.0.3:6000", Net::config("bob"));
-    net.run(1000);
-    assert_eq!(net.take(a), ["registered alice again=false"]);
-    assert_eq!(net.take(b), ["registered bob again=false"]);
+    let [a, b] = net.registered([(ALICE, Net::config("alice")), (BOB, Net::config("bob"))]);
+    (a, b)
+}
+
+/// Alice and bob, registered, with a session between them: alice's
+/// `text` was delivered and shown.
+fn talking(net: &mut Net, text: &str) -> (SocketAddr, SocketAddr) {
+    let (a, b) = two(net);
+    net.chat(a, b, text, 1000);
     (a, b)
 }

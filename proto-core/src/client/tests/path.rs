@@ -3,14 +3,28 @@
 
 use super::*;
 
+/// A seed client registered as carol (with the seed's verb), and where.
+fn seed_carol(net: &mut Net) -> SocketAddr {
+    let carol = addr("10.0.0.9:10520");
+    net.put(carol, addr(SERVER), b"ID carol");
+    net.run(500);
+    carol
+}
+
+/// The datagrams from `src` that reached `dst`, a host with no client.
+fn received(net: &Net, src: SocketAddr, dst: SocketAddr) -> Vec<&String> {
+    net.inbox
+        .iter()
+        .filter(|(s, d, _)| *s == src && *d == dst)
+        .map(|(_, _, t)| t)
+        .collect()
+}
+
 #[test]
 fn chat_goes_through_intro_punch_and_probes_then_is_acked() {
     let mut net = Net::new();
     let (a, b) = two(&mut net);
-    let m = net.send_message(a, id("bob"), "hi bob").unwrap();
-    net.run(2000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: hi bob"]);
+    net.chat(a, b, "hi bob", 2000);
     assert_eq!(net.sent(a, "INTRO ").len(), 1);
     assert_eq!(net.sent(addr(SERVER), "PUNCH alice ").len(), 1);
     // The Noise initiation is the probe, from both sides (bob's opens his
@@ -32,10 +46,7 @@ fn chat_goes_through_intro_punch_and_probes_then_is_acked() {
     assert_eq!(chats[0].1, b);
     assert!(chats[0].2.ends_with(" 1/1 hi bob"), "{}", chats[0].2);
     // The reply needs no new introduction: both know the path.
-    net.send_message(b, id("alice"), "hi alice").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(a), ["msg bob: hi alice"]);
-    assert_eq!(net.take(b), ["delivered alice #1"]);
+    assert_eq!(net.chat(b, a, "hi alice", 1000), 1);
     assert!(net.sent(b, "INTRO").is_empty() && net.sent(b, "LOOKUP").is_empty());
 }
 
@@ -44,18 +55,11 @@ fn a_seed_peer_gets_message_text() {
     let mut net = Net::new();
     let (a, _) = two(&mut net);
     // A seed client registers with the seed's verb; the server says so.
-    let carol = addr("10.0.0.9:10520");
-    net.put(carol, addr(SERVER), b"ID carol");
-    net.run(500);
+    let carol = seed_carol(&mut net);
     let m = net.send_message(a, id("carol"), "hi carol").unwrap();
     net.run(10_000);
     assert_eq!(net.take(a), [format!("unconfirmed carol #{m}")]);
-    let to_carol: Vec<&String> = net
-        .inbox
-        .iter()
-        .filter(|(s, d, _)| *s == a && *d == carol)
-        .map(|(_, _, t)| t)
-        .collect();
+    let to_carol = received(&net, a, carol);
     assert!(
         to_carol.iter().all(|t| !t.starts_with("[init")),
         "no handshake with a client the server reports as a seed client"
@@ -95,20 +99,13 @@ fn a_seed_peer_gets_message_text() {
 fn mark_seed_sends_message_at_once_split_at_1024_bytes() {
     let mut net = Net::new();
     let (a, _) = two(&mut net);
-    let carol = addr("10.0.0.9:10520");
-    net.put(carol, addr(SERVER), b"ID carol");
-    net.run(500);
+    let carol = seed_carol(&mut net);
     let now = net.now;
     net.client(a).mark_seed(now, id("carol"));
     let text = "s".repeat(1500);
     net.client(a).send_message(now, id("carol"), &text).unwrap();
     net.run(1000);
-    let got: Vec<&String> = net
-        .inbox
-        .iter()
-        .filter(|(s, d, _)| *s == a && *d == carol)
-        .map(|x| &x.2)
-        .collect();
+    let got = received(&net, a, carol);
     assert_eq!(got.len(), 2, "{}", got.len());
     assert!(
         got.iter()
@@ -125,10 +122,7 @@ fn the_first_address_that_answers_becomes_the_path() {
     let dead = addr("10.0.0.77:1");
     net.put(addr(SERVER), a, b"PUNCH bob 10.0.0.77:1 -");
     net.run(50);
-    let m = net.send_message(a, id("bob"), "which way?").unwrap();
-    net.run(3000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: which way?"]);
+    net.chat(a, b, "which way?", 3000);
     assert!(
         net.sent(a, "[init").iter().any(|p| p.1 == dead),
         "the stale one was tried"
@@ -143,10 +137,7 @@ fn the_first_address_that_answers_becomes_the_path() {
 #[test]
 fn a_peer_that_left_is_reported_quickly() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "hi").unwrap();
-    net.run(1000);
-    net.take(a);
+    let (a, b) = talking(&mut net, "hi");
     // Bob signs off; alice still has his address.
     net.quit(b).unwrap();
     net.run(500);
@@ -166,58 +157,28 @@ fn a_peer_that_left_is_reported_quickly() {
     assert!(last_chat.since(t0) < 5000, "{}", last_chat.since(t0));
 }
 
+/// Whether bob registered his key or not: the server says he runs
+/// Parley (his key, or kind "-"), so there is no seed guess and no plain
+/// text, however long he is silent.
 #[test]
-fn a_peer_with_a_key_out_of_reach_is_never_sent_plain_text() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.cut.push(b);
-    let m = net.send_message(a, id("bob"), "are you there?").unwrap();
-    // Probes, then the relay the peer never joins: about 12 s.
-    net.run(15_000);
-    assert_eq!(
-        net.take(a),
-        [format!(
-            "not delivered bob #{m}: the peer never acknowledged it"
-        )]
-    );
-    assert!(net.sent(a, "Message").is_empty(), "no downgrade");
-    net.cut.clear();
-    net.run(60_000);
-    net.take(b);
-    let m = net.send_message(a, id("bob"), "now?").unwrap();
-    net.run(10_000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: now?"]);
-}
-
-#[test]
-fn a_keyless_parley_peer_out_of_reach_is_never_sent_plain_text() {
-    let mut net = Net::new();
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    let mut cfg = Net::config("bob");
-    cfg.register_key = false;
-    let b = net.add("10.0.0.3:6000", cfg);
-    net.run(1000);
-    net.take(a);
-    net.take(b);
-    net.cut.push(b);
-    let m = net.send_message(a, id("bob"), "are you there?").unwrap();
-    // Probes, then the relay the peer never joins: about 12 s.
-    net.run(15_000);
-    // The server says bob runs Parley (kind "-"): no seed guess, no
-    // plain text, however long he is silent.
-    assert_eq!(
-        net.take(a),
-        [format!(
-            "not delivered bob #{m}: the peer never acknowledged it"
-        )]
-    );
-    assert!(net.sent(a, "Message").is_empty(), "no downgrade");
-    net.cut.clear();
-    net.run(60_000);
-    net.take(b);
-    let m = net.send_message(a, id("bob"), "now?").unwrap();
-    net.run(10_000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: now?"]);
+fn a_parley_peer_out_of_reach_is_never_sent_plain_text() {
+    for bob in [Net::config("bob"), Net::keyless("bob")] {
+        let mut net = Net::new();
+        let [a, b] = net.registered([(ALICE, Net::config("alice")), (BOB, bob)]);
+        net.cut.push(b);
+        let m = net.send_message(a, id("bob"), "are you there?").unwrap();
+        // Probes, then the relay the peer never joins: about 12 s.
+        net.run(15_000);
+        assert_eq!(
+            net.take(a),
+            [format!(
+                "not delivered bob #{m}: the peer never acknowledged it"
+            )]
+        );
+        assert!(net.sent(a, "Message").is_empty(), "no downgrade");
+        net.cut.clear();
+        net.run(60_000);
+        net.take(b);
+        net.chat(a, b, "now?", 10_000);
+    }
 }

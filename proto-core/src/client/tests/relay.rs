@@ -21,16 +21,35 @@ fn frames(net: &Net, src: SocketAddr) -> usize {
         .count()
 }
 
+/// Alice's message `m` to bob was delivered; if not, the whole log is
+/// shown, and what `context` says.
+fn delivered_or_show_log(net: &mut Net, a: SocketAddr, b: SocketAddr, m: u32, context: &str) {
+    let ev = net.take(a);
+    if ev != [format!("delivered bob #{m}")] {
+        net.dump_log();
+        panic!("{context}{ev:?} {:?}", net.take(b));
+    }
+}
+
+/// Alice, and bob behind a NAT (at `ib` inside, the port the server
+/// sees outside), both registered.
+fn bob_behind_a_nat(net: &mut Net) -> (SocketAddr, SocketAddr, SocketAddr) {
+    let ib = addr("192.168.1.3:6000");
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let [a, b] = net.registered([
+        (ALICE, Net::config("alice")),
+        ("192.168.1.3:6000", Net::config("bob")),
+    ]);
+    (a, b, ib)
+}
+
 #[test]
 fn peers_no_direct_path_joins_talk_through_the_relay_exactly_once() {
     let mut net = Net::new();
     let (a, b) = two(&mut net);
     net.blocked.push((a, b));
     let t0 = net.now;
-    let m = net.send_message(a, id("bob"), "through the relay").unwrap();
-    net.run(8_000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: through the relay"]);
+    net.chat(a, b, "through the relay", 8_000);
     // Both asked (the server pairs only then), after the direct tries.
     let asked_a = net.sent(a, "RELAY ");
     let asked_b = net.sent(b, "RELAY ");
@@ -55,10 +74,7 @@ fn peers_no_direct_path_joins_talk_through_the_relay_exactly_once() {
     // Never downgraded to the seed's plain text.
     assert!(net.sent(a, "Message").is_empty());
     // Later messages use the relay at once, both ways.
-    let m2 = net.send_message(b, id("alice"), "back").unwrap();
-    net.run(2_000);
-    assert_eq!(net.take(b), [format!("delivered alice #{m2}")]);
-    assert_eq!(net.take(a), ["msg bob: back"]);
+    net.chat(b, a, "back", 2_000);
 }
 
 #[test]
@@ -66,10 +82,7 @@ fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
     let mut net = Net::new();
     let (a, b) = two(&mut net);
     net.blocked.push((a, b));
-    net.send_message(a, id("bob"), "one").unwrap();
-    net.run(8_000);
-    net.take(a);
-    net.take(b);
+    net.chat(a, b, "one", 8_000);
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
     // The NATs open up: the direct probes find the way.
     net.blocked.clear();
@@ -77,10 +90,7 @@ fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
     assert_eq!(route(&mut net, b, "alice").as_deref(), Some("direct"));
     let before = frames(&net, a);
-    let m = net.send_message(a, id("bob"), "two").unwrap();
-    net.run(2_000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: two"]);
+    net.chat(a, b, "two", 2_000);
     assert_eq!(frames(&net, a), before, "direct now: nothing relayed");
 }
 
@@ -88,10 +98,7 @@ fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
 fn a_direct_path_needs_no_relay() {
     let mut net = Net::new();
     let (a, b) = two(&mut net);
-    let m = net.send_message(a, id("bob"), "hi").unwrap();
-    net.run(10_000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: hi"]);
+    net.chat(a, b, "hi", 10_000);
     assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
 }
@@ -101,11 +108,7 @@ fn the_relay_switch_loses_and_repeats_nothing_under_loss() {
     let mut net = Net::new();
     let (a, b) = two(&mut net);
     net.blocked.push((a, b));
-    net.faults = Faults {
-        loss: 20,
-        dup: 10,
-        jitter: 30,
-    };
+    net.faults = Faults::new(20, 10, 30);
     let mut sent = Vec::new();
     for i in 0..5 {
         sent.push(net.send_message(a, id("bob"), &format!("m{i}")).unwrap());
@@ -160,24 +163,25 @@ fn behind_one_router(net: &mut Net, announce: bool) -> (SocketAddr, SocketAddr) 
         ca.local = crate::wire::Locals::new(&[ia]);
         cb.local = crate::wire::Locals::new(&[ib]);
     }
-    let a = net.add("192.168.1.2:5000", ca);
-    let b = net.add("192.168.1.3:6000", cb);
-    net.run(1000);
-    assert_eq!(net.take(a), ["registered alice again=false"]);
-    assert_eq!(net.take(b), ["registered bob again=false"]);
+    let [a, b] = net.registered([("192.168.1.2:5000", ca), ("192.168.1.3:6000", cb)]);
     (a, b)
+}
+
+/// Alice and bob behind one router, with their local addresses announced
+/// or not: alice's message is delivered within `ms`, by the route
+/// `via` (the same both ways).
+fn next_door(announce: bool, ms: u64, via: &str) -> (Net, SocketAddr, SocketAddr) {
+    let mut net = Net::new();
+    let (a, b) = behind_one_router(&mut net, announce);
+    net.chat(a, b, "next door", ms);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some(via));
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some(via));
+    (net, a, b)
 }
 
 #[test]
 fn hosts_behind_one_router_talk_over_their_lan() {
-    let mut net = Net::new();
-    let (a, b) = behind_one_router(&mut net, true);
-    let m = net.send_message(a, id("bob"), "next door").unwrap();
-    net.run(3_000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: next door"]);
-    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("lan"));
-    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("lan"));
+    let (net, a, b) = next_door(true, 3_000, "lan");
     assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
     // The server passed the addresses on and sent nothing to them.
     let punches = net.sent(addr(SERVER), "PUNCH ");
@@ -201,13 +205,7 @@ fn hosts_behind_one_router_talk_over_their_lan() {
 
 #[test]
 fn without_local_addresses_the_same_hosts_are_relayed() {
-    let mut net = Net::new();
-    let (a, b) = behind_one_router(&mut net, false);
-    let m = net.send_message(a, id("bob"), "next door").unwrap();
-    net.run(8_000);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
-    assert_eq!(net.take(b), ["msg alice: next door"]);
-    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    next_door(false, 8_000, "relayed");
 }
 
 /// 10% loss on every link: about 20% each way between the peers
@@ -216,57 +214,27 @@ fn without_local_addresses_the_same_hosts_are_relayed() {
 fn a_lossy_network_still_delivers_every_time() {
     for seed in 1..40u64 {
         let mut net = Net::new();
-        net.dice = Dice(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x1234_5678_9abc));
+        net.dice = seeded(seed, 0x1234_5678_9abc);
         let (a, b) = two(&mut net);
         net.blocked.push((a, b));
-        net.faults = Faults {
-            loss: 10,
-            dup: 0,
-            jitter: 20,
-        };
+        net.faults = Faults::new(10, 0, 20);
         let m = net.send_message(a, id("bob"), "lossy").unwrap();
         net.run(15_000);
-        let ev = net.take(a);
-        if ev != [format!("delivered bob #{m}")] {
-            for (t, s, d, x) in &net.log {
-                std::eprintln!(
-                    "{} {s} -> {d}: {}",
-                    t.0,
-                    x.chars().take(60).collect::<String>()
-                );
-            }
-            panic!("seed {seed}: {ev:?} {:?}", net.take(b));
-        }
+        delivered_or_show_log(&mut net, a, b, m, &format!("seed {seed}: "));
     }
 }
 
 #[test]
 fn a_lost_punch_is_made_up_for() {
     let mut net = Net::new();
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    let ib = addr("192.168.1.3:6000");
-    net.nat.push((ib, addr("203.0.113.1:40001")));
-    let b = net.add("192.168.1.3:6000", Net::config("bob"));
-    net.run(1000);
-    net.take(a);
-    net.take(b);
+    let (a, b, _) = bob_behind_a_nat(&mut net);
     // The first introduction never reaches bob.
     net.blocked.push((addr(SERVER), addr("203.0.113.1:40001")));
     let m = net.send_message(a, id("bob"), "again").unwrap();
     net.run(1_000);
     net.blocked.clear();
     net.run(14_000);
-    let ev = net.take(a);
-    if ev != [format!("delivered bob #{m}")] {
-        for (t, s, d, x) in &net.log {
-            std::eprintln!(
-                "{} {s} -> {d}: {}",
-                t.0,
-                x.chars().take(60).collect::<String>()
-            );
-        }
-        panic!("{ev:?} {:?}", net.take(b));
-    }
+    delivered_or_show_log(&mut net, a, b, m, "");
 }
 
 /// A NAT may give bob another port toward alice than toward the server;
@@ -275,13 +243,7 @@ fn a_lost_punch_is_made_up_for() {
 #[test]
 fn a_port_first_seen_in_a_peers_handshake_is_probed() {
     let mut net = Net::new();
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    let ib = addr("192.168.1.3:6000");
-    net.nat.push((ib, addr("203.0.113.1:40001")));
-    let b = net.add("192.168.1.3:6000", Net::config("bob"));
-    net.run(1000);
-    net.take(a);
-    net.take(b);
+    let (a, b, ib) = bob_behind_a_nat(&mut net);
     net.send_message(a, id("bob"), "hi").unwrap();
     // Until alice answered bob's initiation; then what bob sends her is
     // lost for a while (his first transport datagram among it).

@@ -7,6 +7,9 @@ use crate::secure::{Keypair, PublicKey, safety_number};
 use crate::wire::peer::{Chat, PeerMsg, Text};
 use crate::wire::sealed;
 
+/// Where the impostor registers as bob.
+const MALLORY: &str = "10.0.0.66:6000";
+
 fn key_of(net: &mut Net, at: SocketAddr) -> PublicKey {
     net.client(at).public_key()
 }
@@ -16,11 +19,7 @@ fn key_of(net: &mut Net, at: SocketAddr) -> PublicKey {
 #[test]
 fn forged_plain_chat_and_probe_from_a_third_host_change_nothing() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "hi bob").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(b), ["msg alice: hi bob"]);
-    net.take(a);
+    let (a, b) = talking(&mut net, "hi bob");
     let mallory = addr("10.0.0.66:4000");
     let before = net.client(b).stats();
     net.put(
@@ -43,10 +42,7 @@ fn forged_plain_chat_and_probe_from_a_third_host_change_nothing() {
         "no answer to the third host"
     );
     // Bob's next message goes to alice, and only to her.
-    net.send_message(b, id("alice"), "the password is hunter2")
-        .unwrap();
-    net.run(3000);
-    assert_eq!(net.take(a), ["msg bob: the password is hunter2"]);
+    net.chat(b, a, "the password is hunter2", 3000);
     assert!(net.inbox.iter().all(|(_, d, _)| *d != mallory));
     let raw_to_mallory = net
         .log
@@ -60,11 +56,8 @@ fn forged_plain_chat_and_probe_from_a_third_host_change_nothing() {
 #[test]
 fn first_contact_uses_the_reported_key_and_pins_it() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (a, b) = talking(&mut net, "hi");
     let (ka, kb) = (key_of(&mut net, a), key_of(&mut net, b));
-    net.send_message(a, id("bob"), "hi").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(b), ["msg alice: hi"]);
     let inits = net.sent_raw(a, "[init");
     assert!(
         inits.iter().all(|i| i.starts_with(b"NOISE IK ")),
@@ -89,19 +82,9 @@ fn first_contact_uses_the_reported_key_and_pins_it() {
 #[test]
 fn without_a_known_key_xx_then_ik_with_the_pinned_key() {
     let mut net = Net::new();
-    let mut cfg = Net::config("alice");
-    cfg.register_key = false;
-    let a = net.add("10.0.0.2:5000", cfg.clone());
-    let mut cfg_b = Net::config("bob");
-    cfg_b.register_key = false;
-    let b = net.add("10.0.0.3:6000", cfg_b);
-    net.run(1000);
-    net.take(a);
-    net.take(b);
+    let [a, b] = net.registered([(ALICE, Net::keyless("alice")), (BOB, Net::keyless("bob"))]);
     let kb = key_of(&mut net, b);
-    net.send_message(a, id("bob"), "hi").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(b), ["msg alice: hi"]);
+    net.chat(a, b, "hi", 1000);
     let inits = net.sent_raw(a, "[init");
     assert!(
         inits.iter().all(|i| i.starts_with(b"NOISE XX ")),
@@ -112,22 +95,11 @@ fn without_a_known_key_xx_then_ik_with_the_pinned_key() {
     assert_eq!(net.first_seen[&b], ["key first seen alice"]);
 
     // A new alice process (same key, pins loaded from her file) uses IK.
-    let now = net.now;
-    let secret = *net.client(a).identity.secret();
-    let mut c = Box::new(Client::new(
-        cfg,
-        now,
-        [77; 32],
-        Keypair::from_secret(secret),
-    ));
-    c.pin(id("bob"), kb).unwrap();
-    net.clients.insert(a, c);
+    net.restart(a, Net::keyless("alice"), 77, ("bob", kb));
     net.run(1000);
     net.take(a);
     let n0 = net.sent_raw(a, "[init").len();
-    net.send_message(a, id("bob"), "me again").unwrap();
-    net.run(2000);
-    assert_eq!(net.take(b), ["msg alice: me again"]);
+    net.chat(a, b, "me again", 2000);
     let inits = net.sent_raw(a, "[init");
     assert!(inits.len() > n0);
     assert!(
@@ -143,12 +115,8 @@ fn without_a_known_key_xx_then_ik_with_the_pinned_key() {
 #[test]
 fn a_rogue_server_reporting_another_key_gets_nothing_sent() {
     let mut net = Net::new();
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
     // Mallory registers as "bob" with her own key; the server reports it.
-    let m = net.add("10.0.0.66:6000", Net::config("bob"));
-    net.run(1000);
-    net.take(a);
-    net.take(m);
+    let [a, m] = net.registered([(ALICE, Net::config("alice")), (MALLORY, Net::config("bob"))]);
     let real_bob = Keypair::from_secret([200; 32]).public();
     net.client(a).pin(id("bob"), real_bob).unwrap();
     let n = net.log.len();
@@ -177,13 +145,10 @@ fn a_rogue_server_reporting_another_key_gets_nothing_sent() {
 #[test]
 fn an_impostor_for_a_pinned_peer_gets_nothing_and_the_change_is_reported() {
     let mut net = Net::new();
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    let mut cfg = Net::config("bob");
-    cfg.register_key = false;
-    let m = net.add("10.0.0.66:6000", cfg);
-    net.run(1000);
-    net.take(a);
-    net.take(m);
+    let [a, m] = net.registered([
+        (ALICE, Net::config("alice")),
+        (MALLORY, Net::keyless("bob")),
+    ]);
     let real_bob = Keypair::from_secret([200; 32]).public();
     net.client(a).pin(id("bob"), real_bob).unwrap();
     let msg = net
@@ -240,12 +205,7 @@ fn a_replayed_initiation_is_refused_or_harmless() {
     // Every message after the first wants a new handshake: the second one
     // is IK, with the keys pinned by the first (XX: bob registered no key).
     cfg.rekey_after_messages = 1;
-    let a = net.add("10.0.0.2:5000", cfg);
-    let mut cfg = Net::config("bob");
-    cfg.register_key = false;
-    let b = net.add("10.0.0.3:6000", cfg);
-    net.run(1000);
-    net.take(b);
+    let [a, b] = net.registered([(ALICE, cfg), (BOB, Net::keyless("bob"))]);
     for text in ["one", "two", "three"] {
         net.send_message(a, id("bob"), text).unwrap();
         net.run(1000);
@@ -301,15 +261,11 @@ fn a_replayed_initiation_is_refused_or_harmless() {
 #[test]
 fn sessions_are_replaced_after_the_bound_and_chat_goes_on() {
     let mut net = Net::new();
-    let mut cfg = Net::config("alice");
-    cfg.rekey_after_messages = 5;
-    let a = net.add("10.0.0.2:5000", cfg);
-    let mut cfg = Net::config("bob");
-    cfg.rekey_after = Millis(20_000);
-    let b = net.add("10.0.0.3:6000", cfg);
-    net.run(1000);
-    net.take(a);
-    net.take(b);
+    let mut ca = Net::config("alice");
+    ca.rekey_after_messages = 5;
+    let mut cb = Net::config("bob");
+    cb.rekey_after = Millis(20_000);
+    let [a, b] = net.registered([(ALICE, ca), (BOB, cb)]);
     for i in 0..12 {
         net.send_message(a, id("bob"), &format!("m{i}")).unwrap();
         net.run(300);
@@ -324,10 +280,7 @@ fn sessions_are_replaced_after_the_bound_and_chat_goes_on() {
     let before = net.client(b).stats().handshakes_started;
     net.send_message(b, id("alice"), "later").unwrap();
     net.run(3000);
-    assert_eq!(
-        net.take(a).iter().filter(|e| e.starts_with("msg")).count(),
-        1
-    );
+    assert_eq!(net.take_messages(a).len(), 1);
     assert!(
         net.client(b).stats().handshakes_started > before,
         "rekeyed by time"
@@ -337,15 +290,12 @@ fn sessions_are_replaced_after_the_bound_and_chat_goes_on() {
 #[test]
 fn one_peer_cannot_take_every_reassembly_slot() {
     let mut net = Net::new();
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    let b = net.add("10.0.0.3:6000", Net::config("bob"));
-    let m = net.add("10.0.0.4:7000", Net::config("mallory"));
-    net.run(1000);
-    net.send_message(m, id("bob"), "hello").unwrap();
-    net.run(1000);
-    for c in [a, b, m] {
-        net.take(c);
-    }
+    let [a, b, m] = net.registered([
+        (ALICE, Net::config("alice")),
+        (BOB, Net::config("bob")),
+        ("10.0.0.4:7000", Net::config("mallory")),
+    ]);
+    net.chat(m, b, "hello", 1000);
     // Mallory, authenticated, starts many messages and never ends them.
     let p = net.client(m).find_peer(&IdBuf::from_id(id("bob"))).unwrap();
     let now = net.now;
@@ -369,10 +319,7 @@ fn one_peer_cannot_take_every_reassembly_slot() {
 #[test]
 fn unauthenticated_sources_hold_no_peer_entries() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "hi").unwrap();
-    net.run(1000);
-    net.take(b);
+    let (a, b) = talking(&mut net, "hi");
     let peers = net.client(b).peers.len();
     let init = net.sent_raw(a, "[init")[0].clone();
     for i in 0..200u32 {
@@ -396,9 +343,7 @@ fn unauthenticated_sources_hold_no_peer_entries() {
     let ev = net.take(b);
     assert!(ev.is_empty(), "{ev:?}");
     // Alice and bob still talk.
-    net.send_message(a, id("bob"), "still here").unwrap();
-    net.run(2000);
-    assert_eq!(net.take(b), ["msg alice: still here"]);
+    net.chat(a, b, "still here", 2000);
     // No answer to a forged source was larger than what it sent.
     for ((_, s, d, _), r) in net.log.iter().zip(&net.raw) {
         if *s == b && d.ip().to_string().starts_with("10.9.") {
@@ -420,11 +365,7 @@ fn the_client_fits_in_fixed_memory() {
 #[test]
 fn a_message_after_the_session_expired_ends_in_an_event_when_the_peer_is_gone() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "hi").unwrap();
-    net.run(1000);
-    net.take(a);
-    net.take(b);
+    let (a, b) = talking(&mut net, "hi");
     // Bob's host vanishes (still registered); alice's session ages out.
     net.cut.push(b);
     net.run(200_000);
@@ -506,12 +447,7 @@ mod tampering {
                 net.put(from, b, &d);
             }
             net.run(3000);
-            let shown: Vec<String> = net
-                .take(b)
-                .into_iter()
-                .filter(|e| e.starts_with("msg"))
-                .collect();
-            prop_assert_eq!(shown, sent);
+            prop_assert_eq!(net.take_messages(b), sent);
             // Bob still answers alice where she is, not where the attacker is.
             net.send_message(b, id("alice"), "ok").unwrap();
             net.run(2000);
@@ -587,60 +523,28 @@ fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
 #[test]
 fn a_peer_that_restarted_gets_a_new_session_and_the_message() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "before").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(b), ["msg alice: before"]);
-    net.take(a);
+    let (a, b) = talking(&mut net, "before");
     // Bob's process restarts with the same key: his sessions are gone,
     // alice's is not.
-    let now = net.now;
-    let secret = *net.client(b).identity.secret();
-    let mut c = Box::new(Client::new(
-        Net::config("bob"),
-        now,
-        [99; 32],
-        Keypair::from_secret(secret),
-    ));
-    c.pin(id("alice"), net.client(a).public_key()).unwrap();
-    net.clients.insert(b, c);
+    let ka = key_of(&mut net, a);
+    net.restart(b, Net::config("bob"), 99, ("alice", ka));
     net.run(2000);
     net.take(b);
-    let m = net.send_message(a, id("bob"), "after").unwrap();
-    net.run(20_000);
-    assert_eq!(net.take(b), ["msg alice: after"]);
-    assert_eq!(net.take(a), [format!("delivered bob #{m}")]);
+    net.chat(a, b, "after", 20_000);
 }
 
 #[test]
 fn a_peer_that_restarted_while_the_server_is_away_gets_a_new_handshake() {
     let mut net = Net::new();
-    let (a, b) = two(&mut net);
-    net.send_message(a, id("bob"), "before").unwrap();
-    net.run(1000);
-    assert_eq!(net.take(b), ["msg alice: before"]);
-    net.take(a);
+    let (a, b) = talking(&mut net, "before");
     // The server is out of reach, and bob restarts (same key, his pins
     // loaded): only a new handshake from alice can reach him.
     net.cut.push(addr(SERVER));
-    let now = net.now;
-    let secret = *net.client(b).identity.secret();
-    let mut c = Box::new(Client::new(
-        Net::config("bob"),
-        now,
-        [98; 32],
-        Keypair::from_secret(secret),
-    ));
-    c.pin(id("alice"), net.client(a).public_key()).unwrap();
-    net.clients.insert(b, c);
+    let ka = key_of(&mut net, a);
+    net.restart(b, Net::config("bob"), 98, ("alice", ka));
     net.run(500);
     let m = net.send_message(a, id("bob"), "after").unwrap();
     net.run(20_000);
-    let got: Vec<String> = net
-        .take(b)
-        .into_iter()
-        .filter(|e| e.starts_with("msg"))
-        .collect();
-    assert_eq!(got, ["msg alice: after"]);
+    assert_eq!(net.take_messages(b), ["msg alice: after"]);
     assert!(net.take(a).contains(&format!("delivered bob #{m}")));
 }

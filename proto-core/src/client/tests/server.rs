@@ -4,12 +4,18 @@
 use super::*;
 use crate::client::request::HELLO_LEN;
 
+/// Alice, registered and subscribed to presence events.
+fn subscribed_alice(net: &mut Net) -> SocketAddr {
+    let mut cfg = Net::config("alice");
+    cfg.subscribe = true;
+    let [a] = net.registered([(ALICE, cfg)]);
+    a
+}
+
 #[test]
 fn registration_pads_hello_and_registers() {
     let mut net = Net::new();
-    let a = net.add("10.0.0.2:5000", Net::config("alice"));
-    net.run(1000);
-    assert_eq!(net.take(a), ["registered alice again=false"]);
+    let [a] = net.registered([(ALICE, Net::config("alice"))]);
     let hello = &net.sent(a, "HELLO ")[0].2;
     assert_eq!(hello.len(), HELLO_LEN, "HELLO is padded: {hello}");
     let cookie = &net.sent(addr(SERVER), "COOKIE ")[0].2;
@@ -95,9 +101,7 @@ fn server_restart_means_a_silent_reregistration() {
         .collect();
     assert_eq!(errs, ["bad-cookie", "no-such-id"]);
     // Chat works through the new server.
-    net.send_message(a, id("bob"), "still here").unwrap();
-    net.run(2000);
-    assert_eq!(net.take(b), ["msg alice: still here"]);
+    net.chat(a, b, "still here", 2000);
 }
 
 #[test]
@@ -175,11 +179,7 @@ fn lookup_list_ping_and_quit() {
 #[test]
 fn presence_events_become_joined_and_left() {
     let mut net = Net::new();
-    let mut cfg = Net::config("alice");
-    cfg.subscribe = true;
-    let a = net.add("10.0.0.2:5000", cfg);
-    net.run(1000);
-    assert_eq!(net.take(a), ["registered alice again=false"]);
+    let a = subscribed_alice(&mut net);
     let b = net.add("10.0.0.3:6000", Net::config("bob"));
     net.run(1000);
     net.quit(b).unwrap();
@@ -190,11 +190,7 @@ fn presence_events_become_joined_and_left() {
 #[test]
 fn a_lost_events_datagram_is_reported_as_resync() {
     let mut net = Net::new();
-    let mut cfg = Net::config("alice");
-    cfg.subscribe = true;
-    let a = net.add("10.0.0.2:5000", cfg);
-    net.run(1000);
-    assert_eq!(net.take(a), ["registered alice again=false"]);
+    let a = subscribed_alice(&mut net);
     // The EVENTS telling alice that bob joined is lost.
     net.cut.push(a);
     net.add("10.0.0.3:6000", Net::config("bob"));
