@@ -30,6 +30,7 @@ mod files;
 mod identity;
 mod known_peers;
 mod netcheck;
+mod online;
 mod script;
 mod session;
 mod show;
