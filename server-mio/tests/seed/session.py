@@ -113,62 +113,65 @@ class Terminal:
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
 
+    def send(self, peer, text):
+        """Answer the prompt with `y` and send `text` to `peer`."""
+        self.type("y")
+        self.expect("Enter Peer ID: ")
+        self.type(peer)
+        self.expect("Enter Message to send\n>")
+        self.type(text)
+
+
+def sign_in(id):
+    """A new seed client, given `id` when it asks."""
+    term = Terminal(f"client {id}")
+    term.expect("Enter ID:")
+    term.type(id)
+    return term
+
+
+def listed(*ids):
+    """The list the server sends, then the prompt."""
+    return f"List {list(ids)}\n{PROMPT}"
+
 
 def main():
-    c1 = Terminal("client 120")
-    c1.expect("Enter ID:")
-    c1.type("120")
-    c1.expect("List ['120']\n" + PROMPT)
+    c1 = sign_in("120")
+    c1.expect(listed("120"))
     c1.type("n")
 
-    c2 = Terminal("client 150")
-    c2.expect("Enter ID:")
-    c2.type("150")
-    c2.expect("List ['120', '150']\n" + PROMPT)
-    c1.expect("List ['120', '150']\n" + PROMPT)
+    c2 = sign_in("150")
+    for c in (c2, c1):
+        c.expect(listed("120", "150"))
     c2.type("n")
-    c1.type("y")
-    c1.expect("Enter Peer ID: ")
-    c1.type("150")
-    c1.expect("Enter Message to send\n>")
-    c1.type("hi")
-    c2.expect("hi\nList ['120', '150']\n" + PROMPT)
-    c1.expect("List ['120', '150']\n" + PROMPT)
+    c1.send("150", "hi")
+    c2.expect("hi\n" + listed("120", "150"))
+    c1.expect(listed("120", "150"))
     c1.type("n")
     c2.type("n")
 
-    c3 = Terminal("client 170")
-    c3.expect("Enter ID:")
-    c3.type("170")
+    c3 = sign_in("170")
     for c in (c1, c2, c3):
-        c.expect("List ['120', '150', '170']\n" + PROMPT)
+        c.expect(listed("120", "150", "170"))
     c1.type("n")
     c2.type("n")
-    c3.type("y")
-    c3.expect("Enter Peer ID: ")
-    c3.type("120")
-    c3.expect("Enter Message to send\n>")
-    c3.type("hello")
-    c1.expect("hello\nList ['120', '150', '170']\n" + PROMPT)
-    c2.expect("List ['120', '150', '170']\n" + PROMPT)
-    c3.expect("List ['120', '150', '170']\n" + PROMPT)
+    c3.send("120", "hello")
+    c1.expect("hello\n" + listed("120", "150", "170"))
+    for c in (c2, c3):
+        c.expect(listed("120", "150", "170"))
     c3.type("n")
     c1.type("n")
     c2.type("q")
 
-    c1.expect("List ['120', '170']\n" + PROMPT)
-    c3.expect("List ['120', '170']\n" + PROMPT)
+    for c in (c1, c3):
+        c.expect(listed("120", "170"))
     c3.type("n")
-    c1.type("y")
-    c1.expect("Enter Peer ID: ")
-    c1.type("170")
-    c1.expect("Enter Message to send\n>")
-    c1.type("hello2")
-    c3.expect("hello2\nList ['120', '170']\n" + PROMPT)
-    c1.expect("List ['120', '170']\n" + PROMPT)
+    c1.send("170", "hello2")
+    c3.expect("hello2\n" + listed("120", "170"))
+    c1.expect(listed("120", "170"))
     c1.type("n")
     c3.type("q")
-    c1.expect("List ['120']\n" + PROMPT)
+    c1.expect(listed("120"))
     c1.type("q")
 
     ok = True
