@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server, ask, client, client_on, cookie, recv};
+use common::{BIN, Server, ask, client, client_on, recv, with_cookie};
 use testkit::process::run_briefly;
 
 const KEY: &str = "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f";
@@ -61,16 +61,14 @@ fn a_restart_keeps_ids_tokens_keys_and_cookies() {
     let srv = serve(&state, &[]);
 
     // alice: extended, with a key; 120: a seed client; bob holds a cookie.
-    let a = client();
-    let ca = cookie(&a, srv.addr);
+    let (a, ca) = with_cookie("127.0.0.1", srv.addr);
     let r = ask(&a, srv.addr, &format!("REG 1 {ca} alice - - {KEY}"));
     assert!(r.starts_with("REGD 1 alice 120 "), "{r}");
     let token = r.rsplit(' ').next().unwrap().to_string();
     let seed = client_on("127.0.0.2");
     seed.send_to(b"ID 120", srv.addr).unwrap();
     assert_eq!(recv(&seed).as_deref(), Some("List ['alice', '120']"));
-    let b = client_on("127.0.0.3");
-    let cb = cookie(&b, srv.addr);
+    let (b, cb) = with_cookie("127.0.0.3", srv.addr);
     stop(srv);
 
     use std::os::unix::fs::PermissionsExt;
@@ -115,8 +113,7 @@ fn a_restart_keeps_ids_tokens_keys_and_cookies() {
 fn a_missing_file_starts_empty_and_is_written_on_stop() {
     let (dir, state) = scratch("first", "new.state");
     let srv = serve(&state, &[]);
-    let c = client();
-    let cc = cookie(&c, srv.addr);
+    let (c, cc) = with_cookie("127.0.0.1", srv.addr);
     assert_eq!(
         ask(&c, srv.addr, &format!("LOOKUP 1 {cc} x")),
         "ERR 1 no-such-id"
@@ -180,8 +177,7 @@ fn leases_keep_running_while_the_server_is_down() {
     let (dir, state) = scratch("downtime", "parley.state");
     // Leases of 3 s: alice's has about 2.5 s left when the server stops.
     let srv = serve(&state, &["--lease", "3"]);
-    let a = client();
-    let ca = cookie(&a, srv.addr);
+    let (a, ca) = with_cookie("127.0.0.1", srv.addr);
     let r = ask(&a, srv.addr, &format!("REG 1 {ca} alice"));
     assert!(r.starts_with("REGD 1 alice 3 "), "{r}");
     let registered = Instant::now();
@@ -189,8 +185,7 @@ fn leases_keep_running_while_the_server_is_down() {
     // Down for about 1.5 s: alice comes back with about 1 s left...
     std::thread::sleep(Duration::from_millis(1500).saturating_sub(registered.elapsed()));
     let srv = serve(&state, &["--lease", "3"]);
-    let b = client_on("127.0.0.3");
-    let cb = cookie(&b, srv.addr);
+    let (b, cb) = with_cookie("127.0.0.3", srv.addr);
     let r = ask(&b, srv.addr, &format!("LOOKUP 2 {cb} alice"));
     assert!(r.starts_with("AT 2 alice "), "{r}");
     // ...and is gone 3 s after her REG, not 3 s after the restart.

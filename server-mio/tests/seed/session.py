@@ -135,6 +135,16 @@ def listed(*ids):
     return f"List {list(ids)}\n{PROMPT}"
 
 
+def deliver(sender, peer, receiver, text, online, others=()):
+    """`sender` sends `text` to `peer`: `receiver` shows it above the list
+    of who is `online`, and each of `others`, then `sender`, shows the
+    list again."""
+    sender.send(peer, text)
+    receiver.expect(text + "\n" + listed(*online))
+    for c in (*others, sender):
+        c.expect(listed(*online))
+
+
 def main():
     c1 = sign_in("120")
     c1.expect(listed("120"))
@@ -144,9 +154,7 @@ def main():
     for c in (c2, c1):
         c.expect(listed("120", "150"))
     c2.type("n")
-    c1.send("150", "hi")
-    c2.expect("hi\n" + listed("120", "150"))
-    c1.expect(listed("120", "150"))
+    deliver(c1, "150", c2, "hi", ("120", "150"))
     c1.type("n")
     c2.type("n")
 
@@ -155,10 +163,7 @@ def main():
         c.expect(listed("120", "150", "170"))
     c1.type("n")
     c2.type("n")
-    c3.send("120", "hello")
-    c1.expect("hello\n" + listed("120", "150", "170"))
-    for c in (c2, c3):
-        c.expect(listed("120", "150", "170"))
+    deliver(c3, "120", c1, "hello", ("120", "150", "170"), others=(c2,))
     c3.type("n")
     c1.type("n")
     c2.type("q")
@@ -166,9 +171,7 @@ def main():
     for c in (c1, c3):
         c.expect(listed("120", "170"))
     c3.type("n")
-    c1.send("170", "hello2")
-    c3.expect("hello2\n" + listed("120", "170"))
-    c1.expect(listed("120", "170"))
+    deliver(c1, "170", c3, "hello2", ("120", "170"))
     c1.type("n")
     c3.type("q")
     c1.expect(listed("120"))
