@@ -135,47 +135,50 @@ def listed(*ids):
     return f"List {list(ids)}\n{PROMPT}"
 
 
+def all_see(terms, *online):
+    """Each of `terms` shows the list of who is `online`, then the prompt."""
+    for c in terms:
+        c.expect(listed(*online))
+
+
+def answer(*keys):
+    """Each `(terminal, key)` answers the prompt, in turn."""
+    for term, key in keys:
+        term.type(key)
+
+
 def deliver(sender, peer, receiver, text, online, others=()):
     """`sender` sends `text` to `peer`: `receiver` shows it above the list
     of who is `online`, and each of `others`, then `sender`, shows the
     list again."""
     sender.send(peer, text)
     receiver.expect(text + "\n" + listed(*online))
-    for c in (*others, sender):
-        c.expect(listed(*online))
+    all_see((*others, sender), *online)
 
 
 def main():
     c1 = sign_in("120")
-    c1.expect(listed("120"))
-    c1.type("n")
+    all_see((c1,), "120")
+    answer((c1, "n"))
 
     c2 = sign_in("150")
-    for c in (c2, c1):
-        c.expect(listed("120", "150"))
-    c2.type("n")
+    all_see((c2, c1), "120", "150")
+    answer((c2, "n"))
     deliver(c1, "150", c2, "hi", ("120", "150"))
-    c1.type("n")
-    c2.type("n")
+    answer((c1, "n"), (c2, "n"))
 
     c3 = sign_in("170")
-    for c in (c1, c2, c3):
-        c.expect(listed("120", "150", "170"))
-    c1.type("n")
-    c2.type("n")
+    all_see((c1, c2, c3), "120", "150", "170")
+    answer((c1, "n"), (c2, "n"))
     deliver(c3, "120", c1, "hello", ("120", "150", "170"), others=(c2,))
-    c3.type("n")
-    c1.type("n")
-    c2.type("q")
+    answer((c3, "n"), (c1, "n"), (c2, "q"))
 
-    for c in (c1, c3):
-        c.expect(listed("120", "170"))
-    c3.type("n")
+    all_see((c1, c3), "120", "170")
+    answer((c3, "n"))
     deliver(c1, "170", c3, "hello2", ("120", "170"))
-    c1.type("n")
-    c3.type("q")
-    c1.expect(listed("120"))
-    c1.type("q")
+    answer((c1, "n"), (c3, "q"))
+    all_see((c1,), "120")
+    answer((c1, "q"))
 
     ok = True
     for term, want in ((c1, FIG11), (c2, FIG12), (c3, FIG13)):
