@@ -327,7 +327,7 @@ fn dispatch(
         Some("verify") => script::verify(common, one_id("verify")?),
         Some("netcheck") => netcheck::run(common, rest, json),
         Some(other) => Err(Fail::usage(format!(
-            "unknown command {other:?}: use send, listen, who, lookup, ping, whoami, verify or netcheck (see parley --help)"
+            "unknown command {other:?}: use send, listen, who, lookup, ping, whoami, verify or netcheck"
         ))),
     }
 }
