@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use parley_loadgen::msg::{self, IdKind, IdRef, Req, Rx};
 use proto_core::wire::seed::emit_list;
-use proto_core::wire::{Id, Reply, Request, SeedReply, SeedRequest};
+use proto_core::wire::{EmitError, Id, ParseError, Reply, Request, SeedReply, SeedRequest};
 
 /// Seed requests (figures 6-13 of the seed document).
 const SEED_REQUESTS: &[(&str, &str)] = &[
@@ -106,49 +106,36 @@ fn bench_pair<'a, M: Copy>(
     });
 }
 
+/// [`bench_pair`] for each `(name, text)` of `cases`, all of one message
+/// type, which `parse` reads and `emit` writes.
+fn bench_all<'a, M: Copy>(
+    c: &mut Criterion,
+    cases: &[(&str, &'a str)],
+    parse: impl Fn(&'a [u8]) -> Result<M, ParseError>,
+    emit: impl Fn(&M, &mut [u8]) -> Result<usize, EmitError>,
+) {
+    for &(name, text) in cases {
+        bench_pair(
+            c,
+            name,
+            text,
+            |b| parse(b).expect("valid"),
+            |m, buf| emit(m, buf).expect("fits"),
+        );
+    }
+}
+
 fn codec(c: &mut Criterion) {
-    for &(name, text) in SEED_REQUESTS {
-        bench_pair(
-            c,
-            name,
-            text,
-            |b| SeedRequest::parse(b).expect("valid"),
-            |m, buf| m.emit(buf).expect("fits"),
-        );
-    }
-    for &(name, text) in SEED_REPLIES {
-        bench_pair(
-            c,
-            name,
-            text,
-            |b| SeedReply::parse(b).expect("valid"),
-            |m, buf| m.emit(buf).expect("fits"),
-        );
-    }
+    bench_all(c, SEED_REQUESTS, SeedRequest::parse, SeedRequest::emit);
+    bench_all(c, SEED_REPLIES, SeedReply::parse, SeedReply::emit);
     let hello = format!("HELLO 16 {}", ".".repeat(64));
     let mut requests: Vec<(&str, &str)> = vec![("hello", hello.as_str())];
     requests.extend_from_slice(REQUESTS);
-    for &(name, text) in &requests {
-        bench_pair(
-            c,
-            name,
-            text,
-            |b| Request::parse(b).expect("valid"),
-            |m, buf| m.emit(buf).expect("fits"),
-        );
-    }
+    bench_all(c, &requests, Request::parse, Request::emit);
     let page = full_page();
     let mut replies: Vec<(&str, &str)> = vec![("page_full", page.as_str())];
     replies.extend_from_slice(REPLIES);
-    for &(name, text) in &replies {
-        bench_pair(
-            c,
-            name,
-            text,
-            |b| Reply::parse(b).expect("valid"),
-            |m, buf| m.emit(buf).expect("fits"),
-        );
-    }
+    bench_all(c, &replies, Reply::parse, Reply::emit);
     // The seed List the server builds for each seed subscriber: as many ids
     // as fit the seed client's 1024 bytes.
     let owned: Vec<String> = (0..200).map(|i| format!("user-{i:04}")).collect();

@@ -56,6 +56,19 @@ fn scattered(n: usize) -> Vec<usize> {
     v
 }
 
+/// `iters` operations in rounds of at most [`CHUNK`]: `round(n)` does `n`
+/// of them and returns how long its timed part took; the sum of those.
+fn in_chunks(iters: u64, mut round: impl FnMut(usize) -> Duration) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters as usize;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        total += round(n);
+        left -= n;
+    }
+    total
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -104,22 +117,18 @@ fn registry(c: &mut Criterion) {
     // removed untimed so the table stays at 1M).
     g.bench_function("insert", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters as usize;
             let mut handles = Vec::with_capacity(CHUNK);
-            while left > 0 {
-                let n = left.min(CHUNK).min(fresh.len());
+            in_chunks(iters, |n| {
                 let t = Clock::now();
                 for (i, id) in fresh[..n].iter().enumerate() {
                     handles.push(reg.insert(entry(id, i, far)).expect("room"));
                 }
-                total += t.elapsed();
+                let took = t.elapsed();
                 for h in handles.drain(..) {
                     reg.remove(h);
                 }
-                left -= n;
-            }
-            total
+                took
+            })
         })
     });
 
@@ -130,15 +139,10 @@ fn registry(c: &mut Criterion) {
     let now = Instant::from_secs(20);
     g.bench_function("expire", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters as usize;
-            let mut handles = Vec::with_capacity(CHUNK);
-            while left > 0 {
-                let n = left.min(CHUNK);
+            in_chunks(iters, |n| {
                 for (i, id) in fresh[..n].iter().enumerate() {
-                    handles.push(reg.insert(entry(id, i, past)).expect("room"));
+                    reg.insert(entry(id, i, past)).expect("room");
                 }
-                handles.clear();
                 let t = Clock::now();
                 let mut reclaimed = 0;
                 while reclaimed < n {
@@ -149,10 +153,8 @@ fn registry(c: &mut Criterion) {
                         reclaimed += 1;
                     }
                 }
-                total += t.elapsed();
-                left -= n;
-            }
-            total
+                t.elapsed()
+            })
         })
     });
     g.finish();

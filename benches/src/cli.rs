@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use cli_args::{finish, free, opt};
+use cli_args::{check, finish, free, opt, set, within};
 
 /// What the generator does in its measured phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,12 +287,8 @@ not found afterwards.
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, CliError> {
-    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
-        return Err(CliError(format!(
-            "{name}: must be more than 0 and at most 86400 seconds, not {v}"
-        )));
-    }
-    Ok(Duration::from_secs_f64(v))
+    let ok = v.is_finite() && v > 0.0 && v <= 86_400.0;
+    check(name, v, ok, "more than 0 and at most 86400 seconds").map(Duration::from_secs_f64)
 }
 
 /// Refuse anything but loopback: the generator floods its target.
@@ -368,9 +364,7 @@ pub fn parse(raw: Vec<OsString>) -> Result<Command, CliError> {
 
 fn parse_run(mut args: pico_args::Arguments) -> Result<RunOpts, CliError> {
     let mut o = RunOpts::default();
-    if let Some(t) = opt(&mut args, "--target")? {
-        o.target = t;
-    }
+    set(&mut args, "--target", &mut o.target)?;
     o.target = check_loopback(o.target)?;
     if let Some(w) = opt::<String>(&mut args, "--workload")? {
         o.workload = match w.as_str() {
@@ -402,52 +396,29 @@ fn parse_run(mut args: pico_args::Arguments) -> Result<RunOpts, CliError> {
             _ => return Err(CliError(format!("--proto: '{p}' is not ext or seed"))),
         };
     }
-    if let Some(v) = opt(&mut args, "--table")? {
-        o.table = v;
-    }
-    if let Some(v) = opt(&mut args, "--subscribers")? {
-        o.subscribers = v;
-    }
+    set(&mut args, "--table", &mut o.table)?;
+    set(&mut args, "--subscribers", &mut o.subscribers)?;
     if let Some(v) = opt::<String>(&mut args, "--mix")? {
         o.mix = Mix::parse(&v).map_err(|e| CliError(format!("--mix: {e}")))?;
     }
-    if let Some(v) = opt(&mut args, "--lanes")? {
-        o.lanes = v;
-    }
-    if let Some(v) = opt(&mut args, "--window")? {
-        o.window = v;
-    }
+    set(&mut args, "--lanes", &mut o.lanes)?;
+    set(&mut args, "--window", &mut o.window)?;
     o.rate = opt(&mut args, "--rate")?;
     if let Some(v) = opt::<f64>(&mut args, "--duration")? {
         o.duration = secs("--duration", v)?;
     }
     o.count = opt(&mut args, "--count")?;
-    if let Some(v) = opt::<u64>(&mut args, "--timeout-ms")? {
-        if !(1..=60_000).contains(&v) {
-            return Err(CliError(format!(
-                "--timeout-ms: must be between 1 and 60000, not {v}"
-            )));
-        }
-        o.timeout = Duration::from_millis(v);
+    if let Some(v) = opt(&mut args, "--timeout-ms")? {
+        o.timeout = Duration::from_millis(within("--timeout-ms", v, 1..=60_000)?);
     }
-    if let Some(v) = opt(&mut args, "--lease")? {
-        o.lease = v;
-    }
-    if let Some(v) = opt(&mut args, "--garbage")? {
-        o.garbage_per_mille = v;
-    }
+    set(&mut args, "--lease", &mut o.lease)?;
+    set(&mut args, "--garbage", &mut o.garbage_per_mille)?;
     o.check_churn = args.contains("--check-churn");
     o.verify = !args.contains("--no-verify");
     o.echo = args.contains("--echo");
-    if let Some(v) = opt(&mut args, "--first-addr")? {
-        o.first_addr = v;
-    }
-    if let Some(v) = opt(&mut args, "--prefix")? {
-        o.prefix = v;
-    }
-    if let Some(v) = opt(&mut args, "--seed")? {
-        o.seed = v;
-    }
+    set(&mut args, "--first-addr", &mut o.first_addr)?;
+    set(&mut args, "--prefix", &mut o.prefix)?;
+    set(&mut args, "--seed", &mut o.seed)?;
     o.json = args.contains("--json");
     o.quiet = args.contains("--quiet");
     finish(args)?;
@@ -457,18 +428,8 @@ fn parse_run(mut args: pico_args::Arguments) -> Result<RunOpts, CliError> {
 
 fn validate(o: &RunOpts) -> Result<(), CliError> {
     let err = |s: String| Err(CliError(s));
-    if !(1..=1024).contains(&o.lanes) {
-        return err(format!(
-            "--lanes: must be between 1 and 1024, not {}",
-            o.lanes
-        ));
-    }
-    if !(1..=4096).contains(&o.window) {
-        return err(format!(
-            "--window: must be between 1 and 4096, not {}",
-            o.window
-        ));
-    }
+    within("--lanes", o.lanes, 1..=1024)?;
+    within("--window", o.window, 1..=4096)?;
     if o.first_addr.octets()[0] != 127 {
         return err(format!(
             "--first-addr: {} is not in 127.0.0.0/8",
@@ -487,12 +448,11 @@ fn validate(o: &RunOpts) -> Result<(), CliError> {
             o.garbage_per_mille
         ));
     }
-    if !(1..=proto_core::wire::request::MAX_LEASE_SECS).contains(&o.lease) {
-        return err(format!(
-            "--lease: must be between 1 and 86400, not {}",
-            o.lease
-        ));
-    }
+    within(
+        "--lease",
+        o.lease,
+        1..=proto_core::wire::request::MAX_LEASE_SECS,
+    )?;
     if o.prefix.len() > 16 || !o.prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return err(format!(
             "--prefix: '{}' must be at most 16 letters or digits",

@@ -8,10 +8,17 @@ use parley_loadgen::cli::{self, Command};
 use parley_loadgen::{echo, engine, stats};
 use proto_core::server::Layout;
 
+const PROGRAM: &str = "parley-loadgen";
+
+/// Report a failure and the status to exit with.
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    cli_args::fail(PROGRAM, e, cli_args::FAILURE_STATUS)
+}
+
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(c) => c,
-        Err(e) => return cli_args::usage("parley-loadgen", &e),
+        Err(e) => return cli_args::usage(PROGRAM, &e),
     };
     match cmd {
         Command::Exit(text) => {
@@ -27,10 +34,7 @@ fn main() -> ExitCode {
                 println!("{r}");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("parley-loadgen: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => fail(&e),
         },
         Command::Echo(o) => {
             let wait = if o.epoll {
@@ -44,10 +48,7 @@ fn main() -> ExitCode {
                     eprintln!("echo: {} received, {} sent", st.received, st.sent);
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("parley-loadgen: {e}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => fail(&e),
             }
         }
         Command::Stats { target, timeout } => match stats::fetch(target, timeout) {
@@ -57,19 +58,13 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("parley-loadgen: {target}: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => fail(&format!("{target}: {e}")),
         },
         Command::Run(opts) => {
             let json = opts.json;
             let report = match engine::Engine::new(*opts).and_then(|e| e.run()) {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("parley-loadgen: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(e) => return fail(&e),
             };
             if json {
                 println!("{}", report.json());
@@ -77,11 +72,11 @@ fn main() -> ExitCode {
                 print!("{}", report.text());
             }
             if report.lost_registrations() > 0 {
-                eprintln!(
-                    "parley-loadgen: {} acknowledged registrations were not found",
+                let lost = format!(
+                    "{} acknowledged registrations were not found",
                     report.lost_registrations()
                 );
-                return ExitCode::from(3);
+                return cli_args::fail(PROGRAM, &lost, 3);
             }
             ExitCode::SUCCESS
         }

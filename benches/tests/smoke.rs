@@ -4,9 +4,11 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parley_loadgen::cli::{Mix, Proto, RunOpts, Workload};
+use parley_loadgen::echo::EchoStats;
 use parley_loadgen::engine::Engine;
 use parley_loadgen::report::Report;
 use testkit::server::InProcess;
@@ -44,6 +46,33 @@ fn server(capacity: usize) -> InProcess {
     server_with(capacity, |_| {})
 }
 
+/// The echo floor on an ephemeral loopback port, on a thread of its own
+/// (for at most 30 s).
+struct EchoFloor {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<std::io::Result<EchoStats>>,
+}
+
+impl EchoFloor {
+    /// Its address, and the floor.
+    fn start() -> (SocketAddr, EchoFloor) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            parley_loadgen::echo::serve(&sock, Some(Duration::from_secs(30)), &s2)
+        });
+        (addr, EchoFloor { stop, thread })
+    }
+
+    /// Stop it: what it echoed.
+    fn stop(self) -> EchoStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap().unwrap()
+    }
+}
+
 /// Every request of a run was answered, and each answer was the right one.
 fn all_found(r: &Report) {
     assert!(r.c.replies > 100, "{}", r.text());
@@ -58,13 +87,7 @@ fn all_found(r: &Report) {
 
 #[test]
 fn the_echo_floor_answers_every_request() {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let echo = std::thread::spawn(move || {
-        parley_loadgen::echo::serve(&sock, Some(Duration::from_secs(30)), &s2)
-    });
+    let (addr, echo) = EchoFloor::start();
     let mut o = opts(addr, Workload::Mixed);
     o.echo = true;
     o.table = 100;
@@ -74,8 +97,7 @@ fn the_echo_floor_answers_every_request() {
         churn: 1,
     };
     let r = run(o);
-    stop.store(true, Ordering::Relaxed);
-    let st = echo.join().unwrap().unwrap();
+    let st = echo.stop();
     assert!(r.c.sent > 100, "{}", r.text());
     assert_eq!(r.c.replies, r.c.sent, "{}", r.text());
     assert_eq!((r.c.lost, r.c.late, r.c.unknown), (0, 0, 0), "{}", r.text());
@@ -198,26 +220,12 @@ fn relay_frames_all_come_back_through_the_server() {
 
 #[test]
 fn relay_frames_come_back_from_the_echo_floor_too() {
-    let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = echo.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let t = std::thread::spawn(move || {
-        echo.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let mut buf = [0u8; 2048];
-        while !stop2.load(Ordering::Relaxed) {
-            if let Ok((n, from)) = echo.recv_from(&mut buf) {
-                let _ = echo.send_to(&buf[..n], from);
-            }
-        }
-    });
+    let (addr, echo) = EchoFloor::start();
     let r = run(RunOpts {
         echo: true,
         ..opts(addr, Workload::Relay)
     });
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    echo.stop();
     assert!(r.c.replies > 100, "{}", r.text());
     assert_eq!(r.c.found, r.c.replies, "{}", r.text());
 }

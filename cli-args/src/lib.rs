@@ -2,15 +2,19 @@
 //! `parley`, `parley-loadgen`), in the one place they all read it from.
 //!
 //! - An option's value that does not parse is refused with a sentence that
-//!   names the option: `--capacity: 'x' is not valid: invalid digit found in string`.
+//!   names the option: `--capacity: 'x' is not valid: invalid digit found in string`;
+//!   one that parses but is out of bounds says what it must be:
+//!   `--lanes: must be between 1 and 1024, not 0` ([`check`], [`within`]).
 //! - A bad command line is printed as `PROGRAM: what is wrong`, then
 //!   `Try 'PROGRAM --help'.`, and the program exits with status 2
-//!   ([`usage`]); other failures exit with 1.
+//!   ([`usage`]); other failures are printed as `PROGRAM: what went wrong`
+//!   and exit with 1 or a status of their own ([`fail`]).
 //!
 //! A crate of its own rather than a module of one binary's crate, so that
 //! no binary depends on another for ten lines.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -61,6 +65,43 @@ where
         .map_err(|e| arg_error(keys.name(), e))
 }
 
+/// Overwrite `slot` with the value of option `keys`, if given; an error
+/// that names the option otherwise, as [`opt`].
+pub fn set<T: FromStr>(
+    args: &mut pico_args::Arguments,
+    keys: impl Keys,
+    slot: &mut T,
+) -> Result<(), CliError>
+where
+    T::Err: fmt::Display,
+{
+    if let Some(v) = opt(args, keys)? {
+        *slot = v;
+    }
+    Ok(())
+}
+
+/// `value` if `ok`, else the refusal every binary gives for a value that
+/// parsed but is out of bounds: `NAME: must be WANT, not VALUE`.
+pub fn check<T: fmt::Display>(name: &str, value: T, ok: bool, want: &str) -> Result<T, CliError> {
+    if ok {
+        Ok(value)
+    } else {
+        Err(CliError(format!("{name}: must be {want}, not {value}")))
+    }
+}
+
+/// `value` if `range` holds it, else `NAME: must be between LO and HI, not VALUE`.
+pub fn within<T: fmt::Display + PartialOrd>(
+    name: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<T, CliError> {
+    let ok = range.contains(&value);
+    let want = format!("between {} and {}", range.start(), range.end());
+    check(name, value, ok, &want)
+}
+
 /// The next free argument (a subcommand's operand) as a `T`; `name` says
 /// what it is in the error (`table-cost N`).
 pub fn free<T: FromStr>(args: &mut pico_args::Arguments, name: &str) -> Result<T, CliError>
@@ -103,12 +144,14 @@ pub fn help_or_version(
 /// Refuse whatever is left once every option has been taken.
 pub fn finish(args: pico_args::Arguments) -> Result<(), CliError> {
     match args.finish().first() {
-        Some(first) => Err(CliError(format!(
-            "unexpected argument '{}'",
-            first.to_string_lossy()
-        ))),
+        Some(first) => Err(unexpected(&first.to_string_lossy())),
         None => Ok(()),
     }
+}
+
+/// The refusal of an argument nothing asked for.
+pub fn unexpected(arg: &str) -> CliError {
+    CliError(format!("unexpected argument '{arg}'"))
 }
 
 /// Report a bad command line the way every Parley binary does, and the
@@ -118,6 +161,17 @@ pub fn usage(program: &str, e: &dyn fmt::Display) -> ExitCode {
     eprintln!("Try '{program} --help'.");
     ExitCode::from(USAGE_STATUS)
 }
+
+/// Report a failure of what a good command line asked for the way every
+/// Parley binary does (`PROGRAM: what went wrong`), and the status to exit
+/// with.
+pub fn fail(program: &str, e: &dyn fmt::Display, status: u8) -> ExitCode {
+    eprintln!("{program}: {e}");
+    ExitCode::from(status)
+}
+
+/// The exit status of a failure that has no status of its own.
+pub const FAILURE_STATUS: u8 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +204,24 @@ mod tests {
         assert_eq!(e.0, "table-cost N: is missing");
         let e = finish(args(&["--frobnicate"])).unwrap_err();
         assert_eq!(e.to_string(), "unexpected argument '--frobnicate'");
+        assert_eq!(
+            within("--lanes", 0, 1..=8).unwrap_err().0,
+            "--lanes: must be between 1 and 8, not 0"
+        );
+        assert_eq!(within("--lanes", 8, 1..=8), Ok(8));
+        let e = check("--rate", 0, false, "at least 1").unwrap_err();
+        assert_eq!(e.0, "--rate: must be at least 1, not 0");
+    }
+
+    #[test]
+    fn set_overwrites_only_what_is_given() {
+        let mut a = args(&["--lease", "30"]);
+        let (mut lease, mut rate) = (10u32, 5u32);
+        assert_eq!(set(&mut a, "--lease", &mut lease), Ok(()));
+        assert_eq!(set(&mut a, "--rate", &mut rate), Ok(()));
+        assert_eq!((lease, rate), (30, 5));
+        let e = set(&mut args(&["--rate", "x"]), "--rate", &mut rate).unwrap_err();
+        assert!(e.0.starts_with("--rate: 'x' is not valid"), "{e}");
     }
 
     #[test]
@@ -168,5 +240,6 @@ mod tests {
             usage("prog", &CliError("x".into())),
             ExitCode::from(USAGE_STATUS)
         );
+        assert_eq!(fail("prog", &"x", 3), ExitCode::from(3));
     }
 }

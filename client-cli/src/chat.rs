@@ -18,8 +18,10 @@ use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 
 use crate::known_peers::KnownPeers;
+use crate::online::{self, Pages};
 use crate::script;
 use crate::session::Session;
+use crate::show::Notice;
 use crate::{Common, Fail};
 use crate::{identity, show};
 
@@ -100,12 +102,17 @@ pub fn run(c: Common) -> Result<(), Fail> {
     let net = Net {
         s,
         rx,
-        out: out.clone(),
-        current: current.clone(),
-        server: c.server_text.clone(),
         done: done_tx,
-        known,
-        offered: offered.clone(),
+        backlog: VecDeque::new(),
+        quitting: None,
+        screen: Screen {
+            out: out.clone(),
+            current: current.clone(),
+            server: c.server_text.clone(),
+            known,
+            offered: offered.clone(),
+            who: None,
+        },
     };
     let net = thread::spawn(move || network(net));
     let _ = tx.send(Cmd::Who);
@@ -142,26 +149,15 @@ fn ask_id(rl: &mut DefaultEditor) -> Result<IdBuf, Fail> {
 }
 
 fn wait_registered(s: &mut Session, c: &Common) -> Result<String, Fail> {
-    let deadline = Instant::now() + c.timeout;
-    while Instant::now() < deadline {
-        s.step(Duration::from_millis(200));
-        while let Some(e) = s.client().poll_event() {
-            match e {
-                Event::Registered { addr, .. } => return Ok(addr.to_string()),
-                Event::RegistrationFailed(f) => {
-                    return Err(Fail::run(format!(
-                        "cannot register with {}: {f}",
-                        c.server_text
-                    )));
-                }
-                _ => {}
-            }
-        }
-    }
-    Err(Fail::run(format!(
-        "the server at {} did not answer",
-        c.server_text
-    )))
+    let server = &c.server_text;
+    s.wait(c.timeout, |e| match e {
+        Event::Registered { addr, .. } => Some(Ok(addr.to_string())),
+        Event::RegistrationFailed(f) => Some(Err(Fail::run(format!(
+            "cannot register with {server}: {f}"
+        )))),
+        _ => None,
+    })
+    .unwrap_or_else(|| Err(Fail::run(format!("the server at {server} did not answer"))))
 }
 
 /// The prompt: who plain lines go to.
@@ -229,318 +225,378 @@ fn editor(
             continue;
         }
         let _ = rl.add_history_entry(line);
-        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let rest = rest.trim();
-        let set_current = |id: &IdBuf| {
-            if let (Ok(mut c), Some(i)) = (current.lock(), id.as_id()) {
-                c.switch(i.as_str());
-            }
-        };
-        let peer = |s: &str| -> Option<IdBuf> {
-            match Id::new(s) {
-                Ok(id) => Some(IdBuf::from_id(id)),
-                Err(e) => {
-                    say(out, format!("! bad id {s:?}: {e}"));
-                    None
-                }
-            }
-        };
-        match word {
-            "/quit" | "/exit" => return Ok(()),
-            "/help" => say(out, CHAT_HELP.to_string()),
-            "/whoami" => say(out, me.whoami.clone()),
-            "/verify" => {
-                if let Some(id) = peer(rest) {
-                    say(out, verify(me, id.as_id().map_or("", |i| i.as_str())));
-                }
-            }
-            "/accept" => {
-                if let Some(id) = peer(rest) {
-                    let _ = tx.send(Cmd::Accept(id));
-                }
-            }
-            "/who" => {
-                let _ = tx.send(Cmd::Who);
-            }
-            "/ping" => {
-                let _ = tx.send(Cmd::Ping);
-            }
-            "/lookup" => {
-                if let Some(id) = peer(rest) {
-                    let _ = tx.send(Cmd::Lookup(id));
-                }
-            }
-            "/path" => {
-                if let Some(id) = peer(rest) {
-                    let _ = tx.send(Cmd::Path(id));
-                }
-            }
-            "/to" => {
-                if rest.is_empty() {
-                    say(out, "! usage: /to ID".into());
-                } else if let Some(id) = peer(rest) {
-                    set_current(&id);
-                }
-            }
-            "/msg" => {
-                let Some((to, text)) = rest.split_once(' ') else {
-                    say(out, "! usage: /msg ID TEXT".into());
-                    continue;
-                };
-                if let Some(id) = peer(to) {
-                    set_current(&id);
-                    let _ = tx.send(Cmd::Send(id, text.trim().to_string()));
-                }
-            }
-            w if w.starts_with('/') && !w.starts_with("//") => {
-                say(out, format!("! unknown command {w}; /help lists them"));
-            }
-            _ => {
-                // "//text" sends "/text".
-                let text = line
-                    .strip_prefix('/')
-                    .filter(|t| t.starts_with('/'))
-                    .unwrap_or(line);
-                match current.lock().ok().and_then(|c| c.with.clone()) {
-                    Some(peer) => {
-                        if let Ok(id) = Id::new(&peer) {
-                            let _ = tx.send(Cmd::Send(IdBuf::from_id(id), text.to_string()));
-                        }
-                    }
-                    None => say(
-                        out,
-                        "! no conversation yet: /msg ID TEXT, or /to ID first".into(),
-                    ),
-                }
-            }
+        if typed(line, tx, out, current, me) == Typed::Leave {
+            return Ok(());
         }
     }
 }
 
-/// What the network thread owns and shares.
+/// What a typed line came to.
+#[derive(PartialEq, Eq)]
+enum Typed {
+    Done,
+    Leave,
+}
+
+/// Act on one line typed: a command, or text for the current conversation.
+fn typed(
+    line: &str,
+    tx: &Sender<Cmd>,
+    out: &Out,
+    current: &Arc<Mutex<Conversation>>,
+    me: &Me,
+) -> Typed {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let rest = rest.trim();
+    let set_current = |id: &IdBuf| {
+        if let (Ok(mut c), Some(i)) = (current.lock(), id.as_id()) {
+            c.switch(i.as_str());
+        }
+    };
+    // A closed channel means the network thread has ended; the editor
+    // learns that from `done`.
+    let send = |cmd: Cmd| {
+        let _ = tx.send(cmd);
+    };
+    let peer = |s: &str| -> Option<IdBuf> {
+        match Id::new(s) {
+            Ok(id) => Some(IdBuf::from_id(id)),
+            Err(e) => {
+                say(out, format!("! bad id {s:?}: {e}"));
+                None
+            }
+        }
+    };
+    match word {
+        "/quit" | "/exit" => return Typed::Leave,
+        "/help" => say(out, CHAT_HELP.to_string()),
+        "/whoami" => say(out, me.whoami.clone()),
+        "/verify" => {
+            if let Some(id) = peer(rest) {
+                say(out, verify(me, id.as_id().map_or("", |i| i.as_str())));
+            }
+        }
+        "/accept" => {
+            if let Some(id) = peer(rest) {
+                send(Cmd::Accept(id));
+            }
+        }
+        "/who" => send(Cmd::Who),
+        "/ping" => send(Cmd::Ping),
+        "/lookup" => {
+            if let Some(id) = peer(rest) {
+                send(Cmd::Lookup(id));
+            }
+        }
+        "/path" => {
+            if let Some(id) = peer(rest) {
+                send(Cmd::Path(id));
+            }
+        }
+        "/to" => {
+            if rest.is_empty() {
+                say(out, "! usage: /to ID".into());
+            } else if let Some(id) = peer(rest) {
+                set_current(&id);
+            }
+        }
+        "/msg" => {
+            let Some((to, text)) = rest.split_once(' ') else {
+                say(out, "! usage: /msg ID TEXT".into());
+                return Typed::Done;
+            };
+            if let Some(id) = peer(to) {
+                set_current(&id);
+                send(Cmd::Send(id, text.trim().to_string()));
+            }
+        }
+        w if w.starts_with('/') && !w.starts_with("//") => {
+            say(out, format!("! unknown command {w}; /help lists them"));
+        }
+        _ => plain(line, tx, out, current),
+    }
+    Typed::Done
+}
+
+/// A plain line: text for the current conversation.
+fn plain(line: &str, tx: &Sender<Cmd>, out: &Out, current: &Arc<Mutex<Conversation>>) {
+    // "//text" sends "/text".
+    let text = line
+        .strip_prefix('/')
+        .filter(|t| t.starts_with('/'))
+        .unwrap_or(line);
+    match current.lock().ok().and_then(|c| c.with.clone()) {
+        Some(peer) => {
+            if let Ok(id) = Id::new(&peer) {
+                let _ = tx.send(Cmd::Send(IdBuf::from_id(id), text.to_string()));
+            }
+        }
+        None => say(
+            out,
+            "! no conversation yet: /msg ID TEXT, or /to ID first".into(),
+        ),
+    }
+}
+
+/// What the network thread owns.
 struct Net {
     s: Session,
     rx: Receiver<Cmd>,
+    done: Sender<()>,
+    /// Lines typed while the client had too many messages in flight wait
+    /// here, in order, instead of being refused.
+    backlog: VecDeque<(IdBuf, String)>,
+    /// Set by /quit: leave once nothing is in flight (or at this deadline).
+    quitting: Option<Instant>,
+    screen: Screen,
+}
+
+/// What events are shown on and change: the output, the conversation,
+/// the keys.
+struct Screen {
     out: Out,
     current: Arc<Mutex<Conversation>>,
     server: String,
-    done: Sender<()>,
     known: KnownPeers,
     offered: Offered,
+    /// The `/who` list being gathered, page by page.
+    who: Option<(Pages, Vec<String>)>,
+}
+
+/// What an event asks of the network thread once it has been shown.
+enum Then {
+    Go,
+    /// Ask for the online list's next page.
+    Page(u32),
+    /// The registration is lost: the session is over.
+    Stop,
 }
 
 /// The network thread: runs the session, acts on commands, prints events.
-fn network(net: Net) {
-    let Net {
-        mut s,
-        rx,
-        out,
-        current,
-        server,
-        done,
-        mut known,
-        offered,
-    } = net;
-    let mut who: Option<Vec<String>> = None;
-    // Lines typed while the client had too many messages in flight wait
-    // here, in order, instead of being refused.
-    let mut backlog: VecDeque<(IdBuf, String)> = VecDeque::new();
-    // Set by /quit: leave once nothing is in flight (or at this deadline).
-    let mut quitting: Option<Instant> = None;
+fn network(mut net: Net) {
     loop {
-        if let Some(deadline) = quitting {
-            let idle = backlog.is_empty() && s.client().in_flight() == 0;
-            if idle || Instant::now() >= deadline {
-                sign_off(&mut s);
-                let _ = done.send(());
-                return;
-            }
+        if net.leaving() {
+            net.s.sign_off();
+            break;
         }
-        s.step(Duration::from_millis(50));
-        while let Some((to, text)) = backlog.front() {
-            let Some(id) = to.as_id() else {
-                backlog.pop_front();
-                continue;
-            };
-            match s.with(|c, now| c.send_message(now, id, text)) {
-                Err(CommandError::Busy) => break,
-                Err(e) => say(&out, format!("! {e}")),
-                Ok(_) => {}
-            }
-            backlog.pop_front();
+        net.s.step(Duration::from_millis(50));
+        net.send_backlog();
+        net.take_commands();
+        if !net.show_events() {
+            break;
         }
+    }
+    let _ = net.done.send(());
+}
+
+impl Net {
+    /// After `/quit`: whether nothing is left in flight, or time is up.
+    fn leaving(&mut self) -> bool {
+        let Some(deadline) = self.quitting else {
+            return false;
+        };
+        let idle = self.backlog.is_empty() && self.s.client().in_flight() == 0;
+        idle || Instant::now() >= deadline
+    }
+
+    /// Send what waits in the backlog, in order, while the client takes it.
+    fn send_backlog(&mut self) {
+        while let Some((to, text)) = self.backlog.front() {
+            if let Some(id) = to.as_id() {
+                match self.s.with(|c, now| c.send_message(now, id, text)) {
+                    Err(CommandError::Busy) => break,
+                    Err(e) => say(&self.screen.out, format!("! {e}")),
+                    Ok(_) => {}
+                }
+            }
+            self.backlog.pop_front();
+        }
+    }
+
+    /// Act on every line typed since the last round.
+    fn take_commands(&mut self) {
         loop {
-            let cmd = match rx.try_recv() {
+            let cmd = match self.rx.try_recv() {
                 Ok(c) => c,
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => Cmd::Quit,
             };
-            if let Cmd::Send(to, _) = &cmd {
-                let peer = to.as_id().map_or("", |i| i.as_str());
-                if offered.lock().is_ok_and(|o| o.contains_key(peer)) {
+            if let Err(e) = self.command(cmd) {
+                say(&self.screen.out, format!("! {e}"));
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) -> Result<(), CommandError> {
+        let out = &self.screen.out;
+        match cmd {
+            Cmd::Send(to, text) => {
+                let Some(id) = to.as_id() else { return Ok(()) };
+                let peer = id.as_str();
+                if self
+                    .screen
+                    .offered
+                    .lock()
+                    .is_ok_and(|o| o.contains_key(peer))
+                {
                     say(
-                        &out,
+                        out,
                         format!(
                             "! held, not sent: {peer}'s key changed (see the warning above); /verify {peer}, then /accept {peer} only if {peer} confirms"
                         ),
                     );
                 }
+                if !self.backlog.is_empty() {
+                    self.backlog.push_back((to, text));
+                    return Ok(());
+                }
+                match self.s.with(|c, now| c.send_message(now, id, &text)) {
+                    Err(CommandError::Busy) if self.backlog.len() < 1000 => {
+                        self.backlog.push_back((to, text));
+                        Ok(())
+                    }
+                    r => r.map(|_| ()),
+                }
             }
-            let r = match cmd {
-                Cmd::Send(to, text) => match to.as_id() {
-                    Some(_) if !backlog.is_empty() => {
-                        backlog.push_back((to, text));
-                        Ok(())
-                    }
-                    Some(id) => match s.with(|c, now| c.send_message(now, id, &text)) {
-                        Err(CommandError::Busy) if backlog.len() < 1000 => {
-                            backlog.push_back((to, text));
-                            Ok(())
-                        }
-                        r => r.map(|_| ()),
-                    },
-                    None => Ok(()),
-                },
-                Cmd::Who => {
-                    if who.is_none() {
-                        who = Some(Vec::new());
-                        s.with(|c, now| c.list(now, 0))
-                    } else {
-                        Ok(())
-                    }
+            Cmd::Who if self.screen.who.is_none() => {
+                self.screen.who = Some((Pages::up_to(MAX_WHO), Vec::new()));
+                self.s.with(|c, now| c.list(now, 0))
+            }
+            Cmd::Who => Ok(()),
+            Cmd::Lookup(id) => match id.as_id() {
+                Some(id) => self.s.with(|c, now| c.lookup(now, id)),
+                None => Ok(()),
+            },
+            Cmd::Path(id) => {
+                if let Some(i) = id.as_id() {
+                    let now = self.s.now();
+                    let line = match self.s.client().route(now, i) {
+                        Some(r) => format!("* {i}: {r}"),
+                        None => format!("* {i}: no session (nothing sent or received lately)"),
+                    };
+                    say(out, line);
                 }
-                Cmd::Lookup(id) => match id.as_id() {
-                    Some(id) => s.with(|c, now| c.lookup(now, id)),
-                    None => Ok(()),
-                },
-                Cmd::Path(id) => {
-                    if let Some(i) = id.as_id() {
-                        let now = s.now();
-                        let line = match s.client().route(now, i) {
-                            Some(r) => format!("* {i}: {r}"),
-                            None => format!("* {i}: no session (nothing sent or received lately)"),
-                        };
-                        say(&out, line);
+                Ok(())
+            }
+            Cmd::Ping => self.s.with(|c, now| c.ping(now)),
+            Cmd::Accept(id) => {
+                let sc = &mut self.screen;
+                accept(&mut self.s, &mut sc.known, &sc.offered, &sc.out, &id);
+                Ok(())
+            }
+            Cmd::Quit => {
+                if self.quitting.is_none() {
+                    let waiting = self.backlog.len() + self.s.client().in_flight();
+                    if waiting > 0 {
+                        say(
+                            out,
+                            format!(
+                                "* waiting for {waiting} message(s) to be acknowledged before leaving..."
+                            ),
+                        );
                     }
-                    Ok(())
+                    self.quitting = Some(Instant::now() + QUIT_GRACE);
                 }
-                Cmd::Ping => s.with(|c, now| c.ping(now)),
-                Cmd::Accept(id) => {
-                    accept(&mut s, &mut known, &offered, &out, &id);
-                    Ok(())
-                }
-                Cmd::Quit => {
-                    if quitting.is_none() {
-                        let waiting = backlog.len() + s.client().in_flight();
-                        if waiting > 0 {
-                            say(
-                                &out,
-                                format!(
-                                    "* waiting for {waiting} message(s) to be acknowledged before leaving..."
-                                ),
-                            );
-                        }
-                        quitting = Some(Instant::now() + QUIT_GRACE);
-                    }
-                    Ok(())
-                }
-            };
-            if let Err(e) = r {
-                say(&out, format!("! {e}"));
+                Ok(())
             }
         }
+    }
+
+    /// Show every event there is; false once the session is over.
+    fn show_events(&mut self) -> bool {
         loop {
-            let mut next_page = None;
-            {
-                let Some(e) = s.client().poll_event() else {
-                    break;
-                };
-                match e {
-                    Event::Message {
-                        from,
-                        text,
-                        seed,
-                        verified,
-                    } => {
-                        if let Some(f) = from {
-                            if let Ok(mut c) = current.lock() {
-                                c.offer(f.as_str());
-                            }
-                        }
-                        say(
-                            &out,
-                            show::message(from.map(|f| f.as_str()), text, seed, verified),
-                        );
-                    }
-                    Event::KeyFirstSeen { .. } => {
-                        if let Some(line) = script::keep_key(&mut known, &e) {
-                            say(&out, line);
-                        }
-                    }
-                    Event::KeyChanged {
-                        id,
-                        pinned,
-                        offered: k,
-                    } => {
-                        if let Ok(mut o) = offered.lock() {
-                            o.insert(id.as_str().to_string(), k.0);
-                        }
-                        say(&out, show::key_changed(id.as_str(), &pinned.0, &k.0));
-                    }
-                    Event::Page { next, ids } => {
-                        let list = who.get_or_insert_with(Vec::new);
-                        list.extend(ids.iter().map(|i| i.as_str().to_string()));
-                        if next != 0 && list.len() < 100_000 {
-                            next_page = Some(next);
-                        } else {
-                            let list = who.take().unwrap_or_default();
-                            say(&out, online(&list));
-                        }
-                    }
-                    Event::Failed {
-                        what: What::List, ..
-                    } => {
-                        who = None;
-                        if let Some(n) = show::notice(&e, &server) {
-                            say(&out, n);
-                        }
-                    }
-                    Event::NotDelivered {
-                        to,
-                        reason: Undelivered::NoSuchPeer,
-                        ..
-                    } => {
-                        let mut line = show::not_delivered(to.as_str(), &Undelivered::NoSuchPeer);
-                        if let Ok(mut c) = current.lock() {
-                            if c.nobody(to.as_str()) {
-                                line.push_str(&match &c.with {
-                                    Some(back) => format!("; plain lines go to {back} again"),
-                                    None => "; no conversation now".to_string(),
-                                });
-                            }
-                        }
-                        say(&out, line);
-                    }
-                    Event::RegistrationFailed(f) => {
-                        say(
-                            &out,
-                            format!("! lost the registration: {f}; press Enter to leave"),
-                        );
-                        let _ = done.send(());
-                        return;
-                    }
-                    e => {
-                        if let Some(n) = show::notice(&e, &server) {
-                            say(&out, n);
-                        }
+            let Some(e) = self.s.client().poll_event() else {
+                return true;
+            };
+            match self.screen.show(&e) {
+                Then::Go => {}
+                Then::Page(next) => {
+                    if self.s.with(|c, now| c.list(now, next)).is_err() {
+                        self.screen.who = None;
                     }
                 }
+                Then::Stop => return false,
             }
-            if let Some(next) = next_page {
-                if s.with(|c, now| c.list(now, next)).is_err() {
-                    who = None;
+        }
+    }
+}
+
+/// Ids the chat's `/who` gathers at most (`parley who` lists them all).
+const MAX_WHO: usize = 100_000;
+
+impl Screen {
+    fn show(&mut self, e: &Event<'_>) -> Then {
+        let out = &self.out;
+        if let Some((from, line)) = show::incoming(e, false) {
+            if let Some(f) = from {
+                if let Ok(mut c) = self.current.lock() {
+                    c.offer(f);
                 }
             }
+            say(out, line);
+            return Then::Go;
+        }
+        match e {
+            Event::KeyFirstSeen { .. } => {
+                if let Some(line) = script::keep_key(&mut self.known, e) {
+                    say(out, line);
+                }
+            }
+            Event::KeyChanged { id, offered, .. } => {
+                if let Ok(mut o) = self.offered.lock() {
+                    o.insert(id.as_str().to_string(), offered.0);
+                }
+                self.notice(e);
+            }
+            Event::Page { next, ids } => {
+                let (pages, list) = self
+                    .who
+                    .get_or_insert_with(|| (Pages::up_to(MAX_WHO), Vec::new()));
+                list.extend(ids.iter().map(|i| i.as_str().to_string()));
+                if let Some(next) = pages.after(*next, ids.iter().count()) {
+                    return Then::Page(next);
+                }
+                say(out, online::line(list));
+                self.who = None;
+            }
+            Event::Failed {
+                what: What::List, ..
+            } => {
+                self.who = None;
+                self.notice(e);
+            }
+            Event::NotDelivered {
+                to,
+                reason: reason @ Undelivered::NoSuchPeer,
+                ..
+            } => {
+                let to = to.as_str();
+                let mut line = Notice::NotDelivered { to, reason }.line();
+                if let Ok(mut c) = self.current.lock() {
+                    if c.nobody(to) {
+                        line.push_str(&match &c.with {
+                            Some(back) => format!("; plain lines go to {back} again"),
+                            None => "; no conversation now".to_string(),
+                        });
+                    }
+                }
+                say(out, line);
+            }
+            Event::RegistrationFailed(f) => {
+                say(
+                    out,
+                    format!("! lost the registration: {f}; press Enter to leave"),
+                );
+                return Then::Stop;
+            }
+            e => self.notice(e),
+        }
+        Then::Go
+    }
+
+    fn notice(&self, e: &Event<'_>) {
+        if let Some(n) = Notice::of(e, &self.server) {
+            say(&self.out, n.line());
         }
     }
 }
@@ -600,38 +656,6 @@ fn verify(me: &Me, id: &str) -> String {
         ));
     }
     out
-}
-
-/// The `/who` line: every id up to a screenful, then a count.
-fn online(list: &[String]) -> String {
-    const SHOWN: usize = 200;
-    let mut line = format!(
-        "* online ({}): {}",
-        list.len(),
-        list[..list.len().min(SHOWN)].join(" ")
-    );
-    if list.len() > SHOWN {
-        line.push_str(&format!(
-            " ... and {} more (`parley who` lists them all)",
-            list.len() - SHOWN
-        ));
-    }
-    line
-}
-
-fn sign_off(s: &mut Session) {
-    if s.with(|c, now| c.quit(now)).is_err() {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        s.step(Duration::from_millis(100));
-        while let Some(e) = s.client().poll_event() {
-            if matches!(e, Event::Bye | Event::Failed { .. }) {
-                return;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -177,6 +177,16 @@ fn parse(text: &str) -> Result<BTreeMap<String, [u8; 32]>, (usize, &'static str)
 mod tests {
     use super::*;
 
+    /// A known-peers file in a fresh directory, loaded by two parleys
+    /// before either wrote to it (the directory goes when dropped).
+    fn two_loaded() -> (tempfile::TempDir, PathBuf, KnownPeers, KnownPeers) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("known_peers");
+        let one = KnownPeers::load(&path).unwrap();
+        let two = KnownPeers::load(&path).unwrap();
+        (tmp, path, one, two)
+    }
+
     #[test]
     fn round_trip_through_the_file() {
         let tmp = tempfile::tempdir().unwrap();
@@ -206,10 +216,7 @@ mod tests {
 
     #[test]
     fn another_process_s_peers_are_kept() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("known_peers");
-        let mut one = KnownPeers::load(&path).unwrap();
-        let mut two = KnownPeers::load(&path).unwrap();
+        let (_tmp, path, mut one, mut two) = two_loaded();
         one.set("alice", [1; 32]).unwrap();
         two.set("bob", [2; 32]).unwrap();
         let back = KnownPeers::load(&path).unwrap();
@@ -219,10 +226,7 @@ mod tests {
 
     #[test]
     fn a_first_seen_key_never_replaces_a_pinned_one() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("known_peers");
-        let mut one = KnownPeers::load(&path).unwrap();
-        let mut two = KnownPeers::load(&path).unwrap();
+        let (_tmp, path, mut one, mut two) = two_loaded();
         assert_eq!(one.add_new("bob", [1; 32]).unwrap(), None);
         assert_eq!(one.add_new("bob", [1; 32]).unwrap(), None, "the same key");
         // Another parley, which read the file before bob was in it.

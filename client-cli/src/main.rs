@@ -30,6 +30,7 @@ mod files;
 mod identity;
 mod known_peers;
 mod netcheck;
+mod online;
 mod script;
 mod session;
 mod show;
@@ -40,6 +41,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cli_args::{CliError, check, opt, within};
 use proto_core::wire::{Id, IdBuf};
 
 use identity::Identity;
@@ -192,11 +194,17 @@ pub struct Fail(pub String, pub u8);
 impl Fail {
     /// A failure of the command (status 1).
     pub fn run(msg: impl Into<String>) -> Fail {
-        Fail(msg.into(), 1)
+        Fail(msg.into(), cli_args::FAILURE_STATUS)
     }
     /// A bad command line (status 2).
     pub fn usage(msg: impl Into<String>) -> Fail {
-        Fail(msg.into(), 2)
+        Fail(msg.into(), cli_args::USAGE_STATUS)
+    }
+}
+
+impl From<CliError> for Fail {
+    fn from(e: CliError) -> Fail {
+        Fail::usage(e.0)
     }
 }
 
@@ -215,6 +223,41 @@ fn resolve(s: &str) -> Result<SocketAddr, Fail> {
         .ok_or_else(|| Fail::usage(format!("{s:?} resolves to no address")))
 }
 
+/// The options every command shares.
+fn common(args: &mut pico_args::Arguments) -> Result<Common, Fail> {
+    let server_text =
+        opt::<String>(args, ["-s", "--server"])?.unwrap_or_else(|| "127.0.0.1:9999".into());
+    let server = resolve(&server_text)?;
+    let id = opt::<String>(args, ["-i", "--id"])?
+        .map(|s| parse_id(&s))
+        .transpose()?;
+    let bind = opt(args, "--bind")?;
+    let timeout = match opt(args, "--timeout")? {
+        None => Duration::from_secs(60),
+        Some(v) => Duration::from_secs(check("--timeout", v, v > 0, "more than 0")?),
+    };
+    let keepalive = opt(args, "--keepalive")?
+        .map(|v| within("--keepalive", v, 1..=3600))
+        .transpose()?;
+    Ok(Common {
+        server,
+        server_text,
+        id,
+        bind,
+        timeout,
+        keepalive,
+        identity: opt(args, "--identity")?,
+        known_peers: opt(args, "--known-peers")?,
+    })
+}
+
+/// What `send` alone reads.
+struct SendOpts {
+    to: Option<String>,
+    seed: bool,
+    accept_new_key: bool,
+}
+
 fn run(raw: Vec<OsString>) -> Result<(), Fail> {
     let mut args = pico_args::Arguments::from_vec(raw);
     let version = env!("CARGO_PKG_VERSION");
@@ -222,67 +265,16 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
         print!("{text}");
         return Ok(());
     }
-    let opt =
-        |args: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>, Fail> {
-            let r = match keys {
-                [short, long] => cli_args::opt(args, [*short, *long]),
-                _ => cli_args::opt(args, keys[0]),
-            };
-            r.map_err(|e| Fail::usage(e.0))
-        };
-    let server_text =
-        opt(&mut args, &["-s", "--server"])?.unwrap_or_else(|| "127.0.0.1:9999".into());
-    let server = resolve(&server_text)?;
-    let id = opt(&mut args, &["-i", "--id"])?
-        .map(|s| parse_id(&s))
-        .transpose()?;
-    let bind = opt(&mut args, &["--bind"])?
-        .map(|s| {
-            s.parse()
-                .map_err(|_| Fail::usage(format!("bad --bind address {s:?} (want IP:PORT)")))
-        })
-        .transpose()?;
-    let timeout = match opt(&mut args, &["--timeout"])? {
-        None => Duration::from_secs(60),
-        Some(s) => match s.parse::<u64>() {
-            Ok(v) if v > 0 => Duration::from_secs(v),
-            _ => {
-                return Err(Fail::usage(format!(
-                    "bad --timeout {s:?}: want whole seconds above 0"
-                )));
-            }
-        },
+    let common = common(&mut args)?;
+    let send = SendOpts {
+        to: opt(&mut args, "--to")?,
+        seed: args.contains("--seed"),
+        accept_new_key: args.contains("--accept-new-key"),
     };
-    let keepalive = match opt(&mut args, &["--keepalive"])? {
-        None => None,
-        Some(s) => match s.parse::<u64>() {
-            Ok(v) if (1..=3600).contains(&v) => Some(v),
-            _ => {
-                return Err(Fail::usage(format!(
-                    "bad --keepalive {s:?}: want seconds from 1 to 3600"
-                )));
-            }
-        },
-    };
-    let identity = opt(&mut args, &["--identity"])?.map(PathBuf::from);
-    let known_peers = opt(&mut args, &["--known-peers"])?.map(PathBuf::from);
-    let to = opt(&mut args, &["--to"])?;
-    let seed = args.contains("--seed");
-    let accept_new_key = args.contains("--accept-new-key");
     let json = args.contains("--json");
     if args.contains("--no-local") {
         session::NO_LOCAL.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let common = Common {
-        server,
-        server_text,
-        id,
-        bind,
-        timeout,
-        keepalive,
-        identity,
-        known_peers,
-    };
     let sub = args.subcommand().map_err(|e| Fail::usage(e.to_string()))?;
     let rest: Vec<String> = args
         .finish()
@@ -294,60 +286,48 @@ fn run(raw: Vec<OsString>) -> Result<(), Fail> {
         .collect::<Result<_, _>>()?;
     if let Some(flag) = rest.iter().find(|a| a.starts_with('-') && a.len() > 1) {
         if sub.as_deref() != Some("send") {
-            return Err(Fail::usage(format!(
-                "unknown option {flag} (see parley --help)"
-            )));
+            return Err(cli_args::unexpected(flag).into());
         }
     }
-    let no_extra = |rest: &[String]| -> Result<(), Fail> {
-        match rest.first() {
-            Some(x) => Err(Fail::usage(format!(
-                "unexpected argument {x:?} (see parley --help)"
-            ))),
-            None => Ok(()),
-        }
+    dispatch(sub.as_deref(), &rest, common, send, json)
+}
+
+/// Run subcommand `sub` with its operands `rest`.
+fn dispatch(
+    sub: Option<&str>,
+    rest: &[String],
+    common: Common,
+    send: SendOpts,
+    json: bool,
+) -> Result<(), Fail> {
+    let no_extra = || match rest.first() {
+        Some(x) => Err(Fail::from(cli_args::unexpected(x))),
+        None => Ok(()),
     };
-    match sub.as_deref() {
+    let one_id = |cmd: &str| match rest {
+        [id] => parse_id(id),
+        _ => Err(Fail::usage(format!("{cmd} needs exactly one ID"))),
+    };
+    match sub {
         None => chat::run(common),
         Some("send") => {
-            let to = to.ok_or_else(|| Fail::usage("send needs --to PEER"))?;
+            let to = send.to.ok_or_else(|| Fail::usage("send needs --to PEER"))?;
             let to = parse_id(&to)?;
             if rest.is_empty() {
                 return Err(Fail::usage("send needs the TEXT to send"));
             }
-            script::send(common, to, &rest.join(" "), seed, accept_new_key, json)
+            let text = rest.join(" ");
+            script::send(common, to, &text, send.seed, send.accept_new_key, json)
         }
-        Some("listen") => {
-            no_extra(&rest)?;
-            script::listen(common, json)
-        }
-        Some("who") => {
-            no_extra(&rest)?;
-            script::who(common)
-        }
-        Some("lookup") => {
-            let [id] = rest.as_slice() else {
-                return Err(Fail::usage("lookup needs exactly one ID"));
-            };
-            script::lookup(common, parse_id(id)?)
-        }
-        Some("ping") => {
-            no_extra(&rest)?;
-            script::ping(common)
-        }
-        Some("whoami") => {
-            no_extra(&rest)?;
-            script::whoami(common)
-        }
-        Some("verify") => {
-            let [id] = rest.as_slice() else {
-                return Err(Fail::usage("verify needs exactly one ID"));
-            };
-            script::verify(common, parse_id(id)?)
-        }
-        Some("netcheck") => netcheck::run(common, &rest, json),
+        Some("listen") => no_extra().and_then(|()| script::listen(common, json)),
+        Some("who") => no_extra().and_then(|()| script::who(common)),
+        Some("ping") => no_extra().and_then(|()| script::ping(common)),
+        Some("whoami") => no_extra().and_then(|()| script::whoami(common)),
+        Some("lookup") => script::lookup(common, one_id("lookup")?),
+        Some("verify") => script::verify(common, one_id("verify")?),
+        Some("netcheck") => netcheck::run(common, rest, json),
         Some(other) => Err(Fail::usage(format!(
-            "unknown command {other:?}: use send, listen, who, lookup, ping, whoami, verify or netcheck (see parley --help)"
+            "unknown command {other:?}: use send, listen, who, lookup, ping, whoami, verify or netcheck"
         ))),
     }
 }
@@ -356,9 +336,6 @@ fn main() -> ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(msg, cli_args::USAGE_STATUS)) => cli_args::usage("parley", &msg),
-        Err(Fail(msg, code)) => {
-            eprintln!("parley: {msg}");
-            ExitCode::from(code)
-        }
+        Err(Fail(msg, code)) => cli_args::fail("parley", &msg, code),
     }
 }

@@ -193,50 +193,87 @@ pub fn run(c: Common, rest: &[String], json: bool) -> Result<(), Fail> {
         .map_or(first.rtt, |s| s.rtt.min(first.rtt))
         .as_secs_f64()
         * 1000.0;
-    let preserved = local.is_some_and(|l| l.port() == first.mapped.port());
-    let mut out = String::new();
+    let report = Report {
+        server: c.server,
+        server_text: &c.server_text,
+        local,
+        public: first.mapped,
+        second_to,
+        second: second.as_ref().map(|a| a.mapped),
+        mapping,
+        preserved: local.is_some_and(|l| l.port() == first.mapped.port()),
+        rtt,
+    };
     if json {
-        let opt = |a: Option<SocketAddr>| a.map_or("null".to_string(), |a| format!("\"{a}\""));
-        let _ = write!(
-            out,
-            "{{\"server\":\"{}\",\"local\":{},\"public\":\"{}\",\"second\":{},\"nat\":{},\"mapping\":\"{}\",\"port_preserved\":{},\"rtt_ms\":{:.3}}}",
-            c.server,
-            opt(local),
-            first.mapped,
-            opt(second.as_ref().map(|a| a.mapped)),
-            mapping != Mapping::None,
-            mapping.as_str(),
-            preserved,
-            rtt,
-        );
+        println!("{}", report.json());
     } else {
-        let _ = writeln!(out, "server:          {}", c.server_text);
-        if let Some(l) = local {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+/// What the check found.
+struct Report<'a> {
+    server: SocketAddr,
+    server_text: &'a str,
+    local: Option<SocketAddr>,
+    public: SocketAddr,
+    /// The server's second port, if asked, and what it saw.
+    second_to: Option<SocketAddr>,
+    second: Option<SocketAddr>,
+    mapping: Mapping,
+    preserved: bool,
+    /// Milliseconds.
+    rtt: f64,
+}
+
+impl Report<'_> {
+    /// One JSON object.
+    fn json(&self) -> String {
+        let opt = |a: Option<SocketAddr>| a.map_or("null".to_string(), |a| format!("\"{a}\""));
+        format!(
+            "{{\"server\":\"{}\",\"local\":{},\"public\":\"{}\",\"second\":{},\"nat\":{},\"mapping\":\"{}\",\"port_preserved\":{},\"rtt_ms\":{:.3}}}",
+            self.server,
+            opt(self.local),
+            self.public,
+            opt(self.second),
+            self.mapping != Mapping::None,
+            self.mapping.as_str(),
+            self.preserved,
+            self.rtt,
+        )
+    }
+
+    /// Lines for people.
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "server:          {}", self.server_text);
+        if let Some(l) = self.local {
             let _ = writeln!(out, "local address:   {l}");
         }
         let _ = writeln!(
             out,
             "public address:  {} (seen by {})",
-            first.mapped, c.server
+            self.public, self.server
         );
-        match (second_to, &second) {
+        match (self.second_to, self.second) {
             (Some(to), Some(a)) => {
-                let _ = writeln!(out, "second port:     {} (seen by {to})", a.mapped);
+                let _ = writeln!(out, "second port:     {a} (seen by {to})");
             }
             (Some(to), None) => {
                 let _ = writeln!(out, "second port:     no answer from {to}");
             }
             (None, _) => {}
         }
-        let _ = writeln!(out, "mapping:         {}", mapping.explain());
-        if mapping != Mapping::None {
+        let _ = writeln!(out, "mapping:         {}", self.mapping.explain());
+        if self.mapping != Mapping::None {
             let _ = writeln!(
                 out,
                 "port preserved:  {}",
-                if preserved { "yes" } else { "no" }
+                if self.preserved { "yes" } else { "no" }
             );
         }
-        let _ = writeln!(out, "round trip:      {rtt:.3} ms");
+        let _ = writeln!(out, "round trip:      {:.3} ms", self.rtt);
         let _ = writeln!(
             out,
             "cannot tell:     whether strangers can reach the mapping (filtering), whether the \
@@ -244,13 +281,8 @@ pub fn run(c: Common, rest: &[String], json: bool) -> Result<(), Fail> {
              mapping lives, or a mapping that depends on the destination address only (both \
              ports share one address)"
         );
+        out
     }
-    print!("{out}");
-    if !json {
-        return Ok(());
-    }
-    println!();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use proto_core::client::{Config, Event};
+use proto_core::client::{Config, Event, Failure, What};
 use proto_core::secure::PublicKey;
 use proto_core::wire::{Id, IdBuf};
 
 use crate::known_peers::KnownPeers;
+use crate::online::Pages;
 use crate::session::Session;
+use crate::show::Notice;
 use crate::{Common, Fail};
 use crate::{identity, show};
 
@@ -30,24 +32,20 @@ fn until<T>(
     s: &mut Session,
     limit: Duration,
     what: &str,
-    mut f: impl FnMut(&Event<'_>) -> Option<Result<T, Fail>>,
+    f: impl FnMut(&Event<'_>) -> Option<Result<T, Fail>>,
 ) -> Result<T, Fail> {
-    let deadline = Instant::now() + limit;
-    loop {
-        while let Some(e) = s.client().poll_event() {
-            if let Some(r) = f(&e) {
-                return r;
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Fail::run(format!(
-                "gave up {what} after {} s",
-                limit.as_secs()
-            )));
-        }
-        s.step(left.min(STEP));
-    }
+    s.wait(limit, f).unwrap_or_else(|| {
+        Err(Fail::run(format!(
+            "gave up {what} after {} s",
+            limit.as_secs()
+        )))
+    })
+}
+
+/// Why a command failed, from its `Failed` event.
+fn failed(what: What, id: Option<Id<'_>>, reason: &Failure) -> Fail {
+    let id = id.map(|i| i.as_str());
+    Fail::run(Notice::Failed { what, id, reason }.to_string())
 }
 
 /// Register and wait for the answer.
@@ -62,16 +60,6 @@ fn register(s: &mut Session, c: &Common) -> Result<(), Fail> {
     })
 }
 
-/// Sign off: QUIT and wait briefly for BYE (the lease would expire anyway).
-fn sign_off(s: &mut Session) {
-    if s.with(|cl, now| cl.quit(now)).is_ok() {
-        let _ = until(s, Duration::from_secs(2), "signing off", |e| match e {
-            Event::Bye | Event::Failed { .. } => Some(Ok(())),
-            _ => None,
-        });
-    }
-}
-
 /// What waiting for a message's fate came to.
 enum Fate {
     Done(Result<String, Fail>),
@@ -84,15 +72,66 @@ pub fn keep_key(known: &mut KnownPeers, e: &Event<'_>) -> Option<String> {
     let Event::KeyFirstSeen { id, key } = e else {
         return None;
     };
-    Some(match known.add_new(id.as_str(), key.0) {
-        Ok(None) => show::key_first_seen(id.as_str(), &key.0, known.path()),
+    let id = id.as_str();
+    Some(match known.add_new(id, key.0) {
+        Ok(None) => Notice::KeyFirstSeen {
+            id,
+            key: &key.0,
+            file: known.path(),
+        }
+        .line(),
         Ok(Some(old)) => format!(
             "{}\n!!! (another parley kept {id}'s key in {} while this one ran; that key stays)",
-            show::key_changed(id.as_str(), &old, &key.0),
+            Notice::KeyChanged {
+                id,
+                pinned: &old,
+                offered: &key.0
+            }
+            .line(),
             known.path().display()
         ),
         Err(err) => format!("! could not keep {id}'s key: {err}"),
     })
+}
+
+/// What event `e` says of message `msg` to `to`, sent the seed's way if
+/// `seed`; `None` if nothing.
+fn fate(e: &Event<'_>, to: Id<'_>, msg: u32, seed: bool) -> Option<Fate> {
+    Some(match e {
+        Event::KeyChanged {
+            id,
+            pinned,
+            offered,
+        } if *id == to => Fate::KeyChanged(pinned.0, offered.0),
+        Event::Delivered { msg: m, to } if *m == msg => {
+            Fate::Done(Ok(format!("delivered to {to}")))
+        }
+        Event::NotDelivered { msg: m, to, reason } if *m == msg => {
+            let to = to.as_str();
+            let why = Notice::NotDelivered { to, reason };
+            Fate::Done(Err(Fail::run(why.to_string())))
+        }
+        Event::SentUnconfirmed { msg: m, to } if *m == msg && seed => Fate::Done(Ok(format!(
+            "sent to {to} as a seed message (the seed client cannot confirm delivery)"
+        ))),
+        Event::SentUnconfirmed { msg: m, to } if *m == msg => Fate::Done(Err(Fail::run(format!(
+            "{} (use --seed if {to} runs the seed's client)",
+            Notice::Unconfirmed { to: to.as_str() }
+        )))),
+        _ => return None,
+    })
+}
+
+/// Why nothing was sent to `to`, whose key changed, without
+/// `--accept-new-key`.
+fn key_refused(to: Id<'_>, pinned: &[u8; 32], offered: &[u8; 32]) -> Fail {
+    Fail::run(format!(
+        "{to}'s key has changed: the key kept for {to} is {}, the one offered now is {}; nothing was sent. \
+Someone may be pretending to be {to}. Ask {to} (not through parley) whether they made a new key and compare \
+`parley verify {to}`; only then send again with --accept-new-key",
+        identity::fingerprint(pinned),
+        identity::fingerprint(offered),
+    ))
 }
 
 /// `parley send --id ME --to PEER TEXT`.
@@ -125,34 +164,7 @@ pub fn send(
             if let Some(line) = keep_key(&mut known, e) {
                 eprintln!("{line}");
             }
-            match e {
-                Event::KeyChanged {
-                    id,
-                    pinned,
-                    offered,
-                } if *id == to_id => Some(Ok(Fate::KeyChanged(pinned.0, offered.0))),
-                Event::Delivered { msg: m, to } if *m == msg => {
-                    Some(Ok(Fate::Done(Ok(format!("delivered to {to}")))))
-                }
-                Event::NotDelivered { msg: m, to, reason } if *m == msg => {
-                    Some(Ok(Fate::Done(Err(Fail::run(
-                        show::not_delivered(to.as_str(), reason)[2..].to_string(),
-                    )))))
-                }
-                Event::SentUnconfirmed { msg: m, to } if *m == msg => {
-                    Some(Ok(Fate::Done(if seed {
-                        Ok(format!(
-                            "sent to {to} as a seed message (the seed client cannot confirm delivery)"
-                        ))
-                    } else {
-                        Err(Fail::run(format!(
-                            "{} (use --seed if {to} runs the seed's client)",
-                            &show::unconfirmed(to.as_str())[2..]
-                        )))
-                    })))
-                }
-                _ => None,
-            }
+            fate(e, to_id, msg, seed).map(Ok)
         });
         match fate {
             Err(e) => break Err(e),
@@ -172,13 +184,7 @@ pub fn send(
                 );
             }
             Ok(Fate::KeyChanged(pinned, offered)) => {
-                break Err(Fail::run(format!(
-                    "{to_id}'s key has changed: the key kept for {to_id} is {}, the one offered now is {}; nothing was sent. \
-Someone may be pretending to be {to_id}. Ask {to_id} (not through parley) whether they made a new key and compare \
-`parley verify {to_id}`; only then send again with --accept-new-key",
-                    identity::fingerprint(&pinned),
-                    identity::fingerprint(&offered),
-                )));
+                break Err(key_refused(to_id, &pinned, &offered));
             }
         }
     };
@@ -186,7 +192,7 @@ Someone may be pretending to be {to_id}. Ask {to_id} (not through parley) whethe
     // The path the acknowledgement found: what the NAT matrix reports.
     let now = s.now();
     let path = s.client().route(now, to_id);
-    sign_off(&mut s);
+    s.sign_off();
     let r = r?;
     let word = path.map_or(if seed { "seed" } else { "unknown" }, |p| p.word());
     if json {
@@ -226,24 +232,14 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
     while !stop.load(Ordering::Relaxed) {
         s.step(STEP);
         while let Some(e) = s.client().poll_event() {
-            match e {
-                Event::Message {
-                    from,
-                    text,
-                    seed,
-                    verified,
-                } => {
-                    let from = from.map(|f| f.as_str());
-                    let line = if json {
-                        show::message_json(from, text, seed, verified)
-                    } else {
-                        show::message(from, text, seed, verified)
-                    };
-                    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                        // Nobody reads us any more.
-                        stop.store(true, Ordering::Relaxed);
-                    }
+            if let Some((_, line)) = show::incoming(&e, json) {
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    // Nobody reads us any more.
+                    stop.store(true, Ordering::Relaxed);
                 }
+                continue;
+            }
+            match e {
                 Event::RegistrationFailed(f) => {
                     return Err(Fail::run(format!("lost the registration: {f}")));
                 }
@@ -252,25 +248,23 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
                         eprintln!("{line}");
                     }
                 }
-                Event::KeyChanged {
-                    id,
-                    pinned,
-                    offered,
-                } => {
-                    eprintln!("{}", show::key_changed(id.as_str(), &pinned.0, &offered.0));
+                Event::KeyChanged { id, .. } => {
+                    if let Some(n) = Notice::of(&e, &c.server_text) {
+                        eprintln!("{}", n.line());
+                    }
                     eprintln!(
                         "!!! (parley listen accepts no keys: use the chat's /accept {id} or parley send --accept-new-key)"
                     );
                 }
                 e => {
-                    if let Some(n) = show::notice(&e, &c.server_text) {
-                        eprintln!("{n}");
+                    if let Some(n) = Notice::of(&e, &c.server_text) {
+                        eprintln!("{}", n.line());
                     }
                 }
             }
         }
     }
-    sign_off(&mut s);
+    s.sign_off();
     Ok(())
 }
 
@@ -278,9 +272,9 @@ pub fn listen(c: Common, json: bool) -> Result<(), Fail> {
 pub fn who(c: Common) -> Result<(), Fail> {
     let mut s =
         Session::open(config(&c, None), c.bind, None).map_err(|e| Fail::run(e.to_string()))?;
+    let mut pages = Pages::up_to(usize::MAX);
     let mut cursor = 0;
-    // Bounded: a server holds at most 4 Mi ids, and a page holds many.
-    for _ in 0..100_000 {
+    loop {
         s.with(|cl, now| cl.list(now, cursor))
             .map_err(|e| Fail::run(e.to_string()))?;
         let (next, ids) = until(&mut s, c.timeout, "listing", |e| match e {
@@ -290,20 +284,17 @@ pub fn who(c: Common) -> Result<(), Fail> {
                     .map(|i| i.as_str().to_string())
                     .collect::<Vec<_>>(),
             ))),
-            Event::Failed { what, id, reason } => Some(Err(Fail::run(
-                show::failed(*what, id.map(|i| i.as_str()), reason)[2..].to_string(),
-            ))),
+            Event::Failed { what, id, reason } => Some(Err(failed(*what, *id, reason))),
             _ => None,
         })?;
-        for id in ids {
+        for id in &ids {
             println!("{id}");
         }
-        if next == 0 {
-            return Ok(());
+        match pages.after(next, ids.len()) {
+            Some(next) => cursor = next,
+            None => return Ok(()),
         }
-        cursor = next;
     }
-    Ok(())
 }
 
 /// `parley lookup ID`: `ID ADDR`.
@@ -315,9 +306,7 @@ pub fn lookup(c: Common, id: IdBuf) -> Result<(), Fail> {
         .map_err(|e| Fail::run(e.to_string()))?;
     let line = until(&mut s, c.timeout, "looking up", |e| match e {
         Event::Found { id, addr } => Some(Ok(format!("{id} {addr}"))),
-        Event::Failed { what, id, reason } => Some(Err(Fail::run(
-            show::failed(*what, id.map(|i| i.as_str()), reason)[2..].to_string(),
-        ))),
+        Event::Failed { what, id, reason } => Some(Err(failed(*what, *id, reason))),
         _ => None,
     })?;
     println!("{line}");

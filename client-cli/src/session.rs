@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant};
 
 use proto_core::Instant;
-use proto_core::client::{Client, Config};
+use proto_core::client::{Client, Config, Event};
 use proto_core::secure::PublicKey;
 use proto_core::wire::Id;
 
@@ -195,4 +195,40 @@ impl Session {
         }
         self.flush();
     }
+
+    /// Run the session until `f` makes something of an event, for at most
+    /// `limit`; `None` if nothing came of it in time.
+    pub fn wait<T>(
+        &mut self,
+        limit: Duration,
+        mut f: impl FnMut(&Event<'_>) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = StdInstant::now() + limit;
+        loop {
+            while let Some(e) = self.client.poll_event() {
+                if let Some(r) = f(&e) {
+                    return Some(r);
+                }
+            }
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.step(left.min(WAIT_STEP));
+        }
+    }
+
+    /// Sign off: QUIT and wait briefly for BYE (the lease would expire
+    /// anyway, so a lost BYE is no failure).
+    pub fn sign_off(&mut self) {
+        if self.with(|c, now| c.quit(now)).is_ok() {
+            self.wait(Duration::from_secs(2), |e| {
+                matches!(e, Event::Bye | Event::Failed { .. }).then_some(())
+            });
+        }
+    }
 }
+
+/// The longest one step of [`Session::wait`] blocks, so that its deadline
+/// is kept to within this.
+const WAIT_STEP: Duration = Duration::from_millis(200);

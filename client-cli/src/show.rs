@@ -1,6 +1,8 @@
 //! How events read, for people and for scripts.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
+use std::net::SocketAddr;
+use std::path::Path;
 
 use proto_core::client::{Event, Failure, Undelivered, What};
 
@@ -63,96 +65,217 @@ pub fn json_str(s: &str) -> String {
     out
 }
 
-/// A notice line for everything but messages and pages, or `None` for
-/// events people need not see.
-pub fn notice(e: &Event<'_>, server: &str) -> Option<String> {
-    Some(match e {
-        Event::Registered {
-            id,
-            addr,
-            again: true,
-            ..
-        } => format!(
-            "* the server had forgotten us (it restarted?); registered again as {id}, seen as {addr}"
-        ),
-        Event::Registered { .. } => return None,
-        Event::RegistrationFailed(f) => format!("! cannot register: {f}"),
-        Event::ServerUnreachable => {
-            format!("! the server at {server} does not answer; still trying")
-        }
-        Event::ServerBack => format!("* the server at {server} answers again"),
-        Event::Pong { addr, rtt } => {
-            format!(
-                "* server {server}: round trip {} ms, it sees you as {addr}",
-                rtt.0
-            )
-        }
-        Event::Found { id, addr } => format!("* {id} is at {addr}"),
-        Event::Failed { what, id, reason } => failed(*what, id.map(|i| i.as_str()), reason),
-        Event::Joined(id) => format!("* {id} joined"),
-        Event::Left(id) => format!("* {id} left"),
-        Event::Resync => "* some join/leave notices were lost; /who shows who is online now".into(),
-        Event::Message { .. } | Event::Page { .. } => return None,
-        Event::Delivered { .. } => return None,
-        Event::NotDelivered { to, reason, .. } => not_delivered(to.as_str(), reason),
-        Event::SentUnconfirmed { to, .. } => unconfirmed(to.as_str()),
-        Event::Bye => return None,
-        Event::KeyFirstSeen { .. } => return None,
-        Event::KeyChanged {
-            id,
-            pinned,
-            offered,
-        } => key_changed(id.as_str(), &pinned.0, &offered.0),
-    })
+/// The line a message event shows as (one JSON object if `json`), with
+/// the id of whoever the server says sent it; `None` for other events.
+pub fn incoming<'e>(e: &'e Event<'_>, json: bool) -> Option<(Option<&'e str>, String)> {
+    let Event::Message {
+        from,
+        text,
+        seed,
+        verified,
+    } = e
+    else {
+        return None;
+    };
+    let from = from.as_ref().map(|f| f.as_str());
+    let line = if json {
+        message_json(from, text, *seed, *verified)
+    } else {
+        message(from, text, *seed, *verified)
+    };
+    Some((from, line))
 }
 
-/// Why a command failed, as a sentence.
-pub fn failed(what: What, id: Option<&str>, reason: &Failure) -> String {
-    match (what, id) {
-        (What::Lookup, Some(id)) => format!("! cannot find {id}: {reason}"),
-        (What::List, _) => format!("! cannot list who is online: {reason}"),
-        (What::Ping, _) => format!("! no answer to the ping: {reason}"),
-        (What::Quit, _) => format!("! could not sign off: {reason}"),
-        (What::Subscribe, _) => format!("! no join/leave notices: {reason}"),
-        (_, _) => format!("! {reason}"),
+/// Something to tell the person, as a value: its sentence is its
+/// `Display`, said here once for the chat, `listen` and the scriptable
+/// commands' errors; [`Notice::line`] puts the chat's mark before it.
+pub enum Notice<'a> {
+    /// The server lost our registration and we registered again.
+    RegisteredAgain { id: &'a str, addr: SocketAddr },
+    /// The server refused our registration.
+    CannotRegister(&'a Failure),
+    /// The server at this address stopped answering.
+    ServerUnreachable(&'a str),
+    /// It answers again.
+    ServerBack(&'a str),
+    /// A ping's answer, with the round trip in milliseconds.
+    Pong {
+        server: &'a str,
+        addr: SocketAddr,
+        rtt: u64,
+    },
+    /// Where the server sees an id.
+    Found { id: &'a str, addr: SocketAddr },
+    /// A command failed.
+    Failed {
+        what: What,
+        id: Option<&'a str>,
+        reason: &'a Failure,
+    },
+    /// Someone came online.
+    Joined(&'a str),
+    /// Someone left.
+    Left(&'a str),
+    /// Presence notices were lost.
+    Resync,
+    /// A message did not get through.
+    NotDelivered {
+        to: &'a str,
+        reason: &'a Undelivered,
+    },
+    /// A message went the seed's way, unconfirmed.
+    Unconfirmed { to: &'a str },
+    /// A key seen for the first time, kept in `file`.
+    KeyFirstSeen {
+        id: &'a str,
+        key: &'a [u8; 32],
+        file: &'a Path,
+    },
+    /// A peer offers another key than the one pinned for it.
+    KeyChanged {
+        id: &'a str,
+        pinned: &'a [u8; 32],
+        offered: &'a [u8; 32],
+    },
+}
+
+impl<'a> Notice<'a> {
+    /// What people need to be told of event `e` (messages and pages are
+    /// shown otherwise), from the server written as `server`.
+    pub fn of(e: &'a Event<'_>, server: &'a str) -> Option<Notice<'a>> {
+        Some(match e {
+            Event::Registered {
+                id,
+                addr,
+                again: true,
+                ..
+            } => Notice::RegisteredAgain {
+                id: id.as_str(),
+                addr: *addr,
+            },
+            Event::RegistrationFailed(f) => Notice::CannotRegister(f),
+            Event::ServerUnreachable => Notice::ServerUnreachable(server),
+            Event::ServerBack => Notice::ServerBack(server),
+            Event::Pong { addr, rtt } => Notice::Pong {
+                server,
+                addr: *addr,
+                rtt: rtt.0,
+            },
+            Event::Found { id, addr } => Notice::Found {
+                id: id.as_str(),
+                addr: *addr,
+            },
+            Event::Failed { what, id, reason } => Notice::Failed {
+                what: *what,
+                id: id.as_ref().map(|i| i.as_str()),
+                reason,
+            },
+            Event::Joined(id) => Notice::Joined(id.as_str()),
+            Event::Left(id) => Notice::Left(id.as_str()),
+            Event::Resync => Notice::Resync,
+            Event::NotDelivered { to, reason, .. } => Notice::NotDelivered {
+                to: to.as_str(),
+                reason,
+            },
+            Event::SentUnconfirmed { to, .. } => Notice::Unconfirmed { to: to.as_str() },
+            Event::KeyChanged {
+                id,
+                pinned,
+                offered,
+            } => Notice::KeyChanged {
+                id: id.as_str(),
+                pinned: &pinned.0,
+                offered: &offered.0,
+            },
+            Event::Registered { .. }
+            | Event::Message { .. }
+            | Event::Page { .. }
+            | Event::Delivered { .. }
+            | Event::Bye
+            | Event::KeyFirstSeen { .. } => return None,
+        })
+    }
+
+    /// The line the chat and `listen` show: `* news` or `! trouble`; a
+    /// changed key's warning marks each of its lines itself.
+    pub fn line(&self) -> String {
+        let mark = match self {
+            Notice::KeyChanged { .. } => return self.to_string(),
+            Notice::CannotRegister(_)
+            | Notice::ServerUnreachable(_)
+            | Notice::Failed { .. }
+            | Notice::NotDelivered { .. }
+            | Notice::Unconfirmed { .. } => '!',
+            _ => '*',
+        };
+        format!("{mark} {self}")
     }
 }
 
-/// A message that did not get through, as a sentence.
-pub fn not_delivered(to: &str, reason: &Undelivered) -> String {
-    format!("! message to {to} not delivered: {reason}")
-}
-
-/// A message sent the seed's way, as a sentence.
-pub fn unconfirmed(to: &str) -> String {
-    format!(
-        "! {to} did not answer as a Parley client; sent as a seed `Message`, which cannot confirm delivery"
-    )
-}
-
-/// The warning for a peer whose key is not the one pinned for it: several
-/// lines, each starting with `!!!`, so that it cannot scroll by unseen.
-pub fn key_changed(id: &str, pinned: &[u8; 32], offered: &[u8; 32]) -> String {
-    format!(
-        "\
+impl fmt::Display for Notice<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::RegisteredAgain { id, addr } => write!(
+                f,
+                "the server had forgotten us (it restarted?); registered again as {id}, seen as {addr}"
+            ),
+            Notice::CannotRegister(why) => write!(f, "cannot register: {why}"),
+            Notice::ServerUnreachable(server) => {
+                write!(f, "the server at {server} does not answer; still trying")
+            }
+            Notice::ServerBack(server) => write!(f, "the server at {server} answers again"),
+            Notice::Pong { server, addr, rtt } => write!(
+                f,
+                "server {server}: round trip {rtt} ms, it sees you as {addr}"
+            ),
+            Notice::Found { id, addr } => write!(f, "{id} is at {addr}"),
+            Notice::Failed { what, id, reason } => match (what, id) {
+                (What::Lookup, Some(id)) => write!(f, "cannot find {id}: {reason}"),
+                (What::List, _) => write!(f, "cannot list who is online: {reason}"),
+                (What::Ping, _) => write!(f, "no answer to the ping: {reason}"),
+                (What::Quit, _) => write!(f, "could not sign off: {reason}"),
+                (What::Subscribe, _) => write!(f, "no join/leave notices: {reason}"),
+                (_, _) => write!(f, "{reason}"),
+            },
+            Notice::Joined(id) => write!(f, "{id} joined"),
+            Notice::Left(id) => write!(f, "{id} left"),
+            Notice::Resync => write!(
+                f,
+                "some join/leave notices were lost; /who shows who is online now"
+            ),
+            Notice::NotDelivered { to, reason } => {
+                write!(f, "message to {to} not delivered: {reason}")
+            }
+            Notice::Unconfirmed { to } => write!(
+                f,
+                "{to} did not answer as a Parley client; sent as a seed `Message`, which cannot confirm delivery"
+            ),
+            Notice::KeyFirstSeen { id, key, file } => write!(
+                f,
+                "first contact with {id}: key {} kept in {} (/verify {id} shows the number to compare)",
+                fingerprint(key),
+                file.display()
+            ),
+            // Several lines, each starting with `!!!`, so that it cannot
+            // scroll by unseen.
+            Notice::KeyChanged {
+                id,
+                pinned,
+                offered,
+            } => write!(
+                f,
+                "\
 !!! WARNING: {id}'s KEY HAS CHANGED. Someone may be pretending to be {id}.
 !!!   key first seen for {id}: {}
 !!!   key offered now:          {}
 !!! Nothing is sent to {id} until you accept the new key. Ask {id} (by voice,
 !!! not through this chat) whether they made a new key, and compare /verify {id}
 !!! with theirs; only then type /accept {id}.",
-        fingerprint(pinned),
-        fingerprint(offered)
-    )
-}
-
-/// The note for a peer seen for the first time.
-pub fn key_first_seen(id: &str, key: &[u8; 32], file: &std::path::Path) -> String {
-    format!(
-        "* first contact with {id}: key {} kept in {} (/verify {id} shows the number to compare)",
-        fingerprint(key),
-        file.display()
-    )
+                fingerprint(pinned),
+                fingerprint(offered)
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +297,12 @@ mod tests {
 
     #[test]
     fn a_changed_key_is_loud_and_says_what_to_do() {
-        let w = key_changed("bob", &[1; 32], &[2; 32]);
+        let w = Notice::KeyChanged {
+            id: "bob",
+            pinned: &[1; 32],
+            offered: &[2; 32],
+        }
+        .line();
         assert!(w.lines().count() >= 5);
         assert!(w.lines().all(|l| l.starts_with("!!!")), "{w}");
         assert!(w.contains("bob's KEY HAS CHANGED"));

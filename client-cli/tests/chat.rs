@@ -8,25 +8,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const T: Duration = Duration::from_secs(30);
-
 fn s(a: std::net::SocketAddr) -> String {
     a.to_string()
 }
 
 #[test]
 fn send_is_delivered_and_listen_prints_it() {
-    let srv = Server::start();
+    let srv = server();
     let server = s(srv.addr);
     let (bob, _) = Parley::listen(srv.addr, "bob", &[]);
     let (bobj, _) = Parley::listen(srv.addr, "bobj", &["--json"]);
-    let r = parley(
-        &[
-            "send", "--server", &server, "--id", "alice", "--to", "bob", "hello", "bob",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = send(&server, "alice", "bob", &["hello", "bob"]).ok();
     assert!(
         r.stdout.starts_with("delivered to bob (direct"),
         "{}",
@@ -34,33 +26,14 @@ fn send_is_delivered_and_listen_prints_it() {
     );
     assert_eq!(wait_line(&bob.out, "hello", T), "[alice] hello bob");
     // --json says the path the acknowledgement came by, for scripts.
-    let r = parley(
-        &[
-            "send", "--server", &server, "--id", "alan", "--json", "--to", "bob", "again",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = send(&server, "alan", "bob", &["--json", "again"]).ok();
     assert!(
         r.stdout
             .starts_with(r#"{"to":"bob","delivered":true,"path":"direct","ms":"#),
         "{}",
         r.stdout
     );
-    let r = parley(
-        &[
-            "send",
-            "--server",
-            &server,
-            "--id",
-            "alice",
-            "--to",
-            "bobj",
-            "say \"hi\"",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    send(&server, "alice", "bobj", &["say \"hi\""]).ok();
     assert_eq!(
         wait_line(&bobj.out, "alice", T),
         r#"{"from":"alice","text":"say \"hi\"","seed":false,"authenticated":true}"#
@@ -77,27 +50,21 @@ fn send_is_delivered_and_listen_prints_it() {
 
 #[test]
 fn listen_stops_cleanly_on_ctrl_c_and_signs_off() {
-    let srv = Server::start();
+    let srv = server();
     let (mut bob, addr) = Parley::listen(srv.addr, "bob", &[]);
     let r = parley(&["lookup", "--server", &s(srv.addr), "bob"], T);
     assert_eq!(r.stdout, format!("bob {addr}"));
     bob.interrupt();
     assert_eq!(bob.wait_exit(T), Some(0));
-    let r = parley(&["lookup", "--server", &s(srv.addr), "bob"], T);
-    assert_eq!(r.code, Some(1), "{}", r.stdout);
-    assert!(
-        r.stderr
-            .contains("cannot find bob: nobody with that id is online"),
-        "{}",
-        r.stderr
-    );
+    parley(&["lookup", "--server", &s(srv.addr), "bob"], T)
+        .fails_with(1, "cannot find bob: nobody with that id is online");
 }
 
 /// The acceptance test: 20% loss, duplicates and reordering on every
 /// datagram (server traffic too); every message shown exactly once.
 #[test]
 fn exactly_once_through_a_lossy_relay() {
-    let srv = Server::start();
+    let srv = server();
     let relay = Relay::start(
         srv.addr,
         Faults {
@@ -161,66 +128,30 @@ fn exactly_once_through_a_lossy_relay() {
 
 #[test]
 fn reregisters_after_a_server_restart() {
-    let srv = Server::start();
+    let srv = server();
     let addr = srv.addr;
     let (bob, _) = Parley::listen(addr, "bob", &["--keepalive", "1"]);
     srv.stop();
-    let srv = Server::start_on(addr);
+    let srv = server_on(addr);
     let line = wait_line(&bob.err, "registered again", T);
     assert!(line.contains("registered again as bob"), "{line}");
-    let r = parley(
-        &[
-            "send",
-            "--server",
-            &s(srv.addr),
-            "--id",
-            "alice",
-            "--to",
-            "bob",
-            "back?",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    send(&s(srv.addr), "alice", "bob", &["back?"]).ok();
     assert_eq!(wait_line(&bob.out, "back?", T), "[alice] back?");
 }
 
 #[test]
 fn error_paths_say_what_went_wrong() {
-    let srv = Server::start();
+    let srv = server();
     let server = s(srv.addr);
     // Unknown peer.
-    let r = parley(
-        &[
-            "send", "--server", &server, "--id", "alice", "--to", "nobody", "hi",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr
-            .contains("message to nobody not delivered: nobody with that id is online"),
-        "{}",
-        r.stderr
+    send(&server, "alice", "nobody", &["hi"]).fails_with(
+        1,
+        "message to nobody not delivered: nobody with that id is online",
     );
     // Id taken.
     let (_bob, _) = Parley::listen(srv.addr, "bob", &[]);
-    let r = parley(
-        &[
-            "send", "--server", &server, "--id", "bob", "--to", "x", "hi",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr
-            .contains("that id is already taken by someone else"),
-        "{}",
-        r.stderr
-    );
-    let r = parley(&["listen", "--server", &server, "--id", "bob"], T);
-    assert_eq!(r.code, Some(1));
-    assert!(r.stderr.contains("already taken"), "{}", r.stderr);
+    send(&server, "bob", "x", &["hi"]).fails_with(1, "that id is already taken by someone else");
+    parley(&["listen", "--server", &server, "--id", "bob"], T).fails_with(1, "already taken");
     // Bad usage.
     for args in [
         &["send", "--id", "a", "hi"][..],
@@ -246,19 +177,9 @@ fn server_down_is_reported() {
         .unwrap();
     let server = s(port);
     let started = Instant::now();
-    let r = parley(
-        &[
-            "send", "--server", &server, "--id", "alice", "--to", "bob", "hi",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr.contains(&format!(
-            "cannot register with {server}: the server did not answer"
-        )),
-        "{}",
-        r.stderr
+    send(&server, "alice", "bob", &["hi"]).fails_with(
+        1,
+        &format!("cannot register with {server}: the server did not answer"),
     );
     assert!(started.elapsed() < T);
     for cmd in [&["who"][..], &["ping"], &["lookup", "x"]] {
@@ -272,9 +193,8 @@ fn server_down_is_reported() {
 
 #[test]
 fn ping_shows_the_round_trip_and_the_observed_address() {
-    let srv = Server::start();
-    let r = parley(&["ping", "--server", &s(srv.addr)], T);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let srv = server();
+    let r = parley(&["ping", "--server", &s(srv.addr)], T).ok();
     assert!(
         r.stdout
             .starts_with(&format!("reply from {}: round trip ", srv.addr)),
@@ -290,7 +210,7 @@ fn ping_shows_the_round_trip_and_the_observed_address() {
 
 #[test]
 fn a_raw_seed_message_is_shown() {
-    let srv = Server::start();
+    let srv = server();
     let (bob, addr) = Parley::listen(srv.addr, "bob", &[]);
     let seed = UdpSocket::bind("127.0.0.1:0").unwrap();
     seed.send_to(b"Message hi from the seed", addr).unwrap();
@@ -302,7 +222,7 @@ fn a_raw_seed_message_is_shown() {
 
 #[test]
 fn a_seed_registered_peer_gets_message_text() {
-    let srv = Server::start();
+    let srv = server();
     let server = s(srv.addr);
     let carol = UdpSocket::bind("127.0.0.1:0").unwrap();
     carol
@@ -313,14 +233,7 @@ fn a_seed_registered_peer_gets_message_text() {
     let (n, _) = carol.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"List ['carol']");
     // Known to be a seed client: `Message <text>` at once, exit 0.
-    let r = parley(
-        &[
-            "send", "--server", &server, "--id", "alice", "--to", "carol", "--seed", "hello",
-            "carol",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = send(&server, "alice", "carol", &["--seed", "hello", "carol"]).ok();
     assert!(
         r.stdout.contains("sent to carol as a seed message"),
         "{}",
@@ -339,31 +252,14 @@ fn a_seed_registered_peer_gets_message_text() {
     assert_eq!(next_message(&carol), "Message hello carol");
     // Not said: probes go unanswered, then it goes the seed's way anyway,
     // and the sender says delivery could not be confirmed.
-    let r = parley(
-        &[
-            "send",
-            "--server",
-            &server,
-            "--id",
-            "alice",
-            "--to",
-            "carol",
-            "are you there?",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr.contains("carol did not answer as a Parley client"),
-        "{}",
-        r.stderr
-    );
+    send(&server, "alice", "carol", &["are you there?"])
+        .fails_with(1, "carol did not answer as a Parley client");
     assert_eq!(next_message(&carol), "Message are you there?");
 }
 
 #[test]
 fn interactive_mode_driven_through_a_pipe() {
-    let srv = Server::start();
+    let srv = server();
     let server = s(srv.addr);
     let (bob, _) = Parley::listen(srv.addr, "bob", &[]);
     let mut ann = Parley::spawn(&["--server", &server, "--id", "ann"]);
@@ -374,17 +270,10 @@ fn interactive_mode_driven_through_a_pipe() {
     // Plain lines go to the current conversation.
     ann.type_line("and a plain line");
     assert_eq!(wait_line(&bob.out, "plain", T), "[ann] and a plain line");
-    ann.type_line("/who");
-    let who = wait_line(&ann.out, "* online", T);
+    let who = ann.ask("/who", "* online");
     assert!(who.contains("ann") && who.contains("bob"), "{who}");
     // Someone writes to ann.
-    let r = parley(
-        &[
-            "send", "--server", &server, "--id", "carl", "--to", "ann", "yo ann",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    send(&server, "carl", "ann", &["yo ann"]).ok();
     wait_line(&ann.out, "[carl] yo ann", T);
     // Join and leave notices come from presence events.
     let (dan, _) = Parley::listen(srv.addr, "dan", &[]);
@@ -405,10 +294,8 @@ fn interactive_mode_driven_through_a_pipe() {
         wait_line(&ann.out, "* bob: ", T).starts_with("* bob: direct (127.0.0.1:"),
         "the path"
     );
-    ann.type_line("/path zed");
-    wait_line(&ann.out, "* zed: no session", T);
-    ann.type_line("/frob");
-    wait_line(&ann.out, "unknown command /frob", T);
+    ann.ask("/path zed", "* zed: no session");
+    ann.ask("/frob", "unknown command /frob");
     ann.type_line("/quit");
     assert_eq!(ann.wait_exit(T), Some(0));
     let r = parley(&["lookup", "--server", &server, "ann"], T);
@@ -450,7 +337,7 @@ fn interactive_mode_in_a_real_terminal_under_tmux() {
         eprintln!("tmux not installed; skipping");
         return;
     }
-    let srv = Server::start();
+    let srv = server();
     let sock = format!("parley-test-{}", std::process::id());
     let tmux = |args: &[&str]| {
         let out = Command::new("tmux")
@@ -499,20 +386,7 @@ fn interactive_mode_in_a_real_terminal_under_tmux() {
     wait_screen("You are tia");
     tmux(&["send-keys", "-t", "t", "half a li"]);
     wait_screen("half a li");
-    let r = parley(
-        &[
-            "send",
-            "--server",
-            &s(srv.addr),
-            "--id",
-            "uma",
-            "--to",
-            "tia",
-            "knock knock",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    send(&s(srv.addr), "uma", "tia", &["knock knock"]).ok();
     let shown = wait_screen("[uma] knock knock");
     let lines: Vec<&str> = shown.lines().filter(|l| !l.trim().is_empty()).collect();
     let msg = lines

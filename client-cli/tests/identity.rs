@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-const T: Duration = Duration::from_secs(30);
-
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -28,8 +26,7 @@ fn field<'a>(out: &'a str, name: &str) -> &'a str {
 fn made_private_on_first_run_and_reused() {
     let cfg = tempfile::tempdir().unwrap();
     let path = cfg.path().join("parley").join("identity");
-    let first = parley_at(cfg.path(), &["whoami", "--id", "alice"], T);
-    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let first = parley_at(cfg.path(), &["whoami", "--id", "alice"], T).ok();
     assert!(
         first.stderr.contains("made a new identity"),
         "{}",
@@ -44,8 +41,7 @@ fn made_private_on_first_run_and_reused() {
     assert_eq!(field(&first.stdout, "key").len(), 64);
     let bytes = fs::read(&path).unwrap();
 
-    let again = parley_at(cfg.path(), &["whoami"], T);
-    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    let again = parley_at(cfg.path(), &["whoami"], T).ok();
     assert!(!again.stderr.contains("made a new identity"));
     assert_eq!(field(&again.stdout, "fingerprint"), fp, "stable");
     assert_eq!(fs::read(&path).unwrap(), bytes, "not rewritten");
@@ -56,8 +52,8 @@ fn made_private_on_first_run_and_reused() {
         cfg.path(),
         &["whoami", "--identity", other.to_str().unwrap()],
         T,
-    );
-    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    )
+    .ok();
     assert_ne!(field(&o.stdout, "fingerprint"), fp);
     assert_eq!(mode(&other), 0o600);
 }
@@ -84,8 +80,7 @@ fn without_xdg_config_home_it_lives_in_home_dot_config() {
 fn a_damaged_or_exposed_identity_is_refused_with_a_sentence() {
     let cfg = tempfile::tempdir().unwrap();
     let path = cfg.path().join("parley").join("identity");
-    let r = parley_at(cfg.path(), &["whoami"], T);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    parley_at(cfg.path(), &["whoami"], T).ok();
 
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     let r = parley_at(cfg.path(), &["whoami"], T);
@@ -101,14 +96,12 @@ fn a_damaged_or_exposed_identity_is_refused_with_a_sentence() {
     fs::write(&path, "not a key\n").unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     // Every command that uses the key refuses, before it talks to anyone.
-    let srv = Server::start();
+    let srv = server();
     let server = srv.addr.to_string();
     for args in [
         &["whoami"][..],
         &["listen", "--server", &server, "--id", "bob"],
-        &[
-            "send", "--server", &server, "--id", "al", "--to", "bob", "hi",
-        ],
+        &send_args(&server, "al", "bob", &["hi"]),
         &["--server", &server, "--id", "al"],
     ] {
         let r = parley_at(cfg.path(), args, T);
@@ -133,29 +126,17 @@ fn a_damaged_known_peers_file_is_refused_with_its_line() {
     let known = cfg.path().join("parley").join("known_peers");
     fs::create_dir_all(known.parent().unwrap()).unwrap();
     fs::write(&known, format!("alice {}\nbob xyz\n", "00".repeat(32))).unwrap();
-    let srv = Server::start();
+    let srv = server();
     let server = srv.addr.to_string();
-    let r = parley_at(
-        cfg.path(),
-        &[
-            "send", "--server", &server, "--id", "al", "--to", "bob", "hi",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("known_peers line 2 is not `ID KEY`"),
-        "{}",
-        r.stderr
-    );
+    parley_at(cfg.path(), &send_args(&server, "al", "bob", &["hi"]), T)
+        .fails_with(1, "known_peers line 2 is not `ID KEY`");
 }
 
 #[test]
 fn verify_gives_both_sides_the_same_number_and_a_swapped_key_another() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let key = |dir: &Path| {
-        let r = parley_at(dir, &["whoami"], T);
-        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let r = parley_at(dir, &["whoami"], T).ok();
         field(&r.stdout, "key").to_string()
     };
     let (ka, kb) = (key(a.path()), key(b.path()));
@@ -163,10 +144,8 @@ fn verify_gives_both_sides_the_same_number_and_a_swapped_key_another() {
     known(a.path(), format!("bob {kb}\n"));
     known(b.path(), format!("alice {ka}\n"));
     let verify = |dir: &Path, peer: &str| parley_at(dir, &["verify", peer], T);
-    let at_a = verify(a.path(), "bob");
-    let at_b = verify(b.path(), "alice");
-    assert_eq!(at_a.code, Some(0), "{}", at_a.stderr);
-    assert_eq!(at_b.code, Some(0), "{}", at_b.stderr);
+    let at_a = verify(a.path(), "bob").ok();
+    let at_b = verify(b.path(), "alice").ok();
     let groups: Vec<&str> = at_a.stdout.split(' ').collect();
     assert_eq!(groups.len(), 12, "{}", at_a.stdout);
     assert!(
@@ -184,13 +163,7 @@ fn verify_gives_both_sides_the_same_number_and_a_swapped_key_another() {
     assert_eq!(swapped.code, Some(0));
     assert_ne!(swapped.stdout, at_b.stdout);
 
-    let r = verify(a.path(), "carol");
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr.contains("no key is known for carol yet"),
-        "{}",
-        r.stderr
-    );
+    verify(a.path(), "carol").fails_with(1, "no key is known for carol yet");
 }
 
 #[test]
@@ -198,12 +171,11 @@ fn the_chat_s_whoami_and_help() {
     let cfg = tempfile::tempdir().unwrap();
     let r = parley_at(cfg.path(), &["whoami"], T);
     let fp = field(&r.stdout, "fingerprint").to_string();
-    let srv = Server::start();
+    let srv = server();
     let server = srv.addr.to_string();
     let mut p = Parley::spawn_at(cfg.path(), &["--server", &server, "--id", "ann"]);
     wait_line(&p.out, "You are ann", T);
-    p.type_line("/whoami");
-    let line = wait_line(&p.out, "you are ann", T);
+    let line = p.ask("/whoami", "you are ann");
     assert!(
         line.contains(&format!("key fingerprint {fp}")),
         "{line} / {fp}"
@@ -212,10 +184,8 @@ fn the_chat_s_whoami_and_help() {
     for needle in ["/whoami", "/verify ID", "/accept ID"] {
         wait_line(&p.out, needle, T);
     }
-    p.type_line("/verify zed");
-    wait_line(&p.out, "no key is known for zed yet", T);
-    p.type_line("/accept zed");
-    wait_line(&p.out, "zed's key has not changed", T);
+    p.ask("/verify zed", "no key is known for zed yet");
+    p.ask("/accept zed", "zed's key has not changed");
     p.type_line("/quit");
     assert_eq!(p.wait_exit(T), Some(0));
 }

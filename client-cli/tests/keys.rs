@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const T: Duration = Duration::from_secs(30);
-
 /// Bob's address as the chat's greeting says the server sees it.
 fn seen_as(greeting: &str) -> SocketAddr {
     greeting
@@ -71,7 +69,7 @@ impl Mallory {
 /// to alice, never to the third host.
 #[test]
 fn a_forged_chat_from_a_third_host_is_not_shown_and_steers_nothing() {
-    let srv = Server::start();
+    let srv = server();
     let server = srv.addr.to_string();
     let (alice, _) = Parley::listen(srv.addr, "alice", &[]);
     let mut bob = Parley::spawn(&["--server", &server, "--id", "bob"]);
@@ -177,8 +175,7 @@ fn the_rogue_stand_in_swaps_only_the_named_key() {
 
 /// `parley whoami`'s key in `config`.
 fn key_of(config: &Path) -> String {
-    let r = parley_at(config, &["whoami"], T);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = parley_at(config, &["whoami"], T).ok();
     r.stdout
         .lines()
         .find_map(|l| l.strip_prefix("key: "))
@@ -202,7 +199,7 @@ fn pinned(config: &Path, id: &str) -> Option<String> {
 /// the two people would read each other differ.
 #[test]
 fn a_rogue_server_swapping_bobs_key_is_caught() {
-    let srv = Server::start();
+    let srv = server();
     let rogue = Arc::new(AtomicBool::new(false));
     let relay = Relay::start_rewriting(
         srv.addr,
@@ -221,28 +218,18 @@ fn a_rogue_server_swapping_bobs_key_is_caught() {
     let (bob, _) = Parley::listen_in(Some(b), relay.front(), "bob", &[]);
 
     // First contact, through an honest server: each pins the other's key.
-    let send = |text: &str, extra: &[&str]| {
-        let mut args = vec!["send", "--server", &front, "--id", "alice", "--to", "bob"];
-        args.extend_from_slice(extra);
-        args.push(text);
-        parley_at(a, &args, T)
-    };
-    let r = send("hello bob", &[]);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let send = |text: &str| parley_at(a, &send_args(&front, "alice", "bob", &[text]), T);
+    send("hello bob").ok();
     assert_eq!(wait_line(&bob.out, "hello", T), "[alice] hello bob");
     assert_eq!(pinned(a, "bob"), Some(bob_key.clone()));
     assert_eq!(pinned(b, "alice"), Some(alice_key.clone()));
-    let number = |config: &Path, peer: &str| {
-        let r = parley_at(config, &["verify", peer], T);
-        assert_eq!(r.code, Some(0), "{}", r.stderr);
-        r.stdout
-    };
+    let number = |config: &Path, peer: &str| parley_at(config, &["verify", peer], T).ok().stdout;
     let bobs_number = number(b, "alice");
     assert_eq!(number(a, "bob"), bobs_number, "honest: the same digits");
 
     rogue.store(true, Ordering::Relaxed);
     // A script refuses, with a sentence, and sends nothing.
-    let r = send("are you there?", &[]);
+    let r = send("are you there?");
     assert_eq!(r.code, Some(1), "{}", r.stdout);
     assert!(
         r.stderr.contains("bob's key has changed") && r.stderr.contains("--accept-new-key"),
@@ -254,10 +241,8 @@ fn a_rogue_server_swapping_bobs_key_is_caught() {
     // The chat: a warning nobody can miss, and the line is held.
     let mut alice = Parley::spawn_at(a, &["--server", &front, "--id", "alice"]);
     wait_line(&alice.out, "You are alice", T);
-    alice.type_line("/msg bob the password is hunter2");
-    wait_line(&alice.out, "bob's KEY HAS CHANGED", T);
-    alice.type_line("/verify bob");
-    let pinned_line = wait_line(&alice.out, "safety number with bob", T);
+    alice.ask("/msg bob the password is hunter2", "bob's KEY HAS CHANGED");
+    let pinned_line = alice.ask("/verify bob", "safety number with bob");
     let offered_line = wait_line(&alice.out, "NEW key bob offers", T);
     assert!(pinned_line.ends_with(bobs_number.trim()), "{pinned_line}");
     assert!(
@@ -272,8 +257,7 @@ fn a_rogue_server_swapping_bobs_key_is_caught() {
     );
     // Accepting updates the file (and sends to the new key's holder,
     // which bob is not: it still never reaches bob).
-    alice.type_line("/accept bob");
-    wait_line(&alice.out, "accepted bob's new key", T);
+    alice.ask("/accept bob", "accepted bob's new key");
     assert_eq!(pinned(a, "bob"), Some("66".repeat(32)));
     thread::sleep(Duration::from_secs(2));
     let bob_saw = bob.out_seen.lock().unwrap().join("\n");
@@ -283,22 +267,8 @@ fn a_rogue_server_swapping_bobs_key_is_caught() {
     // The server is honest again, so bob's real key now differs from the
     // accepted one: a script told to accept takes it and delivers.
     rogue.store(false, Ordering::Relaxed);
-    let r = parley_at(
-        a,
-        &[
-            "send",
-            "--server",
-            &front,
-            "--id",
-            "alice2",
-            "--to",
-            "bob",
-            "--accept-new-key",
-            "it is really you",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let rest = ["--accept-new-key", "it is really you"];
+    let r = parley_at(a, &send_args(&front, "alice2", "bob", &rest), T).ok();
     assert!(r.stderr.contains("accepted bob's new key"), "{}", r.stderr);
     assert_eq!(
         wait_line(&bob.out, "really", T),
@@ -315,7 +285,7 @@ fn a_rogue_server_swapping_bobs_key_is_caught() {
 /// new key, keeps it in the file, and lets the held line go.
 #[test]
 fn a_peer_with_a_new_key_is_held_until_accepted() {
-    let srv = Server::start();
+    let srv = server();
     let server = srv.addr.to_string();
     let (a, b1, b2) = (
         tempfile::tempdir().unwrap(),
@@ -342,10 +312,11 @@ fn a_peer_with_a_new_key_is_held_until_accepted() {
     let alice_saw = alice.out_seen.lock().unwrap().join("\n");
     assert!(!alice_saw.contains("new laptop"), "{alice_saw}");
 
-    alice.type_line("/msg bob the password is hunter2");
-    wait_line(&alice.out, "! held, not sent: bob's key changed", T);
-    alice.type_line("/verify bob");
-    let pinned_line = wait_line(&alice.out, "safety number with bob", T);
+    alice.ask(
+        "/msg bob the password is hunter2",
+        "! held, not sent: bob's key changed",
+    );
+    let pinned_line = alice.ask("/verify bob", "safety number with bob");
     let offered_line = wait_line(&alice.out, "NEW key bob offers", T);
     let digits = |line: &str| line.rsplit(": ").next().unwrap_or("").to_string();
     assert_ne!(digits(&pinned_line), digits(&offered_line));
@@ -354,8 +325,7 @@ fn a_peer_with_a_new_key_is_held_until_accepted() {
     assert!(!bob2_saw.contains("hunter2"), "held: {bob2_saw}");
     assert_eq!(pinned(a, "bob"), Some(old_key), "nothing changes by itself");
 
-    alice.type_line("/accept bob");
-    wait_line(&alice.out, "accepted bob's new key", T);
+    alice.ask("/accept bob", "accepted bob's new key");
     assert_eq!(pinned(a, "bob"), Some(new_key));
     assert_eq!(
         wait_line(&bob2.out, "hunter2", T),
@@ -374,13 +344,11 @@ fn a_peer_with_a_new_key_is_held_until_accepted() {
         assert!(Instant::now() < deadline, "bob2 never kept alice's key");
         thread::sleep(Duration::from_millis(50));
     }
-    let r = parley_at(b2, &["verify", "alice"], T);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = parley_at(b2, &["verify", "alice"], T).ok();
     let new_bobs = r.stdout.trim().to_string();
     assert_eq!(digits(&offered_line), new_bobs);
     assert_ne!(digits(&pinned_line), new_bobs);
-    alice.type_line("/accept bob");
-    wait_line(&alice.out, "nothing to accept", T);
+    alice.ask("/accept bob", "nothing to accept");
 }
 
 /// `parley send` to a peer whose key is not the pinned one (the server
@@ -389,7 +357,7 @@ fn a_peer_with_a_new_key_is_held_until_accepted() {
 /// kept in the file, and the message delivered.
 #[test]
 fn send_exits_1_on_a_changed_key_unless_told_to_accept() {
-    let srv = Server::start();
+    let srv = server();
     let server = srv.addr.to_string();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = (a.path(), b.path());
@@ -398,19 +366,14 @@ fn send_exits_1_on_a_changed_key_unless_told_to_accept() {
     let wrong = "66".repeat(32);
     fs::write(a.join("parley/known_peers"), format!("bob {wrong}\n")).unwrap();
 
-    let send = |extra: &[&str], text: &str| {
-        let mut args = vec!["send", "--server", &server, "--id", "alice", "--to", "bob"];
-        args.extend_from_slice(extra);
-        args.push(text);
-        Parley::spawn_at(a, &args)
-    };
+    let send = |rest: &[&str]| Parley::spawn_at(a, &send_args(&server, "alice", "bob", rest));
     for accept in [false, true] {
         let mut bob = Parley::spawn_at(b, &["--server", &server, "--id", "bob"]);
         wait_line(&bob.out, "You are bob", T);
         let mut alice = if accept {
-            send(&["--accept-new-key"], "it is you after all")
+            send(&["--accept-new-key", "it is you after all"])
         } else {
-            send(&[], "are you there?")
+            send(&["are you there?"])
         };
         if !accept {
             assert_eq!(alice.wait_exit(T), Some(1));

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const INNER: &str = "PARLEY_SEED_PYTHON_INNER";
-const T: Duration = Duration::from_secs(30);
 
 #[test]
 fn the_seed_python_client_and_parley_chat_both_ways() {
@@ -168,7 +167,7 @@ fn inner_session() {
         return;
     }
     let addr: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-    let _srv = Server::start_on(addr);
+    let _srv = server_on(addr);
     let (bob, _) = Parley::listen(addr, "bob", &[]);
     let mut carol = Seed::start("carol");
     carol.wait_for("Do you want to send massege?", 1);
@@ -184,43 +183,13 @@ fn inner_session() {
         "[someone (unverified, seed client)] hello bob, from the seed client"
     );
     // Alice (parley) writes to carol, known to run the seed client.
-    let r = parley(
-        &[
-            "send",
-            "--server",
-            "127.0.0.1:9999",
-            "--id",
-            "alice",
-            "--to",
-            "carol",
-            "--seed",
-            "hi carol",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let server = addr.to_string();
+    send(&server, "alice", "carol", &["--seed", "hi carol"]).ok();
     carol.wait_declining("hi carol\n");
     // Without --seed: carol never answers a probe, so it goes as a seed
     // `Message` anyway, and the sender says it cannot be confirmed.
-    let r = parley(
-        &[
-            "send",
-            "--server",
-            "127.0.0.1:9999",
-            "--id",
-            "alice",
-            "--to",
-            "carol",
-            "are you there?",
-        ],
-        T,
-    );
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr.contains("carol did not answer as a Parley client"),
-        "{}",
-        r.stderr
-    );
+    send(&server, "alice", "carol", &["are you there?"])
+        .fails_with(1, "carol did not answer as a Parley client");
     carol.wait_declining("are you there?\n");
     // Every message once.
     assert_eq!(carol.count("hi carol"), 1);

@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 use proto_core::limit::NetLimits;
 use proto_core::server::{Config, Layout};
-use proto_core::time::Millis;
 use proto_core::wire::Token;
 
-use cli_args::opt;
+use cli_args::{opt, set, within};
 
 /// Smallest and largest table the server accepts.
 pub const MIN_CAPACITY: usize = 1024;
@@ -184,41 +183,22 @@ pub fn parse_with_env(
     }
     let mut o = Options::default();
     let c = &mut o.config;
-    if let Some(v) = opt(&mut args, "--bind")? {
-        o.bind = v;
+    set(&mut args, "--bind", &mut o.bind)?;
+    if let Some(v) = opt(&mut args, "--capacity")? {
+        o.capacity = within("--capacity", v, MIN_CAPACITY..=MAX_CAPACITY)?;
     }
-    if let Some(v) = opt::<usize>(&mut args, "--capacity")? {
-        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&v) {
-            return Err(CliError(format!(
-                "--capacity: must be between {MIN_CAPACITY} and {MAX_CAPACITY}, not {v}"
-            )));
-        }
-        o.capacity = v;
-    }
-    if let Some(v) = opt(&mut args, "--lease")? {
-        c.lease_default = v;
-    }
-    if let Some(v) = opt(&mut args, "--lease-max")? {
-        c.lease_max = v;
-    }
-    if let Some(v) = opt(&mut args, "--seed-lease")? {
-        c.seed_lease = v;
-    }
-    if let Some(v) = opt(&mut args, "--presence-interval-ms")? {
-        c.presence_interval = Millis(v);
-    }
-    if let Some(v) = opt(&mut args, "--fanout-per-sec")? {
-        c.fanout_per_sec = v;
-    }
-    if let Some(v) = opt(&mut args, "--quota")? {
-        c.quota_per_source = v;
-    }
-    if let Some(v) = opt(&mut args, "--rate")? {
-        c.rate_per_sec = v;
-    }
-    if let Some(v) = opt(&mut args, "--burst")? {
-        c.rate_burst = v;
-    }
+    set(&mut args, "--lease", &mut c.lease_default)?;
+    set(&mut args, "--lease-max", &mut c.lease_max)?;
+    set(&mut args, "--seed-lease", &mut c.seed_lease)?;
+    set(
+        &mut args,
+        "--presence-interval-ms",
+        &mut c.presence_interval.0,
+    )?;
+    set(&mut args, "--fanout-per-sec", &mut c.fanout_per_sec)?;
+    set(&mut args, "--quota", &mut c.quota_per_source)?;
+    set(&mut args, "--rate", &mut c.rate_per_sec)?;
+    set(&mut args, "--burst", &mut c.rate_burst)?;
     if args.contains("--no-limits") {
         c.limits = false;
     }
@@ -226,13 +206,13 @@ pub fn parse_with_env(
         c.strict = true;
     }
     o.one_socket = args.contains("--one-socket");
-    if let Some(v) = opt(&mut args, "--stun-per-sec")? {
-        c.stun_per_sec = v;
-    }
+    set(&mut args, "--stun-per-sec", &mut c.stun_per_sec)?;
     o.stun_port2 = opt(&mut args, "--stun-port2")?;
-    if let Some(v) = opt(&mut args, "--relay-bytes-per-sec")? {
-        c.relay_bytes_per_sec = v;
-    }
+    set(
+        &mut args,
+        "--relay-bytes-per-sec",
+        &mut c.relay_bytes_per_sec,
+    )?;
     let on_line = opt::<String>(&mut args, "--admin-token")?;
     let file = opt::<PathBuf>(&mut args, "--admin-token-file")?;
     c.admin_token = admin_token(on_line, file, env(ADMIN_TOKEN_ENV))?;

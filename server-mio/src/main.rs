@@ -16,8 +16,7 @@ fn main() -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("parley-server: {e}");
-            ExitCode::FAILURE
+            cli_args::fail("parley-server", &e, cli_args::FAILURE_STATUS)
         }
     }
 }

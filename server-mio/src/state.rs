@@ -619,6 +619,31 @@ mod tests {
         d
     }
 
+    /// A server for `capacity` ids with `entropy`, after the seed
+    /// registrations `ID s` from each `(from, s)` at `now`; its state saved
+    /// to `state` in a fresh [`dir`]. The directory, the path, the server
+    /// and how many entries were saved.
+    fn saved<'a>(
+        capacity: usize,
+        entropy: [u8; 32],
+        now: Instant,
+        ids: impl IntoIterator<Item = (SocketAddr, &'a str)>,
+    ) -> (PathBuf, PathBuf, Server<'static>, usize) {
+        let d = dir();
+        let path = d.join("state");
+        let mut a = Server::new(Config::default(), storage(capacity), entropy).unwrap();
+        let mut out = VecOutbox::<8>::new();
+        for (from, id) in ids {
+            a.handle(now, from, format!("ID {id}").as_bytes(), &mut out);
+        }
+        let count = save(&path, &a, now, &entropy).unwrap();
+        (d, path, a, count)
+    }
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     #[test]
     fn every_field_of_every_kind_of_entry_round_trips() {
         let entries = [
@@ -658,15 +683,10 @@ mod tests {
 
     #[test]
     fn a_saved_server_loads_into_a_new_one() {
-        let d = dir();
-        let path = d.join("state");
         let entropy = [9u8; 32];
-        let mut a = Server::new(Config::default(), storage(1024), entropy).unwrap();
-        let mut out = VecOutbox::<8>::new();
         let now = Instant::from_secs(50);
-        a.handle(now, "127.0.0.1:1".parse().unwrap(), b"ID alice", &mut out);
-        a.handle(now, "127.0.0.1:2".parse().unwrap(), b"ID bob", &mut out);
-        assert_eq!(save(&path, &a, now, &entropy).unwrap(), 2);
+        let (d, path, a, count) = saved(1024, entropy, now, [(at(1), "alice"), (at(2), "bob")]);
+        assert_eq!(count, 2);
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -710,18 +730,7 @@ mod tests {
 
     #[test]
     fn damaged_files_are_refused_with_what_is_wrong() {
-        let d = dir();
-        let path = d.join("state");
-        let entropy = [3u8; 32];
-        let mut a = Server::new(Config::default(), storage(1024), entropy).unwrap();
-        let mut out = VecOutbox::<8>::new();
-        a.handle(
-            Instant(1),
-            "127.0.0.1:1".parse().unwrap(),
-            b"ID alice",
-            &mut out,
-        );
-        save(&path, &a, Instant(1), &entropy).unwrap();
+        let (d, path, _, _) = saved(1024, [3u8; 32], Instant(1), [(at(1), "alice")]);
         let good = fs::read(&path).unwrap();
         let refuse = |bytes: &[u8]| -> String {
             fs::write(&path, bytes).unwrap();
@@ -757,16 +766,12 @@ mod tests {
 
     #[test]
     fn a_small_table_is_told_how_large_it_must_be() {
-        let d = dir();
-        let path = d.join("state");
-        let entropy = [4u8; 32];
-        let mut a = Server::new(Config::default(), storage(2048), entropy).unwrap();
-        let mut out = VecOutbox::<8>::new();
-        for i in 0..1500u32 {
+        let names: Vec<String> = (0..1500).map(|i| format!("s{i}")).collect();
+        let ids = names.iter().enumerate().map(|(i, id)| {
             let src = SocketAddr::from(([127, 0, (i >> 8) as u8, i as u8], 1000));
-            a.handle(Instant(1), src, format!("ID s{i}").as_bytes(), &mut out);
-        }
-        save(&path, &a, Instant(1), &entropy).unwrap();
+            (src, id.as_str())
+        });
+        let (d, path, _, _) = saved(2048, [4u8; 32], Instant(1), ids);
         let l = load(&path).unwrap().unwrap();
         let mut b = Server::new(Config::default(), storage(1024), l.entropy).unwrap();
         let e = l.restore_into(&mut b, Instant(2), 1024, 0).unwrap_err();

@@ -40,12 +40,16 @@ fn replies_come_from_the_bound_address() {
     }
     for (bind, ip) in cases {
         let srv = Server::start(&["--bind", bind]);
-        let s = client_on(ip);
-        for i in 0..20 {
-            let (r, from) = ask_from(&s, srv.addr, &hello(i));
-            assert!(r.starts_with("COOKIE "), "{r}");
-            assert_eq!(from, srv.addr);
-        }
+        every_reply_comes_from(&client_on(ip), srv.addr);
+    }
+}
+
+/// Twenty `HELLO`s from `s` to `server`: each answered, from `server`.
+fn every_reply_comes_from(s: &UdpSocket, server: SocketAddr) {
+    for i in 0..20 {
+        let (r, from) = ask_from(s, server, &hello(i));
+        assert!(r.starts_with("COOKIE "), "{r}");
+        assert_eq!(from, server);
     }
 }
 
@@ -116,12 +120,7 @@ fn a_second_server_on_the_same_address_fails_loudly() {
             assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
         }
         // The first server is untouched: all its replies still come.
-        let s = client();
-        for i in 0..20 {
-            let (r, from) = ask_from(&s, srv.addr, &hello(i));
-            assert!(r.starts_with("COOKIE "), "{r}");
-            assert_eq!(from, srv.addr);
-        }
+        every_reply_comes_from(&client(), srv.addr);
     }
 }
 
@@ -189,21 +188,13 @@ fn burst_through_a_full_send_buffer(one_socket: bool) -> Option<IoStats> {
     })
 }
 
+/// The smallest send buffer the kernel gives (it raises the 1 byte asked
+/// for to its minimum).
 #[cfg(target_os = "linux")]
 fn shrink_send_buffer(sock: &mio::net::UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let v: libc::c_int = 1;
-    // SAFETY: a valid socket and a pointer to a c_int of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0);
+    socket2::SockRef::from(sock)
+        .set_send_buffer_size(1)
+        .expect("SO_SNDBUF");
 }
 
 #[cfg(target_os = "linux")]

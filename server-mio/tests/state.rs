@@ -8,16 +8,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server, ask, client, client_on, cookie, recv};
+use common::{BIN, Server, ask, client, client_on, recv, with_cookie};
 use testkit::process::run_briefly;
 
 const KEY: &str = "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f";
 
-fn scratch(name: &str) -> PathBuf {
+/// A fresh directory for test `name`, and the state file `file` in it.
+fn scratch(name: &str, file: &str) -> (PathBuf, PathBuf) {
     let d = std::env::temp_dir().join(format!("parley-state-test-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap();
-    d
+    let state = d.join(file);
+    (d, state)
+}
+
+/// The server with `--state STATE` and `extra` options.
+fn serve(state: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--state", state.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 /// SIGTERM the server and wait for it to exit; it must exit 0.
@@ -48,22 +57,18 @@ fn refused(state: &Path) -> String {
 
 #[test]
 fn a_restart_keeps_ids_tokens_keys_and_cookies() {
-    let dir = scratch("restart");
-    let state = dir.join("parley.state");
-    let st = state.to_str().unwrap();
-    let srv = Server::start(&["--state", st]);
+    let (dir, state) = scratch("restart", "parley.state");
+    let srv = serve(&state, &[]);
 
     // alice: extended, with a key; 120: a seed client; bob holds a cookie.
-    let a = client();
-    let ca = cookie(&a, srv.addr);
+    let (a, ca) = with_cookie("127.0.0.1", srv.addr);
     let r = ask(&a, srv.addr, &format!("REG 1 {ca} alice - - {KEY}"));
     assert!(r.starts_with("REGD 1 alice 120 "), "{r}");
     let token = r.rsplit(' ').next().unwrap().to_string();
     let seed = client_on("127.0.0.2");
     seed.send_to(b"ID 120", srv.addr).unwrap();
     assert_eq!(recv(&seed).as_deref(), Some("List ['alice', '120']"));
-    let b = client_on("127.0.0.3");
-    let cb = cookie(&b, srv.addr);
+    let (b, cb) = with_cookie("127.0.0.3", srv.addr);
     stop(srv);
 
     use std::os::unix::fs::PermissionsExt;
@@ -75,7 +80,7 @@ fn a_restart_keeps_ids_tokens_keys_and_cookies() {
         "no temporary file left"
     );
 
-    let srv = Server::start(&["--state", st]);
+    let srv = serve(&state, &[]);
     // Cookies issued before the restart still validate; the token still owns.
     let r = ask(&a, srv.addr, &format!("KEEP 2 {ca} alice {token}"));
     assert!(r.starts_with("ALIVE 2 120 "), "{r}");
@@ -97,7 +102,7 @@ fn a_restart_keeps_ids_tokens_keys_and_cookies() {
     stop(srv);
 
     // And the next restart still has them.
-    let srv = Server::start(&["--state", st]);
+    let srv = serve(&state, &[]);
     let r = ask(&b, srv.addr, &format!("LOOKUP 6 {cb} alice"));
     assert!(r.starts_with("AT 6 alice "), "{r}");
     drop(srv);
@@ -106,11 +111,9 @@ fn a_restart_keeps_ids_tokens_keys_and_cookies() {
 
 #[test]
 fn a_missing_file_starts_empty_and_is_written_on_stop() {
-    let dir = scratch("first");
-    let state = dir.join("new.state");
-    let srv = Server::start(&["--state", state.to_str().unwrap()]);
-    let c = client();
-    let cc = cookie(&c, srv.addr);
+    let (dir, state) = scratch("first", "new.state");
+    let srv = serve(&state, &[]);
+    let (c, cc) = with_cookie("127.0.0.1", srv.addr);
     assert_eq!(
         ask(&c, srv.addr, &format!("LOOKUP 1 {cc} x")),
         "ERR 1 no-such-id"
@@ -122,9 +125,8 @@ fn a_missing_file_starts_empty_and_is_written_on_stop() {
 
 #[test]
 fn damaged_files_are_refused_and_left_in_place() {
-    let dir = scratch("damaged");
-    let state = dir.join("parley.state");
-    let srv = Server::start(&["--state", state.to_str().unwrap()]);
+    let (dir, state) = scratch("damaged", "parley.state");
+    let srv = serve(&state, &[]);
     let seed = client();
     seed.send_to(b"ID 120", srv.addr).unwrap();
     assert!(recv(&seed).is_some());
@@ -172,22 +174,18 @@ fn damaged_files_are_refused_and_left_in_place() {
 
 #[test]
 fn leases_keep_running_while_the_server_is_down() {
-    let dir = scratch("downtime");
-    let state = dir.join("parley.state");
-    let st = state.to_str().unwrap();
+    let (dir, state) = scratch("downtime", "parley.state");
     // Leases of 3 s: alice's has about 2.5 s left when the server stops.
-    let srv = Server::start(&["--state", st, "--lease", "3"]);
-    let a = client();
-    let ca = cookie(&a, srv.addr);
+    let srv = serve(&state, &["--lease", "3"]);
+    let (a, ca) = with_cookie("127.0.0.1", srv.addr);
     let r = ask(&a, srv.addr, &format!("REG 1 {ca} alice"));
     assert!(r.starts_with("REGD 1 alice 3 "), "{r}");
     let registered = Instant::now();
     stop(srv);
     // Down for about 1.5 s: alice comes back with about 1 s left...
     std::thread::sleep(Duration::from_millis(1500).saturating_sub(registered.elapsed()));
-    let srv = Server::start(&["--state", st, "--lease", "3"]);
-    let b = client_on("127.0.0.3");
-    let cb = cookie(&b, srv.addr);
+    let srv = serve(&state, &["--lease", "3"]);
+    let (b, cb) = with_cookie("127.0.0.3", srv.addr);
     let r = ask(&b, srv.addr, &format!("LOOKUP 2 {cb} alice"));
     assert!(r.starts_with("AT 2 alice "), "{r}");
     // ...and is gone 3 s after her REG, not 3 s after the restart.
@@ -200,12 +198,10 @@ fn leases_keep_running_while_the_server_is_down() {
 
 #[test]
 fn after_a_crash_no_token_is_issued_twice() {
-    let dir = scratch("crash");
-    let state = dir.join("parley.state");
-    let st = state.to_str().unwrap();
-    stop(Server::start(&["--state", st]));
+    let (dir, state) = scratch("crash", "parley.state");
+    stop(serve(&state, &[]));
     // A token issued after the last save, then a crash (no save)...
-    let srv = Server::start(&["--state", st]);
+    let srv = serve(&state, &[]);
     let a = client();
     let (_, lost) = common::register(&a, srv.addr, "alice");
     let mut srv = srv;
@@ -213,7 +209,7 @@ fn after_a_crash_no_token_is_issued_twice() {
     srv.child.wait().unwrap();
     drop(srv);
     // ...and the same registration on the server restarted from the older file.
-    let srv = Server::start(&["--state", st]);
+    let srv = serve(&state, &[]);
     let (_, again) = common::register(&a, srv.addr, "alice");
     assert_ne!(
         again, lost,

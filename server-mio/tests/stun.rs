@@ -79,22 +79,12 @@ fn aioice_reads_its_own_address_from_both_ports() {
     let server = Server::start(&["--stun-port2", "0"]);
     let second = port2(&server);
     for to in [server.addr, second] {
-        let out = Command::new(&python)
-            .arg(testkit::python::aioice_script())
-            .args(["codec", &to.ip().to_string(), &to.port().to_string()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "aioice: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ip, port) = (to.ip().to_string(), to.port().to_string());
+        let args = ["codec", &ip, &port];
+        let w = testkit::python::aioice(&mut Command::new(&python), &args, "aioice");
         // "mapped 127.0.0.1 PORT local 127.0.0.1 PORT": the server saw
         // the socket's own address.
-        let w: Vec<&str> = text.split_whitespace().collect();
-        assert_eq!(w.len(), 6, "{text}");
-        assert_eq!((w[0], w[3]), ("mapped", "local"));
-        assert_eq!((w[1], w[2]), (w[4], w[5]), "{text}");
+        assert_eq!((w[0].as_str(), w[3].as_str()), ("mapped", "local"));
+        assert_eq!((&w[1], &w[2]), (&w[4], &w[5]), "{w:?}");
     }
 }

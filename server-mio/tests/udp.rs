@@ -110,8 +110,7 @@ fn hijacks_are_refused() {
 #[test]
 fn a_full_table_says_so_and_keeps_everyone() {
     let srv = Server::start(&["--capacity", "1024", "--no-limits"]);
-    let s = client();
-    let c = cookie(&s, srv.addr);
+    let (s, c) = with_cookie("127.0.0.1", srv.addr);
     // Pipeline the registrations in windows to keep the test quick.
     for chunk in (0..1024).collect::<Vec<_>>().chunks(64) {
         for i in chunk {
@@ -136,8 +135,7 @@ fn a_full_table_says_so_and_keeps_everyone() {
 #[test]
 fn quotas_and_rate_limits_hold() {
     let srv = Server::start(&["--quota", "2", "--rate", "20", "--burst", "20"]);
-    let s = client_on("127.0.0.4");
-    let c = cookie(&s, srv.addr);
+    let (s, c) = with_cookie("127.0.0.4", srv.addr);
     for id in ["q1", "q2"] {
         assert!(ask(&s, srv.addr, &format!("REG r {c} {id}")).starts_with("REGD"));
     }

@@ -79,3 +79,24 @@ pub fn venv_or_skip(dir: &Path, module: &str, spec: &str) -> Option<PathBuf> {
 pub fn aioice_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/aioice_client.py")
 }
+
+/// Run the aioice client script with `python` (a command, so that it may
+/// run inside a lab node) and `args`: the six words it prints, such as
+/// `mapped HOST PORT local HOST PORT`. Fails the test, naming `what`, if
+/// the script fails or prints anything else.
+pub fn aioice(python: &mut Command, args: &[&str], what: &str) -> Vec<String> {
+    let out = python
+        .arg(aioice_script())
+        .args(args)
+        .output()
+        .expect("run the aioice client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let words: Vec<String> = text.split_whitespace().map(String::from).collect();
+    assert_eq!(words.len(), 6, "{what}: {text}");
+    words
+}

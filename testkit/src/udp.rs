@@ -38,6 +38,13 @@ pub fn cookie(s: &UdpSocket, to: SocketAddr) -> String {
     cookie_via(|req| ask(s, to, req))
 }
 
+/// A client socket on `ip` ([`client_on`]) and a cookie for it from `to`.
+pub fn with_cookie(ip: &str, to: SocketAddr) -> (UdpSocket, String) {
+    let s = client_on(ip);
+    let c = cookie(&s, to);
+    (s, c)
+}
+
 /// Register `id` on the extended protocol; returns (cookie, token).
 pub fn register(s: &UdpSocket, to: SocketAddr, id: &str) -> (String, String) {
     register_via(|req| ask(s, to, req), id)

@@ -49,18 +49,31 @@ fn net(tag: &str, nat: Nat) -> Option<Net> {
     })
 }
 
+impl Net {
+    /// Where each of the server's two ports sees the host's socket.
+    fn seen_by_both(&self) -> (SocketAddr, SocketAddr) {
+        (seen(&self.host, &self.srv1), seen(&self.host, &self.srv2))
+    }
+
+    /// The server's socket `srv` answers the mapping `to`, and the host
+    /// gets the answer.
+    fn answer_reaches_the_host(&self, srv: &UdpSocket, to: SocketAddr) {
+        srv.send_to(b"reply", to).unwrap();
+        let got = recv(&self.host, Duration::from_secs(2)).expect("the answer");
+        assert_eq!(got.0, b"reply");
+    }
+}
+
 #[test]
 fn masquerade_keeps_the_port_for_every_destination_and_filters() {
     let Some(n) = net("masq", Nat::Masquerade) else {
         return;
     };
-    let a = seen(&n.host, &n.srv1);
-    let b = seen(&n.host, &n.srv2);
+    let (a, b) = n.seen_by_both();
     assert_eq!(a, SocketAddr::from((n.router_ip, 40000)));
     assert_eq!(a, b, "one mapping for both destinations");
     // The server may answer; a stranger may not.
-    n.srv1.send_to(b"reply", a).unwrap();
-    assert_eq!(recv(&n.host, Duration::from_secs(2)).unwrap().0, b"reply");
+    n.answer_reaches_the_host(&n.srv1, a);
     let stranger = n.public.udp_socket(5000).unwrap();
     stranger.send_to(b"unsolicited", a).unwrap();
     assert!(recv(&n.host, Duration::from_millis(700)).is_none());
@@ -71,12 +84,10 @@ fn symmetric_gives_each_destination_its_own_port() {
     let Some(n) = net("sym", Nat::Symmetric) else {
         return;
     };
-    let a = seen(&n.host, &n.srv1);
-    let b = seen(&n.host, &n.srv2);
+    let (a, b) = n.seen_by_both();
     assert_eq!(a.ip(), b.ip());
     assert_ne!(a.port(), b.port(), "a new mapping per destination");
-    n.srv2.send_to(b"reply", b).unwrap();
-    assert_eq!(recv(&n.host, Duration::from_secs(2)).unwrap().0, b"reply");
+    n.answer_reaches_the_host(&n.srv2, b);
 }
 
 #[test]

@@ -89,23 +89,15 @@ fn an_ice_agent_behind_a_nat_gathers_its_public_candidate() {
     for nat in [Nat::Masquerade, Nat::Symmetric] {
         let mut router = lab.router("r", nat).unwrap();
         let host = lab.host_behind(&mut router, "h").unwrap();
-        let out = host
-            .command(&python.to_string_lossy())
-            .arg(testkit::python::aioice_script())
-            .args(["gather", "203.0.113.1", &parley::PORT.to_string()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{nat}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
+        let port = parley::PORT.to_string();
+        let w = testkit::python::aioice(
+            &mut host.command(&python.to_string_lossy()),
+            &["gather", "203.0.113.1", &port],
+            &nat.to_string(),
         );
         // "srflx HOST PORT related HOST PORT"
-        let w: Vec<&str> = text.split_whitespace().collect();
-        assert_eq!(w.len(), 6, "{text}");
         assert_eq!(w[0], "srflx");
-        assert_eq!(w[1], router.node.ip.to_string(), "{nat}: {text}");
-        assert_eq!(w[4], host.ip.to_string(), "{nat}: {text}");
+        assert_eq!(w[1], router.node.ip.to_string(), "{nat}: {w:?}");
+        assert_eq!(w[4], host.ip.to_string(), "{nat}: {w:?}");
     }
 }

@@ -13,66 +13,27 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use testkit::rng::XorShift;
+
 pub const PARLEY: &str = env!("CARGO_BIN_EXE_parley");
 
+/// How long a test waits for any one thing.
+pub const T: Duration = Duration::from_secs(30);
+
 /// A `parley-server` running in this process; stopped when dropped.
-pub struct Server {
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+pub use testkit::server::InProcess as Server;
+
+/// A server on an ephemeral loopback port.
+pub fn server() -> Server {
+    server_on(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
-impl Server {
-    /// On an ephemeral loopback port.
-    pub fn start() -> Server {
-        Server::start_on("127.0.0.1:0".parse().unwrap())
-    }
-
-    /// On `bind` (to restart a server where it was).
-    pub fn start_on(bind: SocketAddr) -> Server {
-        let opts = parley_server::Options {
-            bind,
-            capacity: 1024,
-            ..Default::default()
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let hooks = parley_server::Hooks {
-            on_ready: Some(Arc::new(move |a| {
-                let _ = tx.send(a);
-            })),
-            stop: Some(stop.clone()),
-        };
-        let thread = thread::spawn(move || {
-            parley_server::run(&opts, hooks).expect("parley-server runs");
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the server started");
-        Server {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stop and wait for the loop to end (it checks the flag at least once a second).
-    pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.halt();
-    }
+/// A server on `bind` (to restart one where it was).
+pub fn server_on(bind: SocketAddr) -> Server {
+    Server::start(parley_server::Options {
+        bind,
+        ..Server::options(1024)
+    })
 }
 
 /// A running `parley`; killed when dropped. Its output lines arrive on channels.
@@ -175,6 +136,13 @@ impl Parley {
         stdin.flush().unwrap();
     }
 
+    /// Type a line, and wait for the next line of output containing
+    /// `needle`: the answer.
+    pub fn ask(&mut self, line: &str, needle: &str) -> String {
+        self.type_line(line);
+        wait_line(&self.out, needle, T)
+    }
+
     /// Wait for the process to end, at most `limit`; kill it otherwise.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
@@ -222,6 +190,41 @@ pub struct Done {
     pub stderr: String,
 }
 
+impl Done {
+    /// Asserts that it succeeded (showing stderr if not); itself, for
+    /// more checks.
+    #[track_caller]
+    pub fn ok(self) -> Done {
+        assert_eq!(self.code, Some(0), "{}", self.stderr);
+        self
+    }
+
+    /// Asserts that it exited with `code` and said `needle` on stderr.
+    #[track_caller]
+    pub fn fails_with(&self, code: i32, needle: &str) {
+        assert_eq!(self.code, Some(code), "{}", self.stderr);
+        assert!(self.stderr.contains(needle), "{}", self.stderr);
+    }
+}
+
+/// `send --server SERVER --id FROM --to TO`, then `rest`: options and the
+/// words of the text.
+pub fn send_args<'a>(
+    server: &'a str,
+    from: &'a str,
+    to: &'a str,
+    rest: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["send", "--server", server, "--id", from, "--to", to];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// Run `parley send` ([`send_args`]) to the end.
+pub fn send(server: &str, from: &str, to: &str, rest: &[&str]) -> Done {
+    parley(&send_args(server, from, to, rest), T)
+}
+
 /// Run `parley args...` to the end, killing it after `limit`.
 pub fn parley(args: &[&str], limit: Duration) -> Done {
     finish(Parley::spawn(args), limit)
@@ -243,20 +246,6 @@ fn finish(mut p: Parley, limit: Duration) -> Done {
         code,
         stdout,
         stderr,
-    }
-}
-
-/// A seeded xorshift for the relay's faults.
-struct Dice(u64);
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
     }
 }
 
@@ -352,7 +341,7 @@ fn relay_loop(
     let mut faces = vec![first];
     let mut fronted = vec![server];
     let mut face_of: HashMap<SocketAddr, usize> = HashMap::from([(server, 0)]);
-    let mut dice = Dice(f.seed | 1);
+    let mut dice = XorShift::new(f.seed | 1);
     let mut queue: Vec<(Instant, usize, SocketAddr, Vec<u8>)> = Vec::new();
     let mut buf = [0u8; 2048];
     // Bounded: the relay lives at most as long as a test may.
@@ -392,7 +381,7 @@ fn relay_loop(
                 };
                 for _ in 0..copies {
                     let delay = if f.delay_ms > 0 {
-                        dice.next() % f.delay_ms
+                        dice.below(f.delay_ms)
                     } else {
                         0
                     };

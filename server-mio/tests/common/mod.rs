@@ -80,4 +80,4 @@ impl Drop for Server {
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
-pub use testkit::udp::{ask, client, client_on, cookie, recv, register};
+pub use testkit::udp::{ask, client, client_on, cookie, recv, register, with_cookie};

@@ -113,63 +113,72 @@ class Terminal:
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
 
+    def send(self, peer, text):
+        """Answer the prompt with `y` and send `text` to `peer`."""
+        self.type("y")
+        self.expect("Enter Peer ID: ")
+        self.type(peer)
+        self.expect("Enter Message to send\n>")
+        self.type(text)
+
+
+def sign_in(id):
+    """A new seed client, given `id` when it asks."""
+    term = Terminal(f"client {id}")
+    term.expect("Enter ID:")
+    term.type(id)
+    return term
+
+
+def listed(*ids):
+    """The list the server sends, then the prompt."""
+    return f"List {list(ids)}\n{PROMPT}"
+
+
+def all_see(terms, *online):
+    """Each of `terms` shows the list of who is `online`, then the prompt."""
+    for c in terms:
+        c.expect(listed(*online))
+
+
+def answer(*keys):
+    """Each `(terminal, key)` answers the prompt, in turn."""
+    for term, key in keys:
+        term.type(key)
+
+
+def deliver(sender, peer, receiver, text, online, others=()):
+    """`sender` sends `text` to `peer`: `receiver` shows it above the list
+    of who is `online`, and each of `others`, then `sender`, shows the
+    list again."""
+    sender.send(peer, text)
+    receiver.expect(text + "\n" + listed(*online))
+    all_see((*others, sender), *online)
+
 
 def main():
-    c1 = Terminal("client 120")
-    c1.expect("Enter ID:")
-    c1.type("120")
-    c1.expect("List ['120']\n" + PROMPT)
-    c1.type("n")
+    c1 = sign_in("120")
+    all_see((c1,), "120")
+    answer((c1, "n"))
 
-    c2 = Terminal("client 150")
-    c2.expect("Enter ID:")
-    c2.type("150")
-    c2.expect("List ['120', '150']\n" + PROMPT)
-    c1.expect("List ['120', '150']\n" + PROMPT)
-    c2.type("n")
-    c1.type("y")
-    c1.expect("Enter Peer ID: ")
-    c1.type("150")
-    c1.expect("Enter Message to send\n>")
-    c1.type("hi")
-    c2.expect("hi\nList ['120', '150']\n" + PROMPT)
-    c1.expect("List ['120', '150']\n" + PROMPT)
-    c1.type("n")
-    c2.type("n")
+    c2 = sign_in("150")
+    all_see((c2, c1), "120", "150")
+    answer((c2, "n"))
+    deliver(c1, "150", c2, "hi", ("120", "150"))
+    answer((c1, "n"), (c2, "n"))
 
-    c3 = Terminal("client 170")
-    c3.expect("Enter ID:")
-    c3.type("170")
-    for c in (c1, c2, c3):
-        c.expect("List ['120', '150', '170']\n" + PROMPT)
-    c1.type("n")
-    c2.type("n")
-    c3.type("y")
-    c3.expect("Enter Peer ID: ")
-    c3.type("120")
-    c3.expect("Enter Message to send\n>")
-    c3.type("hello")
-    c1.expect("hello\nList ['120', '150', '170']\n" + PROMPT)
-    c2.expect("List ['120', '150', '170']\n" + PROMPT)
-    c3.expect("List ['120', '150', '170']\n" + PROMPT)
-    c3.type("n")
-    c1.type("n")
-    c2.type("q")
+    c3 = sign_in("170")
+    all_see((c1, c2, c3), "120", "150", "170")
+    answer((c1, "n"), (c2, "n"))
+    deliver(c3, "120", c1, "hello", ("120", "150", "170"), others=(c2,))
+    answer((c3, "n"), (c1, "n"), (c2, "q"))
 
-    c1.expect("List ['120', '170']\n" + PROMPT)
-    c3.expect("List ['120', '170']\n" + PROMPT)
-    c3.type("n")
-    c1.type("y")
-    c1.expect("Enter Peer ID: ")
-    c1.type("170")
-    c1.expect("Enter Message to send\n>")
-    c1.type("hello2")
-    c3.expect("hello2\nList ['120', '170']\n" + PROMPT)
-    c1.expect("List ['120', '170']\n" + PROMPT)
-    c1.type("n")
-    c3.type("q")
-    c1.expect("List ['120']\n" + PROMPT)
-    c1.type("q")
+    all_see((c1, c3), "120", "170")
+    answer((c3, "n"))
+    deliver(c1, "170", c3, "hello2", ("120", "170"))
+    answer((c1, "n"), (c3, "q"))
+    all_see((c1,), "120")
+    answer((c1, "q"))
 
     ok = True
     for term, want in ((c1, FIG11), (c2, FIG12), (c3, FIG13)):
