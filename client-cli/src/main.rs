@@ -83,7 +83,7 @@ OPTIONS:
                            it goes with each introduction, for a LAN path)
       --timeout SECS       (send, who, lookup, ping) give up after SECS (default 60)
       --keepalive SECS     refresh the registration about every SECS seconds
-                           (default: every 15 to 25 s, inside common NAT timeouts)
+                           (default: every 9 to 12 s, inside a 15 s NAT timeout)
       --identity FILE      your long-term key pair (default
                            $XDG_CONFIG_HOME/parley/identity, else
                            ~/.config/parley/identity; made, mode 0600, the

@@ -9,13 +9,11 @@
 //! peer a plain seed `Message`: a Parley peer downgraded, which issue 13
 //! forbids), `one-way` (shown, never acknowledged) or `none`.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::natlab::{Lab, LabError, Nat, Node};
 use crate::parley;
+use crate::process::Running;
 
 /// Where a host sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -192,45 +190,11 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     if debug {
         listen.env("PARLEY_TRACE", "1");
     }
-    listen.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = listen.spawn().map_err(|e| format!("parley listen: {e}"))?;
-    let guard = KillOnDrop(&mut child);
-    let (tx, rx) = mpsc::channel::<(Instant, String, bool)>();
-    let stderr = guard.0.stderr.take().ok_or("no stderr")?;
-    let stdout = guard.0.stdout.take().ok_or("no stdout")?;
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx2.send((Instant::now(), line, false)).is_err() {
-                return;
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send((Instant::now(), line, true)).is_err() {
-                return;
-            }
-        }
-    });
-    // Registered?
+    let listener = Running::spawn(&mut listen).map_err(|e| format!("parley listen: {e}"))?;
     // Behind the lossy router, registering can take a while.
-    let registered = Instant::now() + Duration::from_secs(20);
-    let mut said = Vec::new();
-    loop {
-        let left = registered.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((_, line, false)) if line.starts_with("listening as") => break,
-            Ok((_, line, _)) => said.push(line),
-            Err(_) => {
-                return Err(format!(
-                    "{}: the listener did not register: {}",
-                    pair.name,
-                    said.join(" / ")
-                ));
-            }
-        }
-    }
+    listener
+        .wait_for("listening as", Duration::from_secs(20))
+        .map_err(|e| format!("{}: the listener did not register: {e}", pair.name))?;
     let secs = limit.as_secs().max(1).to_string();
     let t0 = Instant::now();
     let mut send = parley::client(
@@ -260,23 +224,21 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
     let mut shown = 0;
     let mut trace = Vec::new();
     let until = Instant::now() + Duration::from_millis(500);
-    while let Ok((at, line, is_out)) =
-        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
-    {
-        if !is_out {
-            trace.push(line);
+    while let Some(line) = listener.next_line(until) {
+        if !line.stdout {
+            trace.push(line.text);
             continue;
         }
-        if line.contains(&text) {
+        if line.text.contains(&text) {
             shown += 1;
-            got.get_or_insert((at, line.contains("\"seed\":true")));
+            got.get_or_insert((line.at, line.text.contains("\"seed\":true")));
         }
     }
     let stdout = String::from_utf8_lossy(&send.stdout);
     let reported = ["lan", "direct", "relayed"]
         .into_iter()
         .find(|p| stdout.contains(&format!("\"path\":\"{p}\"")));
-    drop(guard);
+    drop(listener);
     let _ = std::fs::remove_file(&*kpa);
     let _ = std::fs::remove_file(&*kpb);
     let path = match (got, reported) {
@@ -301,29 +263,6 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
         path,
         time: got.map(|(at, _)| at.duration_since(t0)),
     })
-}
-
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    /// SIGTERM first, so that the listener signs off (`QUIT`) and its id
-    /// does not hold a place in the server's per-source and per-network
-    /// quotas for a lease (20 tries a pair would fill them); then SIGKILL.
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A row of the matrix: the pair, how many tries delivered, the paths

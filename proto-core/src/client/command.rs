@@ -77,6 +77,7 @@ impl Client {
         let p = self.peer_index(now, to).ok_or(CommandError::Busy)?;
         self.next_seq = self.next_seq.wrapping_add(1);
         self.peers[p].used = now;
+        self.peers[p].talked = Some(now);
         if self.outs.push(out).is_err() {
             return Err(CommandError::Busy);
         }

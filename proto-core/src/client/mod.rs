@@ -146,10 +146,16 @@ pub struct Config {
     pub register_key: bool,
     /// The lease to ask for, in seconds (`None`: the server's default).
     pub lease: Option<u32>,
-    /// Shortest interval between keepalives.
+    /// Shortest interval between keepalives to the server.
     pub keepalive_min: Millis,
-    /// Longest interval between keepalives.
+    /// Longest interval between keepalives to the server: below the
+    /// shortest UDP mapping timeout of the NATs in the way, or the server's
+    /// introductions stop reaching us.
     pub keepalive_max: Millis,
+    /// While a conversation is live, a direct path to the peer that
+    /// carried nothing for this long gets a sealed `PROBE`, which holds
+    /// both NATs' mappings open (as Tailscale's disco heartbeat does).
+    pub path_keepalive: Millis,
     /// First retransmission timeout of a server request.
     pub request_rto: Millis,
     /// Transmissions of a server request before giving up.
@@ -189,8 +195,11 @@ impl Config {
             subscribe: false,
             register_key: true,
             lease: None,
-            keepalive_min: Millis::from_secs(15),
-            keepalive_max: Millis::from_secs(25),
+            // Inside a 15 s NAT mapping timeout, the shortest the NAT lab
+            // holds open (ICE keeps its own at 15 s, RFC 8445 section 11).
+            keepalive_min: Millis::from_secs(9),
+            keepalive_max: Millis::from_secs(12),
+            path_keepalive: Millis::from_secs(10),
             request_rto: Millis(400),
             request_attempts: 6,
             chat_rto: Millis(300),
@@ -416,6 +425,9 @@ impl Client {
             if let Some(r) = p.relay.deadline() {
                 at(r);
             }
+            if let Some(k) = p.keep_path {
+                at(k);
+            }
         }
         for s in &self.slots {
             if s.state == SlotState::Partial {
@@ -429,6 +441,7 @@ impl Client {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.requests_due(now);
         self.keepalive_due(now);
+        self.paths_due(now);
         self.chat_due(now);
         self.probes_due(now);
         self.relays_due(now);

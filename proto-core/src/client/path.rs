@@ -68,6 +68,9 @@ impl Route {
 /// A peer the server placed this recently is not asked about again
 /// (unless its path goes silent).
 pub(super) const RESOLVE_AGAIN: Millis = Millis(10_000);
+/// A conversation counts as live this long after its last chat text: its
+/// direct path is kept open meanwhile, and let go after.
+pub(super) const TALK_LASTS: Millis = Millis(120_000);
 /// How long a keyless peer that never answered a handshake is taken for a
 /// seed client.
 const SEED_GUESS_FOR: Millis = Millis(60_000);
@@ -119,6 +122,12 @@ pub(super) struct Peer {
     pub(super) srtt: Option<u64>,
     pub(super) rx: Window,
     pub(super) used: Instant,
+    /// When chat text last went to or came from the peer: its direct path
+    /// is kept open for [`TALK_LASTS`] after.
+    pub(super) talked: Option<Instant>,
+    /// When the direct path is next due a keepalive (nothing sent on it
+    /// since [`super::Config::path_keepalive`] before).
+    pub(super) keep_path: Option<Instant>,
     /// The server says the peer runs Parley (with a key or without):
     /// it never gets plain text.
     pub(super) extended: bool,
@@ -166,6 +175,8 @@ impl Client {
             srtt: None,
             rx: Window::default(),
             used: now,
+            talked: None,
+            keep_path: None,
             extended: false,
             server_key: None,
             hs: None,
@@ -337,6 +348,39 @@ impl Client {
                 self.probes_unanswered(now, p);
             } else {
                 self.send_initiation(now, p);
+            }
+        }
+    }
+
+    /// Whether the conversation with peer `p` is live (see [`TALK_LASTS`]).
+    fn talking(&self, now: Instant, p: usize) -> bool {
+        self.peers[p]
+            .talked
+            .is_some_and(|t| now.since(t) < TALK_LASTS.0)
+    }
+
+    /// A datagram went to peer `p` straight on its path: while the
+    /// conversation is live, the next path keepalive is due an interval
+    /// from now.
+    pub(super) fn path_used(&mut self, now: Instant, p: usize) {
+        let due = self.talking(now, p) && self.peers[p].path.is_some();
+        self.peers[p].keep_path = due.then(|| now + self.cfg.path_keepalive);
+    }
+
+    /// Probe the direct paths that carried nothing for a keepalive
+    /// interval; the `PROBED` answer keeps the way back open too.
+    pub(super) fn paths_due(&mut self, now: Instant) {
+        for p in 0..self.peers.len() {
+            if self.peers[p].keep_path.is_none_or(|k| k > now) {
+                continue;
+            }
+            self.peers[p].keep_path = None;
+            if let (true, true, Some(a)) = (
+                self.talking(now, p),
+                self.peers[p].confirmed,
+                self.peers[p].path,
+            ) {
+                self.ping_direct(now, p, a);
             }
         }
     }

@@ -87,6 +87,7 @@ impl Client {
     }
 
     fn on_chat(&mut self, now: Instant, p: usize, c: Chat<'_>) {
+        self.peers[p].talked = Some(now);
         let from = self.peers[p].id;
         let Some(me) = self.cfg.id else { return };
         let Some(me) = me.as_id() else { return };

@@ -703,7 +703,12 @@ impl Client {
         };
         let bytes = &buf[..len];
         match only {
-            Some(via) => self.push_via(via, bytes),
+            Some(via) => {
+                self.push_via(via, bytes);
+                if matches!(via, Via::Direct(a) if Some(a) == self.peers[p].path) {
+                    self.path_used(now, p);
+                }
+            }
             None => self.push_routed(now, p, bytes),
         }
         true
@@ -713,6 +718,7 @@ impl Client {
         let direct = self.peers[p].path;
         if let Some(a) = direct {
             self.push_out(a, bytes);
+            self.path_used(now, p);
         }
         if !self.direct_proven(p) {
             self.push_relayed(now, p, bytes);

@@ -182,3 +182,39 @@ fn a_parley_peer_out_of_reach_is_never_sent_plain_text() {
         net.chat(a, b, "now?", 10_000);
     }
 }
+
+/// The times of the datagrams that went between `a` and `b`, either way,
+/// from `since` on.
+fn between(net: &Net, a: SocketAddr, b: SocketAddr, since: u64) -> Vec<u64> {
+    let mut t: Vec<u64> = [(a, b), (b, a)]
+        .iter()
+        .flat_map(|&(x, y)| net.sent(x, "").into_iter().filter(move |s| s.1 == y))
+        .map(|s| s.0.millis())
+        .filter(|&t| t >= since)
+        .collect();
+    t.sort_unstable();
+    t
+}
+
+#[test]
+fn a_live_conversation_keeps_its_direct_path_open_then_lets_it_go() {
+    let mut net = Net::new();
+    let (a, b) = talking(&mut net, "hi bob");
+    let start = net.now.millis();
+    net.run(300_000);
+    // Two minutes after the last line the path is still probed: it is
+    // never 15 s silent (a NAT's mapping would lapse), and each probe is
+    // answered.
+    let live = between(&net, a, b, start);
+    let live: Vec<u64> = live.into_iter().filter(|&t| t < start + 110_000).collect();
+    let gaps: Vec<u64> = live.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(live.len() >= 20, "{live:?}");
+    assert!(gaps.iter().all(|&g| g < 11_000), "{gaps:?}");
+    let probes = net.sent(a, "PROBE ").len() + net.sent(b, "PROBE ").len();
+    let answers = net.sent(a, "PROBED ").len() + net.sent(b, "PROBED ").len();
+    assert!(probes >= 10 && answers >= probes - 1, "{probes} {answers}");
+    // Then the conversation is over: the path is let go.
+    assert_eq!(between(&net, a, b, start + 135_000), Vec::<u64>::new());
+    // A new line brings it back.
+    net.chat(a, b, "still there?", 10_000);
+}

@@ -26,17 +26,19 @@ fn registration_pads_hello_and_registers() {
 }
 
 #[test]
-fn keepalives_every_15_to_25_seconds_with_jitter() {
+fn keepalives_every_9_to_12_seconds_with_jitter() {
     let mut net = Net::new();
     let a = net.add("10.0.0.2:5000", Net::config("alice"));
     let b = net.add("10.0.0.3:5000", Net::config("bob"));
     net.run(600_000);
     for c in [a, b] {
         let keeps: Vec<u64> = net.sent(c, "KEEP ").iter().map(|k| k.0.millis()).collect();
-        assert!(keeps.len() >= 24, "{} keepalives in 10 min", keeps.len());
+        assert!(keeps.len() >= 48, "{} keepalives in 10 min", keeps.len());
         let gaps: Vec<u64> = keeps.windows(2).map(|w| w[1] - w[0]).collect();
+        // Never 15 s of silence: a NAT that forgets a mapping after 15 s
+        // keeps it, and the server's PUNCH still reaches us.
         assert!(
-            gaps.iter().all(|g| (15_000..=25_000).contains(g)),
+            gaps.iter().all(|g| (9_000..=12_000).contains(g)),
             "{gaps:?}"
         );
         let distinct: std::collections::BTreeSet<_> = gaps.iter().collect();
