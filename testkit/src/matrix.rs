@@ -266,12 +266,21 @@ pub fn try_pair(pair: &Pair, n: u32, limit: Duration) -> Result<Outcome, String>
 }
 
 /// A row of the matrix: the pair, how many tries delivered, the paths
-/// seen and the median time of the delivered ones.
+/// seen (with how many tries took each, where they differ) and the
+/// median time of the delivered ones.
 pub fn row(name: &str, outcomes: &[Outcome]) -> String {
     let ok = outcomes.iter().filter(|o| o.ok()).count();
-    let mut paths: Vec<&str> = outcomes.iter().map(|o| o.path).collect();
-    paths.sort_unstable();
-    paths.dedup();
+    let mut kinds: Vec<&str> = outcomes.iter().map(|o| o.path).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    // How many tries took each path, where they differed.
+    let paths: Vec<String> = kinds
+        .iter()
+        .map(|k| match outcomes.iter().filter(|o| o.path == *k).count() {
+            n if n == outcomes.len() => k.to_string(),
+            n => format!("{k} {n}"),
+        })
+        .collect();
     let mut times: Vec<Duration> = outcomes
         .iter()
         .filter(|o| o.ok())
