@@ -595,22 +595,14 @@ impl<'a> Registry<'a> {
         }
         // The free list: only empty slots, each once (a cycle would exceed
         // the capacity), and all of them.
-        let mut free = 0usize;
-        let mut at = self.free;
-        while at != NIL {
-            let s = self
-                .slots
-                .get(at as usize)
-                .ok_or("the free list leaves the table")?;
-            if s.entry.is_some() {
-                return Err("the free list runs through a stored entry");
-            }
-            free += 1;
-            if free > cap {
-                return Err("the free list has a cycle");
-            }
-            at = s.next;
-        }
+        let (free, _) = self.follow(
+            self.free,
+            |s| s.next,
+            |s, _| match s.entry {
+                Some(_) => Err("the free list runs through a stored entry"),
+                None => Ok(()),
+            },
+        )?;
         if free + self.len != cap {
             return Err("free and stored slots do not add up to the capacity");
         }
@@ -648,12 +640,36 @@ impl<'a> Registry<'a> {
         Ok(())
     }
 
-    /// Follow a list from `head`, checking back links and that every member
-    /// is stored; returns its length and last member.
+    /// Follow a doubly linked list from `head`, checking back links and
+    /// that every member is stored; returns its length and last member.
     fn walk(
         &self,
         head: u32,
         links: impl Fn(&Slot) -> (u32, u32),
+    ) -> Result<(usize, u32), &'static str> {
+        self.follow(
+            head,
+            |s| links(s).1,
+            |s, prev| {
+                if s.entry.is_none() {
+                    return Err("a list runs through an empty slot");
+                }
+                if links(s).0 != prev {
+                    return Err("a list's back link is wrong");
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Follow a list from `head` by `next`, at most once round the table,
+    /// with `check` on each member and the member before it; returns its
+    /// length and last member.
+    fn follow(
+        &self,
+        head: u32,
+        next: impl Fn(&Slot) -> u32,
+        check: impl Fn(&Slot, u32) -> Result<(), &'static str>,
     ) -> Result<(usize, u32), &'static str> {
         let mut n = 0usize;
         let mut prev = NIL;
@@ -663,19 +679,13 @@ impl<'a> Registry<'a> {
                 .slots
                 .get(at as usize)
                 .ok_or("a list leaves the table")?;
-            if s.entry.is_none() {
-                return Err("a list runs through an empty slot");
-            }
-            let (back, next) = links(s);
-            if back != prev {
-                return Err("a list's back link is wrong");
-            }
+            check(s, prev)?;
             n += 1;
             if n > self.slots.len() {
                 return Err("a list has a cycle");
             }
             prev = at;
-            at = next;
+            at = next(s);
         }
         Ok((n, prev))
     }

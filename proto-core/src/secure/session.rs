@@ -72,16 +72,15 @@ impl Session {
         if n >= MAX_COUNTER {
             return Err(SecureError::Exhausted);
         }
-        let len = plaintext.len() + TAG_LEN;
-        if out.len() < len {
-            return Err(SecureError::BadLength);
-        }
+        let sealed = out
+            .get_mut(..plaintext.len() + TAG_LEN)
+            .ok_or(SecureError::BadLength)?;
         self.send.set_nonce(n);
         self.send
-            .encrypt_with_ad(ad, plaintext, &mut out[..len])
+            .encrypt_with_ad(ad, plaintext, sealed)
             .map_err(|_| SecureError::Exhausted)?;
         self.sent = n + 1;
-        Ok((n, len))
+        Ok((n, sealed.len()))
     }
 
     /// Open a datagram sealed at `counter` with `ad` into `out`; returns
@@ -101,12 +100,10 @@ impl Session {
             .len()
             .checked_sub(TAG_LEN)
             .ok_or(SecureError::BadLength)?;
-        if out.len() < len {
-            return Err(SecureError::BadLength);
-        }
+        let opened = out.get_mut(..len).ok_or(SecureError::BadLength)?;
         self.recv.set_nonce(counter);
         self.recv
-            .decrypt_with_ad(ad, ciphertext, &mut out[..len])
+            .decrypt_with_ad(ad, ciphertext, opened)
             .map_err(|_| SecureError::Unauthenticated)?;
         self.window.take(counter);
         Ok(len)

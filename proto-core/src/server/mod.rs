@@ -405,11 +405,12 @@ impl<'a> Server<'a> {
         })
     }
 
-    /// Every datagram counts in, whichever port it came to and whatever
-    /// becomes of it.
-    fn count_in(&mut self, datagram: &[u8]) {
+    /// Count `datagram` in and say which family it is. Every datagram
+    /// counts, whichever port it came to and whatever becomes of it.
+    fn arrived(&mut self, datagram: &[u8]) -> Family {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        classify::family(datagram)
     }
 
     /// Handle one datagram from `src` that arrived at `now`.
@@ -420,8 +421,7 @@ impl<'a> Server<'a> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        self.count_in(datagram);
-        match classify::family(datagram) {
+        match self.arrived(datagram) {
             Family::Stun => self.handle_stun(now, src, datagram, out),
             // Relayed data has its own per-session and global budgets.
             Family::RelayFrame => self.handle_relay_frame(now, src, datagram, out),

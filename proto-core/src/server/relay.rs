@@ -152,6 +152,26 @@ impl Relay {
         s.as_mut()
     }
 
+    /// Where a frame from `src` goes: its session's slot, the session,
+    /// and the other end; `None` if the frame is malformed, names no live
+    /// session, or does not come from a proven end whose peer is proven.
+    fn route(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        d: &[u8],
+    ) -> Option<(usize, &mut Session, SocketAddr)> {
+        let frame = Frame::parse(d).ok()?;
+        let i = (frame.channel >> 48) as usize;
+        let s = self.live(i, now).filter(|s| s.channel == frame.channel)?;
+        let dst = match (s.a_addr, s.b_addr) {
+            (Some(a), Some(b)) if src == a => b,
+            (Some(a), Some(b)) if src == b => a,
+            _ => return None,
+        };
+        Some((i, s, dst))
+    }
+
     /// A keyed 64-bit hash standing for an id in the table.
     fn id_key(&self, id: Id<'_>) -> u64 {
         let mut h = siphasher::sip::SipHasher24::new_with_key(&self.key);
@@ -315,29 +335,11 @@ impl Server<'_> {
         d: &[u8],
         out: &mut impl Outbox,
     ) {
-        let Ok(frame) = Frame::parse(d) else {
-            self.stats.drop_relay += 1;
-            return;
-        };
         let limits = self.cfg.limits;
-        let i = (frame.channel >> 48) as usize;
         let n = d.len() as u64;
-        let Some(s) = self
-            .relay
-            .live(i, now)
-            .filter(|s| s.channel == frame.channel)
-        else {
+        let Some((i, s, dst)) = self.relay.route(now, src, d) else {
             self.stats.drop_relay += 1;
             return;
-        };
-        let dst = match (s.a_addr, s.b_addr) {
-            (Some(a), Some(b)) if src == a => b,
-            (Some(a), Some(b)) if src == b => a,
-            // Not from a proven end, or the other end is not proven yet.
-            _ => {
-                self.stats.drop_relay += 1;
-                return;
-            }
         };
         if limits && !s.bucket.take(now, n) {
             self.stats.drop_relay_budget += 1;

@@ -54,8 +54,7 @@ impl Server<'_> {
         datagram: &[u8],
         out: &mut impl Outbox,
     ) {
-        self.count_in(datagram);
-        if crate::wire::classify::family(datagram) == crate::wire::classify::Family::Stun {
+        if self.arrived(datagram) == crate::wire::classify::Family::Stun {
             self.handle_stun(now, src, datagram, out);
         } else {
             self.stats.drop_stun += 1;

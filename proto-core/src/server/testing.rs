@@ -114,6 +114,12 @@ impl Harness {
         self.now = Instant(self.now.0 + ms);
     }
 
+    /// Let `ms` pass, then tick.
+    pub(crate) fn tick_after(&mut self, ms: u64) {
+        self.advance(ms);
+        self.tick();
+    }
+
     /// Every datagram sent since the last call, as (destination, octets).
     pub(crate) fn take_bytes(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut v = Vec::new();
@@ -166,6 +172,21 @@ impl Harness {
                 cookie.to_string()
             }
             other => panic!("expected COOKIE, got {other:?}"),
+        }
+    }
+
+    /// The one reply to the request `request` builds around a fresh
+    /// cookie for `from`.
+    pub(crate) fn ask(&mut self, from: &str, request: impl FnOnce(&str) -> String) -> String {
+        let c = self.cookie(from);
+        self.one_reply(from, &request(&c))
+    }
+
+    /// Seed ids `s0` up to `s{n-1}`, each sent from an address of its own.
+    pub(crate) fn seed_ids(&mut self, n: usize) {
+        for i in 0..n {
+            let from = format!("127.1.{}.{}:1", i / 250, i % 250 + 1);
+            self.send(&from, &format!("ID s{i}"));
         }
     }
 

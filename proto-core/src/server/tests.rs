@@ -52,8 +52,7 @@ fn seed_session_of_figures_10_to_13() {
     for (from, d, want) in script {
         h.send(from, d);
         if !d.starts_with("Peer ") {
-            h.advance(2000);
-            h.tick();
+            h.tick_after(2000);
         }
         for (to, got) in *want {
             assert_eq!(h.take_to(to), *got, "{to} after {d:?} from {from}");
@@ -78,8 +77,7 @@ fn seed_ids_belong_to_the_address_that_registered_them() {
     // Someone else claims 120 (and is told), then tries to quit it.
     h.send(C150, "ID 120");
     h.send(C150, "Quit 120");
-    h.advance(1000);
-    h.tick();
+    h.tick_after(1000);
     assert_eq!(
         h.take_to(C150),
         ["Message parley-server: the id 120 is taken"]
@@ -88,8 +86,7 @@ fn seed_ids_belong_to_the_address_that_registered_them() {
     assert_eq!(h.server.stats().seed_refused, 2);
     // Registering again from the owner does not duplicate the id.
     h.send(C120, "ID 120");
-    h.advance(1000);
-    h.tick();
+    h.tick_after(1000);
     assert_eq!(h.take_to(C120), ["List ['120']"]);
 }
 
@@ -173,12 +170,10 @@ fn a_retransmitted_reg_gets_the_same_token() {
     // The REGD was lost and the client sent the same REG again.
     let mut h = Harness::new(1024, Config::default());
     let token = h.register(C120, "alice");
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("REG 2 {c} alice"));
+    let r = h.ask(C120, |c| format!("REG 2 {c} alice"));
     assert_eq!(r, format!("REGD 2 alice 120 {C120} {token}"));
     // From any other address it is still taken.
-    let c = h.cookie(C150);
-    let r = h.one_reply(C150, &format!("REG 3 {c} alice"));
+    let r = h.ask(C150, |c| format!("REG 3 {c} alice"));
     assert_eq!(err_code(&r), ErrorCode::IdTaken);
 }
 
@@ -203,16 +198,25 @@ fn only_the_token_owns_an_extended_id() {
     assert_eq!(r, format!("REGD 5 alice 60 {C150} {token}"));
 }
 
-#[test]
-fn keepalive_follows_a_rebound_address() {
+/// Where alice's NAT rebound her: not where she registered.
+const MOVED: &str = "127.0.0.9:4000";
+
+/// Register alice at `C120`, then send what `request` builds from a
+/// cookie and her token from [`MOVED`]: its reply, and what a lookup
+/// from there then says of alice.
+fn from_moved(request: impl FnOnce(&str, &str) -> String) -> (String, String) {
     let mut h = Harness::new(1024, Config::default());
     let token = h.register(C120, "alice");
-    let moved = "127.0.0.9:4000";
-    let c = h.cookie(moved);
-    let r = h.one_reply(moved, &format!("KEEP 1 {c} alice {token}"));
-    assert!(r.starts_with(&format!("ALIVE 1 120 {moved} ")), "{r}");
-    let r = h.one_reply(moved, &format!("LOOKUP 2 {c} alice"));
-    assert_eq!(r, format!("AT 2 alice {moved} -"));
+    let c = h.cookie(MOVED);
+    let r = h.one_reply(MOVED, &request(&c, &token));
+    (r, h.one_reply(MOVED, &format!("LOOKUP l {c} alice")))
+}
+
+#[test]
+fn keepalive_follows_a_rebound_address() {
+    let (r, at) = from_moved(|c, t| format!("KEEP 1 {c} alice {t}"));
+    assert!(r.starts_with(&format!("ALIVE 1 120 {MOVED} ")), "{r}");
+    assert_eq!(at, format!("AT l alice {MOVED} -"));
 }
 
 #[test]
@@ -233,42 +237,41 @@ fn leases_expire_and_are_never_served_after() {
     assert_eq!(h.server.stats().occupancy, 0);
 }
 
+/// A harness on `capacity` slots whose clock hand has started, holding
+/// the seed ids `s0` up to `s{n-1}` for the seed lease (an hour).
+fn sown(capacity: usize, cfg: Config, n: usize) -> Harness {
+    let mut h = Harness::new(capacity, cfg);
+    h.tick();
+    h.seed_ids(n);
+    h
+}
+
+/// (ids expired, ids held): where the clock hand has got to.
+fn swept(h: &Harness) -> (u64, u64) {
+    let s = h.server.stats();
+    (s.expired, s.occupancy)
+}
+
 #[test]
 fn the_clock_hand_reclaims_without_lookups() {
-    let mut h = Harness::new(1024, Config::default());
-    h.tick();
-    for i in 0..10 {
-        h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID s{i}"));
-    }
+    let mut h = sown(1024, Config::default(), 10);
     assert_eq!(h.server.stats().occupancy, 10);
-    h.advance(3_600_000);
-    h.tick();
-    assert_eq!(h.server.stats().occupancy, 0);
-    assert_eq!(h.server.stats().expired, 10);
+    h.tick_after(3_600_000);
+    assert_eq!(swept(&h), (10, 0));
 }
 
 #[test]
 fn the_clock_hand_goes_round_in_ten_seconds_whatever_the_traffic() {
-    let mut h = Harness::new(16384, unlimited());
-    h.tick();
-    // 6000 seed registrations in slots 0..6000, for the seed lease (an hour).
-    for i in 0..6000 {
-        h.send(
-            &format!("127.1.{}.{}:1", i / 250, i % 250 + 1),
-            &format!("ID s{i}"),
-        );
-        h.out.clear();
-    }
-    h.advance(3_599_000);
-    h.tick();
+    // Seed registrations in slots 0..6000.
+    let mut h = sown(16384, unlimited(), 6000);
+    h.tick_after(3_599_000);
     assert_eq!(
         h.server.stats().expired,
         0,
         "a second before the leases end"
     );
-    h.advance(1000);
     // One second's share of a 10 s round: slots 0..1638.
-    h.tick();
+    h.tick_after(1000);
     assert_eq!(h.server.stats().expired, 1638);
     // Datagrams leave the sweep alone: no request waits on the clock hand.
     for _ in 0..20_000 {
@@ -277,31 +280,22 @@ fn the_clock_hand_goes_round_in_ten_seconds_whatever_the_traffic() {
     h.out.clear();
     assert_eq!(h.server.stats().expired, 1638);
     // Nine seconds more finish the round.
-    h.advance(9000);
-    h.tick();
-    assert_eq!(h.server.stats().expired, 6000);
-    assert_eq!(h.server.stats().occupancy, 0);
+    h.tick_after(9000);
+    assert_eq!(swept(&h), (6000, 0));
 }
 
 #[test]
 fn frequent_ticks_on_a_small_table_still_sweep() {
-    let mut h = Harness::new(1024, Config::default());
-    h.tick();
-    for i in 0..10 {
-        h.send(&format!("127.0.0.{}:1", i + 1), &format!("ID s{i}"));
-    }
-    h.advance(3_599_995);
-    h.tick();
+    let mut h = sown(1024, Config::default(), 10);
+    h.tick_after(3_599_995);
     h.send("127.0.0.99:1", "ID fresh");
     assert_eq!(h.server.stats().expired, 0, "5 ms before the leases end");
     // A 1024-slot table is due one slot every 9.8 ms: ticks 5 ms apart
     // carry the remainder over, and ten seconds sweep it all.
     for _ in 0..2000 {
-        h.advance(5);
-        h.tick();
+        h.tick_after(5);
     }
-    assert_eq!(h.server.stats().expired, 10);
-    assert_eq!(h.server.stats().occupancy, 1, "only the fresh id is left");
+    assert_eq!(swept(&h), (10, 1), "only the fresh id is left");
 }
 
 #[test]
@@ -327,8 +321,7 @@ fn a_full_table_refuses_and_evicts_nobody() {
     }
     // Once leases run out there is room again.
     h.advance(121_000);
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("REG 3 {c} late"));
+    let r = h.ask(C120, |c| format!("REG 3 {c} late"));
     assert!(r.starts_with("REGD 3 late "), "{r}");
 }
 
@@ -343,8 +336,7 @@ fn quota_per_source_address() {
     // Another address is not affected.
     h.register("127.0.0.2:3", "c");
     // Quitting gives the quota back.
-    let c1 = h.cookie("127.0.0.1:1");
-    h.one_reply("127.0.0.1:1", &format!("QUIT 2 {c1} a {t}"));
+    h.ask("127.0.0.1:1", |c| format!("QUIT 2 {c} a {t}"));
     let r = h.one_reply("127.0.0.1:3", &format!("REG 3 {c} d"));
     assert!(r.starts_with("REGD 3 d "), "{r}");
 }
@@ -485,8 +477,7 @@ fn list_pages_cover_every_id_once() {
 fn subscribers_get_coalesced_events_and_the_latest_state() {
     let mut h = Harness::new(1024, configured(|c| c.presence_interval = Millis(1000)));
     let t = h.register(C120, "watcher");
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("SUB 1 {c} watcher {t}"));
+    let r = h.ask(C120, |c| format!("SUB 1 {c} watcher {t}"));
     let Reply::Subscribed { seq, .. } = Reply::parse(r.as_bytes()).unwrap() else {
         panic!("{r}")
     };
@@ -505,8 +496,7 @@ fn subscribers_get_coalesced_events_and_the_latest_state() {
         h.take_to(C120).is_empty(),
         "coalesced until the interval ends"
     );
-    h.advance(1000);
-    h.tick();
+    h.tick_after(1000);
     assert_eq!(
         h.take_to(C120),
         [format!("EVENTS {} {} +carol +dave -dave", seq + 2, seq + 4)]
@@ -523,16 +513,14 @@ fn a_subscriber_too_far_behind_is_told_to_resync() {
     });
     let mut h = Harness::new(4096, cfg);
     let t = h.register(C120, "watcher");
-    let c = h.cookie(C120);
-    h.one_reply(C120, &format!("SUB 1 {c} watcher {t}"));
+    h.ask(C120, |c| format!("SUB 1 {c} watcher {t}"));
     h.register(C150, "first");
     h.tick();
     assert_eq!(h.take_to(C120).len(), 1);
     for i in 0..crate::presence::LOG_LEN + 10 {
         h.send(C170, &format!("ID x{i}"));
     }
-    h.advance(10_000);
-    h.tick();
+    h.tick_after(10_000);
     let got = h.take_to(C120);
     let latest = h.server.log.latest();
     assert_eq!(got, [format!("RESYNC {latest}")]);
@@ -548,9 +536,7 @@ fn fan_out_stays_within_its_budget_and_catches_up() {
     });
     let mut h = Harness::new(1024, cfg);
     // 50 seed subscribers.
-    for i in 0..50 {
-        h.send(&format!("127.0.1.{}:1", i + 1), &format!("ID s{i}"));
-    }
+    h.seed_ids(50);
     h.tick();
     let first = h.take();
     assert!(
@@ -562,8 +548,7 @@ fn fan_out_stays_within_its_budget_and_catches_up() {
     // Over the next seconds everyone gets the full, final list.
     let mut last: std::collections::HashMap<SocketAddr, String> = first.into_iter().collect();
     for _ in 0..100 {
-        h.advance(100);
-        h.tick();
+        h.tick_after(100);
         for (dst, text) in h.take() {
             last.insert(dst, text);
         }
@@ -607,8 +592,7 @@ fn stats_need_loopback_or_the_admin_token() {
     assert_eq!(err_code(&r), ErrorCode::Forbidden);
     let r = h.one_reply(outside, &format!("STATS 2 {c} {admin}"));
     assert!(r.starts_with("STATS 2 datagrams_in="), "{r}");
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("STATS 3 {c}"));
+    let r = h.ask(C120, |c| format!("STATS 3 {c}"));
     let Reply::Stats { stats, .. } = Reply::parse(r.as_bytes()).unwrap() else {
         panic!("{r}")
     };
@@ -623,8 +607,7 @@ fn stats_need_loopback_or_the_admin_token() {
 #[test]
 fn ids_and_cookies_parse_strictly() {
     let mut h = Harness::new(1024, Config::default());
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("REG 1 {c} it's"));
+    let r = h.ask(C120, |c| format!("REG 1 {c} it's"));
     assert_eq!(err_code(&r), ErrorCode::BadId);
     let _ = (Cookie(0), Id::new("x"));
 }
@@ -718,8 +701,7 @@ fn seed_crowd(h: &mut Harness, n: u16) {
 fn lists_over(h: &mut Harness, ms: u64) -> usize {
     let mut lists = 0;
     for _ in 0..ms / 10 {
-        h.advance(10);
-        h.tick();
+        h.tick_after(10);
         lists += h
             .take()
             .iter()
@@ -754,8 +736,7 @@ fn list_rounds_asked_for_are_one_a_second_across_the_server() {
     // round at once, and the rest coalesce into one a second.
     for i in 0..20 {
         h.send(&format!("127.0.0.40:{}", 20000 + i), "ID2 ");
-        h.advance(100);
-        h.tick();
+        h.tick_after(100);
     }
     let lists = lists_over(&mut h, 3_000)
         + h.take()
@@ -881,14 +862,13 @@ fn the_error_budget_pays_only_for_errors_sent() {
 
 #[test]
 fn a_failed_introduction_moves_nobody() {
-    let mut h = Harness::new(1024, Config::default());
-    let ta = h.register(C120, "a");
-    let moved = "127.0.0.9:4000";
-    let c = h.cookie(moved);
-    let r = h.one_reply(moved, &format!("INTRO 6 {c} a {ta} nobody"));
+    let (r, at) = from_moved(|c, t| format!("INTRO 6 {c} alice {t} nobody"));
     assert_eq!(err_code(&r), ErrorCode::NoSuchId);
-    let r = h.one_reply(moved, &format!("LOOKUP 7 {c} a"));
-    assert_eq!(r, format!("AT 7 a {C120} -"), "an error changes nothing");
+    assert_eq!(
+        at,
+        format!("AT l alice {C120} -"),
+        "an error changes nothing"
+    );
 }
 
 #[test]
@@ -896,12 +876,10 @@ fn a_mapped_loopback_source_is_local() {
     // On a dual-stack socket an IPv4 client on this host is ::ffff:127.0.0.1.
     let mut h = Harness::new(1024, Config::default());
     let from = "[::ffff:127.0.0.1]:5000";
-    let c = h.cookie(from);
-    let r = h.one_reply(from, &format!("STATS 1 {c}"));
+    let r = h.ask(from, |c| format!("STATS 1 {c}"));
     assert!(r.starts_with("STATS 1 datagrams_in="), "{r}");
     let from = "[::ffff:192.0.2.1]:5000";
-    let c = h.cookie(from);
-    let r = h.one_reply(from, &format!("STATS 2 {c}"));
+    let r = h.ask(from, |c| format!("STATS 2 {c}"));
     assert_eq!(err_code(&r), ErrorCode::Forbidden);
 }
 

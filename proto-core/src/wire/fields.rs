@@ -61,6 +61,61 @@ pub const fn is_id_byte(b: u8) -> bool {
     matches!(b, 0x21..=0x7e) && b != b'\'' && b != b'"' && b != b'\\'
 }
 
+/// The methods [`Id`] and [`TxId`] share: each is ASCII text held as
+/// the datagram's bytes, checked against an alphabet and a length, and
+/// shown as itself. A macro, as each type needs them as its own inherent
+/// methods and trait impls.
+macro_rules! checked_text {
+    ($name:ident, $what:literal, $error:expr, $max:expr, $alphabet:expr) => {
+        impl<'a> $name<'a> {
+            #[doc = concat!("Validate `s` as ", $what, ".")]
+            pub fn new(s: &'a str) -> Result<Self, FieldError> {
+                Self::from_bytes(s.as_bytes())
+            }
+
+            #[doc = concat!("Validate raw bytes as ", $what, ". The bytes are ASCII if this succeeds.")]
+            pub fn from_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
+                if !b.iter().all($alphabet) {
+                    return Err($error);
+                }
+                Self::from_checked(b)
+            }
+
+            #[doc = concat!("[`", stringify!($name), "::from_bytes`] for bytes already known to be in its")]
+            /// alphabet (the tokenizer checked them as it split the
+            /// field): only the length is left to check.
+            pub(crate) fn from_checked(b: &'a [u8]) -> Result<Self, FieldError> {
+                if b.is_empty() || b.len() > $max {
+                    return Err($error);
+                }
+                Ok($name(b))
+            }
+
+            /// The checked bytes as text.
+            pub fn as_str(&self) -> &'a str {
+                ascii(self.0)
+            }
+
+            /// The checked bytes.
+            pub fn as_bytes(&self) -> &'a [u8] {
+                self.0
+            }
+        }
+
+        impl fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.as_str())
+            }
+        }
+
+        impl fmt::Display for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// A validated client id, borrowed from a datagram or from the registry.
 ///
 /// ```
@@ -76,52 +131,9 @@ pub struct Id<'a>(
     &'a [u8],
 );
 
-impl<'a> Id<'a> {
-    /// Validate `s` as an id.
-    pub fn new(s: &'a str) -> Result<Self, FieldError> {
-        Self::from_bytes(s.as_bytes())
-    }
-
-    /// Validate raw bytes as an id. The bytes are ASCII if this succeeds.
-    pub fn from_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
-        if !b.iter().all(|&c| is_id_byte(c)) {
-            return Err(FieldError::BadId);
-        }
-        Self::from_id_bytes(b)
-    }
-
-    /// [`Id::from_bytes`] for bytes already known to be id bytes (the
-    /// tokenizer checked them as it split the field): only the length is
-    /// left to check.
-    pub(crate) fn from_id_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
-        if b.is_empty() || b.len() > MAX_ID_LEN {
-            return Err(FieldError::BadId);
-        }
-        Ok(Id(b))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &'a str {
-        ascii(self.0)
-    }
-
-    /// The id as bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.0
-    }
-}
-
-impl fmt::Debug for Id<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Id({})", self.as_str())
-    }
-}
-
-impl fmt::Display for Id<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+checked_text!(Id, "an id", FieldError::BadId, MAX_ID_LEN, |&c| is_id_byte(
+    c
+));
 
 /// An id held by value, for tables and for callers that outlive the datagram.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,7 +167,7 @@ impl IdBuf {
     pub fn as_id(&self) -> Option<Id<'_>> {
         // Only `from_id` fills an `IdBuf`, with bytes `Id` checked: the
         // length is all there is left to check.
-        Id::from_id_bytes(self.as_bytes()).ok()
+        Id::from_checked(self.as_bytes()).ok()
     }
 
     /// Whether this holds `id`.
@@ -180,51 +192,13 @@ pub struct TxId<'a>(
     &'a [u8],
 );
 
-impl<'a> TxId<'a> {
-    /// Validate `s` as a transaction id.
-    pub fn new(s: &'a str) -> Result<Self, FieldError> {
-        Self::from_bytes(s.as_bytes())
-    }
-
-    /// Validate raw bytes as a transaction id.
-    pub fn from_bytes(b: &'a [u8]) -> Result<Self, FieldError> {
-        if !b.iter().all(u8::is_ascii_alphanumeric) {
-            return Err(FieldError::BadTxId);
-        }
-        Self::from_alnum(b)
-    }
-
-    /// [`TxId::from_bytes`] for bytes already known to be ASCII letters
-    /// and digits: only the length is left to check.
-    pub(crate) fn from_alnum(b: &'a [u8]) -> Result<Self, FieldError> {
-        if b.is_empty() || b.len() > MAX_TXID_LEN {
-            return Err(FieldError::BadTxId);
-        }
-        Ok(TxId(b))
-    }
-
-    /// The transaction id as text.
-    pub fn as_str(&self) -> &'a str {
-        ascii(self.0)
-    }
-
-    /// The transaction id as bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.0
-    }
-}
-
-impl fmt::Debug for TxId<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TxId({})", self.as_str())
-    }
-}
-
-impl fmt::Display for TxId<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+checked_text!(
+    TxId,
+    "a transaction id",
+    FieldError::BadTxId,
+    MAX_TXID_LEN,
+    u8::is_ascii_alphanumeric
+);
 
 /// Parse exactly 16 lowercase hex digits.
 pub fn parse_hex64(b: &[u8]) -> Result<u64, FieldError> {

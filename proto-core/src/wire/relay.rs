@@ -189,6 +189,7 @@ impl<'a> Frame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testgen;
 
     #[test]
     fn relay_requests_and_replies_roundtrip() {
@@ -243,14 +244,15 @@ mod tests {
 
     #[test]
     fn malformed_relay_text_is_refused() {
-        for d in [
-            &b"RELAY 7 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d"[..],
-            b"RELAY 7 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d bob extra",
-            b"RELAY 7 5f0c2a1b9d8e7f60 alice nottoken bob",
-            b"RELAYD 7 bob 00a1b2c3d4e5f607 maybe",
-        ] {
-            assert!(RelayRequest::parse(d).is_err() && RelayReply::parse(d).is_err());
-        }
+        testgen::refuses_all(
+            |d| RelayRequest::parse(d).is_err() && RelayReply::parse(d).is_err(),
+            &[
+                b"RELAY 7 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d",
+                b"RELAY 7 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d bob extra",
+                b"RELAY 7 5f0c2a1b9d8e7f60 alice nottoken bob",
+                b"RELAYD 7 bob 00a1b2c3d4e5f607 maybe",
+            ],
+        );
     }
 
     #[test]

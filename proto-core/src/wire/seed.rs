@@ -287,6 +287,7 @@ pub fn emit_list<'i>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testgen;
 
     fn emit_req(r: SeedRequest<'_>) -> ([u8; 64], usize) {
         let mut b = [0u8; 64];
@@ -403,19 +404,16 @@ mod tests {
 
     #[test]
     fn bad_lists_fail() {
-        for bad in [
-            &b"List ["[..],
-            b"List ['a',]",
-            b"List [a]",
-            b"List ['a' 'b']",
-            b"List ['a b']",
-        ] {
-            assert!(
-                SeedReply::parse(bad).is_err(),
-                "{:?}",
-                core::str::from_utf8(bad)
-            );
-        }
+        testgen::refuses_all(
+            |d| SeedReply::parse(d).is_err(),
+            &[
+                b"List [",
+                b"List ['a',]",
+                b"List [a]",
+                b"List ['a' 'b']",
+                b"List ['a b']",
+            ],
+        );
     }
 
     mod props {

@@ -1,5 +1,6 @@
-//! Proptest strategies for the codec's fields, shared by the round-trip
-//! tests of every message family.
+//! What the codec's tests share: proptest strategies for the fields, the
+//! round-trip properties of every message family, and the check that a
+//! table of byte strings is refused.
 //!
 //! The messages borrow their text from the datagram, so the strategies make
 //! owned strings and each test builds the borrowed message from them.
@@ -9,6 +10,18 @@ extern crate std;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use proptest::prelude::*;
+
+/// Check that `refused` holds for every one of `cases`; a failure names
+/// the case that got through.
+pub fn refuses_all(refused: impl Fn(&[u8]) -> bool, cases: &[&[u8]]) {
+    for case in cases {
+        assert!(
+            refused(case),
+            "not refused: {:?}",
+            std::string::String::from_utf8_lossy(case)
+        );
+    }
+}
 
 /// A valid id: 1 to 32 bytes of the id alphabet.
 pub fn id() -> impl Strategy<Value = std::string::String> {

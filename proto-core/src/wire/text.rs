@@ -146,14 +146,14 @@ impl<'a> Fields<'a> {
 
     pub fn tx(&mut self) -> Result<TxId<'a>, ParseError> {
         if let Some(w) = self.scan(|c| c.is_ascii_alphanumeric()) {
-            return Ok(TxId::from_alnum(w)?);
+            return Ok(TxId::from_checked(w)?);
         }
         Ok(TxId::from_bytes(self.raw()?)?)
     }
 
     pub fn id(&mut self) -> Result<Id<'a>, ParseError> {
         if let Some(w) = self.scan(is_id_byte) {
-            return Ok(Id::from_id_bytes(w)?);
+            return Ok(Id::from_checked(w)?);
         }
         Ok(Id::from_bytes(self.raw()?)?)
     }

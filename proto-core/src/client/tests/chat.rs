@@ -64,8 +64,7 @@ fn long_text_is_fragmented_and_reassembled_in_order() {
 
 #[test]
 fn bad_commands_are_refused_at_once() {
-    let mut net = Net::new();
-    let (a, _) = two(&mut net);
+    let (mut net, a, _) = two();
     let now = net.now;
     let c = net.client(a);
     assert_eq!(
@@ -164,8 +163,7 @@ fn messages_survive_loss_duplication_and_reordering_exactly_once() {
 
 #[test]
 fn duplicates_are_acked_again_but_shown_once() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "hello");
+    let (mut net, a, b) = talking("hello");
     // Bob's acknowledgements are lost for a while: alice sends again
     // (each time a new sealed datagram), and bob acknowledges each.
     net.mute.push(b);
@@ -182,8 +180,7 @@ fn duplicates_are_acked_again_but_shown_once() {
 
 #[test]
 fn a_replayed_or_tampered_datagram_is_refused() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "once");
+    let (mut net, a, b) = talking("once");
     let chat = net.sent_raw(a, "CHAT ")[0].clone();
     let acks = net.sent(b, "ACK ").len();
     let before = net.client(b).stats();
@@ -214,8 +211,7 @@ fn a_replayed_or_tampered_datagram_is_refused() {
 
 #[test]
 fn retransmissions_back_off_then_not_delivered() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "first");
+    let (mut net, a, b) = talking("first");
     // Bob vanishes without a word.
     net.cut.push(b);
     let m = net.send_message(a, id("bob"), "lost").unwrap();
@@ -246,8 +242,7 @@ fn retransmissions_back_off_then_not_delivered() {
 
 #[test]
 fn an_unknown_peer_is_not_delivered_with_a_reason() {
-    let mut net = Net::new();
-    let (a, _) = two(&mut net);
+    let (mut net, a, _) = two();
     let m = net.send_message(a, id("nobody"), "hello?").unwrap();
     net.run(3000);
     assert_eq!(
@@ -260,8 +255,7 @@ fn an_unknown_peer_is_not_delivered_with_a_reason() {
 
 #[test]
 fn reassembly_slots_are_bounded_and_recover() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     // Fill bob's slots with partial messages that never complete.
     for seq in 0..MAX_INCOMING as u32 {
         let d = format!("CHAT mallory 00000000000000aa {seq} 1/2 part");
@@ -277,8 +271,7 @@ fn reassembly_slots_are_bounded_and_recover() {
 
 #[test]
 fn a_message_is_not_acknowledged_while_it_could_not_be_shown() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "first");
+    let (mut net, a, b) = talking("first");
     // Bob's application stops reading its events, and the queue fills
     // with ones that must not be dropped.
     net.unread.push(b);
@@ -305,8 +298,7 @@ fn a_message_is_not_acknowledged_while_it_could_not_be_shown() {
 
 #[test]
 fn a_seed_message_typed_by_hand_is_shown_without_its_newline() {
-    let mut net = Net::new();
-    let (_, b) = two(&mut net);
+    let (mut net, _, b) = two();
     let now = net.now;
     let c = net.client(b);
     while c.poll_event().is_some() {}

@@ -485,16 +485,23 @@ impl Net {
     }
 }
 
-/// Alice and bob, registered.
-fn two(net: &mut Net) -> (SocketAddr, SocketAddr) {
+/// Alice and bob, registered on `net`.
+fn alice_and_bob(net: &mut Net) -> (SocketAddr, SocketAddr) {
     let [a, b] = net.registered([(ALICE, Net::config("alice")), (BOB, Net::config("bob"))]);
     (a, b)
 }
 
-/// Alice and bob, registered, with a session between them: alice's
-/// `text` was delivered and shown.
-fn talking(net: &mut Net, text: &str) -> (SocketAddr, SocketAddr) {
-    let (a, b) = two(net);
+/// A fresh net where alice and bob registered.
+fn two() -> (Net, SocketAddr, SocketAddr) {
+    let mut net = Net::new();
+    let (a, b) = alice_and_bob(&mut net);
+    (net, a, b)
+}
+
+/// A fresh net where alice and bob registered and have a session between
+/// them: alice's `text` was delivered and shown.
+fn talking(text: &str) -> (Net, SocketAddr, SocketAddr) {
+    let (mut net, a, b) = two();
     net.chat(a, b, text, 1000);
-    (a, b)
+    (net, a, b)
 }

@@ -22,8 +22,7 @@ fn received(net: &Net, src: SocketAddr, dst: SocketAddr) -> Vec<&String> {
 
 #[test]
 fn chat_goes_through_intro_punch_and_probes_then_is_acked() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     net.chat(a, b, "hi bob", 2000);
     assert_eq!(net.sent(a, "INTRO ").len(), 1);
     assert_eq!(net.sent(addr(SERVER), "PUNCH alice ").len(), 1);
@@ -52,8 +51,7 @@ fn chat_goes_through_intro_punch_and_probes_then_is_acked() {
 
 #[test]
 fn a_seed_peer_gets_message_text() {
-    let mut net = Net::new();
-    let (a, _) = two(&mut net);
+    let (mut net, a, _) = two();
     // A seed client registers with the seed's verb; the server says so.
     let carol = seed_carol(&mut net);
     let m = net.send_message(a, id("carol"), "hi carol").unwrap();
@@ -97,8 +95,7 @@ fn a_seed_peer_gets_message_text() {
 
 #[test]
 fn mark_seed_sends_message_at_once_split_at_1024_bytes() {
-    let mut net = Net::new();
-    let (a, _) = two(&mut net);
+    let (mut net, a, _) = two();
     let carol = seed_carol(&mut net);
     let now = net.now;
     net.client(a).mark_seed(now, id("carol"));
@@ -116,8 +113,7 @@ fn mark_seed_sends_message_at_once_split_at_1024_bytes() {
 
 #[test]
 fn the_first_address_that_answers_becomes_the_path() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     // A stale introduction names an address where nobody answers.
     let dead = addr("10.0.0.77:1");
     net.put(addr(SERVER), a, b"PUNCH bob 10.0.0.77:1 -");
@@ -136,8 +132,7 @@ fn the_first_address_that_answers_becomes_the_path() {
 
 #[test]
 fn a_peer_that_left_is_reported_quickly() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "hi");
+    let (mut net, a, b) = talking("hi");
     // Bob signs off; alice still has his address.
     net.quit(b).unwrap();
     net.run(500);

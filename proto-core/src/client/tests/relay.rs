@@ -45,8 +45,7 @@ fn bob_behind_a_nat(net: &mut Net) -> (SocketAddr, SocketAddr, SocketAddr) {
 
 #[test]
 fn peers_no_direct_path_joins_talk_through_the_relay_exactly_once() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     net.blocked.push((a, b));
     let t0 = net.now;
     net.chat(a, b, "through the relay", 8_000);
@@ -79,8 +78,7 @@ fn peers_no_direct_path_joins_talk_through_the_relay_exactly_once() {
 
 #[test]
 fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     net.blocked.push((a, b));
     net.chat(a, b, "one", 8_000);
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
@@ -96,8 +94,7 @@ fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
 
 #[test]
 fn a_direct_path_needs_no_relay() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     net.chat(a, b, "hi", 10_000);
     assert!(net.sent(a, "RELAY ").is_empty() && net.sent(b, "RELAY ").is_empty());
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
@@ -105,8 +102,7 @@ fn a_direct_path_needs_no_relay() {
 
 #[test]
 fn the_relay_switch_loses_and_repeats_nothing_under_loss() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     net.blocked.push((a, b));
     net.faults = Faults::new(20, 10, 30);
     let mut sent = Vec::new();
@@ -135,8 +131,7 @@ fn the_relay_switch_loses_and_repeats_nothing_under_loss() {
 
 #[test]
 fn a_relay_keeps_alive_while_used_and_the_server_keeps_it() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     net.blocked.push((a, b));
     net.send_message(a, id("bob"), "first").unwrap();
     net.run(8_000);
@@ -215,7 +210,7 @@ fn a_lossy_network_still_delivers_every_time() {
     for seed in 1..40u64 {
         let mut net = Net::new();
         net.dice = seeded(seed, 0x1234_5678_9abc);
-        let (a, b) = two(&mut net);
+        let (a, b) = alice_and_bob(&mut net);
         net.blocked.push((a, b));
         net.faults = Faults::new(10, 0, 20);
         let m = net.send_message(a, id("bob"), "lossy").unwrap();

@@ -18,8 +18,7 @@ fn key_of(net: &mut Net, at: SocketAddr) -> PublicKey {
 /// used to be shown and to move alice's path to the third host.
 #[test]
 fn forged_plain_chat_and_probe_from_a_third_host_change_nothing() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "hi bob");
+    let (mut net, a, b) = talking("hi bob");
     let mallory = addr("10.0.0.66:4000");
     let before = net.client(b).stats();
     net.put(
@@ -55,8 +54,7 @@ fn forged_plain_chat_and_probe_from_a_third_host_change_nothing() {
 
 #[test]
 fn first_contact_uses_the_reported_key_and_pins_it() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "hi");
+    let (mut net, a, b) = talking("hi");
     let (ka, kb) = (key_of(&mut net, a), key_of(&mut net, b));
     let inits = net.sent_raw(a, "[init");
     assert!(
@@ -318,8 +316,7 @@ fn one_peer_cannot_take_every_reassembly_slot() {
 
 #[test]
 fn unauthenticated_sources_hold_no_peer_entries() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "hi");
+    let (mut net, a, b) = talking("hi");
     let peers = net.client(b).peers.len();
     let init = net.sent_raw(a, "[init")[0].clone();
     for i in 0..200u32 {
@@ -364,8 +361,7 @@ fn the_client_fits_in_fixed_memory() {
 
 #[test]
 fn a_message_after_the_session_expired_ends_in_an_event_when_the_peer_is_gone() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "hi");
+    let (mut net, a, b) = talking("hi");
     // Bob's host vanishes (still registered); alice's session ages out.
     net.cut.push(b);
     net.run(200_000);
@@ -413,8 +409,7 @@ mod tampering {
         /// what alice wrote, each once, and only as verified from alice.
         #[test]
         fn only_what_alice_wrote_is_shown(attacks in proptest::collection::vec(mangle(), 1..40)) {
-            let mut net = Net::new();
-            let (a, b) = two(&mut net);
+            let (mut net, a, b) = two();
             let mut sent = Vec::new();
             for i in 0..3 {
                 let t = format!("message {i}");
@@ -464,8 +459,7 @@ mod tampering {
 fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
     use crate::client::tunnel::{RespState, Responding};
     use crate::secure::{Handshake, Pattern};
-    let mut net = Net::new();
-    let (_, b) = two(&mut net);
+    let (mut net, _, b) = two();
     let now = net.now;
     let bob_key = Keypair::from_secret([7; 32]);
     // A real IK session, as bob holds it until the first transport datagram.
@@ -522,8 +516,7 @@ fn a_flood_of_xx_initiations_cannot_push_out_an_ik_handshake() {
 
 #[test]
 fn a_peer_that_restarted_gets_a_new_session_and_the_message() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "before");
+    let (mut net, a, b) = talking("before");
     // Bob's process restarts with the same key: his sessions are gone,
     // alice's is not.
     let ka = key_of(&mut net, a);
@@ -535,8 +528,7 @@ fn a_peer_that_restarted_gets_a_new_session_and_the_message() {
 
 #[test]
 fn a_peer_that_restarted_while_the_server_is_away_gets_a_new_handshake() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "before");
+    let (mut net, a, b) = talking("before");
     // The server is out of reach, and bob restarts (same key, his pins
     // loaded): only a new handshake from alice can reach him.
     net.cut.push(addr(SERVER));

@@ -87,8 +87,7 @@ fn an_id_taken_is_reported_as_a_sentence() {
 
 #[test]
 fn server_restart_means_a_silent_reregistration() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     // The server restarts with a new secret and an empty table.
     net.server = Some(server(ServerConfig::default(), 7));
     net.run(60_000);
@@ -108,8 +107,7 @@ fn server_restart_means_a_silent_reregistration() {
 
 #[test]
 fn server_down_for_a_while_then_back() {
-    let mut net = Net::new();
-    let (a, _) = two(&mut net);
+    let (mut net, a, _) = two();
     let saved = net.server.take();
     net.run(60_000);
     assert_eq!(net.take(a), ["server unreachable"]);
@@ -141,8 +139,7 @@ fn a_forgotten_id_is_registered_again() {
 
 #[test]
 fn lookup_list_ping_and_quit() {
-    let mut net = Net::new();
-    let (a, b) = two(&mut net);
+    let (mut net, a, b) = two();
     let mut cfg = Config::new(addr(SERVER), None);
     cfg.register = false;
     let anon = net.add("10.0.0.4:7000", cfg);
@@ -205,8 +202,7 @@ fn a_lost_events_datagram_is_reported_as_resync() {
 
 #[test]
 fn a_quit_refused_as_busy_can_be_tried_again() {
-    let mut net = Net::new();
-    let (a, _) = two(&mut net);
+    let (mut net, a, _) = two();
     // Fill the request table with lookups that cannot be answered yet.
     net.cut.push(a);
     let now = net.now;

@@ -20,8 +20,16 @@ impl Harness {
     }
 
     fn lookup(&mut self, from: &str, id: &str) -> String {
+        self.ask(from, |c| format!("LOOKUP l {c} {id}"))
+    }
+
+    /// Send `REG 2` for alice from `from` with `fields` after the id, and
+    /// see it refused as `key-taken`; the cookie it used.
+    fn key_taken(&mut self, from: &str, fields: &str) -> String {
         let c = self.cookie(from);
-        self.one_reply(from, &format!("LOOKUP l {c} {id}"))
+        let r = self.one_reply(from, &format!("REG 2 {c} alice {fields}"));
+        assert_eq!(r, "ERR 2 key-taken");
+        c
     }
 }
 
@@ -48,10 +56,8 @@ fn at_and_punch_carry_the_key_or_say_seed_or_none() {
 fn a_renewal_under_another_key_is_refused_and_changes_nothing() {
     let mut h = Harness::new(1024, Config::default());
     let t = h.register_key(C120, "alice", K1);
-    let c = h.cookie(C150);
     // The token's holder, from a new address, with a shorter lease.
-    let r = h.one_reply(C150, &format!("REG 2 {c} alice 15 {t} {K2}"));
-    assert_eq!(r, "ERR 2 key-taken");
+    let c = h.key_taken(C150, &format!("15 {t} {K2}"));
     assert_eq!(h.lookup(C170, "alice"), format!("AT l alice {C120} {K1}"));
     // The lease was not shortened to 15 s either.
     h.advance(60_000);
@@ -69,9 +75,7 @@ fn a_renewal_under_another_key_is_refused_and_changes_nothing() {
 fn a_retransmitted_reg_under_another_key_gets_no_token() {
     let mut h = Harness::new(1024, Config::default());
     let t = h.register_key(C120, "alice", K1);
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("REG 2 {c} alice - - {K2}"));
-    assert_eq!(r, "ERR 2 key-taken");
+    let c = h.key_taken(C120, &format!("- - {K2}"));
     let r = h.one_reply(C120, &format!("REG 3 {c} alice - - {K1}"));
     assert_eq!(r, format!("REGD 3 alice 120 {C120} {t}"));
     assert_eq!(h.lookup(C170, "alice"), format!("AT l alice {C120} {K1}"));
@@ -81,17 +85,14 @@ fn a_retransmitted_reg_under_another_key_gets_no_token() {
 fn a_keyless_registration_cannot_gain_a_key_while_it_lives() {
     let mut h = Harness::new(1024, Config::default());
     let t = h.register(C120, "alice");
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("REG 2 {c} alice - {t} {K1}"));
-    assert_eq!(r, "ERR 2 key-taken");
+    h.key_taken(C120, &format!("- {t} {K1}"));
     assert_eq!(h.lookup(C170, "alice"), format!("AT l alice {C120} -"));
 }
 
 #[test]
 fn after_the_lease_ends_a_new_registration_may_bring_a_new_key() {
     let mut h = Harness::new(1024, Config::default());
-    let c = h.cookie(C120);
-    let r = h.one_reply(C120, &format!("REG 1 {c} alice 15 - {K1}"));
+    let r = h.ask(C120, |c| format!("REG 1 {c} alice 15 - {K1}"));
     assert!(r.starts_with("REGD 1 alice 15 "), "{r}");
     h.advance(15_000);
     h.register_key(C150, "alice", K2);

@@ -85,8 +85,7 @@ fn carries_on() {
     assert_eq!(r, format!("AT 7 170 {C170} seed"));
     // Seed order is kept: the seed client's next list is the same.
     n.send(C150, "ID 150");
-    n.advance(200);
-    n.tick();
+    n.tick_after(200);
     assert_eq!(n.take_to(C170), ["List ['170', 'alice', 'bob', '150']"]);
     // A new registration gets a token never issued before.
     let cn = n.cookie(C120);
@@ -113,8 +112,7 @@ fn leases_run_on() {
             expired: 1
         }
     );
-    let c = n.cookie(C150);
-    let r = n.one_reply(C150, &format!("LOOKUP 3 {c} short"));
+    let r = n.ask(C150, |c| format!("LOOKUP 3 {c} short"));
     assert_eq!(r, "ERR 3 no-such-id");
     n.advance(579_000);
     let c = n.cookie(C150);
@@ -186,20 +184,17 @@ fn quotas_and_holders() {
     h.register(C120, "alice");
     h.send(OTHER, "ID 150");
     h.tick();
-    h.advance(2_000);
-    h.tick();
+    h.tick_after(2_000);
     h.take();
     let (mut n, r) = restart(&h, cfg, 1_000);
     assert_eq!(r.live, 3);
     // C120's address holds two ids, its quota: a third is refused.
-    let c = n.cookie(C120);
-    let r = n.one_reply(C120, &format!("REG 1 {c} bob"));
+    let r = n.ask(C120, |c| format!("REG 1 {c} bob"));
     assert_eq!(r, "ERR 1 over-quota");
     // 150 still holds a seed id, so its ID2 still asks for a list round.
     n.advance(2_000);
     n.send(OTHER, "ID2 ");
-    n.advance(200);
-    n.tick();
+    n.tick_after(200);
     assert_eq!(n.take_to(OTHER), ["List ['120', 'alice', '150']"]);
     assert_eq!(n.take_to(C120), ["List ['120', 'alice', '150']"]);
 }
