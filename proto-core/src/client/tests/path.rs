@@ -193,8 +193,7 @@ fn between(net: &Net, a: SocketAddr, b: SocketAddr, since: u64) -> Vec<u64> {
 
 #[test]
 fn a_live_conversation_keeps_its_direct_path_open_then_lets_it_go() {
-    let mut net = Net::new();
-    let (a, b) = talking(&mut net, "hi bob");
+    let (mut net, a, b) = talking("hi bob");
     let start = net.now.millis();
     net.run(300_000);
     // Two minutes after the last line the path is still probed: it is
