@@ -47,8 +47,7 @@ impl fmt::Display for CommandError {
 
 impl Client {
     /// Send `text` to `to`. Returns the message's number, which the
-    /// [`Event::Delivered`], [`Event::NotDelivered`] or
-    /// [`Event::SentUnconfirmed`] about it carries.
+    /// [`Event::Sent`] about it carries.
     pub fn send_message(
         &mut self,
         now: Instant,

@@ -68,6 +68,17 @@ impl fmt::Display for Undelivered {
     }
 }
 
+/// What became of a sent message ([`Event::Sent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The peer acknowledged it.
+    Delivered,
+    /// Sent as a seed `Message`, which cannot be acknowledged.
+    Unconfirmed,
+    /// Given up.
+    NotDelivered(Undelivered),
+}
+
 /// Something that happened, for the application to show or act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -155,28 +166,15 @@ pub enum Event<'a> {
         /// The key it (or the server) offered instead.
         offered: PublicKey,
     },
-    /// A message was acknowledged by the peer.
-    Delivered {
+    /// What became of a message [`Client::send_message`] took: every
+    /// message ends in exactly one of these.
+    Sent {
         /// The peer.
         to: Id<'a>,
         /// What [`Client::send_message`] returned.
         msg: u32,
-    },
-    /// A message was given up.
-    NotDelivered {
-        /// The peer.
-        to: Id<'a>,
-        /// What [`Client::send_message`] returned.
-        msg: u32,
-        /// Why.
-        reason: Undelivered,
-    },
-    /// Sent as a seed `Message`, which cannot be acknowledged.
-    SentUnconfirmed {
-        /// The peer.
-        to: Id<'a>,
-        /// What [`Client::send_message`] returned.
-        msg: u32,
+        /// Acknowledged, sent the seed's way, or given up.
+        outcome: Outcome,
     },
     /// The server removed the registration ([`Client::quit`]).
     Bye,
@@ -215,18 +213,10 @@ pub(super) enum Rec {
     Message {
         slot: u8,
     },
-    Delivered {
+    Sent {
         to: IdBuf,
         msg: u32,
-    },
-    NotDelivered {
-        to: IdBuf,
-        msg: u32,
-        reason: Undelivered,
-    },
-    SentUnconfirmed {
-        to: IdBuf,
-        msg: u32,
+        outcome: Outcome,
     },
     KeyFirstSeen {
         id: IdBuf,
@@ -292,17 +282,15 @@ impl Client {
                     verified: !s.seed,
                 }
             }
-            Rec::Delivered { ref to, msg } => Event::Delivered { to: id(to)?, msg },
-            Rec::NotDelivered {
+            Rec::Sent {
                 ref to,
                 msg,
-                reason,
-            } => Event::NotDelivered {
+                outcome,
+            } => Event::Sent {
                 to: id(to)?,
                 msg,
-                reason,
+                outcome,
             },
-            Rec::SentUnconfirmed { ref to, msg } => Event::SentUnconfirmed { to: id(to)?, msg },
             Rec::KeyFirstSeen { ref id, key } => Event::KeyFirstSeen {
                 id: id.as_id()?,
                 key,
