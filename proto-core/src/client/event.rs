@@ -183,17 +183,13 @@ pub enum Event<'a> {
 /// An event as queued: owned, small; [`Client::poll_event`] lends it out.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Rec {
+    /// An event that borrows nothing, queued as it is.
+    Plain(Event<'static>),
+    /// The id is the client's own, read when the event is lent out.
     Registered {
         addr: SocketAddr,
         lease: u32,
         again: bool,
-    },
-    RegistrationFailed(Failure),
-    ServerUnreachable,
-    ServerBack,
-    Pong {
-        addr: SocketAddr,
-        rtt: Millis,
     },
     Found {
         id: IdBuf,
@@ -209,7 +205,7 @@ pub(super) enum Rec {
     },
     Joined(IdBuf),
     Left(IdBuf),
-    Resync,
+    /// The message waits in reassembly slot `slot` until it is lent out.
     Message {
         slot: u8,
     },
@@ -227,7 +223,23 @@ pub(super) enum Rec {
         pinned: PublicKey,
         offered: PublicKey,
     },
-    Bye,
+}
+
+impl From<Event<'static>> for Rec {
+    fn from(e: Event<'static>) -> Rec {
+        Rec::Plain(e)
+    }
+}
+
+impl Rec {
+    /// A presence notice, which may be dropped to make room: presence is
+    /// best effort, and a later list tells the whole truth.
+    fn is_presence(&self) -> bool {
+        matches!(
+            self,
+            Rec::Joined(_) | Rec::Left(_) | Rec::Plain(Event::Resync)
+        )
+    }
 }
 
 impl Client {
@@ -240,6 +252,7 @@ impl Client {
     fn try_event_of<'s>(&'s self, rec: &'s Rec) -> Option<Event<'s>> {
         let id = |b: &'s IdBuf| b.as_id();
         Some(match *rec {
+            Rec::Plain(e) => e,
             Rec::Registered { addr, lease, again } => match self.id() {
                 Some(id) => Event::Registered {
                     id,
@@ -249,10 +262,6 @@ impl Client {
                 },
                 None => Event::ServerBack,
             },
-            Rec::RegistrationFailed(f) => Event::RegistrationFailed(f),
-            Rec::ServerUnreachable => Event::ServerUnreachable,
-            Rec::ServerBack => Event::ServerBack,
-            Rec::Pong { addr, rtt } => Event::Pong { addr, rtt },
             Rec::Found { ref id, addr } => Event::Found {
                 id: id.as_id()?,
                 addr,
@@ -272,7 +281,6 @@ impl Client {
             },
             Rec::Joined(ref i) => Event::Joined(id(i)?),
             Rec::Left(ref i) => Event::Left(id(i)?),
-            Rec::Resync => Event::Resync,
             Rec::Message { slot } => {
                 let s = &self.slots[usize::from(slot) % MAX_INCOMING];
                 Event::Message {
@@ -304,29 +312,21 @@ impl Client {
                 pinned,
                 offered,
             },
-            Rec::Bye => Event::Bye,
         })
     }
 
     /// Whether one more event that must not be lost can be queued: there
     /// is room, or a presence notice that can make room.
     pub(super) fn event_room(&self) -> bool {
-        !self.events.is_full()
-            || self
-                .events
-                .iter()
-                .any(|r| matches!(r, Rec::Joined(_) | Rec::Left(_) | Rec::Resync))
+        !self.events.is_full() || self.events.iter().any(Rec::is_presence)
     }
 
-    pub(super) fn push_event(&mut self, rec: Rec) {
+    pub(super) fn push_event(&mut self, rec: impl Into<Rec>) {
+        let rec = rec.into();
         if self.events.push_back(rec).is_err() {
-            // Presence is best effort; anything else must not be lost, so
-            // make room by dropping the oldest presence notice if there is one.
-            if let Some(i) = self
-                .events
-                .iter()
-                .position(|r| matches!(r, Rec::Joined(_) | Rec::Left(_) | Rec::Resync))
-            {
+            // Anything but presence must not be lost, so make room by
+            // dropping the oldest presence notice if there is one.
+            if let Some(i) = self.events.iter().position(Rec::is_presence) {
                 let mut kept: Deque<Rec, EVENTS> = Deque::new();
                 for (j, r) in self.events.iter().enumerate() {
                     if j != i {

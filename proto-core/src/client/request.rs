@@ -8,7 +8,7 @@ use crate::wire::request::{Header, Owned};
 use crate::wire::{Id, IdBuf, Reply, Request, Token, TxId};
 
 use super::Client;
-use super::event::{Failure, Rec};
+use super::event::{Event, Failure};
 
 /// `HELLO` is padded to this length, a round size above the longest
 /// `COOKIE`, so the server's answer is never larger than the request.
@@ -260,7 +260,7 @@ impl Client {
     pub(super) fn server_answered(&mut self) {
         if self.server_down {
             self.server_down = false;
-            self.push_event(Rec::ServerBack);
+            self.push_event(Event::ServerBack);
         }
     }
 }
