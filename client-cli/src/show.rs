@@ -173,19 +173,14 @@ impl<'a> Notice<'a> {
             Event::Joined(id) => Notice::Joined(id.as_str()),
             Event::Left(id) => Notice::Left(id.as_str()),
             Event::Resync => Notice::Resync,
-            Event::Sent {
-                to,
-                outcome: Outcome::NotDelivered(reason),
-                ..
-            } => Notice::NotDelivered {
-                to: to.as_str(),
-                reason,
+            Event::Sent { to, outcome, .. } => match outcome {
+                Outcome::NotDelivered(reason) => Notice::NotDelivered {
+                    to: to.as_str(),
+                    reason,
+                },
+                Outcome::Unconfirmed => Notice::Unconfirmed { to: to.as_str() },
+                Outcome::Delivered => return None,
             },
-            Event::Sent {
-                to,
-                outcome: Outcome::Unconfirmed,
-                ..
-            } => Notice::Unconfirmed { to: to.as_str() },
             Event::KeyChanged {
                 id,
                 pinned,
@@ -198,10 +193,6 @@ impl<'a> Notice<'a> {
             Event::Registered { .. }
             | Event::Message { .. }
             | Event::Page { .. }
-            | Event::Sent {
-                outcome: Outcome::Delivered,
-                ..
-            }
             | Event::Bye
             | Event::KeyFirstSeen { .. } => return None,
         })
