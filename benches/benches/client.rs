@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use proto_core::Instant;
-use proto_core::client::{Client, Event};
+use proto_core::client::{Client, Event, Outcome};
 use proto_core::wire::Id;
 use testkit::peers::{ALICE, BOB, SERVER, addr, client};
 
@@ -92,7 +92,8 @@ fn handshake(c: &mut Criterion) {
             }
             let mut delivered = false;
             while let Some(e) = a.poll_event() {
-                delivered |= matches!(e, Event::Delivered { msg, .. } if msg == m);
+                delivered |=
+                    matches!(e, Event::Sent { msg, outcome: Outcome::Delivered, .. } if msg == m);
             }
             assert!(shown == 1 && delivered);
         })

@@ -21,7 +21,7 @@
 use proto_core::wire::fields::{MAX_ID_LEN, hex64};
 use proto_core::wire::relay::{self, Frame, RelayReply, RelayRequest};
 use proto_core::wire::reply::StatSeq;
-use proto_core::wire::request::Header;
+use proto_core::wire::request::{Header, Owned};
 use proto_core::wire::stun::{self, BindingRequest, BindingSuccess};
 use proto_core::wire::{
     Cookie, ErrorCode, Id, PublicKey, Reply, Request, SeedReply, SeedRequest, Token, TxId,
@@ -94,6 +94,15 @@ impl IdName {
 
     fn id(&self) -> Option<Id<'_>> {
         Id::from_bytes(self.as_bytes()).ok()
+    }
+
+    /// A request by this id's owner, holder of `token`, under header `h`.
+    fn owned<'a>(&'a self, h: Header<'a>, token: u64) -> Option<Owned<'a>> {
+        Some(Owned {
+            h,
+            id: self.id()?,
+            token: Token(token),
+        })
     }
 }
 
@@ -230,15 +239,11 @@ pub fn write_req(buf: &mut [u8], prefix: &[u8], req: Req, tx: u64, cookie: u64) 
         }
         Req::Quit(r, token) => {
             let name = IdName::new(prefix, r)?;
-            let id = name.id()?;
-            let token = Token(token);
-            ext(Request::Quit { h, id, token }, buf)
+            ext(Request::Quit(name.owned(h, token)?), buf)
         }
         Req::Sub(r, token) => {
             let name = IdName::new(prefix, r)?;
-            let id = name.id()?;
-            let token = Token(token);
-            ext(Request::Subscribe { h, id, token }, buf)
+            ext(Request::Subscribe(name.owned(h, token)?), buf)
         }
         Req::SeedId(r) => seed(SeedRequest::Id(IdName::new(prefix, r)?.id()?), buf),
         Req::SeedPeer(r) => seed(SeedRequest::Peer(IdName::new(prefix, r)?.id()?), buf),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proto_core::client::{CommandError, Config, Event, Undelivered, What};
+use proto_core::client::{CommandError, Config, Event, Outcome, Undelivered, What};
 use proto_core::secure::PublicKey;
 use proto_core::wire::{Id, IdBuf};
 use rustyline::error::ReadlineError;
@@ -565,9 +565,9 @@ impl Screen {
                 self.who = None;
                 self.notice(e);
             }
-            Event::NotDelivered {
+            Event::Sent {
                 to,
-                reason: reason @ Undelivered::NoSuchPeer,
+                outcome: Outcome::NotDelivered(reason @ Undelivered::NoSuchPeer),
                 ..
             } => {
                 let to = to.as_str();

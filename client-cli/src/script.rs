@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use proto_core::client::{Config, Event, Failure, What};
+use proto_core::client::{Config, Event, Failure, Outcome, What};
 use proto_core::secure::PublicKey;
 use proto_core::wire::{Id, IdBuf};
 
@@ -103,21 +103,25 @@ fn fate(e: &Event<'_>, to: Id<'_>, msg: u32, seed: bool) -> Option<Fate> {
             pinned,
             offered,
         } if *id == to => Fate::KeyChanged(pinned.0, offered.0),
-        Event::Delivered { msg: m, to } if *m == msg => {
-            Fate::Done(Ok(format!("delivered to {to}")))
-        }
-        Event::NotDelivered { msg: m, to, reason } if *m == msg => {
-            let to = to.as_str();
-            let why = Notice::NotDelivered { to, reason };
-            Fate::Done(Err(Fail::run(why.to_string())))
-        }
-        Event::SentUnconfirmed { msg: m, to } if *m == msg && seed => Fate::Done(Ok(format!(
-            "sent to {to} as a seed message (the seed client cannot confirm delivery)"
-        ))),
-        Event::SentUnconfirmed { msg: m, to } if *m == msg => Fate::Done(Err(Fail::run(format!(
-            "{} (use --seed if {to} runs the seed's client)",
-            Notice::Unconfirmed { to: to.as_str() }
-        )))),
+        Event::Sent {
+            msg: m,
+            to,
+            outcome,
+        } if *m == msg => Fate::Done(match outcome {
+            Outcome::Delivered => Ok(format!("delivered to {to}")),
+            Outcome::NotDelivered(reason) => {
+                let to = to.as_str();
+                let why = Notice::NotDelivered { to, reason };
+                Err(Fail::run(why.to_string()))
+            }
+            Outcome::Unconfirmed if seed => Ok(format!(
+                "sent to {to} as a seed message (the seed client cannot confirm delivery)"
+            )),
+            Outcome::Unconfirmed => Err(Fail::run(format!(
+                "{} (use --seed if {to} runs the seed's client)",
+                Notice::Unconfirmed { to: to.as_str() }
+            ))),
+        }),
         _ => return None,
     })
 }

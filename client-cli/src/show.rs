@@ -4,7 +4,7 @@ use std::fmt::{self, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 
-use proto_core::client::{Event, Failure, Undelivered, What};
+use proto_core::client::{Event, Failure, Outcome, Undelivered, What};
 
 use crate::identity::fingerprint;
 
@@ -173,11 +173,14 @@ impl<'a> Notice<'a> {
             Event::Joined(id) => Notice::Joined(id.as_str()),
             Event::Left(id) => Notice::Left(id.as_str()),
             Event::Resync => Notice::Resync,
-            Event::NotDelivered { to, reason, .. } => Notice::NotDelivered {
-                to: to.as_str(),
-                reason,
+            Event::Sent { to, outcome, .. } => match outcome {
+                Outcome::NotDelivered(reason) => Notice::NotDelivered {
+                    to: to.as_str(),
+                    reason,
+                },
+                Outcome::Unconfirmed => Notice::Unconfirmed { to: to.as_str() },
+                Outcome::Delivered => return None,
             },
-            Event::SentUnconfirmed { to, .. } => Notice::Unconfirmed { to: to.as_str() },
             Event::KeyChanged {
                 id,
                 pinned,
@@ -190,7 +193,6 @@ impl<'a> Notice<'a> {
             Event::Registered { .. }
             | Event::Message { .. }
             | Event::Page { .. }
-            | Event::Delivered { .. }
             | Event::Bye
             | Event::KeyFirstSeen { .. } => return None,
         })

@@ -19,7 +19,7 @@
 
 use arbitrary::{Result, Unstructured};
 use proto_core::wire::reply::{ChangeSeq, IdSeq, StatSeq};
-use proto_core::wire::request::{Header, MAX_LEASE_SECS};
+use proto_core::wire::request::{Header, MAX_LEASE_SECS, Owned};
 use proto_core::wire::sealed::{
     INITIATION_MIN, MAX_INITIATION_NOISE, MAX_SEALED, RESPONSE_MAX, Sealed, hex_decode, hex_encode,
 };
@@ -108,6 +108,11 @@ fn number(u: &mut Unstructured<'_>) -> Result<u32> {
 fn request(u: &mut Unstructured<'_>) -> Result<()> {
     let m = Material::new(u)?;
     let h = m.header();
+    let by = Owned {
+        h,
+        id: m.id(),
+        token: m.token,
+    };
     let req = match u.int_in_range(0u8..=9)? {
         0 => Request::Hello {
             tx: m.tx(),
@@ -133,16 +138,10 @@ fn request(u: &mut Unstructured<'_>) -> Result<()> {
                 None
             },
         },
-        2 => Request::Keepalive {
-            h,
-            id: m.id(),
-            token: m.token,
-        },
+        2 => Request::Keepalive(by),
         3 => Request::Lookup { h, id: m.id() },
         4 => Request::Introduce {
-            h,
-            id: m.id(),
-            token: m.token,
+            by,
             target: m.other(),
             local: {
                 let mut l = proto_core::wire::Locals::EMPTY;
@@ -153,21 +152,9 @@ fn request(u: &mut Unstructured<'_>) -> Result<()> {
             },
         },
         5 => Request::List { h, cursor: m.n1 },
-        6 => Request::Subscribe {
-            h,
-            id: m.id(),
-            token: m.token,
-        },
-        7 => Request::Unsubscribe {
-            h,
-            id: m.id(),
-            token: m.token,
-        },
-        8 => Request::Quit {
-            h,
-            id: m.id(),
-            token: m.token,
-        },
+        6 => Request::Subscribe(by),
+        7 => Request::Unsubscribe(by),
+        8 => Request::Quit(by),
         _ => Request::Stats {
             h,
             admin: if u.arbitrary()? { Some(m.token) } else { None },

@@ -44,6 +44,7 @@ use proto_core::limit::NetLimits;
 use proto_core::registry::{Entry, Owner};
 use proto_core::server::{Config, Server, VecOutbox};
 use proto_core::time::Millis;
+use proto_core::wire::request::Owned;
 use proto_core::wire::seed::Refusal;
 use proto_core::wire::{
     Cookie, ErrorCode, PeerKind, PublicKey, Reply, Request, SeedReply, SeedRequest, Token,
@@ -613,11 +614,14 @@ impl Harness<'_> {
                     h.cookie = latest.or(h.cookie);
                 }
             }
-            Request::Keepalive { h, id, token }
-            | Request::Introduce { h, id, token, .. }
-            | Request::Subscribe { h, id, token }
-            | Request::Unsubscribe { h, id, token }
-            | Request::Quit { h, id, token } => {
+            Request::Keepalive(Owned { h, id, token })
+            | Request::Introduce {
+                by: Owned { h, id, token },
+                ..
+            }
+            | Request::Subscribe(Owned { h, id, token })
+            | Request::Unsubscribe(Owned { h, id, token })
+            | Request::Quit(Owned { h, id, token }) => {
                 token_of(*id, token);
                 if h.cookie.is_some() {
                     h.cookie = latest.or(h.cookie);
@@ -1030,7 +1034,7 @@ impl Harness<'_> {
                 ref r if err(r) => {}
                 r => panic!("REG answered with {r:?}"),
             },
-            Request::Keepalive { id, token, .. } => match rep {
+            Request::Keepalive(Owned { id, token, .. }) => match rep {
                 Some(Reply::Alive {
                     tx, lease, addr, ..
                 }) => {
@@ -1057,11 +1061,9 @@ impl Harness<'_> {
                 r => m.not_served("LOOKUP", id.as_str(), now, &r),
             },
             Request::Introduce {
-                id,
-                token,
+                by: Owned { id, token, .. },
                 target,
                 local,
-                ..
             } => match rep {
                 Some(Reply::At {
                     tx,
@@ -1122,17 +1124,16 @@ impl Harness<'_> {
                 ref r if err(r) => {}
                 r => panic!("LIST answered with {r:?}"),
             },
-            Request::Subscribe { id, token, .. } | Request::Unsubscribe { id, token, .. } => {
-                match rep {
-                    Some(Reply::Subscribed { tx, .. } | Reply::Unsubscribed { tx }) => {
-                        assert_eq!(tx, h.tx);
-                        m.owned_by(id.as_str(), token, now);
-                        m.id(id.as_str()).addrs = BTreeSet::from([src]);
-                    }
-                    r => m.not_served("SUB/UNSUB", id.as_str(), now, &r),
+            Request::Subscribe(Owned { id, token, .. })
+            | Request::Unsubscribe(Owned { id, token, .. }) => match rep {
+                Some(Reply::Subscribed { tx, .. } | Reply::Unsubscribed { tx }) => {
+                    assert_eq!(tx, h.tx);
+                    m.owned_by(id.as_str(), token, now);
+                    m.id(id.as_str()).addrs = BTreeSet::from([src]);
                 }
-            }
-            Request::Quit { id, token, .. } => match rep {
+                r => m.not_served("SUB/UNSUB", id.as_str(), now, &r),
+            },
+            Request::Quit(Owned { id, token, .. }) => match rep {
                 Some(Reply::Bye { tx, id: rid }) => {
                     assert_eq!((tx, rid), (h.tx, id));
                     m.owned_by(id.as_str(), token, now);

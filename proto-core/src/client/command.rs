@@ -9,14 +9,14 @@ use crate::wire::peer::{MAX_FRAGMENT_TEXT, Text};
 use crate::wire::{Id, IdBuf};
 
 use super::chat::{MAX_TEXT, Outgoing};
-use super::event::Rec;
 use super::path::Kind;
 use super::registration::RegState;
 use super::request::Req;
-use super::{Client, MAX_REQUESTS};
+use super::{Client, Event, MAX_REQUESTS};
+
 // Named only in doc links.
 #[cfg(doc)]
-use super::{Event, chat};
+use super::chat;
 
 /// Why a command was refused at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +47,7 @@ impl fmt::Display for CommandError {
 
 impl Client {
     /// Send `text` to `to`. Returns the message's number, which the
-    /// [`Event::Delivered`], [`Event::NotDelivered`] or
-    /// [`Event::SentUnconfirmed`] about it carries.
+    /// [`Event::Sent`] about it carries.
     pub fn send_message(
         &mut self,
         now: Instant,
@@ -134,7 +133,7 @@ impl Client {
             }
             _ => {
                 self.reg = RegState::Gone;
-                self.push_event(Rec::Bye);
+                self.push_event(Event::Bye);
                 Ok(())
             }
         }

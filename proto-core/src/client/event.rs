@@ -68,6 +68,17 @@ impl fmt::Display for Undelivered {
     }
 }
 
+/// What became of a sent message ([`Event::Sent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The peer acknowledged it.
+    Delivered,
+    /// Sent as a seed `Message`, which cannot be acknowledged.
+    Unconfirmed,
+    /// Given up.
+    NotDelivered(Undelivered),
+}
+
 /// Something that happened, for the application to show or act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -155,28 +166,15 @@ pub enum Event<'a> {
         /// The key it (or the server) offered instead.
         offered: PublicKey,
     },
-    /// A message was acknowledged by the peer.
-    Delivered {
+    /// What became of a message [`Client::send_message`] took: every
+    /// message ends in exactly one of these.
+    Sent {
         /// The peer.
         to: Id<'a>,
         /// What [`Client::send_message`] returned.
         msg: u32,
-    },
-    /// A message was given up.
-    NotDelivered {
-        /// The peer.
-        to: Id<'a>,
-        /// What [`Client::send_message`] returned.
-        msg: u32,
-        /// Why.
-        reason: Undelivered,
-    },
-    /// Sent as a seed `Message`, which cannot be acknowledged.
-    SentUnconfirmed {
-        /// The peer.
-        to: Id<'a>,
-        /// What [`Client::send_message`] returned.
-        msg: u32,
+        /// Acknowledged, sent the seed's way, or given up.
+        outcome: Outcome,
     },
     /// The server removed the registration ([`Client::quit`]).
     Bye,
@@ -185,17 +183,13 @@ pub enum Event<'a> {
 /// An event as queued: owned, small; [`Client::poll_event`] lends it out.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Rec {
+    /// An event that borrows nothing, queued as it is.
+    Plain(Event<'static>),
+    /// The id is the client's own, read when the event is lent out.
     Registered {
         addr: SocketAddr,
         lease: u32,
         again: bool,
-    },
-    RegistrationFailed(Failure),
-    ServerUnreachable,
-    ServerBack,
-    Pong {
-        addr: SocketAddr,
-        rtt: Millis,
     },
     Found {
         id: IdBuf,
@@ -211,22 +205,14 @@ pub(super) enum Rec {
     },
     Joined(IdBuf),
     Left(IdBuf),
-    Resync,
+    /// The message waits in reassembly slot `slot` until it is lent out.
     Message {
         slot: u8,
     },
-    Delivered {
+    Sent {
         to: IdBuf,
         msg: u32,
-    },
-    NotDelivered {
-        to: IdBuf,
-        msg: u32,
-        reason: Undelivered,
-    },
-    SentUnconfirmed {
-        to: IdBuf,
-        msg: u32,
+        outcome: Outcome,
     },
     KeyFirstSeen {
         id: IdBuf,
@@ -237,7 +223,23 @@ pub(super) enum Rec {
         pinned: PublicKey,
         offered: PublicKey,
     },
-    Bye,
+}
+
+impl From<Event<'static>> for Rec {
+    fn from(e: Event<'static>) -> Rec {
+        Rec::Plain(e)
+    }
+}
+
+impl Rec {
+    /// A presence notice, which may be dropped to make room: presence is
+    /// best effort, and a later list tells the whole truth.
+    fn is_presence(&self) -> bool {
+        matches!(
+            self,
+            Rec::Joined(_) | Rec::Left(_) | Rec::Plain(Event::Resync)
+        )
+    }
 }
 
 impl Client {
@@ -250,6 +252,7 @@ impl Client {
     fn try_event_of<'s>(&'s self, rec: &'s Rec) -> Option<Event<'s>> {
         let id = |b: &'s IdBuf| b.as_id();
         Some(match *rec {
+            Rec::Plain(e) => e,
             Rec::Registered { addr, lease, again } => match self.id() {
                 Some(id) => Event::Registered {
                     id,
@@ -259,10 +262,6 @@ impl Client {
                 },
                 None => Event::ServerBack,
             },
-            Rec::RegistrationFailed(f) => Event::RegistrationFailed(f),
-            Rec::ServerUnreachable => Event::ServerUnreachable,
-            Rec::ServerBack => Event::ServerBack,
-            Rec::Pong { addr, rtt } => Event::Pong { addr, rtt },
             Rec::Found { ref id, addr } => Event::Found {
                 id: id.as_id()?,
                 addr,
@@ -282,7 +281,6 @@ impl Client {
             },
             Rec::Joined(ref i) => Event::Joined(id(i)?),
             Rec::Left(ref i) => Event::Left(id(i)?),
-            Rec::Resync => Event::Resync,
             Rec::Message { slot } => {
                 let s = &self.slots[usize::from(slot) % MAX_INCOMING];
                 Event::Message {
@@ -292,17 +290,15 @@ impl Client {
                     verified: !s.seed,
                 }
             }
-            Rec::Delivered { ref to, msg } => Event::Delivered { to: id(to)?, msg },
-            Rec::NotDelivered {
+            Rec::Sent {
                 ref to,
                 msg,
-                reason,
-            } => Event::NotDelivered {
+                outcome,
+            } => Event::Sent {
                 to: id(to)?,
                 msg,
-                reason,
+                outcome,
             },
-            Rec::SentUnconfirmed { ref to, msg } => Event::SentUnconfirmed { to: id(to)?, msg },
             Rec::KeyFirstSeen { ref id, key } => Event::KeyFirstSeen {
                 id: id.as_id()?,
                 key,
@@ -316,29 +312,21 @@ impl Client {
                 pinned,
                 offered,
             },
-            Rec::Bye => Event::Bye,
         })
     }
 
     /// Whether one more event that must not be lost can be queued: there
     /// is room, or a presence notice that can make room.
     pub(super) fn event_room(&self) -> bool {
-        !self.events.is_full()
-            || self
-                .events
-                .iter()
-                .any(|r| matches!(r, Rec::Joined(_) | Rec::Left(_) | Rec::Resync))
+        !self.events.is_full() || self.events.iter().any(Rec::is_presence)
     }
 
-    pub(super) fn push_event(&mut self, rec: Rec) {
+    pub(super) fn push_event(&mut self, rec: impl Into<Rec>) {
+        let rec = rec.into();
         if self.events.push_back(rec).is_err() {
-            // Presence is best effort; anything else must not be lost, so
-            // make room by dropping the oldest presence notice if there is one.
-            if let Some(i) = self
-                .events
-                .iter()
-                .position(|r| matches!(r, Rec::Joined(_) | Rec::Left(_) | Rec::Resync))
-            {
+            // Anything but presence must not be lost, so make room by
+            // dropping the oldest presence notice if there is one.
+            if let Some(i) = self.events.iter().position(Rec::is_presence) {
                 let mut kept: Deque<Rec, EVENTS> = Deque::new();
                 for (j, r) in self.events.iter().enumerate() {
                     if j != i {

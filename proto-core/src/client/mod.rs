@@ -45,12 +45,12 @@
 //! - **Reliable chat.** Every message has a number in this client's
 //!   session; each fragment is acknowledged and retransmitted with
 //!   exponential backoff and jitter; a message never acknowledged ends in
-//!   [`Event::NotDelivered`]. Incoming messages are reassembled in order and
+//!   [`Outcome::NotDelivered`]. Incoming messages are reassembled in order and
 //!   shown exactly once ([`chat::Window`] suppresses duplicates); one
 //!   sender holds at most half the reassembly slots.
 //! - **The seed's client.** A peer with no key that never answers a
 //!   handshake is taken for the seed's client and sent `Message <text>`
-//!   ([`Event::SentUnconfirmed`]: the seed cannot acknowledge);
+//!   ([`Outcome::Unconfirmed`]: the seed cannot acknowledge);
 //!   [`Client::mark_seed`] says so up front. A peer with a key never gets
 //!   plain text. A seed `Message` that arrives is shown with
 //!   `verified: false`, with the sender's id only when its address is that
@@ -111,7 +111,7 @@ use rng::Rng;
 use tunnel::Responding;
 
 pub use command::CommandError;
-pub use event::{Event, Failure, Undelivered, What};
+pub use event::{Event, Failure, Outcome, Undelivered, What};
 pub use keys::MAX_PINS;
 pub use path::Route;
 pub use tunnel::MAX_RESPONDING;

@@ -5,7 +5,7 @@
 use core::net::SocketAddr;
 
 use crate::time::{Instant, Millis};
-use crate::wire::peer::{Chat, PeerMsg, Text};
+use crate::wire::peer::{Chat, PeerMsg, Probe, Text};
 
 use super::chat::SlotState;
 use super::event::Rec;
@@ -24,13 +24,13 @@ impl Client {
     /// peer `p`, whatever id the message names.
     pub(super) fn on_peer(&mut self, now: Instant, p: usize, msg: PeerMsg<'_>) {
         match msg {
-            PeerMsg::Probe { nonce, .. } => {
+            PeerMsg::Probe(probe) => {
                 let Some(me) = self.cfg.id else { return };
                 let Some(me) = me.as_id() else { return };
-                let reply = PeerMsg::Probed { from: me, nonce };
+                let reply = PeerMsg::Probed(Probe { from: me, ..probe });
                 self.send_sealed(now, p, &reply);
             }
-            PeerMsg::Probed { .. } => {}
+            PeerMsg::Probed(_) => {}
             PeerMsg::Ack {
                 session, seq, frag, ..
             } => self.on_ack(now, p, session, seq, frag),

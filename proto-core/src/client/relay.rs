@@ -304,7 +304,8 @@ impl Client {
         let Some(me) = self.cfg.id else { return };
         let Some(me) = me.as_id() else { return };
         let nonce = self.rng.next_u64();
-        let msg = crate::wire::peer::PeerMsg::Probe { from: me, nonce };
+        let probe = crate::wire::peer::Probe { from: me, nonce };
+        let msg = crate::wire::peer::PeerMsg::Probe(probe);
         self.send_sealed_via(now, p, &msg, Some(Via::Direct(a)));
     }
 

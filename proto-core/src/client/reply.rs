@@ -9,7 +9,7 @@ use crate::time::{Instant, Millis};
 use crate::wire::reply::{Change, ChangeSeq};
 use crate::wire::{ErrorCode, Id, IdBuf, Locals, PeerKind, Reply, Token};
 
-use super::event::{Failure, Rec, Undelivered, What};
+use super::event::{Event, Failure, Rec, Undelivered, What};
 use super::path::Kind;
 use super::registration::RegState;
 use super::request::{Pending, Req};
@@ -31,7 +31,7 @@ impl Client {
             } => self.on_presence(first, last, changes),
             Reply::Resync { seq } => {
                 self.presence_seq = Some(seq);
-                self.push_event(Rec::Resync);
+                self.push_event(Event::Resync);
             }
             _ => self.on_answer(now, reply),
         }
@@ -102,7 +102,7 @@ impl Client {
             .presence_seq
             .is_some_and(|s| first.wrapping_sub(s) as i32 > 1)
         {
-            self.push_event(Rec::Resync);
+            self.push_event(Event::Resync);
         }
         self.presence_seq = Some(last);
         for c in changes.iter() {
@@ -138,7 +138,7 @@ impl Client {
                 self.cookie = Some((cookie, now));
                 self.observed = Some(addr);
                 if ping {
-                    self.push_event(Rec::Pong {
+                    self.push_event(Event::Pong {
                         addr,
                         rtt: Millis(now.since(p.first)),
                     });
@@ -160,7 +160,7 @@ impl Client {
             }
             (Req::Quit, Reply::Bye { .. }) => {
                 self.token = None;
-                self.push_event(Rec::Bye);
+                self.push_event(Event::Bye);
             }
             (Req::Resolve { peer, .. }, Reply::At { id, addr, kind, .. }) if peer.eq_id(id) => {
                 self.on_resolved(now, &peer, addr, kind);
@@ -297,7 +297,7 @@ impl Client {
     pub(super) fn request_failed(&mut self, now: Instant, req: Req, why: Failure) {
         if why == Failure::NoAnswer && !self.server_down {
             self.server_down = true;
-            self.push_event(Rec::ServerUnreachable);
+            self.push_event(Event::ServerUnreachable);
         }
         match req {
             Req::Hello { ping } => {
@@ -313,7 +313,7 @@ impl Client {
                         self.schedule_keepalive(now);
                     } else {
                         self.reg = RegState::Failed;
-                        self.push_event(Rec::RegistrationFailed(why));
+                        self.push_event(Event::RegistrationFailed(why));
                     }
                 }
             }

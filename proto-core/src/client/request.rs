@@ -4,11 +4,11 @@
 
 use crate::time::{Instant, Millis};
 use crate::wire::relay::RelayRequest;
-use crate::wire::request::Header;
+use crate::wire::request::{Header, Owned};
 use crate::wire::{Id, IdBuf, Reply, Request, Token, TxId};
 
 use super::Client;
-use super::event::{Failure, Rec};
+use super::event::{Event, Failure};
 
 /// `HELLO` is padded to this length, a round size above the longest
 /// `COOKIE`, so the server's answer is never larger than the request.
@@ -203,7 +203,11 @@ impl Client {
         h: Header<'r>,
         me: Option<Id<'r>>,
     ) -> Option<Request<'r>> {
-        let token = self.token.unwrap_or(Token(0));
+        let by = me.map(|id| Owned {
+            h,
+            id,
+            token: self.token.unwrap_or(Token(0)),
+        });
         Some(match req {
             Req::Hello { .. } => Request::padded_hello(h.tx, HELLO_LEN),
             Req::Register => Request::Register {
@@ -213,16 +217,14 @@ impl Client {
                 token: self.token,
                 key: self.cfg.register_key.then(|| self.identity.public()),
             },
-            Req::Keep => Request::Keepalive { h, id: me?, token },
-            Req::Subscribe => Request::Subscribe { h, id: me?, token },
-            Req::Quit => Request::Quit { h, id: me?, token },
+            Req::Keep => Request::Keepalive(by?),
+            Req::Subscribe => Request::Subscribe(by?),
+            Req::Quit => Request::Quit(by?),
             Req::Resolve { peer, intro, .. } => {
                 let target = peer.as_id()?;
-                match me {
-                    Some(id) if *intro => Request::Introduce {
-                        h,
-                        id,
-                        token,
+                match by {
+                    Some(by) if *intro => Request::Introduce {
+                        by,
                         target,
                         local: self.cfg.local,
                     },
@@ -258,7 +260,7 @@ impl Client {
     pub(super) fn server_answered(&mut self) {
         if self.server_down {
             self.server_down = false;
-            self.push_event(Rec::ServerBack);
+            self.push_event(Event::ServerBack);
         }
     }
 }

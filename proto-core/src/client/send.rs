@@ -10,8 +10,8 @@ use crate::wire::peer::{Chat, MAX_SEED_TEXT, PeerMsg, Text, split_at_boundary};
 use crate::wire::sealed::MAX_PLAINTEXT;
 
 use super::Client;
-use super::chat::OutState;
-use super::event::{Rec, Undelivered};
+use super::chat::{OutState, Outgoing};
+use super::event::{Outcome, Rec, Undelivered};
 
 impl Client {
     /// Retransmit the messages that are due; give up on those out of attempts.
@@ -22,11 +22,7 @@ impl Client {
                 if next <= now {
                     if attempts >= self.cfg.chat_attempts {
                         let o = self.outs.swap_remove(i);
-                        self.push_event(Rec::NotDelivered {
-                            to: o.to,
-                            msg: o.seq,
-                            reason: Undelivered::NoAnswer,
-                        });
+                        self.settle(&o, Outcome::NotDelivered(Undelivered::NoAnswer));
                         continue;
                     }
                     self.send_fragments(now, i);
@@ -64,7 +60,7 @@ impl Client {
                 self.emit(addr, |b| msg.emit(b));
                 rest = tail;
             }
-            self.push_event(Rec::SentUnconfirmed { to: id, msg: o.seq });
+            self.settle(&o, Outcome::Unconfirmed);
         }
     }
 
@@ -122,16 +118,21 @@ impl Client {
         };
     }
 
+    /// Report what became of outgoing message `o`, off the queue now.
+    fn settle(&mut self, o: &Outgoing, outcome: Outcome) {
+        self.push_event(Rec::Sent {
+            to: o.to,
+            msg: o.seq,
+            outcome,
+        });
+    }
+
     pub(super) fn fail_outgoing(&mut self, peer: &IdBuf, reason: Undelivered) {
         let mut i = 0;
         while i < self.outs.len() {
             if self.outs[i].to == *peer {
                 let o = self.outs.swap_remove(i);
-                self.push_event(Rec::NotDelivered {
-                    to: o.to,
-                    msg: o.seq,
-                    reason,
-                });
+                self.settle(&o, Outcome::NotDelivered(reason));
             } else {
                 i += 1;
             }
@@ -157,10 +158,7 @@ impl Client {
         }
         if self.outs[i].ack(frag) {
             let o = self.outs.swap_remove(i);
-            self.push_event(Rec::Delivered {
-                to: o.to,
-                msg: o.seq,
-            });
+            self.settle(&o, Outcome::Delivered);
         }
     }
 }

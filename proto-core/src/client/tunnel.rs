@@ -7,7 +7,7 @@
 use crate::MAX_DATAGRAM;
 use crate::secure::{Handshake, Pattern, Session};
 use crate::time::{Instant, Millis};
-use crate::wire::peer::PeerMsg;
+use crate::wire::peer::{self, PeerMsg};
 use crate::wire::sealed::{
     HELLO_MAX, Hello, MAX_INITIATION_NOISE, MAX_PLAINTEXT, Sealed, TRANSPORT_HEADER, hex_decode,
     hex_encode, transport_header,
@@ -454,10 +454,10 @@ impl Client {
         // Say something at once, so an IK responder learns the handshake
         // was live (and takes the path) even with nothing queued.
         if !self.outs.iter().any(|o| o.to == id) {
-            let msg = PeerMsg::Probe {
+            let msg = PeerMsg::Probe(peer::Probe {
                 from: idr,
                 nonce: 0,
-            };
+            });
             self.send_sealed(now, p, &msg);
         }
         true
@@ -621,13 +621,13 @@ impl Client {
         };
         match msg {
             // Answered the way it came, so the answer proves that way.
-            PeerMsg::Probe { nonce, .. } => {
+            PeerMsg::Probe(probe) => {
                 let Some(me) = self.cfg.id else { return };
                 let Some(me) = me.as_id() else { return };
-                let reply = PeerMsg::Probed { from: me, nonce };
+                let reply = PeerMsg::Probed(peer::Probe { from: me, ..probe });
                 self.send_sealed_via(now, p, &reply, Some(src));
             }
-            PeerMsg::Probed { .. } => {
+            PeerMsg::Probed(_) => {
                 if let Via::Direct(_) = src {
                     self.peers[p].confirmed = true;
                     self.drive_peer(now, p);

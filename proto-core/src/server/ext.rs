@@ -19,6 +19,7 @@ use crate::registry::{Handle, Owner, Subscription};
 use crate::time::{Instant, Millis};
 use crate::wire::body::{PageIds, StatCounters};
 use crate::wire::classify;
+use crate::wire::request::Owned;
 use crate::wire::{ErrorCode, FieldError, Id, ParseError, PublicKey, Reply, Request, Token, TxId};
 
 /// Slots a `LIST` may visit for one page, so a sparse table cannot make
@@ -162,15 +163,9 @@ impl Server<'_> {
                 key,
                 ..
             } => self.register(a, id, lease, token, key),
-            Request::Keepalive { id, token, .. } => self.keepalive(a, id, token),
+            Request::Keepalive(by) => self.keepalive(a, by),
             Request::Lookup { id, .. } => self.lookup(a, id),
-            Request::Introduce {
-                id,
-                token,
-                target,
-                local,
-                ..
-            } => self.introduce(a, id, token, target, local, out),
+            Request::Introduce { by, target, local } => self.introduce(a, by, target, local, out),
             Request::List { cursor, .. } => {
                 page = PageIds::new(tx);
                 let next = self.list(now, cursor, &mut page);
@@ -180,9 +175,9 @@ impl Server<'_> {
                     ids: page.ids(),
                 })
             }
-            Request::Subscribe { id, token, .. } => self.subscribe(a, id, token, true),
-            Request::Unsubscribe { id, token, .. } => self.subscribe(a, id, token, false),
-            Request::Quit { id, token, .. } => self.quit(a, id, token),
+            Request::Subscribe(by) => self.subscribe(a, by, true),
+            Request::Unsubscribe(by) => self.subscribe(a, by, false),
+            Request::Quit(by) => self.quit(a, by),
             Request::Stats { admin, .. } => {
                 counters = StatCounters::new(tx);
                 self.stats_body(src, admin, &mut counters)
@@ -198,11 +193,11 @@ impl Server<'_> {
         }
     }
 
-    /// The live registration of `id` if `token` owns it.
-    fn owned(&mut self, now: Instant, id: Id<'_>, token: Token) -> Result<Handle, ErrorCode> {
-        let h = self.find_live(now, id).ok_or(ErrorCode::NoSuchId)?;
+    /// The live registration of `by.id` if `by.token` owns it.
+    fn owned(&mut self, now: Instant, by: Owned<'_>) -> Result<Handle, ErrorCode> {
+        let h = self.find_live(now, by.id).ok_or(ErrorCode::NoSuchId)?;
         match self.reg.get(h).owner {
-            Owner::Token(t) if t == token => Ok(h),
+            Owner::Token(t) if t == by.token => Ok(h),
             _ => Err(ErrorCode::NotOwner),
         }
     }
@@ -262,9 +257,9 @@ impl Server<'_> {
         })
     }
 
-    fn keepalive<'r>(&mut self, a: Asked<'r>, id: Id<'_>, token: Token) -> Answer<'r> {
+    fn keepalive<'r>(&mut self, a: Asked<'r>, by: Owned<'_>) -> Answer<'r> {
         let Asked { now, src, tx } = a;
-        let slot = self.owned(now, id, token)?;
+        let slot = self.owned(now, by)?;
         self.rebind(slot, src)?;
         let e = self.reg.get_mut(slot);
         let lease = e.lease;
@@ -292,15 +287,14 @@ impl Server<'_> {
     fn introduce<'r>(
         &mut self,
         Asked { now, src, tx }: Asked<'r>,
-        id: Id<'_>,
-        token: Token,
+        by: Owned<'_>,
         target: Id<'r>,
         local: Locals,
         out: &mut impl Outbox,
     ) -> Answer<'r> {
         // Only a registered requester may make the server send to a third
         // party, and the target learns who asked.
-        let me = self.owned(now, id, token)?;
+        let me = self.owned(now, by)?;
         let there = self.find_live(now, target).ok_or(ErrorCode::NoSuchId)?;
         // Only now that nothing can fail does the requester move.
         self.rebind(me, src)?;
@@ -312,7 +306,7 @@ impl Server<'_> {
         // LAN path), never used here: the server sends nothing to an
         // address named in a payload. Nothing is stored either.
         let punch = Reply::Punch {
-            id,
+            id: by.id,
             addr: src,
             kind: self.reg.get(me).kind(),
             local,
@@ -345,9 +339,9 @@ impl Server<'_> {
         if slot >= cap { 0 } else { slot }
     }
 
-    fn subscribe<'r>(&mut self, a: Asked<'r>, id: Id<'_>, token: Token, on: bool) -> Answer<'r> {
+    fn subscribe<'r>(&mut self, a: Asked<'r>, by: Owned<'_>, on: bool) -> Answer<'r> {
         let Asked { now, src, tx } = a;
-        let slot = self.owned(now, id, token)?;
+        let slot = self.owned(now, by)?;
         self.rebind(slot, src)?;
         let reply = if on {
             let seq = self.log.latest();
@@ -364,16 +358,11 @@ impl Server<'_> {
         Ok(reply)
     }
 
-    fn quit<'r>(
-        &mut self,
-        Asked { now, tx, .. }: Asked<'r>,
-        id: Id<'r>,
-        token: Token,
-    ) -> Answer<'r> {
-        let slot = self.owned(now, id, token)?;
+    fn quit<'r>(&mut self, Asked { now, tx, .. }: Asked<'r>, by: Owned<'r>) -> Answer<'r> {
+        let slot = self.owned(now, by)?;
         self.remove(slot);
-        self.relay.end_for(id);
-        Ok(Reply::Bye { tx, id })
+        self.relay.end_for(by.id);
+        Ok(Reply::Bye { tx, id: by.id })
     }
 
     /// Fill `body` with the counters, for a loopback source or the admin

@@ -90,6 +90,7 @@ pub fn first_id(d: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::Family::{Extended, RelayRequest, Seed};
     use super::*;
+    use crate::wire::request::Owned;
     use crate::wire::{Request, SeedRequest};
 
     /// A text datagram, its family and the first id it names.
@@ -142,7 +143,13 @@ mod tests {
             let named = match (Request::parse(d), SeedRequest::parse(d)) {
                 (Ok(Request::Lookup { id, .. }), _)
                 | (Ok(Request::Register { id, .. }), _)
-                | (Ok(Request::Introduce { id, .. }), _)
+                | (
+                    Ok(Request::Introduce {
+                        by: Owned { id, .. },
+                        ..
+                    }),
+                    _,
+                )
                 | (_, Ok(SeedRequest::Id(id) | SeedRequest::Peer(id) | SeedRequest::Quit(id))) => {
                     id
                 }

@@ -94,6 +94,26 @@ pub struct Chat<'a> {
     pub text: Text<'a>,
 }
 
+/// A `PROBE` or the `PROBED` that answers it: the answer echoes the
+/// probe's nonce, so both carry the same fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe<'a> {
+    /// Who sends it.
+    pub from: Id<'a>,
+    /// Drawn by the prober, echoed in the answer.
+    pub nonce: u64,
+}
+
+impl<'a> Probe<'a> {
+    /// Read `id nonce`, the fields after the verb.
+    fn read(f: &mut Fields<'a>) -> Result<Self, ParseError> {
+        Ok(Probe {
+            from: f.id()?,
+            nonce: parse_hex64(f.raw()?)?,
+        })
+    }
+}
+
 /// A client-to-client datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerMsg<'a> {
@@ -111,19 +131,9 @@ pub enum PeerMsg<'a> {
         frag: u8,
     },
     /// Is this path open? Answer with [`PeerMsg::Probed`].
-    Probe {
-        /// Who probes.
-        from: Id<'a>,
-        /// Echo this.
-        nonce: u64,
-    },
+    Probe(Probe<'a>),
     /// The answer to a probe: the path works both ways.
-    Probed {
-        /// Who answers.
-        from: Id<'a>,
-        /// The probe's nonce.
-        nonce: u64,
-    },
+    Probed(Probe<'a>),
     /// The seed's `Message <text>`: unacknowledged, sender unnamed.
     Seed(&'a str),
 }
@@ -202,14 +212,8 @@ impl<'a> PeerMsg<'a> {
                     frag,
                 }
             }
-            b"PROBE" => PeerMsg::Probe {
-                from: f.id()?,
-                nonce: parse_hex64(f.raw()?)?,
-            },
-            b"PROBED" => PeerMsg::Probed {
-                from: f.id()?,
-                nonce: parse_hex64(f.raw()?)?,
-            },
+            b"PROBE" => PeerMsg::Probe(Probe::read(&mut f)?),
+            b"PROBED" => PeerMsg::Probed(Probe::read(&mut f)?),
             _ => return Err(ParseError::UnknownVerb),
         };
         f.end()?;
@@ -248,11 +252,11 @@ impl<'a> PeerMsg<'a> {
                     .num(u32::from(frag))?;
                 MAX_PLAINTEXT
             }
-            PeerMsg::Probe { from, nonce } => {
+            PeerMsg::Probe(Probe { from, nonce }) => {
                 w.put(b"PROBE")?.field(from.as_bytes())?.hex(nonce)?;
                 MAX_PLAINTEXT
             }
-            PeerMsg::Probed { from, nonce } => {
+            PeerMsg::Probed(Probe { from, nonce }) => {
                 w.put(b"PROBED")?.field(from.as_bytes())?.hex(nonce)?;
                 MAX_PLAINTEXT
             }
@@ -325,19 +329,17 @@ mod tests {
                 frag: 2
             }
         );
+        let probe = |from| Probe {
+            from: id(from),
+            nonce: 0x0123_4567_89ab_cdef,
+        };
         assert_eq!(
             roundtrip(b"PROBE alice 0123456789abcdef"),
-            PeerMsg::Probe {
-                from: id("alice"),
-                nonce: 0x0123_4567_89ab_cdef
-            }
+            PeerMsg::Probe(probe("alice"))
         );
         assert_eq!(
             roundtrip(b"PROBED bob 0123456789abcdef"),
-            PeerMsg::Probed {
-                from: id("bob"),
-                nonce: 0x0123_4567_89ab_cdef
-            }
+            PeerMsg::Probed(probe("bob"))
         );
         assert_eq!(roundtrip(b"Message hi"), PeerMsg::Seed("hi"));
         // Text keeps inner and edge spaces exactly.
@@ -428,10 +430,10 @@ mod tests {
         let seed = "y".repeat(MAX_SEED_TEXT + 1);
         assert_eq!(PeerMsg::Seed(&seed).emit(&mut buf), Err(EmitError::TooLong));
         assert_eq!(
-            PeerMsg::Probe {
+            PeerMsg::Probe(Probe {
                 from: id("a"),
                 nonce: 1
-            }
+            })
             .emit(&mut buf[..10]),
             Err(EmitError::TooLong)
         );
@@ -474,8 +476,8 @@ mod tests {
             let from = Id::new(&from).unwrap();
             let m = match which {
                 0 => PeerMsg::Ack { from, session, seq, frag },
-                1 => PeerMsg::Probe { from, nonce },
-                _ => PeerMsg::Probed { from, nonce },
+                1 => PeerMsg::Probe(Probe { from, nonce }),
+                _ => PeerMsg::Probed(Probe { from, nonce }),
             };
             let mut buf = [0u8; MAX_DATAGRAM];
             let n = m.emit(&mut buf).unwrap();

@@ -73,6 +73,41 @@ impl<'a> Header<'a> {
     }
 }
 
+/// What every request reserved to the owner of a registration starts
+/// with: the header, the registered id and the token that proves it is
+/// the owner's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owned<'a> {
+    /// Transaction id and cookie.
+    pub h: Header<'a>,
+    /// The requester's registered id.
+    pub id: Id<'a>,
+    /// Its owner token.
+    pub token: Token,
+}
+
+impl<'a> Owned<'a> {
+    /// Read `id token`, the fields after header `h`.
+    fn read(h: Header<'a>, f: &mut Fields<'a>) -> Result<Self, ParseError> {
+        Ok(Owned {
+            h,
+            id: f.id()?,
+            token: f.token()?,
+        })
+    }
+
+    /// Write `VERB tx cookie id token`.
+    fn emit<'w, 'b>(
+        self,
+        w: &'w mut Writer<'b>,
+        verb: &[u8],
+    ) -> Result<&'w mut Writer<'b>, EmitError> {
+        header(w, verb, self.h)?
+            .field(self.id.as_bytes())?
+            .hex(self.token.0)
+    }
+}
+
 /// An extended-protocol request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -99,15 +134,8 @@ pub enum Request<'a> {
         /// The client's static public key.
         key: Option<PublicKey>,
     },
-    /// Refresh the lease of `id` and learn the observed address.
-    Keepalive {
-        /// Transaction id and cookie.
-        h: Header<'a>,
-        /// The registered id.
-        id: Id<'a>,
-        /// Its owner token.
-        token: Token,
-    },
+    /// Refresh the lease of the id and learn the observed address.
+    Keepalive(Owned<'a>),
     /// Where is `id`?
     Lookup {
         /// Transaction id and cookie.
@@ -115,14 +143,11 @@ pub enum Request<'a> {
         /// The id to find.
         id: Id<'a>,
     },
-    /// Tell `target` where `id` is and tell `id` where `target` is.
+    /// Tell `target` where the requester is and the requester where
+    /// `target` is.
     Introduce {
-        /// Transaction id and cookie.
-        h: Header<'a>,
-        /// The requester's registered id.
-        id: Id<'a>,
-        /// The requester's owner token.
-        token: Token,
+        /// The requester.
+        by: Owned<'a>,
         /// The id to be introduced to.
         target: Id<'a>,
         /// The requester's local addresses, passed to `target` in `PUNCH`
@@ -136,33 +161,12 @@ pub enum Request<'a> {
         /// Where to resume, from the previous `PAGE`.
         cursor: u32,
     },
-    /// Send presence events for the whole table to `id`.
-    Subscribe {
-        /// Transaction id and cookie.
-        h: Header<'a>,
-        /// The subscriber's registered id.
-        id: Id<'a>,
-        /// Its owner token.
-        token: Token,
-    },
-    /// Stop presence events to `id`.
-    Unsubscribe {
-        /// Transaction id and cookie.
-        h: Header<'a>,
-        /// The subscriber's registered id.
-        id: Id<'a>,
-        /// Its owner token.
-        token: Token,
-    },
-    /// Remove the registration of `id`.
-    Quit {
-        /// Transaction id and cookie.
-        h: Header<'a>,
-        /// The registered id.
-        id: Id<'a>,
-        /// Its owner token.
-        token: Token,
-    },
+    /// Send presence events for the whole table to the id.
+    Subscribe(Owned<'a>),
+    /// Stop presence events to the id.
+    Unsubscribe(Owned<'a>),
+    /// Remove the registration of the id.
+    Quit(Owned<'a>),
     /// Counters, for loopback or for the holder of the admin token.
     Stats {
         /// Transaction id and cookie.
@@ -242,16 +246,10 @@ impl<'a> Request<'a> {
                     key,
                 }
             }
-            b"KEEP" => Request::Keepalive {
-                h,
-                id: f.id()?,
-                token: f.token()?,
-            },
+            b"KEEP" => Request::Keepalive(Owned::read(h, &mut f)?),
             b"LOOKUP" => Request::Lookup { h, id: f.id()? },
             b"INTRO" => Request::Introduce {
-                h,
-                id: f.id()?,
-                token: f.token()?,
+                by: Owned::read(h, &mut f)?,
                 target: f.id()?,
                 local: Locals::parse_rest(&mut f)?,
             },
@@ -259,21 +257,9 @@ impl<'a> Request<'a> {
                 h,
                 cursor: f.u32()?,
             },
-            b"SUB" => Request::Subscribe {
-                h,
-                id: f.id()?,
-                token: f.token()?,
-            },
-            b"UNSUB" => Request::Unsubscribe {
-                h,
-                id: f.id()?,
-                token: f.token()?,
-            },
-            b"QUIT" => Request::Quit {
-                h,
-                id: f.id()?,
-                token: f.token()?,
-            },
+            b"SUB" => Request::Subscribe(Owned::read(h, &mut f)?),
+            b"UNSUB" => Request::Unsubscribe(Owned::read(h, &mut f)?),
+            b"QUIT" => Request::Quit(Owned::read(h, &mut f)?),
             _ => Request::Stats {
                 h,
                 admin: match f.opt_raw()? {
@@ -342,44 +328,27 @@ impl<'a> Request<'a> {
                     w.field(&k.to_hex())?;
                 }
             }
-            Request::Keepalive { h, id, token } => {
-                header(&mut w, b"KEEP", h)?
-                    .field(id.as_bytes())?
-                    .hex(token.0)?;
+            Request::Keepalive(o) => {
+                o.emit(&mut w, b"KEEP")?;
             }
             Request::Lookup { h, id } => {
                 header(&mut w, b"LOOKUP", h)?.field(id.as_bytes())?;
             }
-            Request::Introduce {
-                h,
-                id,
-                token,
-                target,
-                local,
-            } => {
-                header(&mut w, b"INTRO", h)?
-                    .field(id.as_bytes())?
-                    .hex(token.0)?
-                    .field(target.as_bytes())?;
+            Request::Introduce { by, target, local } => {
+                by.emit(&mut w, b"INTRO")?.field(target.as_bytes())?;
                 local.emit(&mut w)?;
             }
             Request::List { h, cursor } => {
                 header(&mut w, b"LIST", h)?.num(cursor)?;
             }
-            Request::Subscribe { h, id, token } => {
-                header(&mut w, b"SUB", h)?
-                    .field(id.as_bytes())?
-                    .hex(token.0)?;
+            Request::Subscribe(o) => {
+                o.emit(&mut w, b"SUB")?;
             }
-            Request::Unsubscribe { h, id, token } => {
-                header(&mut w, b"UNSUB", h)?
-                    .field(id.as_bytes())?
-                    .hex(token.0)?;
+            Request::Unsubscribe(o) => {
+                o.emit(&mut w, b"UNSUB")?;
             }
-            Request::Quit { h, id, token } => {
-                header(&mut w, b"QUIT", h)?
-                    .field(id.as_bytes())?
-                    .hex(token.0)?;
+            Request::Quit(o) => {
+                o.emit(&mut w, b"QUIT")?;
             }
             Request::Stats { h, admin } => {
                 header(&mut w, b"STATS", h)?;
@@ -411,14 +380,17 @@ impl<'a> Request<'a> {
         match *self {
             Request::Hello { tx, .. } => Err(tx),
             Request::Register { h, .. }
-            | Request::Keepalive { h, .. }
             | Request::Lookup { h, .. }
-            | Request::Introduce { h, .. }
             | Request::List { h, .. }
-            | Request::Subscribe { h, .. }
-            | Request::Unsubscribe { h, .. }
-            | Request::Quit { h, .. }
-            | Request::Stats { h, .. } => Ok(h),
+            | Request::Stats { h, .. }
+            | Request::Keepalive(Owned { h, .. })
+            | Request::Introduce {
+                by: Owned { h, .. },
+                ..
+            }
+            | Request::Subscribe(Owned { h, .. })
+            | Request::Unsubscribe(Owned { h, .. })
+            | Request::Quit(Owned { h, .. }) => Ok(h),
         }
     }
 }
@@ -473,6 +445,11 @@ mod tests {
         let c = Some(0x5f0c_2a1b_9d8e_7f60);
         let t = Token(0x8c1d_2e3f_4a5b_6c7d);
         let k = PublicKey(core::array::from_fn(|i| i as u8));
+        let alice = |tx| Owned {
+            h: h(tx, c),
+            id: id("alice"),
+            token: t,
+        };
         let cases: [(Request<'_>, &[u8]); 16] = [
             (
                 Request::Hello {
@@ -549,11 +526,7 @@ mod tests {
                 b"REG 2 5f0c2a1b9d8e7f60 alice 60",
             ),
             (
-                Request::Keepalive {
-                    h: h("k", c),
-                    id: id("alice"),
-                    token: t,
-                },
+                Request::Keepalive(alice("k")),
                 b"KEEP k 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d",
             ),
             (
@@ -565,9 +538,7 @@ mod tests {
             ),
             (
                 Request::Introduce {
-                    h: h("4", c),
-                    id: id("alice"),
-                    token: t,
+                    by: alice("4"),
                     target: id("bob"),
                     local: Locals::EMPTY,
                 },
@@ -575,9 +546,7 @@ mod tests {
             ),
             (
                 Request::Introduce {
-                    h: h("4", c),
-                    id: id("alice"),
-                    token: t,
+                    by: alice("4"),
                     target: id("bob"),
                     local: Locals::new(&[
                         "192.168.1.20:40001".parse().unwrap(),
@@ -594,11 +563,7 @@ mod tests {
                 b"LIST 5 5f0c2a1b9d8e7f60 0",
             ),
             (
-                Request::Quit {
-                    h: h("6", c),
-                    id: id("alice"),
-                    token: t,
-                },
+                Request::Quit(alice("6")),
                 b"QUIT 6 5f0c2a1b9d8e7f60 alice 8c1d2e3f4a5b6c7d",
             ),
             (
@@ -725,6 +690,7 @@ mod tests {
         };
         let id = Id::new(&p.id).unwrap();
         let token = Token(p.token.unwrap_or(0));
+        let by = Owned { h, id, token };
         match p.verb {
             0 => Request::Hello { tx, pad: p.pad },
             1 => Request::Register {
@@ -734,12 +700,10 @@ mod tests {
                 token: p.token.map(Token),
                 key: p.key.map(PublicKey),
             },
-            2 => Request::Keepalive { h, id, token },
+            2 => Request::Keepalive(by),
             3 => Request::Lookup { h, id },
             4 => Request::Introduce {
-                h,
-                id,
-                token,
+                by,
                 target: Id::new(&p.target).unwrap(),
                 local: Locals::new(&p.local),
             },
@@ -747,9 +711,9 @@ mod tests {
                 h,
                 cursor: p.cursor,
             },
-            6 => Request::Subscribe { h, id, token },
-            7 => Request::Unsubscribe { h, id, token },
-            8 => Request::Quit { h, id, token },
+            6 => Request::Subscribe(by),
+            7 => Request::Unsubscribe(by),
+            8 => Request::Quit(by),
             _ => Request::Stats {
                 h,
                 admin: p.token.map(Token),

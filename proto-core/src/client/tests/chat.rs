@@ -276,7 +276,7 @@ fn a_message_is_not_acknowledged_while_it_could_not_be_shown() {
     // with ones that must not be dropped.
     net.unread.push(b);
     let c = net.client(b);
-    while c.events.push_back(Rec::Bye).is_ok() {}
+    while c.events.push_back(Rec::Plain(Event::Bye)).is_ok() {}
     let acks = net.sent(b, "ACK ").len();
     net.send_message(a, id("bob"), "hello").unwrap();
     net.run(1000);

@@ -70,9 +70,11 @@ fn show(e: &Event<'_>) -> String {
         }
         Event::KeyFirstSeen { id, .. } => format!("key first seen {id}"),
         Event::KeyChanged { id, .. } => format!("key changed {id}"),
-        Event::Delivered { to, msg } => format!("delivered {to} #{msg}"),
-        Event::NotDelivered { to, msg, reason } => format!("not delivered {to} #{msg}: {reason}"),
-        Event::SentUnconfirmed { to, msg } => format!("unconfirmed {to} #{msg}"),
+        Event::Sent { to, msg, outcome } => match outcome {
+            Outcome::Delivered => format!("delivered {to} #{msg}"),
+            Outcome::NotDelivered(reason) => format!("not delivered {to} #{msg}: {reason}"),
+            Outcome::Unconfirmed => format!("unconfirmed {to} #{msg}"),
+        },
         Event::Bye => "bye".into(),
     }
 }
