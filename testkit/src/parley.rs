@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::bins;
-use crate::natlab::{Lab, LabError, Node, SERVER_IP, Spawned};
+use crate::natlab::{Lab, LabError, Node, SERVER_IP, Spawned, lab_or_skip, required};
 
 /// The server's port in the lab.
 pub const PORT: u16 = 9999;
@@ -17,6 +17,39 @@ pub const PORT2: u16 = 3479;
 /// The server's address in the lab.
 pub fn server_addr() -> SocketAddr {
     SocketAddr::from((SERVER_IP, PORT))
+}
+
+/// Whether `parley-server` and `parley` are built beside this test; if
+/// not it skips, saying why (a failure where the lab is required).
+pub fn binaries_or_skip() -> bool {
+    for b in ["parley-server", "parley"] {
+        if let Err(why) = bins::require(b) {
+            assert!(!required(), "{why}");
+            eprintln!("skipping: {why}");
+            return false;
+        }
+    }
+    true
+}
+
+/// A lab with `parley-server` running on its server host.
+pub struct Served {
+    /// The server; declared first, so it stops before the lab goes.
+    pub server: Spawned,
+    /// The lab, to add routers and hosts to.
+    pub lab: Lab,
+}
+
+/// A lab named `tag` with `parley-server` running in it, or `None` where
+/// the test should skip ([`binaries_or_skip`], [`lab_or_skip`]).
+pub fn served_lab(tag: &str) -> Option<Served> {
+    if !binaries_or_skip() {
+        return None;
+    }
+    let mut lab = lab_or_skip(tag)?;
+    let node = lab.server().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server(&lab, &node, &[]).unwrap_or_else(|e| panic!("{e}"));
+    Some(Served { server, lab })
 }
 
 /// Start `parley-server` on `node` at [`SERVER_IP`]:[`PORT`], with the

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use testkit::bins;
-use testkit::natlab::{Nat, lab_or_skip, required};
+use testkit::natlab::Nat;
 use testkit::parley;
 use testkit::process::Running;
 
@@ -19,18 +18,10 @@ const PROMPT: Duration = Duration::from_secs(3);
 
 #[test]
 fn keepalives_outlast_a_15_second_nat_mapping_timeout() {
-    for b in ["parley-server", "parley"] {
-        if let Err(why) = bins::require(b) {
-            assert!(!required(), "{why}");
-            eprintln!("skipping: {why}");
-            return;
-        }
-    }
-    let Some(mut lab) = lab_or_skip("idle") else {
+    let Some(mut served) = parley::served_lab("idle") else {
         return;
     };
-    let server = lab.server().unwrap();
-    let _srv = parley::start_server(&lab, &server, &[]).unwrap();
+    let lab = &mut served.lab;
     let a = lab.public_host("a").unwrap();
     let mut rb = lab.router("rb", Nat::ShortTimeout).unwrap();
     let b = lab.host_behind(&mut rb, "b").unwrap();

@@ -8,17 +8,13 @@
 
 use std::time::Duration;
 
-use testkit::bins;
 use testkit::matrix::{Place, World, row, try_pair};
-use testkit::natlab::{lab_or_skip, required};
+use testkit::natlab::lab_or_skip;
+use testkit::parley;
 
 fn world(tag: &str) -> Option<World> {
-    for b in ["parley-server", "parley"] {
-        if let Err(why) = bins::require(b) {
-            assert!(!required(), "{why}");
-            eprintln!("skipping: {why}");
-            return None;
-        }
+    if !parley::binaries_or_skip() {
+        return None;
     }
     Some(World::build(lab_or_skip(tag)?).unwrap())
 }

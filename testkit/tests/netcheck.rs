@@ -3,30 +3,15 @@
 
 use std::net::IpAddr;
 
-use testkit::natlab::{Nat, lab_or_skip, required};
-use testkit::{bins, parley};
-
-fn binaries_or_skip() -> bool {
-    for b in ["parley-server", "parley"] {
-        if let Err(why) = bins::require(b) {
-            assert!(!required(), "{why}");
-            eprintln!("skipping: {why}");
-            return false;
-        }
-    }
-    true
-}
+use testkit::natlab::Nat;
+use testkit::parley;
 
 #[test]
 fn netcheck_names_every_nat_kind() {
-    if !binaries_or_skip() {
-        return;
-    }
-    let Some(mut lab) = lab_or_skip("netcheck") else {
+    let Some(mut served) = parley::served_lab("netcheck") else {
         return;
     };
-    let server = lab.server().unwrap();
-    let _srv = parley::start_server(&lab, &server, &[]).unwrap();
+    let lab = &mut served.lab;
 
     let open = lab.public_host("open").unwrap();
     let r = parley::netcheck(&open).unwrap();
@@ -73,19 +58,15 @@ fn netcheck_names_every_nat_kind() {
 /// public address, related to the host's own.
 #[test]
 fn an_ice_agent_behind_a_nat_gathers_its_public_candidate() {
-    if !binaries_or_skip() {
-        return;
-    }
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-aioice");
     let Some(python) = testkit::python::venv_or_skip(&dir, "aioice", testkit::python::AIOICE)
     else {
         return;
     };
-    let Some(mut lab) = lab_or_skip("ice") else {
+    let Some(mut served) = parley::served_lab("ice") else {
         return;
     };
-    let server = lab.server().unwrap();
-    let _srv = parley::start_server(&lab, &server, &[]).unwrap();
+    let lab = &mut served.lab;
     for nat in [Nat::Masquerade, Nat::Symmetric] {
         let mut router = lab.router("r", nat).unwrap();
         let host = lab.host_behind(&mut router, "h").unwrap();

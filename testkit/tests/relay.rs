@@ -6,9 +6,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use proto_core::wire::relay::{Frame, RelayReply};
-use testkit::natlab::{Nat, lab_or_skip, required};
+use testkit::natlab::Nat;
+use testkit::parley;
 use testkit::udp::register_via;
-use testkit::{bins, parley};
 
 fn ask(s: &UdpSocket, to: SocketAddr, req: &str) -> String {
     s.set_read_timeout(Some(Duration::from_millis(500)))
@@ -26,18 +26,10 @@ fn ask(s: &UdpSocket, to: SocketAddr, req: &str) -> String {
 
 #[test]
 fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
-    for b in ["parley-server", "parley"] {
-        if let Err(why) = bins::require(b) {
-            assert!(!required(), "{why}");
-            eprintln!("skipping: {why}");
-            return;
-        }
-    }
-    let Some(mut lab) = lab_or_skip("relay") else {
+    let Some(mut served) = parley::served_lab("relay") else {
         return;
     };
-    let server = lab.server().unwrap();
-    let _srv = parley::start_server(&lab, &server, &[]).unwrap();
+    let lab = &mut served.lab;
     let mut ra = lab.router("ra", Nat::Symmetric).unwrap();
     let mut rb = lab.router("rb", Nat::Symmetric).unwrap();
     let a = lab.host_behind(&mut ra, "a").unwrap();
