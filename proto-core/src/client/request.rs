@@ -10,6 +10,10 @@ use crate::wire::{Id, IdBuf, Reply, Request, Token, TxId};
 use super::Client;
 use super::event::{Event, Failure};
 
+/// The longest wait between transmissions of a server request, in ms:
+/// past it, more tries ride out loss better than longer waits do.
+const REQUEST_RTO_MAX: u64 = 2000;
+
 /// `HELLO` is padded to this length, a round size above the longest
 /// `COOKIE`, so the server's answer is never larger than the request.
 pub(super) const HELLO_LEN: usize = 128;
@@ -239,7 +243,7 @@ impl Client {
     }
 
     /// Count an attempt of pending request `i` and set when it goes again
-    /// (exponential backoff with jitter, at most 4 s).
+    /// (exponential backoff with jitter, at most [`REQUEST_RTO_MAX`]).
     fn schedule_retransmit(&mut self, now: Instant, i: usize) {
         let jitter = self.rng.jitter(self.pending[i].rto);
         let p = &mut self.pending[i];
@@ -248,7 +252,7 @@ impl Client {
         }
         p.attempts = p.attempts.saturating_add(1);
         p.next = Some(now + Millis(jitter));
-        p.rto = (p.rto * 2).min(4000);
+        p.rto = (p.rto * 2).min(REQUEST_RTO_MAX);
     }
 
     pub(super) fn take_pending(&mut self, tx: TxId<'_>) -> Option<Pending> {
