@@ -14,8 +14,10 @@
 //!   answers with more bytes than it got); `REG` registers the id; every
 //!   request is retransmitted with exponential backoff until it is answered
 //!   or given up ([`Config::request_attempts`]).
-//! - **Keepalive** every 15 to 25 s (jittered; well inside common NAT
-//!   timeouts and a third of the lease at most). When the server restarts
+//! - **Keepalive** every 9 to 12 s (jittered; inside a NAT that forgets
+//!   idle UDP mappings after 15 s, and a third of the lease at most); a
+//!   live conversation's direct path gets its own ([`Config::path_keepalive`]).
+//!   When the server restarts
 //!   or forgets the id (`ERR bad-cookie` -> a new `HELLO`; `ERR no-such-id`
 //!   or `not-owner` on `KEEP` -> `REG` again), the client recovers by itself
 //!   and says so with [`Event::Registered`] `{ again: true }`.
