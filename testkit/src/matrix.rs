@@ -82,7 +82,7 @@ impl Outcome {
 pub struct World {
     /// The lab; dropping it ends everything.
     pub lab: Lab,
-    _server: crate::natlab::Spawned,
+    _server: Running,
     hosts: Vec<(Place, Node, Node)>,
     lan: (Node, Node),
 }
@@ -91,7 +91,7 @@ impl World {
     /// Build the world in a lab named `tag`.
     pub fn build(mut lab: Lab) -> Result<World, LabError> {
         let server = lab.server()?;
-        let srv = parley::start_server(&lab, &server, &[])?;
+        let srv = parley::start_server(&server, &[])?;
         let mut hosts = Vec::new();
         for place in Place::all() {
             let mut two = Vec::new();

@@ -27,7 +27,7 @@ use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// Set (to `1`) where the lab must run, as in CI: then a missing
 /// capability fails the test instead of skipping it.
@@ -255,19 +255,6 @@ impl Node {
             .join()
             .unwrap_or_else(|_| Err(LabError::Io("the setns thread panicked".into())))
         })
-    }
-}
-
-/// A process started in the lab; killed when dropped.
-pub struct Spawned {
-    /// The process.
-    pub child: Child,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -503,15 +490,6 @@ impl Lab {
             lan,
             hosts: 0,
         })
-    }
-
-    /// Start `cmd` (from [`Node::command`]); the process is killed when
-    /// the returned guard is dropped, and the lab kills whatever is left
-    /// in its namespaces when it is dropped.
-    pub fn spawn(&self, cmd: &mut Command) -> Result<Spawned, LabError> {
-        cmd.spawn()
-            .map(|child| Spawned { child })
-            .map_err(|e| LabError::Io(format!("spawn {cmd:?}: {e}")))
     }
 }
 

@@ -1,13 +1,12 @@
 //! The real `parley-server` and `parley` processes, inside lab nodes.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::bins;
-use crate::natlab::{Lab, LabError, Node, SERVER_IP, Spawned, lab_or_skip, required};
+use crate::natlab::{Lab, LabError, Node, SERVER_IP, lab_or_skip, required};
+use crate::process::Running;
 
 /// The server's port in the lab.
 pub const PORT: u16 = 9999;
@@ -35,7 +34,7 @@ pub fn binaries_or_skip() -> bool {
 /// A lab with `parley-server` running on its server host.
 pub struct Served {
     /// The server; declared first, so it stops before the lab goes.
-    pub server: Spawned,
+    pub server: Running,
     /// The lab, to add routers and hosts to.
     pub lab: Lab,
 }
@@ -48,13 +47,13 @@ pub fn served_lab(tag: &str) -> Option<Served> {
     }
     let mut lab = lab_or_skip(tag)?;
     let node = lab.server().unwrap_or_else(|e| panic!("{e}"));
-    let server = start_server(&lab, &node, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server(&node, &[]).unwrap_or_else(|e| panic!("{e}"));
     Some(Served { server, lab })
 }
 
 /// Start `parley-server` on `node` at [`SERVER_IP`]:[`PORT`], with the
 /// STUN-only port [`PORT2`] and `extra` options; returns once it listens.
-pub fn start_server(lab: &Lab, node: &Node, extra: &[&str]) -> Result<Spawned, LabError> {
+pub fn start_server(node: &Node, extra: &[&str]) -> Result<Running, LabError> {
     let bin = bins::require("parley-server").map_err(LabError::Unavailable)?;
     let mut cmd = node.command(&bin.to_string_lossy());
     cmd.args([
@@ -63,29 +62,15 @@ pub fn start_server(lab: &Lab, node: &Node, extra: &[&str]) -> Result<Spawned, L
         "--stun-port2",
         &PORT2.to_string(),
     ])
-    .args(extra)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut p = lab.spawn(&mut cmd)?;
-    let stderr = p
-        .child
-        .stderr
-        .take()
-        .ok_or_else(|| LabError::Io("no stderr".into()))?;
-    let (tx, rx) = mpsc::channel();
-    // Keep reading, so that the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains("STUN only also on") => return Ok(p),
-            Ok(_) => {}
-            Err(_) => return Err(LabError::Io("parley-server did not start".into())),
-        }
-    }
+    .args(extra);
+    // Running keeps reading its output, so the server never blocks on a
+    // full pipe.
+    let server =
+        Running::spawn(&mut cmd).map_err(|e| LabError::Io(format!("spawn parley-server: {e}")))?;
+    server
+        .wait_for("STUN only also on", Duration::from_secs(20))
+        .map_err(|e| LabError::Io(format!("parley-server did not start: {e}")))?;
+    Ok(server)
 }
 
 /// `parley --server <lab server> args...` to run on `node`.
