@@ -5,6 +5,7 @@
 //!   NATs (iproute2 + nftables), for tests of hole punching, STUN and
 //!   `parley netcheck` against the NATs people actually sit behind.
 //! - [`matrix`]: the NAT matrix (`cargo run -p testkit --bin natlab`).
+//! - [`delay`]: links that take time (TAP devices and a thread).
 //! - [`bins`]: where the workspace's binaries were built.
 //! - [`parley`]: the real server and client processes inside lab nodes.
 //! - [`python`]: third-party clients from PyPI in a virtual environment.
@@ -17,6 +18,7 @@
 //! - [`process`]: a program that should stop by itself, on a deadline.
 
 pub mod bins;
+pub mod delay;
 pub mod matrix;
 pub mod natlab;
 pub mod netns;

@@ -28,10 +28,17 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::delay::Delays;
 
 /// Set (to `1`) where the lab must run, as in CI: then a missing
 /// capability fails the test instead of skipping it.
 pub const REQUIRE_ENV: &str = "PARLEY_REQUIRE_NETNS";
+
+/// How long a datagram takes on each node's link to the public segment,
+/// each way: two homes are 20 ms apart, as on one continent.
+pub const ACCESS_DELAY: Duration = Duration::from_millis(10);
 
 /// The server's address on the public segment.
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -237,30 +244,42 @@ impl Node {
     /// A UDP socket bound in this node to `port` (0: any) on all its
     /// addresses; it stays in the node's namespace wherever it is used.
     pub fn udp_socket(&self, port: u16) -> Result<UdpSocket, LabError> {
-        let path = format!("/run/netns/{}", self.ns);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let f = fs::File::open(&path).map_err(|e| LabError::Io(format!("{path}: {e}")))?;
-                // SAFETY: setns(2) on this fresh thread only, with a
-                // namespace file descriptor that lives across the call.
-                if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(LabError::Io(format!(
-                        "setns {path}: {}",
-                        io::Error::last_os_error()
-                    )));
-                }
-                UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
-                    .map_err(|e| LabError::Io(format!("bind in {}: {e}", self.ns)))
-            })
-            .join()
-            .unwrap_or_else(|_| Err(LabError::Io("the setns thread panicked".into())))
+        in_namespace(&self.ns, || {
+            UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+                .map_err(|e| LabError::Io(format!("bind in {}: {e}", self.ns)))
         })
     }
+}
+
+/// `f` run on a fresh thread inside namespace `ns`: what it opens there
+/// (a socket, a device) stays in `ns` wherever it is used.
+pub(crate) fn in_namespace<R: Send>(
+    ns: &str,
+    f: impl FnOnce() -> Result<R, LabError> + Send,
+) -> Result<R, LabError> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = fs::File::open(&path).map_err(|e| LabError::Io(format!("{path}: {e}")))?;
+            // SAFETY: setns(2) on this fresh thread only, with a
+            // namespace file descriptor that lives across the call.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(LabError::Io(format!(
+                    "setns {path}: {}",
+                    io::Error::last_os_error()
+                )));
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(LabError::Io("the setns thread panicked".into())))
+    })
 }
 
 /// A lab: its namespaces exist as long as it does.
 pub struct Lab {
     prefix: String,
+    delays: Option<Delays>,
     wan: String,
     namespaces: Vec<String>,
     next_public: u8,
@@ -311,6 +330,7 @@ impl Lab {
         remove_stale(&base);
         let prefix = format!("{base}{}-", std::process::id());
         let mut lab = Lab {
+            delays: Some(Delays::start()),
             wan: format!("{prefix}0wan"),
             prefix,
             namespaces: Vec::new(),
@@ -344,15 +364,18 @@ impl Lab {
         Ok(ns)
     }
 
-    /// Wire a new namespace `node` to the public segment at 203.0.113.`host`.
+    /// Wire a new namespace `node` to the public segment at 203.0.113.`host`,
+    /// through a link of [`ACCESS_DELAY`].
     fn attach_public(&mut self, node: &str, host: u8) -> Result<Node, LabError> {
         let ns = self.add_ns(node)?;
         self.next_port += 1;
         let port = format!("p{}", self.next_port);
         let wan = self.wan.clone();
-        ip(&[
-            "-n", &wan, "link", "add", &port, "type", "veth", "peer", "name", "wan", "netns", &ns,
-        ])?;
+        let delays = self
+            .delays
+            .as_ref()
+            .ok_or_else(|| LabError::Io("the lab is being taken down".into()))?;
+        delays.link((&wan, &port), (&ns, "wan"), ACCESS_DELAY)?;
         ip(&["-n", &wan, "link", "set", &port, "master", "br0", "up"])?;
         let addr = Ipv4Addr::new(203, 0, 113, host);
         ip(&[
@@ -495,6 +518,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The links first: a namespace lives on while a device of its is open.
+        self.delays = None;
         for ns in self.namespaces.iter().rev() {
             kill_inside(ns);
             let _ = ip(&["netns", "del", ns]);

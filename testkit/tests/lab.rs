@@ -207,3 +207,29 @@ fn dropping_a_lab_removes_its_namespaces() {
         );
     }
 }
+
+#[test]
+fn a_datagram_between_two_homes_takes_both_access_links() {
+    let Some(n) = net("delay", Nat::Masquerade) else {
+        return;
+    };
+    let far = n.public.udp_socket(5001).unwrap();
+    let to = SocketAddr::from((n.public.ip, 5001));
+    // The first datagram also waits for ARP; time the second.
+    n.host.send_to(b"warm up", to).unwrap();
+    let (_, from) = recv(&far, Duration::from_secs(2)).expect("the first datagram");
+    let start = Instant::now();
+    n.host.send_to(b"ping", to).unwrap();
+    recv(&far, Duration::from_secs(2)).expect("the ping");
+    far.send_to(b"pong", from).unwrap();
+    recv(&n.host, Duration::from_secs(2)).expect("the pong");
+    // Router to segment and segment to public host, each way; and homes
+    // are milliseconds apart, which hole punching relies on.
+    let four_links = 4 * testkit::natlab::ACCESS_DELAY;
+    assert!(four_links >= Duration::from_millis(20));
+    assert!(
+        start.elapsed() >= four_links,
+        "a round trip took {:?}",
+        start.elapsed()
+    );
+}
