@@ -107,6 +107,8 @@ pub(super) struct Peer {
     pub(super) confirmed: bool,
     /// The peer's local addresses, as it announced them (LAN paths).
     pub(super) lan: Vec<SocketAddr, { crate::wire::MAX_LOCAL }>,
+    /// Where the server last said it sees the peer.
+    pub(super) seen: Option<SocketAddr>,
     /// The relay session with the peer.
     pub(super) relay: RelayLink,
     /// When we began wanting to reach the peer (see `relay`).
@@ -165,6 +167,7 @@ impl Client {
             path: None,
             confirmed: false,
             lan: Vec::new(),
+            seen: None,
             relay: RelayLink::new(now),
             want: None,
             cands: Vec::new(),
@@ -198,6 +201,33 @@ impl Client {
         }
         self.peers.push(peer).ok()?;
         Some(self.peers.len() - 1)
+    }
+
+    /// Whether the direct path `a` to peer `p` is a LAN path: an address
+    /// the peer announced, or, before its announcement arrives (the LAN
+    /// answers first), one on the network of one of our own local
+    /// addresses (the same /24, or /64) at another address than the
+    /// server sees the peer at.
+    pub(super) fn is_lan(&self, p: usize, a: SocketAddr) -> bool {
+        let peer = &self.peers[p];
+        if peer.lan.contains(&a) {
+            return true;
+        }
+        let elsewhere = peer.seen.is_some_and(|s| s.ip() != a.ip());
+        elsewhere
+            && self
+                .cfg
+                .local
+                .as_slice()
+                .iter()
+                .any(|l| same_network(l.ip(), a.ip()))
+    }
+
+    /// What the server says of where peer `p` is: a candidate, and the
+    /// address a LAN path is told apart from.
+    pub(super) fn server_sees(&mut self, p: usize, addr: SocketAddr) {
+        self.peers[p].seen = Some(addr);
+        self.add_candidate(p, addr);
     }
 
     pub(super) fn add_candidate(&mut self, p: usize, addr: SocketAddr) {
@@ -383,5 +413,15 @@ impl Client {
                 self.ping_direct(now, p, a);
             }
         }
+    }
+}
+
+/// The same /24 (IPv4) or /64 (IPv6): what a home network usually is.
+fn same_network(x: core::net::IpAddr, y: core::net::IpAddr) -> bool {
+    use core::net::IpAddr::{V4, V6};
+    match (x, y) {
+        (V4(x), V4(y)) => x.octets()[..3] == y.octets()[..3],
+        (V6(x), V6(y)) => x.octets()[..8] == y.octets()[..8],
+        _ => false,
     }
 }

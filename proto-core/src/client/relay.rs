@@ -442,7 +442,7 @@ impl Client {
         }
         let peer = &self.peers[p];
         Some(match peer.path {
-            Some(a) if peer.confirmed && peer.lan.contains(&a) => Route::Lan(a),
+            Some(a) if peer.confirmed && self.is_lan(p, a) => Route::Lan(a),
             Some(a) if peer.confirmed => Route::Direct(a),
             _ if peer.relay.ready() => Route::Relayed,
             Some(a) => Route::Trying(a),

@@ -53,7 +53,7 @@ impl Client {
         }
         if let Some(p) = self.peer_index(now, id) {
             self.learn_kind(p, kind);
-            self.add_candidate(p, addr);
+            self.server_sees(p, addr);
             // Its local addresses: a LAN path if we share a network.
             // (One that is the address the server sees is no LAN.)
             for a in local.as_slice().iter().filter(|a| **a != addr) {
@@ -200,7 +200,7 @@ impl Client {
         self.learn_kind(i, kind);
         self.peers[i].resolving = false;
         self.peers[i].resolved = Some(now);
-        self.add_candidate(i, addr);
+        self.server_sees(i, addr);
         let moved = self.peers[i].path.is_some_and(|p| p != addr);
         if moved && self.peers[i].kind != Kind::Seed {
             // The peer may have moved: find out which address answers

@@ -198,6 +198,26 @@ fn hosts_behind_one_router_talk_over_their_lan() {
     );
 }
 
+/// Over the LAN, bob's answer reaches alice before his own announcement
+/// (which goes through the server) can: the path is on alice's network
+/// and is not where the server sees bob, so it is a LAN path already.
+#[test]
+fn a_peer_on_our_network_is_a_lan_path_before_it_announces_itself() {
+    let mut net = Net::new();
+    let (ia, ib) = (addr("192.168.1.2:5000"), addr("192.168.1.3:6000"));
+    net.nat.push((ia, addr("203.0.113.1:40000")));
+    net.nat.push((ib, addr("203.0.113.1:40001")));
+    let mut ca = Net::config("alice");
+    ca.local = crate::wire::Locals::new(&[ia]);
+    let [a, b] = net.registered([
+        ("192.168.1.2:5000", ca),
+        ("192.168.1.3:6000", Net::config("bob")),
+    ]);
+    net.chat(a, b, "next door", 3_000);
+    assert_eq!(route(&mut net, b, "alice").as_deref(), Some("lan"));
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("lan"));
+}
+
 #[test]
 fn without_local_addresses_the_same_hosts_are_relayed() {
     next_door(false, 8_000, "relayed");
