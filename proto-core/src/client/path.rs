@@ -74,6 +74,14 @@ pub(super) const TALK_LASTS: Millis = Millis(120_000);
 /// How long a keyless peer that never answered a handshake is taken for a
 /// seed client.
 const SEED_GUESS_FOR: Millis = Millis(60_000);
+/// The datagrams that set off a hole punch go this many times, back to
+/// back: the introduction (its `AT` and `PUNCH` start both sides at
+/// once) and the first initiation to each candidate (it opens our NAT
+/// before the peer's arrives). One side punching alone because a single
+/// datagram was lost lets its probe reach the other NAT first, and a
+/// Linux NAT then maps the other side's answer to a new port, spoiling
+/// the path for as long as the NAT remembers it.
+pub(super) const PUNCH_COPIES: usize = 3;
 /// Candidate addresses tried for one peer.
 pub(super) const MAX_CANDIDATES: usize = 6;
 

@@ -168,8 +168,12 @@ impl Client {
         // Whether a resolve goes as `INTRO` is decided anew on every
         // attempt, and remembered for what its answer means.
         let registered = self.is_registered();
+        let mut copies = 1;
         if let Req::Resolve { plain, intro, .. } = &mut self.pending[i].req {
             *intro = !*plain && registered;
+            if *intro && self.pending[i].attempts == 0 {
+                copies = super::path::PUNCH_COPIES;
+            }
         }
         let req = self.pending[i].req;
         let me = self.cfg.id;
@@ -186,7 +190,9 @@ impl Client {
             }
             req => match self.request_of(req, h, me) {
                 Some(r) => {
-                    self.emit(server, |b| r.emit(b));
+                    for _ in 0..copies {
+                        self.emit(server, |b| r.emit(b));
+                    }
                     true
                 }
                 None => false,

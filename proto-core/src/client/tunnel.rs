@@ -198,8 +198,15 @@ impl Client {
                 let _ = targets.push(path);
             }
         }
+        let copies = if pr.sent == 0 && !self.has_session(now, p) {
+            super::path::PUNCH_COPIES
+        } else {
+            1
+        };
         for a in targets {
-            self.emit(a, |b| d.emit(b));
+            for _ in 0..copies {
+                self.emit(a, |b| d.emit(b));
+            }
         }
         if self.peers[p].relay.ready() {
             let mut buf = [0u8; MAX_DATAGRAM];
@@ -270,6 +277,17 @@ impl Client {
         };
         if self.cfg.id.is_none() {
             return false;
+        }
+        // A copy of an initiation we are answering (the network, or the
+        // peer's punch, sent it twice) is answered once: a second answer
+        // would start a second session.
+        if self
+            .responding
+            .iter()
+            .any(|r| r.remote == sender && r.src == src)
+        {
+            self.stats.replayed += 1;
+            return true;
         }
         let eph = self.rng.keypair();
         let mut hs = Handshake::responder(&self.identity, &eph, pattern);
