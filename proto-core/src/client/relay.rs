@@ -34,12 +34,20 @@ const REFRESH_EVERY: Millis = Millis(20_000);
 /// A relay unused this long is let go (not refreshed).
 const UNUSED_FOR: Millis = Millis(50_000);
 /// Direct candidates are probed this often while the relay carries the
-/// traffic, at first...
+/// traffic...
 const UPGRADE_FAST: Millis = Millis(500);
-/// ...for this many probes, then every
+/// ...for this many probes. If none is answered, nothing goes straight
+/// to the peer for
 const UPGRADE_FAST_COUNT: u8 = 10;
-/// this long.
-const UPGRADE_SLOW: Millis = Millis(3_000);
+/// this long (doubling each time, up to [`QUIET_MAX`]), and then both
+/// sides are introduced again and punch together. Probing on would keep
+/// alive what spoiled the path: a Linux NAT that took the peer's early
+/// probe for a flow of its own maps our answers to another port for as
+/// long as that flow is remembered (30 s unanswered, by default).
+const QUIET: Millis = Millis(40_000);
+const QUIET_MAX: Millis = Millis(320_000);
+/// Copies of one introduction (its `AT`s and `PUNCH`es) start one round.
+const ROUND_APART: Millis = Millis(1_000);
 /// Interest in a peer (from a message to it or a `PUNCH` from it) lapses
 /// after this long without a session.
 const WANT_FOR: Millis = Millis(30_000);
@@ -73,6 +81,10 @@ pub(super) struct RelayLink {
     /// Direct probes sent while relayed, and when the next is due.
     pub(super) upgrade_sent: u8,
     pub(super) upgrade_next: Option<Instant>,
+    /// Quiet spells so far (each twice as long as the one before).
+    pub(super) quiet_spells: u8,
+    /// When the last round of probes began.
+    pub(super) round: Option<Instant>,
 }
 
 impl RelayLink {
@@ -85,6 +97,8 @@ impl RelayLink {
             used: now,
             upgrade_sent: 0,
             upgrade_next: None,
+            quiet_spells: 0,
+            round: None,
         }
     }
 
@@ -248,6 +262,7 @@ impl Client {
         r.next = Some(now + REFRESH_EVERY);
         r.upgrade_sent = 0;
         r.upgrade_next = Some(now + UPGRADE_FAST);
+        r.round = Some(now);
         if self.peers[p].held.is_some() {
             return;
         }
@@ -276,6 +291,7 @@ impl Client {
             r.next = Some(now + REFRESH_EVERY);
             r.upgrade_sent = 0;
             r.upgrade_next = Some(now + UPGRADE_FAST);
+            r.round = Some(now);
         }
     }
 
@@ -403,20 +419,30 @@ impl Client {
 
     /// While relayed (or not yet proven direct), probe the direct
     /// candidates inside the session: a `PROBED` that comes back directly
-    /// moves the path.
+    /// moves the path. After a round of [`UPGRADE_FAST_COUNT`] probes, a
+    /// quiet spell, then an introduction that starts the next round on
+    /// both sides at once.
     fn upgrade_probe(&mut self, now: Instant, p: usize) {
         let r = self.peers[p].relay;
         if !r.ready() || self.direct_proven(p) {
             self.peers[p].relay.upgrade_next = None;
             return;
         }
-        let step = if r.upgrade_sent < UPGRADE_FAST_COUNT {
-            UPGRADE_FAST
+        if r.upgrade_sent >= UPGRADE_FAST_COUNT {
+            // The quiet spell is over. Should the introduction go
+            // unanswered, the next spell ends in another.
+            self.quiet_spell(now, p);
+            let id = self.peers[p].id;
+            self.resolve(now, id);
+            return;
+        }
+        self.peers[p].relay.upgrade_sent = r.upgrade_sent + 1;
+        if r.upgrade_sent + 1 >= UPGRADE_FAST_COUNT {
+            self.quiet_spell(now, p);
         } else {
-            UPGRADE_SLOW
-        };
-        self.peers[p].relay.upgrade_sent = r.upgrade_sent.saturating_add(1);
-        self.peers[p].relay.upgrade_next = Some(now + Millis(self.rng.jitter(step.0)));
+            let step = self.rng.jitter(UPGRADE_FAST.0);
+            self.peers[p].relay.upgrade_next = Some(now + Millis(step));
+        }
         if !self.has_session(now, p) {
             return;
         }
@@ -426,9 +452,41 @@ impl Client {
                 let _ = targets.push(path);
             }
         }
+        let copies = if r.upgrade_sent == 0 {
+            super::path::PUNCH_COPIES
+        } else {
+            1
+        };
         for a in targets {
-            self.ping_direct(now, p, a);
+            for _ in 0..copies {
+                self.ping_direct(now, p, a);
+            }
         }
+    }
+
+    /// Nothing straight to peer `p` until the next round is due.
+    fn quiet_spell(&mut self, now: Instant, p: usize) {
+        let r = &mut self.peers[p].relay;
+        let spell = (QUIET.0 << r.quiet_spells.min(8)).min(QUIET_MAX.0);
+        r.quiet_spells = r.quiet_spells.saturating_add(1);
+        r.upgrade_next = Some(now + Millis(spell));
+    }
+
+    /// The server just said where peer `p` is (an `AT` for us, a `PUNCH`
+    /// for it, sent together): if our session with it is relayed, start a
+    /// round of direct probes now, as the peer does.
+    pub(super) fn punch_again(&mut self, now: Instant, p: usize) {
+        let r = self.peers[p].relay;
+        if !r.ready() || self.direct_proven(p) || !self.has_session(now, p) {
+            return;
+        }
+        if r.round.is_some_and(|t| now.since(t) < ROUND_APART.0) {
+            return;
+        }
+        let r = &mut self.peers[p].relay;
+        r.round = Some(now);
+        r.upgrade_sent = 0;
+        self.upgrade_probe(now, p);
     }
 }
 

@@ -85,6 +85,7 @@ impl Client {
             if self.peers[p].kind != Kind::Seed && !self.has_session(now, p) {
                 self.start_handshake(now, p);
             }
+            self.punch_again(now, p);
         }
     }
 
@@ -207,6 +208,7 @@ impl Client {
             // (the path itself moves only on an authenticated datagram).
             self.start_handshake(now, i);
         }
+        self.punch_again(now, i);
         self.drive_peer(now, i);
     }
 

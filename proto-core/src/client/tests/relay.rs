@@ -76,15 +76,38 @@ fn peers_no_direct_path_joins_talk_through_the_relay_exactly_once() {
     net.chat(b, a, "back", 2_000);
 }
 
+/// When `src` first sent straight to `dst` at or after `from`.
+fn first_direct(net: &Net, src: SocketAddr, dst: SocketAddr, from: Instant) -> Option<Instant> {
+    net.log
+        .iter()
+        .find(|(t, s, d, _)| *t >= from && *s == src && *d == dst)
+        .map(|(t, ..)| *t)
+}
+
 #[test]
-fn a_relayed_pair_upgrades_to_direct_when_a_probe_gets_through() {
+fn a_failed_round_goes_quiet_then_both_sides_punch_again_together() {
     let (mut net, a, b) = two();
     net.blocked.push((a, b));
     net.chat(a, b, "one", 8_000);
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
-    // The NATs open up: the direct probes find the way.
+    // The round of fast probes is over; the NATs forget what spoiled the
+    // path, and it opens up.
+    net.run(4_000);
+    let quiet = net.now;
     net.blocked.clear();
-    net.run(5_000);
+    net.run(30_000);
+    // Nothing went straight between them meanwhile (it would have kept
+    // the spoiled mapping alive).
+    assert_eq!(first_direct(&net, a, b, quiet), None);
+    assert_eq!(first_direct(&net, b, a, quiet), None);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    // Then an introduction starts the next round on both sides at once.
+    net.run(25_000);
+    let (ta, tb) = (
+        first_direct(&net, a, b, quiet).expect("alice punched again"),
+        first_direct(&net, b, a, quiet).expect("bob punched again"),
+    );
+    assert!(ta.since(tb).max(tb.since(ta)) <= 5, "{ta:?} {tb:?}");
     assert_eq!(route(&mut net, a, "bob").as_deref(), Some("direct"));
     assert_eq!(route(&mut net, b, "alice").as_deref(), Some("direct"));
     let before = frames(&net, a);
