@@ -1,8 +1,9 @@
 //! The real `parley-server` and `parley` processes, inside lab nodes.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::bins;
 use crate::natlab::{Lab, LabError, Node, SERVER_IP, lab_or_skip, required};
@@ -127,4 +128,37 @@ pub fn netcheck(node: &Node) -> Result<Netcheck, String> {
         nat: field(&json, "nat").ok_or_else(bad)? == "true",
         json,
     })
+}
+
+/// Ask a running `parley` chat for its path to `peer` (`/path`) every
+/// 100 ms until the answer contains `want`, for at most `limit`: that
+/// answer, or the last one.
+pub fn path_until(
+    chat: &mut Running,
+    peer: &str,
+    want: &str,
+    limit: Duration,
+) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    let head = format!("* {peer}: ");
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        chat.type_line(&format!("/path {peer}"))
+            .map_err(|e| e.to_string())?;
+        last = chat.wait_for(&head, Duration::from_secs(3))?.text;
+        if last.contains(want) {
+            return Ok(last);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+/// A fresh directory of test `tag`'s own (for known-peers files), under
+/// the system's temporary directory; the test removes it.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("parley-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
 }

@@ -5,7 +5,7 @@
 //! public segment, so that the first path is direct on every try and
 //! only the router's timeout is under test.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use testkit::natlab::Nat;
 use testkit::parley;
@@ -15,6 +15,8 @@ use testkit::process::Running;
 const SILENCE: Duration = Duration::from_secs(22);
 /// A message on a live path arrives well within this.
 const PROMPT: Duration = Duration::from_secs(3);
+/// What `/path` says of a direct path proven both ways.
+const DIRECT: &str = "direct (";
 
 #[test]
 fn keepalives_outlast_a_15_second_nat_mapping_timeout() {
@@ -25,7 +27,7 @@ fn keepalives_outlast_a_15_second_nat_mapping_timeout() {
     let a = lab.public_host("a").unwrap();
     let mut rb = lab.router("rb", Nat::ShortTimeout).unwrap();
     let b = lab.host_behind(&mut rb, "b").unwrap();
-    let dir = tempdir();
+    let dir = parley::scratch_dir("idle");
     let known = |who: &str| dir.join(format!("known-{who}")).display().to_string();
 
     let (kb, ka) = (known("bob"), known("alice"));
@@ -46,35 +48,12 @@ fn keepalives_outlast_a_15_second_nat_mapping_timeout() {
     bob.wait_for("[alice] first", Duration::from_secs(10))
         .unwrap();
     // The first answer may still be on its way ("direct, unconfirmed").
-    proven_direct(&mut alice).unwrap();
+    parley::path_until(&mut alice, "bob", DIRECT, PROMPT).unwrap();
 
     // The conversation pauses; the path must still be there after.
     std::thread::sleep(SILENCE);
     alice.type_line("/msg bob second").unwrap();
     bob.wait_for("[alice] second", PROMPT).unwrap();
-    proven_direct(&mut alice).unwrap();
+    parley::path_until(&mut alice, "bob", DIRECT, PROMPT).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Ask alice's chat for the path to bob until it is direct and proven,
-/// for at most [`PROMPT`]; the last answer if it never was.
-fn proven_direct(alice: &mut Running) -> Result<String, String> {
-    let deadline = Instant::now() + PROMPT;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        alice.type_line("/path bob").map_err(|e| e.to_string())?;
-        last = alice.wait_for("* bob: ", PROMPT)?.text;
-        if last.contains("* bob: direct (") {
-            return Ok(last);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(last)
-}
-
-/// A directory of this test's own for the known-peers files.
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("parley-idle-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
