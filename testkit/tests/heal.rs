@@ -5,7 +5,7 @@
 //!   NATs (`masquerade`); before they are introduced, a datagram from
 //!   alice's port reaches bob's router, which accepts it and remembers the
 //!   flow, so bob's own datagrams to alice get another port and her router
-//!   drops them (the failure issue 13 describes). Their chat goes through
+//!   drops them (what Linux NATs do to a punch that arrives early). Their chat goes through
 //!   the relay; once the routers have forgotten that flow, a new round of
 //!   punching, started on both sides at once, finds the direct path.
 //! - Across two lossy routers (20% lost each way at each), the first

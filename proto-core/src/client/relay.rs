@@ -424,7 +424,8 @@ impl Client {
     /// both sides at once.
     fn upgrade_probe(&mut self, now: Instant, p: usize) {
         let r = self.peers[p].relay;
-        if !r.ready() || self.direct_proven(p) {
+        let unproven_path = self.peers[p].path.is_some() && !self.peers[p].confirmed;
+        if !(r.ready() || unproven_path) || self.direct_proven(p) {
             self.peers[p].relay.upgrade_next = None;
             return;
         }
@@ -462,6 +463,30 @@ impl Client {
                 self.ping_direct(now, p, a);
             }
         }
+    }
+
+    /// A direct path to peer `p` that the peer's datagrams came by is not
+    /// proven until a round trip over it is: probe it in rounds (unless a
+    /// round or a quiet spell is under way), whether or not a relay
+    /// carries the chat meanwhile (the peer, its own side proven, may
+    /// never ask for one).
+    pub(super) fn prove_path(&mut self, now: Instant, p: usize) {
+        let r = &mut self.peers[p].relay;
+        if r.upgrade_next.is_none() {
+            r.upgrade_sent = 0;
+            r.round = Some(now);
+            r.upgrade_next = Some(now + UPGRADE_FAST);
+        }
+    }
+
+    /// Whether peer `p` is in a quiet spell: its direct path unproven and
+    /// the relay carrying the chat, so that nothing goes straight to it.
+    pub(super) fn quiet(&self, now: Instant, p: usize) -> bool {
+        let r = &self.peers[p].relay;
+        r.ready()
+            && !self.direct_proven(p)
+            && r.upgrade_sent >= UPGRADE_FAST_COUNT
+            && r.upgrade_next.is_some_and(|t| t > now)
     }
 
     /// Nothing straight to peer `p` until the next round is due.

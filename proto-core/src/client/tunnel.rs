@@ -629,6 +629,7 @@ impl Client {
                 self.peers[p].path = Some(a);
                 self.peers[p].confirmed = false;
                 self.ping_direct(now, p, a);
+                self.prove_path(now, p);
             }
             self.add_candidate(p, a);
         }
@@ -686,6 +687,7 @@ impl Client {
         // (a NAT that filters): prove the way back.
         if let (Via::Direct(a), false) = (src, proven) {
             self.ping_direct(now, p, a);
+            self.prove_path(now, p);
         }
         self.drive_peer(now, p);
     }
@@ -733,7 +735,7 @@ impl Client {
     }
 
     fn push_routed(&mut self, now: Instant, p: usize, bytes: &[u8]) {
-        let direct = self.peers[p].path;
+        let direct = self.peers[p].path.filter(|_| !self.quiet(now, p));
         if let Some(a) = direct {
             self.push_out(a, bytes);
             self.path_used(now, p);

@@ -115,6 +115,25 @@ fn a_failed_round_goes_quiet_then_both_sides_punch_again_together() {
     assert_eq!(frames(&net, a), before, "direct now: nothing relayed");
 }
 
+/// Datagrams get through one way only (bob's reach alice, so alice knows
+/// a path, unproven): during the quiet spell chat goes through the relay
+/// alone, both ways; a copy straight to the peer would keep alive what
+/// the spell waits for a NAT to forget.
+#[test]
+fn in_a_quiet_spell_chat_goes_only_through_the_relay() {
+    let (mut net, a, b) = two();
+    net.oneway.push((a, b));
+    net.chat(a, b, "one", 8_000);
+    assert_eq!(route(&mut net, a, "bob").as_deref(), Some("relayed"));
+    // The first rounds of probes are over.
+    net.run(6_000);
+    let quiet = net.now;
+    net.chat(a, b, "two", 3_000);
+    net.chat(b, a, "three", 3_000);
+    assert_eq!(first_direct(&net, a, b, quiet), None);
+    assert_eq!(first_direct(&net, b, a, quiet), None);
+}
+
 #[test]
 fn a_direct_path_needs_no_relay() {
     let (mut net, a, b) = two();
@@ -259,6 +278,28 @@ fn a_lossy_network_still_delivers_every_time() {
         let m = net.send_message(a, id("bob"), "lossy").unwrap();
         net.run(15_000);
         delivered_or_show_log(&mut net, a, b, m, &format!("seed {seed}: "));
+    }
+}
+
+/// Loss on every link: whatever path a session ends up on, a direct one
+/// is proven both ways in the end (probed until it is), never left
+/// "unconfirmed" with no relay to fall back on.
+#[test]
+fn a_direct_path_is_proven_in_the_end_under_loss() {
+    for seed in 1..60u64 {
+        let mut net = Net::new();
+        net.dice = seeded(seed, 0x005e_ed0f_1055);
+        let (a, b) = alice_and_bob(&mut net);
+        net.faults = Faults::new(30, 0, 20);
+        net.send_message(a, id("bob"), "lossy").unwrap();
+        net.run(30_000);
+        let now = net.now;
+        for (at, peer) in [(a, "bob"), (b, "alice")] {
+            let r = net.client(at).route(now, id(peer)).map(|r| r.to_string());
+            if let Some(r) = r {
+                assert!(!r.contains("unconfirmed"), "seed {seed}: {peer}: {r}");
+            }
+        }
     }
 }
 
