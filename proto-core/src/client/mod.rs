@@ -477,9 +477,21 @@ impl Client {
     // ---- output -------------------------------------------------------
 
     fn emit(&mut self, dst: SocketAddr, f: impl FnOnce(&mut [u8]) -> Result<usize, EmitError>) {
+        self.emit_copies(dst, 1, f);
+    }
+
+    /// The datagram `f` writes, written once and sent `copies` times.
+    fn emit_copies(
+        &mut self,
+        dst: SocketAddr,
+        copies: usize,
+        f: impl FnOnce(&mut [u8]) -> Result<usize, EmitError>,
+    ) {
         let mut buf = [0u8; MAX_DATAGRAM];
         if let Ok(n) = f(&mut buf) {
-            self.push_out(dst, &buf[..n]);
+            for _ in 0..copies {
+                self.push_out(dst, &buf[..n]);
+            }
         }
     }
 

@@ -465,12 +465,13 @@ impl Client {
         }
     }
 
-    /// A direct path to peer `p` that the peer's datagrams came by is not
-    /// proven until a round trip over it is: probe it in rounds (unless a
-    /// round or a quiet spell is under way), whether or not a relay
-    /// carries the chat meanwhile (the peer, its own side proven, may
-    /// never ask for one).
-    pub(super) fn prove_path(&mut self, now: Instant, p: usize) {
+    /// A direct path `a` to peer `p` that the peer's datagrams came by is
+    /// not proven until a round trip over it is: probe it now, and then in
+    /// rounds (unless a round or a quiet spell is under way), whether or
+    /// not a relay carries the chat meanwhile (the peer, its own side
+    /// proven, may never ask for one).
+    pub(super) fn prove_path(&mut self, now: Instant, p: usize, a: core::net::SocketAddr) {
+        self.ping_direct(now, p, a);
         let r = &mut self.peers[p].relay;
         if r.upgrade_next.is_none() {
             r.upgrade_sent = 0;

@@ -190,9 +190,7 @@ impl Client {
             }
             req => match self.request_of(req, h, me) {
                 Some(r) => {
-                    for _ in 0..copies {
-                        self.emit(server, |b| r.emit(b));
-                    }
+                    self.emit_copies(server, copies, |b| r.emit(b));
                     true
                 }
                 None => false,

@@ -203,16 +203,15 @@ impl Client {
         } else {
             1
         };
-        for a in targets {
-            for _ in 0..copies {
-                self.emit(a, |b| d.emit(b));
+        // One initiation, written once, to every candidate and the relay.
+        let mut buf = [0u8; MAX_DATAGRAM];
+        if let Ok(n) = d.emit(&mut buf) {
+            for a in targets {
+                for _ in 0..copies {
+                    self.push_out(a, &buf[..n]);
+                }
             }
-        }
-        if self.peers[p].relay.ready() {
-            let mut buf = [0u8; MAX_DATAGRAM];
-            if let Ok(n) = d.emit(&mut buf) {
-                self.push_relayed(now, p, &buf[..n]);
-            }
+            self.push_relayed(now, p, &buf[..n]);
         }
         self.stats.handshakes_started += 1;
         self.peers[p].hs = Some(Initiating { hs, local });
@@ -628,8 +627,7 @@ impl Client {
             if self.peers[p].path != Some(a) {
                 self.peers[p].path = Some(a);
                 self.peers[p].confirmed = false;
-                self.ping_direct(now, p, a);
-                self.prove_path(now, p);
+                self.prove_path(now, p, a);
             }
             self.add_candidate(p, a);
         }
@@ -686,8 +684,7 @@ impl Client {
         // Our answer may not get through where the peer's datagram did
         // (a NAT that filters): prove the way back.
         if let (Via::Direct(a), false) = (src, proven) {
-            self.ping_direct(now, p, a);
-            self.prove_path(now, p);
+            self.prove_path(now, p, a);
         }
         self.drive_peer(now, p);
     }
